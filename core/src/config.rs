@@ -1,0 +1,232 @@
+//! Node configuration, validated when built: a `Config` that exists is a valid one.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::types::NodeId;
+
+/// A validated node configuration. Build one with [`Config::builder`].
+///
+/// Invariants: `voters` is sorted, free of duplicates and contains `id`;
+/// `heartbeat_ticks >= 1`; `heartbeat_ticks < election_ticks_min < election_ticks_max`;
+/// every flow-control limit is at least 1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    id: NodeId,
+    voters: Vec<NodeId>,
+    seed: u64,
+    heartbeat_ticks: u32,
+    election_ticks_min: u32,
+    election_ticks_max: u32,
+    pre_vote: bool,
+    check_quorum: bool,
+    max_entries_per_msg: usize,
+    max_bytes_per_msg: u64,
+    max_inflight_msgs: usize,
+    max_inflight_bytes: u64,
+}
+
+/// Why a configuration was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The voter set is empty.
+    NoVoters,
+    /// The node's own id is not among the voters.
+    SelfNotVoter { id: NodeId },
+    /// The same id appears twice in the voter set.
+    DuplicateVoter { id: NodeId },
+    /// The heartbeat interval is zero ticks.
+    ZeroHeartbeat,
+    /// The minimum election timeout must exceed the heartbeat interval, or followers would
+    /// time out between two heartbeats of a healthy leader.
+    ElectionNotAboveHeartbeat { election_min: u32, heartbeat: u32 },
+    /// The election timeout range `[min, max)` is empty.
+    EmptyElectionRange { min: u32, max: u32 },
+    /// A flow-control limit is zero, which would stall replication forever.
+    ZeroLimit { name: &'static str },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NoVoters => write!(f, "the voter set is empty"),
+            ConfigError::SelfNotVoter { id } => {
+                write!(f, "node id {} is not in the voter set", id.0)
+            }
+            ConfigError::DuplicateVoter { id } => {
+                write!(f, "node id {} appears twice in the voter set", id.0)
+            }
+            ConfigError::ZeroHeartbeat => write!(f, "the heartbeat interval must be at least 1 tick"),
+            ConfigError::ElectionNotAboveHeartbeat { election_min, heartbeat } => write!(
+                f,
+                "the minimum election timeout ({election_min} ticks) must be above the heartbeat interval ({heartbeat} ticks)"
+            ),
+            ConfigError::EmptyElectionRange { min, max } => write!(
+                f,
+                "the election timeout range [{min}, {max}) is empty: max must be above min"
+            ),
+            ConfigError::ZeroLimit { name } => write!(f, "{name} must be at least 1"),
+        }
+    }
+}
+
+impl Config {
+    /// Starts a configuration for node `id` in a cluster of `voters`, with `seed` for the
+    /// core's PRNG (drivers mix OS entropy with the node id; simulators derive it from the
+    /// run's seed). Every other setting has a default that suits a 10 ms tick.
+    pub fn builder(id: NodeId, voters: impl IntoIterator<Item = NodeId>, seed: u64) -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config {
+                id,
+                voters: voters.into_iter().collect(),
+                seed,
+                heartbeat_ticks: 2,
+                election_ticks_min: 10,
+                election_ticks_max: 20,
+                pre_vote: true,
+                check_quorum: true,
+                max_entries_per_msg: 512,
+                max_bytes_per_msg: 1 << 20,
+                max_inflight_msgs: 64,
+                max_inflight_bytes: 16 << 20,
+            },
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    /// The voter set, sorted.
+    pub fn voters(&self) -> &[NodeId] {
+        &self.voters
+    }
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    pub fn heartbeat_ticks(&self) -> u32 {
+        self.heartbeat_ticks
+    }
+    pub fn election_ticks_min(&self) -> u32 {
+        self.election_ticks_min
+    }
+    pub fn election_ticks_max(&self) -> u32 {
+        self.election_ticks_max
+    }
+    pub fn pre_vote(&self) -> bool {
+        self.pre_vote
+    }
+    pub fn check_quorum(&self) -> bool {
+        self.check_quorum
+    }
+    pub fn max_entries_per_msg(&self) -> usize {
+        self.max_entries_per_msg
+    }
+    pub fn max_bytes_per_msg(&self) -> u64 {
+        self.max_bytes_per_msg
+    }
+    pub fn max_inflight_msgs(&self) -> usize {
+        self.max_inflight_msgs
+    }
+    pub fn max_inflight_bytes(&self) -> u64 {
+        self.max_inflight_bytes
+    }
+    /// The number of votes (or acknowledgements) that make a majority.
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+}
+
+/// Builds a [`Config`]; `build` validates it.
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// Heartbeat interval of a leader, in ticks.
+    pub fn heartbeat_ticks(mut self, ticks: u32) -> Self {
+        self.config.heartbeat_ticks = ticks;
+        self
+    }
+    /// Election timeout range `[min, max)` in ticks; a fresh timeout is drawn uniformly from
+    /// it at every reset.
+    pub fn election_ticks(mut self, min: u32, max: u32) -> Self {
+        self.config.election_ticks_min = min;
+        self.config.election_ticks_max = max;
+        self
+    }
+    /// Pre-vote (Raft thesis §9.6): a node asks whether it could win before bumping its term,
+    /// so a partitioned node rejoining does not disrupt a stable leader. Default on.
+    pub fn pre_vote(mut self, on: bool) -> Self {
+        self.config.pre_vote = on;
+        self
+    }
+    /// Check-quorum: a leader that has not heard from a majority within an election timeout
+    /// steps down, and followers that heard from a leader recently ignore vote requests
+    /// (leader lease). Default on.
+    pub fn check_quorum(mut self, on: bool) -> Self {
+        self.config.check_quorum = on;
+        self
+    }
+    /// Largest number of entries in one append message.
+    pub fn max_entries_per_msg(mut self, n: usize) -> Self {
+        self.config.max_entries_per_msg = n;
+        self
+    }
+    /// Soft limit on the entry bytes of one append message (one entry always fits).
+    pub fn max_bytes_per_msg(mut self, n: u64) -> Self {
+        self.config.max_bytes_per_msg = n;
+        self
+    }
+    /// Largest number of unacknowledged append messages per follower.
+    pub fn max_inflight_msgs(mut self, n: usize) -> Self {
+        self.config.max_inflight_msgs = n;
+        self
+    }
+    /// Largest number of unacknowledged entry bytes per follower.
+    pub fn max_inflight_bytes(mut self, n: u64) -> Self {
+        self.config.max_inflight_bytes = n;
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let mut c = self.config;
+        if c.voters.is_empty() {
+            return Err(ConfigError::NoVoters);
+        }
+        c.voters.sort_unstable();
+        if let Some(w) = c.voters.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::DuplicateVoter { id: w[0] });
+        }
+        if c.voters.binary_search(&c.id).is_err() {
+            return Err(ConfigError::SelfNotVoter { id: c.id });
+        }
+        if c.heartbeat_ticks == 0 {
+            return Err(ConfigError::ZeroHeartbeat);
+        }
+        if c.election_ticks_min <= c.heartbeat_ticks {
+            return Err(ConfigError::ElectionNotAboveHeartbeat {
+                election_min: c.election_ticks_min,
+                heartbeat: c.heartbeat_ticks,
+            });
+        }
+        if c.election_ticks_max <= c.election_ticks_min {
+            return Err(ConfigError::EmptyElectionRange {
+                min: c.election_ticks_min,
+                max: c.election_ticks_max,
+            });
+        }
+        for (name, v) in [
+            ("max_entries_per_msg", c.max_entries_per_msg as u64),
+            ("max_bytes_per_msg", c.max_bytes_per_msg),
+            ("max_inflight_msgs", c.max_inflight_msgs as u64),
+            ("max_inflight_bytes", c.max_inflight_bytes),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::ZeroLimit { name });
+            }
+        }
+        Ok(c)
+    }
+}

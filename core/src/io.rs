@@ -1,0 +1,165 @@
+//! The core's boundary: every stimulus is an [`Input`], every effect an [`Output`].
+//! Both enums are exhaustive on purpose: a new variant breaks every driver's `match`.
+
+use alloc::vec::Vec;
+use bytes::Bytes;
+
+use crate::message::Message;
+use crate::types::{Entry, HardState, Index, NodeId, Term};
+
+/// One stimulus for [`crate::Node::step`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// One logical clock tick. The driver maps ticks to wall time.
+    Tick,
+    /// A message received from a peer. Stale, stray or malformed messages are ignored and
+    /// counted in [`View::ignored`], never an error.
+    Message(Message),
+    /// Propose one command. The leader answers with [`Output::Accepted`], anyone else with
+    /// [`Output::ProposalDropped`].
+    Propose(Proposal),
+    /// Propose several commands at once; they are appended in order and replicated together.
+    ProposeBatch(Vec<Proposal>),
+    /// Every `Persist` with `seq <= up_to` is durable.
+    Persisted { up_to: u64 },
+    /// Start an election now (pre-vote first when enabled), as if the timer had fired.
+    Campaign,
+}
+
+/// A command to replicate, with an id chosen by the proposer to match the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    pub id: u64,
+    pub data: Bytes,
+}
+
+/// One effect of a step, to be carried out by the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send this message now. Delivery may fail; Raft tolerates loss.
+    Send(Message),
+    /// Make this record durable, then report `Input::Persisted { up_to: seq }`.
+    Persist(Persist),
+    /// Committed, locally durable entries, in index order, each exactly once.
+    Apply(Vec<Entry>),
+    /// A proposal was appended to the leader's log at `index` in `term`. It is not committed
+    /// yet: wait for its `Apply`, and treat a different entry at that index as a loss.
+    Accepted { id: u64, index: Index, term: Term },
+    /// A proposal was refused; nothing was appended.
+    ProposalDropped { id: u64, reason: DropReason },
+    /// The node's role, term or known leader changed.
+    RoleChanged { role: Role, term: Term, leader: Option<NodeId> },
+}
+
+/// Why a proposal was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// This node is not the leader; `hint` is the leader it knows of, if any.
+    NotLeader { hint: Option<NodeId> },
+}
+
+/// A record to make durable, atomically: a crash leaves either all of it or none of it.
+///
+/// Obligations of the storage: apply records in `seq` order; when `entries` is non-empty,
+/// first discard every stored entry at an index `>= entries[0].index` (`truncate_from`
+/// names that index when the record overwrites a conflicting suffix, for clarity and
+/// checking), then append `entries`; then store `hard_state` if present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Persist {
+    /// Strictly increasing per node lifetime; a restart starts again from 1.
+    pub seq: u64,
+    pub hard_state: Option<HardState>,
+    /// When set, the stored log held entries at `truncate_from..` that this record replaces.
+    pub truncate_from: Option<Index>,
+    pub entries: Vec<Entry>,
+}
+
+/// A node's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Follower,
+    /// Asking for pre-votes; the term has not been bumped.
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// What a node recovers from durable storage. `Restored::default()` is a fresh node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub hard_state: HardState,
+    /// The stored log, contiguous, starting at index 1.
+    pub entries: Vec<Entry>,
+}
+
+/// Why a [`Restored`] state was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreError {
+    /// Entry indexes are not contiguous from 1: `expected` was due, `found` was stored.
+    Gap { expected: Index, found: Index },
+    /// An entry's term is lower than its predecessor's, which Raft never produces.
+    TermDecreases { index: Index },
+    /// An entry's term is above the stored current term.
+    EntryAboveTerm { index: Index, entry_term: Term, term: Term },
+    /// The stored vote names a node outside the voter set.
+    VoteForUnknown { vote: NodeId },
+}
+
+impl core::fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RestoreError::Gap { expected, found } => write!(
+                f,
+                "restored log is not contiguous: expected index {}, found {}",
+                expected.0, found.0
+            ),
+            RestoreError::TermDecreases { index } => {
+                write!(f, "restored log term decreases at index {}", index.0)
+            }
+            RestoreError::EntryAboveTerm { index, entry_term, term } => write!(
+                f,
+                "restored entry {} has term {} above the stored term {}",
+                index.0, entry_term.0, term.0
+            ),
+            RestoreError::VoteForUnknown { vote } => {
+                write!(f, "restored vote for node {} outside the voter set", vote.0)
+            }
+        }
+    }
+}
+
+/// Inputs the core ignored, by cause. Each is harmless; growth hints at a sick network or peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ignored {
+    /// Messages from a lower term (answered, when the answer helps the sender catch up).
+    pub stale_term: u64,
+    /// Messages not addressed to this node, or from a node outside the voter set.
+    pub misaddressed: u64,
+    /// Responses that no longer match anything outstanding (duplicates, reordering).
+    pub stray_response: u64,
+    /// Appends or heartbeats whose indexes make no sense (e.g. commit beyond what was sent).
+    pub malformed: u64,
+    /// Vote requests dropped under the leader lease (check-quorum).
+    pub leased_vote: u64,
+    /// `Persisted` acknowledgements for sequence numbers never issued.
+    pub bad_persisted: u64,
+}
+
+/// Read-only status of a node, for drivers, tests and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    pub id: NodeId,
+    pub term: Term,
+    pub vote: Option<NodeId>,
+    pub role: Role,
+    pub leader: Option<NodeId>,
+    /// Highest index known committed. Invariant: `applied <= commit`.
+    pub commit: Index,
+    /// Highest index handed out in `Apply`. Invariant: `applied <= durable`.
+    pub applied: Index,
+    pub last_index: Index,
+    pub last_term: Term,
+    /// Highest index whose entry (as currently in memory) is known durable.
+    pub durable: Index,
+    pub ignored: Ignored,
+}

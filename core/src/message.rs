@@ -1,0 +1,90 @@
+//! The messages nodes exchange. Every message carries its sender's term; the receiver's
+//! reaction to that term is in `raft::Node::step_message`.
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Entry, Index, NodeId, Term};
+
+/// A message between two nodes of one cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// The sender's term, except for `PreVote` (the term the sender would campaign in) and a
+    /// granted `PreVoteResponse` (echoes that term).
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+/// What a message says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// Would you vote for me in `term` (the sender's term + 1)? Changes no state anywhere.
+    PreVote { last_index: Index, last_term: Term },
+    PreVoteResponse { granted: bool },
+    /// RequestVote. `transfer` marks a campaign started by `TimeoutNow`, which overrides the
+    /// receiver's leader lease.
+    Vote { last_index: Index, last_term: Term, transfer: bool },
+    VoteResponse { granted: bool },
+    /// AppendEntries: `entries` follow the entry at `prev_index` of term `prev_term`.
+    Append {
+        prev_index: Index,
+        prev_term: Term,
+        entries: Vec<Entry>,
+        commit: Index,
+    },
+    AppendResponse(AppendResult),
+    /// A leader's liveness beat. `commit` is already capped at what the follower is known to
+    /// hold, so the follower may adopt it without a log check.
+    Heartbeat { commit: Index },
+    HeartbeatResponse,
+}
+
+/// A follower's answer to an `Append`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendResult {
+    /// The follower's log now matches the leader's up to `match_index`, durably.
+    Success { match_index: Index },
+    /// The follower has no entry at `rejected_prev` with the leader's `prev_term`.
+    /// `conflict_term` is the term the follower holds at `rejected_prev` (`None` when its log
+    /// is shorter), `conflict_first` the first index it holds of that term, and `last_index`
+    /// its last index: enough for the leader to skip a whole term per round trip.
+    Reject {
+        rejected_prev: Index,
+        conflict_term: Option<Term>,
+        conflict_first: Index,
+        last_index: Index,
+    },
+    /// The follower's term is higher than the append's; the leader learns it and steps down.
+    StaleTerm,
+}
+
+impl MessageBody {
+    /// Short name, for counters and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            MessageBody::PreVote { .. } => "PreVote",
+            MessageBody::PreVoteResponse { .. } => "PreVoteResponse",
+            MessageBody::Vote { .. } => "Vote",
+            MessageBody::VoteResponse { .. } => "VoteResponse",
+            MessageBody::Append { .. } => "Append",
+            MessageBody::AppendResponse(_) => "AppendResponse",
+            MessageBody::Heartbeat { .. } => "Heartbeat",
+            MessageBody::HeartbeatResponse => "HeartbeatResponse",
+        }
+    }
+
+    /// Whether the receiver of this message must see its sender's state durable first.
+    /// Responses promise something about the responder's term, vote or log, so the core holds
+    /// them until the `Persist` that made them true is acknowledged.
+    pub fn is_response(&self) -> bool {
+        matches!(
+            self,
+            MessageBody::PreVoteResponse { .. }
+                | MessageBody::VoteResponse { .. }
+                | MessageBody::AppendResponse(_)
+                | MessageBody::HeartbeatResponse
+        )
+    }
+}

@@ -1,0 +1,233 @@
+//! The in-memory Raft log with its commit, apply and durability marks.
+//!
+//! Invariants (checked by `debug_assert_invariants` in tests):
+//! - entries are contiguous: `entries[k].index == first_index + k`;
+//! - terms never decrease along the log;
+//! - `applied <= commit` and `applied <= durable <= last_index`;
+//! - nothing at or below `commit` is ever truncated.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use crate::types::{Entry, Index, Term};
+
+/// The log of one node, in memory. Storage holds the durable copy; `durable` says how much of
+/// this log is known to match it.
+#[derive(Debug)]
+pub struct RaftLog {
+    entries: Vec<Entry>,
+    /// Highest index known committed (may exceed `durable` on a follower).
+    commit: Index,
+    /// Highest index handed to the service.
+    applied: Index,
+    /// Highest index whose entry, as now in memory, is on stable storage.
+    durable: Index,
+    /// Persists issued but not acknowledged: `(seq, last index of the log when issued)`.
+    /// Invariant: seqs increase; each `last` is clamped below any later truncation.
+    unacked: VecDeque<(u64, Index)>,
+}
+
+impl RaftLog {
+    /// A log restored from storage (`entries` contiguous from 1, all durable).
+    pub fn restored(entries: Vec<Entry>, commit: Index) -> RaftLog {
+        let last = entries.last().map_or(Index(0), |e| e.index);
+        RaftLog {
+            entries,
+            commit: commit.min(last),
+            applied: Index(0),
+            durable: last,
+            unacked: VecDeque::new(),
+        }
+    }
+
+    pub fn last_index(&self) -> Index {
+        self.entries.last().map_or(Index(0), |e| e.index)
+    }
+    pub fn last_term(&self) -> Term {
+        self.entries.last().map_or(Term(0), |e| e.term)
+    }
+    pub fn commit(&self) -> Index {
+        self.commit
+    }
+    pub fn applied(&self) -> Index {
+        self.applied
+    }
+    pub fn durable(&self) -> Index {
+        self.durable
+    }
+
+    fn pos(&self, index: Index) -> Option<usize> {
+        if index.0 == 0 || index > self.last_index() {
+            None
+        } else {
+            Some((index.0 - 1) as usize)
+        }
+    }
+
+    /// The entry at `index`, if held.
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        self.pos(index).map(|p| &self.entries[p])
+    }
+
+    /// The term at `index`: `Some(Term(0))` for index 0, `None` beyond the log.
+    pub fn term_at(&self, index: Index) -> Option<Term> {
+        if index.0 == 0 {
+            return Some(Term(0));
+        }
+        self.entry(index).map(|e| e.term)
+    }
+
+    /// Whether this log holds an entry at `index` with `term` (index 0 always matches).
+    pub fn matches(&self, index: Index, term: Term) -> bool {
+        self.term_at(index) == Some(term)
+    }
+
+    /// Raft §5.4.1: a candidate's log is at least as up to date as ours.
+    pub fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
+        (last_term, last_index) >= (self.last_term(), self.last_index())
+    }
+
+    /// The entries in `[from, to]`, inclusive; empty if `from > to`.
+    pub fn range(&self, from: Index, to: Index) -> &[Entry] {
+        let to = to.min(self.last_index());
+        if from > to || from.0 == 0 {
+            return &[];
+        }
+        &self.entries[(from.0 - 1) as usize..to.0 as usize]
+    }
+
+    /// Up to `max_count` entries from `from`, stopping before `max_bytes` would be exceeded
+    /// (one entry is always included when any exists).
+    pub fn batch_from(&self, from: Index, max_count: usize, max_bytes: u64) -> (Vec<Entry>, u64) {
+        let avail = self.range(from, self.last_index());
+        let mut bytes = 0;
+        let mut n = 0;
+        for e in avail.iter().take(max_count) {
+            let s = e.size();
+            if n > 0 && bytes + s > max_bytes {
+                break;
+            }
+            bytes += s;
+            n += 1;
+        }
+        (avail[..n].to_vec(), bytes)
+    }
+
+    /// First index holding an entry of `term`, or the first index of the next higher term
+    /// present, if `term` is absent (terms are sorted, so this is a binary search).
+    pub fn first_index_of_term(&self, term: Term) -> Index {
+        let p = self.entries.partition_point(|e| e.term < term);
+        Index(p as u64 + 1)
+    }
+
+    /// Last index holding an entry of `term`, if any.
+    pub fn last_index_of_term(&self, term: Term) -> Option<Index> {
+        let p = self.entries.partition_point(|e| e.term <= term);
+        if p == 0 || self.entries[p - 1].term != term {
+            None
+        } else {
+            Some(self.entries[p - 1].index)
+        }
+    }
+
+    /// Leader path: append entries that extend the log exactly.
+    pub fn append(&mut self, entry: Entry) {
+        assert_eq!(entry.index, self.last_index().next(), "append out of place");
+        assert!(entry.term >= self.last_term(), "append with a lower term");
+        self.entries.push(entry);
+    }
+
+    /// Follower path: merge `entries` (which follow `prev`, already checked to match).
+    /// Entries already held with the same term are skipped; at the first conflict, the suffix
+    /// from there is truncated. Returns `(truncated_from, appended)`: what storage must do.
+    ///
+    /// Panics if the conflict lies at or below the commit index (Raft guarantees it cannot).
+    pub fn merge<'a>(&mut self, entries: &'a [Entry]) -> (Option<Index>, &'a [Entry]) {
+        let mut k = 0;
+        while k < entries.len() && self.matches(entries[k].index, entries[k].term) {
+            k += 1;
+        }
+        let rest = &entries[k..];
+        let Some(first) = rest.first() else {
+            return (None, rest);
+        };
+        let mut truncated = None;
+        if first.index <= self.last_index() {
+            assert!(
+                first.index > self.commit,
+                "conflict at {} below commit {}",
+                first.index.0,
+                self.commit.0
+            );
+            self.truncate_from(first.index);
+            truncated = Some(first.index);
+        }
+        for e in rest {
+            self.append(e.clone());
+        }
+        (truncated, rest)
+    }
+
+    fn truncate_from(&mut self, from: Index) {
+        let keep = from.prev();
+        self.entries.truncate(keep.0 as usize);
+        self.durable = self.durable.min(keep);
+        for (_, last) in self.unacked.iter_mut() {
+            *last = (*last).min(keep);
+        }
+    }
+
+    /// Records that a persist `seq` was issued covering the log as it is now.
+    pub fn note_persist(&mut self, seq: u64) {
+        let last = self.last_index();
+        self.unacked.push_back((seq, last));
+    }
+
+    /// Storage acknowledged every persist up to `seq`. Returns whether `durable` moved.
+    pub fn persisted(&mut self, up_to: u64) -> bool {
+        let before = self.durable;
+        while let Some(&(seq, last)) = self.unacked.front() {
+            if seq > up_to {
+                break;
+            }
+            self.durable = self.durable.max(last);
+            self.unacked.pop_front();
+        }
+        self.durable != before
+    }
+
+    /// Raises the commit index (never lowers it). Returns whether it moved.
+    pub fn commit_to(&mut self, index: Index) -> bool {
+        let index = index.min(self.last_index());
+        if index > self.commit {
+            self.commit = index;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes the entries ready to apply: committed and durable, not yet applied.
+    pub fn take_applicable(&mut self) -> Option<Vec<Entry>> {
+        let to = self.commit.min(self.durable);
+        if to <= self.applied {
+            return None;
+        }
+        let out = self.range(self.applied.next(), to).to_vec();
+        self.applied = to;
+        Some(out)
+    }
+
+    /// Checks the invariants in the module doc; panics with context when one is broken.
+    pub fn assert_invariants(&self) {
+        for (k, e) in self.entries.iter().enumerate() {
+            assert_eq!(e.index.0, k as u64 + 1, "log not contiguous");
+            if k > 0 {
+                assert!(e.term >= self.entries[k - 1].term, "terms decrease at {}", e.index.0);
+            }
+        }
+        assert!(self.applied <= self.commit, "applied above commit");
+        assert!(self.applied <= self.durable, "applied above durable");
+        assert!(self.durable <= self.last_index(), "durable above last");
+    }
+}

@@ -1,0 +1,333 @@
+//! The consensus state machine. This file holds the node's state, the dispatch of inputs and
+//! the end-of-step bookkeeping (persist, release held messages, apply, role reports); the
+//! protocol itself lives by concern in `election`, `replication` and `log`.
+
+mod election;
+mod receive;
+mod replication;
+pub mod log;
+pub mod progress;
+pub mod quorum;
+mod rng;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+use crate::config::Config;
+use crate::io::{DropReason, Ignored, Input, Output, Persist, Proposal, Restored, RestoreError, Role, View};
+use crate::message::{Message, MessageBody};
+use crate::types::{Entry, EntryKind, HardState, Index, NodeId, Term};
+
+use self::log::RaftLog;
+use self::progress::Progress;
+use self::quorum::Tally;
+use self::rng::Rng;
+
+/// One Raft node as a pure state machine. Feed it [`Input`]s with [`Node::step`]; carry out
+/// the [`Output`]s it returns. See the crate documentation for the driver loop.
+#[derive(Debug)]
+pub struct Node {
+    cfg: Config,
+    rng: Rng,
+    term: Term,
+    vote: Option<NodeId>,
+    role: Role,
+    leader: Option<NodeId>,
+    log: RaftLog,
+
+    /// Ticks since the last reset of the election timer (followers and candidates), or since
+    /// the last check-quorum round (leaders).
+    election_elapsed: u32,
+    /// The current randomized election timeout, drawn from `[min, max)` at every reset.
+    election_timeout: u32,
+    heartbeat_elapsed: u32,
+
+    /// Votes of the current pre-election or election.
+    tally: Tally,
+    /// Candidate: the persist holding our own vote; counted once acknowledged.
+    self_vote_seq: Option<u64>,
+    /// Leader: one entry per peer.
+    progress: BTreeMap<NodeId, Progress>,
+
+    /// Next persist sequence number to issue; every number below was issued.
+    next_seq: u64,
+    /// Highest sequence number acknowledged durable.
+    acked_seq: u64,
+    /// The hard state last handed to storage.
+    persisted_hard: HardState,
+    /// Changes of this step not yet handed to storage.
+    unpersisted: Vec<Entry>,
+    truncate_from: Option<Index>,
+    /// Responses waiting for a persist: `(seq that must be acknowledged first, message)`.
+    held: VecDeque<(u64, Message)>,
+
+    reported: (Role, Term, Option<NodeId>),
+    ignored: Ignored,
+}
+
+impl Node {
+    /// A node from its configuration and what storage recovered (`Restored::default()` for a
+    /// fresh node). Refuses a recovered state that Raft could not have produced.
+    pub fn new(cfg: Config, restored: Restored) -> Result<Node, RestoreError> {
+        validate_restored(&cfg, &restored)?;
+        let Restored { hard_state, entries } = restored;
+        let mut rng = Rng::new(cfg.seed() ^ cfg.id().0.wrapping_mul(0xA24B_AED4_963E_E407));
+        let election_timeout = rng.range(cfg.election_ticks_min(), cfg.election_ticks_max());
+        let log = RaftLog::restored(entries, hard_state.commit);
+        let persisted_hard = HardState { commit: log.commit(), ..hard_state };
+        Ok(Node {
+            rng,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            role: Role::Follower,
+            leader: None,
+            log,
+            election_elapsed: 0,
+            election_timeout,
+            heartbeat_elapsed: 0,
+            tally: Tally::default(),
+            self_vote_seq: None,
+            progress: BTreeMap::new(),
+            next_seq: 1,
+            acked_seq: 0,
+            persisted_hard,
+            unpersisted: Vec::new(),
+            truncate_from: None,
+            held: VecDeque::new(),
+            reported: (Role::Follower, hard_state.term, None),
+            ignored: Ignored::default(),
+            cfg,
+        })
+    }
+
+    /// Feeds one input; returns what to do.
+    #[must_use]
+    pub fn step(&mut self, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.step_into(input, &mut out);
+        out
+    }
+
+    /// Feeds one input, appending what to do to `out` (which is not cleared), so a driver can
+    /// reuse one buffer.
+    pub fn step_into(&mut self, input: Input, out: &mut Vec<Output>) {
+        match input {
+            Input::Tick => self.tick(out),
+            Input::Message(m) => self.step_message(m, out),
+            Input::Propose(p) => self.propose(core::iter::once(p), out),
+            Input::ProposeBatch(ps) => self.propose(ps.into_iter(), out),
+            Input::Persisted { up_to } => self.persisted(up_to, out),
+            Input::Campaign => {
+                if self.role != Role::Leader {
+                    self.start_election(out);
+                }
+            }
+        }
+        self.finish_step(out);
+    }
+
+    /// Read-only status.
+    pub fn view(&self) -> View {
+        View {
+            id: self.cfg.id(),
+            term: self.term,
+            vote: self.vote,
+            role: self.role,
+            leader: self.leader,
+            commit: self.log.commit(),
+            applied: self.log.applied(),
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            durable: self.log.durable(),
+            ignored: self.ignored,
+        }
+    }
+
+    /// The in-memory log, read-only (for status pages, tests and checkers).
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+
+    /// The configuration this node runs with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The leader's replication state of `peer`, if this node leads.
+    pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
+        self.progress.get(&peer)
+    }
+
+    fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let me = self.cfg.id();
+        self.cfg.voters().iter().copied().filter(move |v| *v != me)
+    }
+
+    fn tick(&mut self, out: &mut Vec<Output>) {
+        self.election_elapsed += 1;
+        if self.role == Role::Leader {
+            self.heartbeat_elapsed += 1;
+            if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks() {
+                self.heartbeat_elapsed = 0;
+                self.broadcast_heartbeat(out);
+            }
+            if self.election_elapsed >= self.cfg.election_ticks_min() {
+                self.election_elapsed = 0;
+                self.check_quorum();
+            }
+        } else if self.election_elapsed >= self.election_timeout {
+            self.start_election(out);
+        }
+    }
+
+    fn propose(&mut self, proposals: impl Iterator<Item = Proposal>, out: &mut Vec<Output>) {
+        if self.role != Role::Leader {
+            let reason = DropReason::NotLeader { hint: self.leader };
+            out.extend(proposals.map(|p| Output::ProposalDropped { id: p.id, reason }));
+            return;
+        }
+        let mut any = false;
+        for p in proposals {
+            let index = self.log.last_index().next();
+            self.append_local(Entry { term: self.term, index, kind: EntryKind::Command, data: p.data });
+            out.push(Output::Accepted { id: p.id, index, term: self.term });
+            any = true;
+        }
+        if any {
+            self.broadcast_append(false, out);
+        }
+    }
+
+    /// Leader: appends one entry of its own to the log and to this step's persist.
+    fn append_local(&mut self, entry: Entry) {
+        self.unpersisted.push(entry.clone());
+        self.log.append(entry);
+    }
+
+    fn persisted(&mut self, up_to: u64, out: &mut Vec<Output>) {
+        if up_to >= self.next_seq {
+            self.ignored.bad_persisted += 1;
+            return;
+        }
+        if up_to <= self.acked_seq {
+            return;
+        }
+        self.acked_seq = up_to;
+        let moved = self.log.persisted(up_to);
+        match self.role {
+            Role::Candidate => {
+                if self.self_vote_seq.is_some_and(|s| s <= up_to) {
+                    self.self_vote_seq = None;
+                    self.tally.record(self.cfg.id(), true);
+                    self.check_election(out);
+                }
+            }
+            Role::Leader if moved => self.maybe_commit(out),
+            _ => {}
+        }
+    }
+
+    /// Moves to `term` (if higher) as a follower of `leader`. Resets the election timer.
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.tally.clear();
+        self.self_vote_seq = None;
+        self.progress.clear();
+        self.reset_election_timer();
+    }
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.election_timeout = self.rng.range(self.cfg.election_ticks_min(), self.cfg.election_ticks_max());
+    }
+
+    /// Queues a message. Responses are held until every persist issued so far (including
+    /// this step's, if any) is acknowledged: they promise our term, vote or log is durable.
+    fn send(&mut self, to: NodeId, body: MessageBody, out: &mut Vec<Output>) {
+        let msg = Message { from: self.cfg.id(), to, term: self.term, body };
+        if msg.body.is_response() {
+            let need = if self.step_dirty() { self.next_seq } else { self.next_seq - 1 };
+            if need > self.acked_seq {
+                self.held.push_back((need, msg));
+                return;
+            }
+        }
+        out.push(Output::Send(msg));
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState { term: self.term, vote: self.vote, commit: self.log.commit() }
+    }
+
+    /// Whether this step changed something that must reach storage. A commit-only change
+    /// does not: the commit index rides along with the next persist.
+    fn step_dirty(&self) -> bool {
+        !self.unpersisted.is_empty()
+            || self.truncate_from.is_some()
+            || self.term != self.persisted_hard.term
+            || self.vote != self.persisted_hard.vote
+    }
+
+    /// End of every step: one persist for all of this step's changes, held responses whose
+    /// persist is acknowledged, applies, and a role report.
+    fn finish_step(&mut self, out: &mut Vec<Output>) {
+        if self.step_dirty() {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let hs = self.hard_state();
+            let hard_state = (hs != self.persisted_hard).then_some(hs);
+            self.persisted_hard = hs;
+            self.log.note_persist(seq);
+            out.push(Output::Persist(Persist {
+                seq,
+                hard_state,
+                truncate_from: self.truncate_from.take(),
+                entries: core::mem::take(&mut self.unpersisted),
+            }));
+        }
+        while let Some((need, _)) = self.held.front() {
+            if *need > self.acked_seq {
+                break;
+            }
+            let (_, msg) = self.held.pop_front().expect("front exists");
+            out.push(Output::Send(msg));
+        }
+        if let Some(entries) = self.log.take_applicable() {
+            out.push(Output::Apply(entries));
+        }
+        let now = (self.role, self.term, self.leader);
+        if now != self.reported {
+            self.reported = now;
+            out.push(Output::RoleChanged { role: now.0, term: now.1, leader: now.2 });
+        }
+        debug_assert!(self.log.applied() <= self.log.commit() && self.log.applied() <= self.log.durable());
+    }
+}
+
+fn validate_restored(cfg: &Config, r: &Restored) -> Result<(), RestoreError> {
+    if let Some(vote) = r.hard_state.vote {
+        if cfg.voters().binary_search(&vote).is_err() {
+            return Err(RestoreError::VoteForUnknown { vote });
+        }
+    }
+    let mut prev_term = Term(0);
+    for (k, e) in r.entries.iter().enumerate() {
+        let expected = Index(k as u64 + 1);
+        if e.index != expected {
+            return Err(RestoreError::Gap { expected, found: e.index });
+        }
+        if e.term < prev_term {
+            return Err(RestoreError::TermDecreases { index: e.index });
+        }
+        if e.term > r.hard_state.term {
+            return Err(RestoreError::EntryAboveTerm { index: e.index, entry_term: e.term, term: r.hard_state.term });
+        }
+        prev_term = e.term;
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The leader's view of one follower: how much of its log matches, what to send next, and
+//! flow control over what is in flight.
+
+use alloc::collections::VecDeque;
+
+use crate::types::Index;
+
+/// Replication mode of one follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Where the follower's log diverges is unknown: one append at a time, each waiting for
+    /// its answer (or the next heartbeat answer, should it be lost).
+    Probe,
+    /// The follower is known to match up to `match_index`: appends are pipelined up to the
+    /// in-flight limits, `next` moving ahead optimistically.
+    Replicate,
+}
+
+/// Replication state of one follower, kept by the leader.
+///
+/// Invariant: `match_index < next`; in `Replicate`, `inflight` holds the last index of each
+/// unacknowledged append, increasing, and `inflight_bytes` their entry bytes.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub match_index: Index,
+    pub next: Index,
+    pub mode: Mode,
+    /// Probe: an append is outstanding, so sending is paused.
+    pub probe_sent: bool,
+    inflight: VecDeque<(Index, u64)>,
+    inflight_bytes: u64,
+    /// The follower answered something since the last check-quorum round.
+    pub recent_active: bool,
+}
+
+impl Progress {
+    pub fn new(next: Index) -> Progress {
+        Progress {
+            match_index: Index(0),
+            next,
+            mode: Mode::Probe,
+            probe_sent: false,
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+            recent_active: true,
+        }
+    }
+
+    /// Whether another append may go out now under the limits.
+    pub fn can_send(&self, max_msgs: usize, max_bytes: u64) -> bool {
+        match self.mode {
+            Mode::Probe => !self.probe_sent,
+            Mode::Replicate => self.inflight.len() < max_msgs && self.inflight_bytes < max_bytes,
+        }
+    }
+
+    /// Room left under the byte limit (Replicate), for sizing the next message.
+    pub fn bytes_room(&self, max_bytes: u64) -> u64 {
+        max_bytes.saturating_sub(self.inflight_bytes)
+    }
+
+    /// An append ending at `last` with `bytes` of entries went out.
+    pub fn on_sent(&mut self, last: Index, bytes: u64) {
+        match self.mode {
+            Mode::Probe => self.probe_sent = true,
+            Mode::Replicate => {
+                self.next = last.next();
+                self.inflight.push_back((last, bytes));
+                self.inflight_bytes += bytes;
+            }
+        }
+    }
+
+    /// The follower matches up to `index`. Returns whether `match_index` moved.
+    pub fn on_success(&mut self, index: Index) -> bool {
+        self.recent_active = true;
+        if index <= self.match_index {
+            // A duplicate or reordered answer; in Probe it still proves the pipe works.
+            if self.mode == Mode::Probe && index.next() == self.next {
+                self.probe_sent = false;
+            }
+            return false;
+        }
+        self.match_index = index;
+        if self.next <= index {
+            self.next = index.next();
+        }
+        match self.mode {
+            Mode::Probe => {
+                self.mode = Mode::Replicate;
+                self.probe_sent = false;
+                self.next = index.next();
+                self.inflight.clear();
+                self.inflight_bytes = 0;
+            }
+            Mode::Replicate => {
+                while let Some(&(last, bytes)) = self.inflight.front() {
+                    if last > index {
+                        break;
+                    }
+                    self.inflight_bytes -= bytes;
+                    self.inflight.pop_front();
+                }
+            }
+        }
+        true
+    }
+
+    /// The follower refused an append whose previous index was `rejected_prev`; `hint` is
+    /// where the leader estimates the logs agree. Returns whether the rejection was current
+    /// (a stale one changes nothing).
+    pub fn on_reject(&mut self, rejected_prev: Index, hint: Index) -> bool {
+        self.recent_active = true;
+        let current = match self.mode {
+            Mode::Replicate => rejected_prev > self.match_index,
+            Mode::Probe => rejected_prev.next() == self.next,
+        };
+        if !current {
+            return false;
+        }
+        self.mode = Mode::Probe;
+        self.inflight.clear();
+        self.inflight_bytes = 0;
+        self.probe_sent = false;
+        self.next = hint.max(self.match_index.next()).min(rejected_prev.max(self.match_index.next()));
+        true
+    }
+
+    /// A heartbeat answer: the follower is alive. Unpauses a probe, and in Replicate frees
+    /// one slot of a full window so a lost answer cannot stall the pipe forever.
+    pub fn on_heartbeat_response(&mut self, max_msgs: usize, max_bytes: u64) {
+        self.recent_active = true;
+        self.probe_sent = false;
+        if self.mode == Mode::Replicate && !self.can_send(max_msgs, max_bytes) {
+            if let Some((_, bytes)) = self.inflight.pop_front() {
+                self.inflight_bytes -= bytes;
+            }
+        }
+    }
+
+    /// Number of appends in flight (Replicate).
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+}

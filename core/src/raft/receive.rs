@@ -1,0 +1,99 @@
+//! Receiving a message: address and term checks common to every kind, then dispatch by
+//! kind and role. Stale or nonsensical input is counted in `View::ignored`, never a panic.
+
+use alloc::vec::Vec;
+
+use super::Node;
+use crate::io::{Output, Role};
+use crate::message::{AppendResult, Message, MessageBody};
+
+impl Node {
+    pub(super) fn step_message(&mut self, msg: Message, out: &mut Vec<Output>) {
+        let me = self.cfg.id();
+        if msg.to != me || msg.from == me || self.cfg.voters().binary_search(&msg.from).is_err() {
+            self.ignored.misaddressed += 1;
+            return;
+        }
+        if msg.term > self.term {
+            match msg.body {
+                // A pre-vote speaks of a prospective term; it never moves ours.
+                MessageBody::PreVote { .. } => return self.handle_pre_vote(&msg, out),
+                MessageBody::PreVoteResponse { granted: true } => {
+                    return self.handle_vote_response(&msg, out)
+                }
+                MessageBody::Vote { transfer, .. } => {
+                    if self.cfg.check_quorum() && !transfer && self.in_lease() {
+                        self.ignored.leased_vote += 1;
+                        return;
+                    }
+                    self.become_follower(msg.term, None);
+                }
+                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                    self.become_follower(msg.term, Some(msg.from));
+                }
+                _ => self.become_follower(msg.term, None),
+            }
+        } else if msg.term < self.term {
+            self.ignored.stale_term += 1;
+            match msg.body {
+                // Tell a lagging candidate our term so it stops campaigning in the past.
+                MessageBody::PreVote { .. } => {
+                    self.send(msg.from, MessageBody::PreVoteResponse { granted: false }, out)
+                }
+                MessageBody::Vote { .. } => {
+                    self.send(msg.from, MessageBody::VoteResponse { granted: false }, out)
+                }
+                // A leader of an older term: our answer makes it step down. Needed for
+                // liveness when our term ran ahead (the leader's followers refuse our votes
+                // under their lease, and we would refuse its appends forever).
+                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => self.send(
+                    msg.from,
+                    MessageBody::AppendResponse(AppendResult::StaleTerm),
+                    out,
+                ),
+                // A granted pre-vote for an earlier round of ours, or any stale answer.
+                _ => {}
+            }
+            return;
+        }
+
+        match msg.body {
+            MessageBody::PreVote { .. } => self.handle_pre_vote(&msg, out),
+            MessageBody::Vote { .. } => self.handle_vote(&msg, out),
+            MessageBody::PreVoteResponse { .. } | MessageBody::VoteResponse { .. } => {
+                self.handle_vote_response(&msg, out)
+            }
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                if self.role == Role::Leader {
+                    // Two leaders in one term cannot happen; a forged or corrupt message.
+                    self.ignored.malformed += 1;
+                    return;
+                }
+                if self.role != Role::Follower || self.leader != Some(msg.from) {
+                    self.become_follower(self.term, Some(msg.from));
+                } else {
+                    self.reset_election_timer();
+                }
+                if matches!(msg.body, MessageBody::Append { .. }) {
+                    self.handle_append(msg, out);
+                } else {
+                    self.handle_heartbeat(&msg, out);
+                }
+            }
+            MessageBody::AppendResponse(result) => {
+                if self.role != Role::Leader {
+                    self.ignored.stray_response += 1;
+                    return;
+                }
+                self.handle_append_response(msg.from, result, out);
+            }
+            MessageBody::HeartbeatResponse => {
+                if self.role != Role::Leader {
+                    self.ignored.stray_response += 1;
+                    return;
+                }
+                self.handle_heartbeat_response(msg.from, out);
+            }
+        }
+    }
+}

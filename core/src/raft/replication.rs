@@ -1,0 +1,170 @@
+//! Log replication: the leader's appends and heartbeats with flow control, the follower's
+//! log check and merge, fast backtracking, and commitment by counting (Raft §5.3, §5.4.2).
+
+use alloc::vec::Vec;
+
+use super::progress::Mode;
+use super::quorum::quorum_index;
+use super::Node;
+use crate::io::Output;
+use crate::message::{AppendResult, Message, MessageBody};
+use crate::types::{Index, NodeId};
+
+impl Node {
+    /// Leader: sends every follower what it lacks, as flow control allows. With
+    /// `even_if_empty`, followers with nothing to receive still get an (empty) append, which
+    /// carries the commit index.
+    pub(super) fn broadcast_append(&mut self, even_if_empty: bool, out: &mut Vec<Output>) {
+        let peers: Vec<NodeId> = self.peers().collect();
+        for p in peers {
+            self.send_append(p, even_if_empty, out);
+        }
+    }
+
+    /// Leader: sends `to` one append from its `next` index if flow control allows. Returns
+    /// whether one went out.
+    pub(super) fn send_append(&mut self, to: NodeId, even_if_empty: bool, out: &mut Vec<Output>) -> bool {
+        let (max_msgs, max_inflight_bytes) = (self.cfg.max_inflight_msgs(), self.cfg.max_inflight_bytes());
+        let Some(pr) = self.progress.get(&to) else { return false };
+        if !pr.can_send(max_msgs, max_inflight_bytes) {
+            return false;
+        }
+        let next = pr.next;
+        let probing = pr.mode == Mode::Probe;
+        if next > self.log.last_index() && !even_if_empty && !probing {
+            return false;
+        }
+        let byte_budget = self.cfg.max_bytes_per_msg().min(pr.bytes_room(max_inflight_bytes)).max(1);
+        let prev_index = next.prev();
+        let prev_term = self.log.term_at(prev_index).expect("leader holds every index below next");
+        let (entries, bytes) = self.log.batch_from(next, self.cfg.max_entries_per_msg(), byte_budget);
+        let last = Index(prev_index.0 + entries.len() as u64);
+        let body = MessageBody::Append { prev_index, prev_term, entries, commit: self.log.commit() };
+        self.progress.get_mut(&to).expect("checked above").on_sent(last, bytes);
+        self.send(to, body, out);
+        true
+    }
+
+    /// Leader: heartbeats to every follower. The commit index is capped at what each follower
+    /// is known to hold, so it may adopt it without a log check.
+    pub(super) fn broadcast_heartbeat(&mut self, out: &mut Vec<Output>) {
+        let commit = self.log.commit();
+        let beats: Vec<(NodeId, Index)> =
+            self.progress.iter().map(|(id, pr)| (*id, commit.min(pr.match_index))).collect();
+        for (to, commit) in beats {
+            self.send(to, MessageBody::Heartbeat { commit }, out);
+        }
+    }
+
+    /// Follower: an append from the current leader (term already equal to ours).
+    pub(super) fn handle_append(&mut self, msg: Message, out: &mut Vec<Output>) {
+        let MessageBody::Append { prev_index, prev_term, entries, commit } = msg.body else { unreachable!() };
+        let well_formed = entries.iter().enumerate().all(|(k, e)| {
+            e.index.0 == prev_index.0 + 1 + k as u64
+                && e.term <= msg.term
+                && e.term >= if k == 0 { prev_term } else { entries[k - 1].term }
+        }) && prev_term <= msg.term;
+        if !well_formed {
+            self.ignored.malformed += 1;
+            return;
+        }
+        if !self.log.matches(prev_index, prev_term) {
+            let last_index = self.log.last_index();
+            let conflict_term = self.log.term_at(prev_index);
+            let conflict_first = match conflict_term {
+                Some(t) => self.log.first_index_of_term(t),
+                None => last_index.next(),
+            };
+            let result = AppendResult::Reject { rejected_prev: prev_index, conflict_term, conflict_first, last_index };
+            self.send(msg.from, MessageBody::AppendResponse(result), out);
+            return;
+        }
+        let match_index = Index(prev_index.0 + entries.len() as u64);
+        if match_index <= self.log.commit() {
+            // Everything here is already committed, hence already held: a stale duplicate.
+            let result = AppendResult::Success { match_index: self.log.commit() };
+            self.send(msg.from, MessageBody::AppendResponse(result), out);
+            return;
+        }
+        let (truncated, appended) = self.log.merge(&entries);
+        if let Some(t) = truncated {
+            self.unpersisted.retain(|e| e.index < t);
+            self.truncate_from = Some(self.truncate_from.map_or(t, |old| old.min(t)));
+        }
+        self.unpersisted.extend_from_slice(appended);
+        self.log.commit_to(commit.min(match_index));
+        self.send(msg.from, MessageBody::AppendResponse(AppendResult::Success { match_index }), out);
+    }
+
+    /// Follower: a heartbeat from the current leader.
+    pub(super) fn handle_heartbeat(&mut self, msg: &Message, out: &mut Vec<Output>) {
+        let MessageBody::Heartbeat { commit } = msg.body else { unreachable!() };
+        if commit > self.log.last_index() {
+            // The leader caps it at our match; more than we hold means a confused sender.
+            self.ignored.malformed += 1;
+        } else {
+            self.log.commit_to(commit);
+        }
+        self.send(msg.from, MessageBody::HeartbeatResponse, out);
+    }
+
+    /// Leader: a follower's answer to an append.
+    pub(super) fn handle_append_response(&mut self, from: NodeId, result: AppendResult, out: &mut Vec<Output>) {
+        match result {
+            AppendResult::Success { match_index } => {
+                if match_index > self.log.last_index() {
+                    self.ignored.malformed += 1;
+                    return;
+                }
+                let Some(pr) = self.progress.get_mut(&from) else { return };
+                if pr.on_success(match_index) {
+                    self.maybe_commit(out);
+                } else {
+                    self.ignored.stray_response += 1;
+                }
+                // Keep the pipe full (the commit broadcast may already have sent).
+                while self.send_append(from, false, out) {}
+            }
+            AppendResult::Reject { rejected_prev, conflict_term, conflict_first, last_index } => {
+                let hint = match conflict_term {
+                    None => last_index.next(),
+                    Some(t) => match self.log.last_index_of_term(t) {
+                        Some(ours) => ours.next(),
+                        None => conflict_first,
+                    },
+                };
+                let Some(pr) = self.progress.get_mut(&from) else { return };
+                if pr.on_reject(rejected_prev, hint) {
+                    self.send_append(from, true, out);
+                } else {
+                    self.ignored.stray_response += 1;
+                }
+            }
+            // A higher term would have made us a follower before we got here; an equal one
+            // is a confused sender.
+            AppendResult::StaleTerm => self.ignored.malformed += 1,
+        }
+    }
+
+    /// Leader: a follower's answer to a heartbeat. Resumes a paused probe and nudges a
+    /// follower that lags (its last append or answer may have been lost).
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, out: &mut Vec<Output>) {
+        let (max_msgs, max_bytes) = (self.cfg.max_inflight_msgs(), self.cfg.max_inflight_bytes());
+        let Some(pr) = self.progress.get_mut(&from) else { return };
+        pr.on_heartbeat_response(max_msgs, max_bytes);
+        if pr.match_index < self.log.last_index() {
+            self.send_append(from, true, out);
+        }
+    }
+
+    /// Leader: advances the commit index to what a majority holds durably, counting only an
+    /// entry of the current term (Raft §5.4.2). Tells followers when it moves.
+    pub(super) fn maybe_commit(&mut self, out: &mut Vec<Output>) {
+        let mut matches: Vec<Index> = self.progress.values().map(|p| p.match_index).collect();
+        matches.push(self.log.durable());
+        let candidate = quorum_index(&mut matches, self.cfg.quorum());
+        if candidate > self.log.commit() && self.log.term_at(candidate) == Some(self.term) && self.log.commit_to(candidate) {
+            self.broadcast_append(true, out);
+        }
+    }
+}
