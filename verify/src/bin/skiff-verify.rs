@@ -1,0 +1,84 @@
+//! `skiff-verify`: sweep many seeds of the swarm simulator, or replay one with a trace.
+//!
+//! ```text
+//! skiff-verify sweep --seeds N [--start S]   # ends with: seeds=N violations=V events=E elapsed_s=T
+//! skiff-verify replay --seed S                # one seed, with a readable trace
+//! ```
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use skiff_verify::swarm::{profile, run_seed};
+
+const USAGE: &str = "usage:\n  skiff-verify sweep --seeds N [--start S]\n  skiff-verify replay --seed S";
+
+fn flag(args: &[String], name: &str) -> Result<Option<u64>, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(p) => {
+            let v = args.get(p + 1).ok_or_else(|| format!("{name} needs a value"))?;
+            v.parse().map(Some).map_err(|_| format!("{name}: '{v}' is not a non-negative integer"))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("sweep") => sweep(&args[1..]),
+        Some("replay") => replay(&args[1..]),
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn sweep(args: &[String]) -> Result<ExitCode, String> {
+    let seeds = flag(args, "--seeds")?.ok_or("sweep needs --seeds N")?;
+    let start = flag(args, "--start")?.unwrap_or(0);
+    let began = Instant::now();
+    let (mut violations, mut events) = (0u64, 0u64);
+    for seed in start..start + seeds {
+        let report = run_seed(seed, false);
+        events += report.events;
+        if let Some(v) = report.violation {
+            violations += 1;
+            println!("seed {seed} violated {v}");
+            println!("  replay: cargo run --release -p skiff-verify -- replay --seed {seed}");
+        }
+    }
+    println!(
+        "seeds={seeds} violations={violations} events={events} elapsed_s={:.1}",
+        began.elapsed().as_secs_f64()
+    );
+    Ok(if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn replay(args: &[String]) -> Result<ExitCode, String> {
+    let seed = flag(args, "--seed")?.ok_or("replay needs --seed S")?;
+    let (cfg, faults) = profile(seed);
+    println!("seed {seed}: {} nodes, {:?}", cfg.nodes, cfg.net);
+    println!("  persist delay {:?}, pre-vote {}, check-quorum {}, inflight {}, entries/msg {}", cfg.persist_delay, cfg.pre_vote, cfg.check_quorum, cfg.max_inflight_msgs, cfg.max_entries_per_msg);
+    println!("  {faults:?}");
+    let report = run_seed(seed, true);
+    for line in &report.sim.trace {
+        println!("{line}");
+    }
+    println!("{}", report.sim.status());
+    println!("events={} committed={} acked={} digest={:016x}", report.events, report.committed, report.acked, report.digest);
+    match report.violation {
+        Some(v) => {
+            println!("VIOLATION {v}");
+            Ok(ExitCode::FAILURE)
+        }
+        None => {
+            println!("no violation");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! A deterministic simulator driving N skiff cores directly: virtual time, a seeded faulty
+//! network, simulated disks whose unacknowledged writes a crash loses, and the checker after
+//! every event. One `u64` seed reproduces a run exactly.
+
+pub mod network;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use skiff_core::{Config, Entry, Index, Input, Message, Node, NodeId, Output, Persist, Proposal, Restored, Role, Term, View};
+
+use crate::checker::{Checker, Durable, Invariant, Violation};
+use crate::rng::SimRng;
+use network::{fate, Links, NetProfile, Time};
+
+/// Simulator units per core tick (one unit is 0.1 ms when a tick is 10 ms).
+pub const TICK: Time = 100;
+
+/// How to build a simulated cluster.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub nodes: usize,
+    pub seed: u64,
+    pub net: NetProfile,
+    /// Range of the time a persist takes to become durable, in units.
+    pub persist_delay: (Time, Time),
+    pub heartbeat_ticks: u32,
+    pub election_ticks: (u32, u32),
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    pub max_inflight_msgs: usize,
+    pub max_entries_per_msg: usize,
+    /// Keep a readable trace of every event.
+    pub trace: bool,
+}
+
+impl SimConfig {
+    pub fn new(nodes: usize, seed: u64) -> SimConfig {
+        SimConfig {
+            nodes,
+            seed,
+            net: NetProfile::reliable(),
+            persist_delay: (1, 20),
+            heartbeat_ticks: 2,
+            election_ticks: (10, 20),
+            pre_vote: true,
+            check_quorum: true,
+            max_inflight_msgs: 16,
+            max_entries_per_msg: 64,
+            trace: false,
+        }
+    }
+}
+
+/// One simulated server: its core (absent while crashed) and its disk.
+#[derive(Debug)]
+pub struct SimNode {
+    pub id: NodeId,
+    pub node: Option<Node>,
+    /// Bumped at every crash; events of an earlier life are discarded.
+    pub epoch: u64,
+    pub disk: Durable,
+    /// Persists handed to the disk but not yet durable: lost on a crash.
+    pub pending: VecDeque<Persist>,
+    /// Time the last pending persist completes (persists complete in order).
+    last_done: Time,
+    /// Entries applied in this lifetime.
+    pub applied: Vec<Entry>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    Tick { node: usize, epoch: u64 },
+    Deliver(Message),
+    PersistDone { node: usize, epoch: u64, seq: u64 },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Queued {
+    at: Time,
+    order: u64,
+    event: Event,
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A client command's fate as the simulator's client sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acked {
+    pub index: Index,
+    pub term: Term,
+}
+
+/// The simulated cluster.
+#[derive(Debug)]
+pub struct Sim {
+    pub cfg: SimConfig,
+    pub nodes: Vec<SimNode>,
+    pub links: Links,
+    pub rng: SimRng,
+    pub checker: Checker,
+    now: Time,
+    queue: BinaryHeap<Reverse<Queued>>,
+    order: u64,
+    /// Events processed so far.
+    pub events: u64,
+    /// Running digest of everything that happened, to compare two runs of one seed.
+    pub digest: u64,
+    pub trace: Vec<String>,
+    /// Proposals accepted by a leader and not yet resolved: (leader, index) -> (term, id).
+    awaiting: BTreeMap<(usize, Index), (Term, u64)>,
+    /// Commands acknowledged to the client: id -> where they committed.
+    pub acked: BTreeMap<u64, Acked>,
+    next_proposal: u64,
+    /// The last `Accepted` output, taken by `propose`.
+    accepted: Option<(u64, Index, Term)>,
+    /// Messages delivered, and their entry payload bytes, for the lab's RPC limits.
+    pub delivered: u64,
+    pub delivered_bytes: u64,
+    out: Vec<Output>,
+}
+
+impl Sim {
+    pub fn new(cfg: SimConfig) -> Sim {
+        let mut rng = SimRng::new(cfg.seed);
+        let mut sim = Sim {
+            nodes: Vec::new(),
+            links: Links::default(),
+            checker: Checker::new(cfg.nodes),
+            now: 0,
+            queue: BinaryHeap::new(),
+            order: 0,
+            events: 0,
+            digest: 0xcbf2_9ce4_8422_2325,
+            trace: Vec::new(),
+            awaiting: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            next_proposal: 1,
+            accepted: None,
+            delivered: 0,
+            delivered_bytes: 0,
+            out: Vec::new(),
+            rng: SimRng::new(rng.fork()),
+            cfg,
+        };
+        for i in 0..sim.cfg.nodes {
+            sim.nodes.push(SimNode {
+                id: NodeId(i as u64 + 1),
+                node: None,
+                epoch: 0,
+                disk: Durable::default(),
+                pending: VecDeque::new(),
+                last_done: 0,
+                applied: Vec::new(),
+            });
+            sim.start(i);
+        }
+        sim
+    }
+
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    fn config_for(&mut self, i: usize) -> Config {
+        let c = &self.cfg;
+        Config::builder(NodeId(i as u64 + 1), (1..=c.nodes as u64).map(NodeId), self.rng.fork())
+            .heartbeat_ticks(c.heartbeat_ticks)
+            .election_ticks(c.election_ticks.0, c.election_ticks.1)
+            .pre_vote(c.pre_vote)
+            .check_quorum(c.check_quorum)
+            .max_inflight_msgs(c.max_inflight_msgs)
+            .max_entries_per_msg(c.max_entries_per_msg)
+            .build()
+            .expect("simulator configuration is valid")
+    }
+
+    /// (Re)starts node `i` from its disk.
+    fn start(&mut self, i: usize) {
+        let cfg = self.config_for(i);
+        let disk = &self.nodes[i].disk;
+        let restored = Restored { hard_state: disk.hard_state, entries: disk.log.clone() };
+        let node = Node::new(cfg, restored).expect("the simulated disk holds a valid state");
+        let n = &mut self.nodes[i];
+        n.node = Some(node);
+        n.applied.clear();
+        n.last_done = self.now;
+        let epoch = n.epoch;
+        let phase = self.rng.between(1, TICK);
+        self.push(self.now + phase, Event::Tick { node: i, epoch });
+        self.log(|| format!("start n{}", i + 1));
+    }
+
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].node.is_some()
+    }
+
+    /// Crashes node `i`: its core and every persist not yet durable are lost.
+    pub fn crash(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if n.node.take().is_none() {
+            return;
+        }
+        n.epoch += 1;
+        n.pending.clear();
+        self.awaiting.retain(|(leader, _), _| *leader != i);
+        self.checker.restarted(NodeId(i as u64 + 1));
+        self.log(|| format!("crash n{}", i + 1));
+    }
+
+    /// Restarts node `i` from durable state only (no-op if it is up).
+    pub fn restart(&mut self, i: usize) {
+        if self.is_up(i) {
+            return;
+        }
+        self.start(i);
+    }
+
+    pub fn disconnect(&mut self, i: usize) {
+        self.links.isolate(i, self.cfg.nodes);
+        self.log(|| format!("disconnect n{}", i + 1));
+    }
+
+    pub fn connect(&mut self, i: usize) {
+        self.links.reconnect(i);
+        self.log(|| format!("connect n{}", i + 1));
+    }
+
+    pub fn heal(&mut self) {
+        self.links.heal();
+        self.log(|| "heal".to_string());
+    }
+
+    pub fn view(&self, i: usize) -> Option<View> {
+        self.nodes[i].node.as_ref().map(Node::view)
+    }
+
+    fn push(&mut self, at: Time, event: Event) {
+        self.order += 1;
+        self.queue.push(Reverse(Queued { at, order: self.order, event }));
+    }
+
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        if self.cfg.trace {
+            let l = line();
+            let now = self.now;
+            self.trace.push(format!("{:>8}.{:02} {l}", now / TICK, now % TICK));
+        }
+    }
+
+    fn mix(&mut self, v: u64) {
+        self.digest = (self.digest ^ v).wrapping_mul(0x0100_0000_01b3);
+    }
+
+    /// Proposes a command on node `i`. Returns the proposal id and where it was accepted, or
+    /// `None` if `i` is down or not the leader.
+    pub fn propose(&mut self, i: usize, data: Bytes) -> Result<Option<(u64, Index, Term)>, Violation> {
+        if !self.is_up(i) {
+            return Ok(None);
+        }
+        let id = self.next_proposal;
+        self.next_proposal += 1;
+        self.step(i, Input::Propose(Proposal { id, data }))?;
+        Ok(self.accepted.take())
+    }
+
+    /// Processes events until `until` (inclusive). Stops at the first violation.
+    pub fn run_until(&mut self, until: Time) -> Result<(), Violation> {
+        while let Some(Reverse(q)) = self.queue.peek() {
+            if q.at > until {
+                break;
+            }
+            let Reverse(q) = self.queue.pop().expect("peeked");
+            self.now = q.at;
+            self.events += 1;
+            self.handle(q.event)?;
+        }
+        self.now = self.now.max(until);
+        Ok(())
+    }
+
+    /// Runs for `ticks` core ticks.
+    pub fn run_ticks(&mut self, ticks: u64) -> Result<(), Violation> {
+        self.run_until(self.now + ticks * TICK)
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), Violation> {
+        match event {
+            Event::Tick { node, epoch } => {
+                if self.nodes[node].epoch != epoch || !self.is_up(node) {
+                    return Ok(());
+                }
+                self.push(self.now + TICK, Event::Tick { node, epoch });
+                self.mix(node as u64);
+                self.step(node, Input::Tick)
+            }
+            Event::Deliver(msg) => {
+                let (from, to) = (msg.from.0 as usize - 1, msg.to.0 as usize - 1);
+                if !self.links.is_open(from, to) || !self.is_up(to) {
+                    self.log(|| format!("lost {} {}->{}", msg.body.name(), msg.from, msg.to));
+                    return Ok(());
+                }
+                self.delivered += 1;
+                if let skiff_core::MessageBody::Append { entries, .. } = &msg.body {
+                    self.delivered_bytes += entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
+                }
+                self.mix(0x1000 + msg.from.0 * 64 + msg.to.0 + msg.term.0 * 4096);
+                self.log(|| format!("recv {}->{} {:?}", msg.from, msg.to, msg.body).chars().take(200).collect());
+                self.step(to, Input::Message(msg))
+            }
+            Event::PersistDone { node, epoch, seq } => {
+                if self.nodes[node].epoch != epoch {
+                    return Ok(());
+                }
+                let n = &mut self.nodes[node];
+                let mut up_to = None;
+                while n.pending.front().is_some_and(|p| p.seq <= seq) {
+                    let p = n.pending.pop_front().expect("front exists");
+                    n.disk.apply(&p);
+                    up_to = Some(p.seq);
+                }
+                let Some(up_to) = up_to else { return Ok(()) };
+                self.mix(0x2000_0000 + up_to);
+                self.log(|| format!("durable n{} up to {up_to}", node + 1));
+                self.step(node, Input::Persisted { up_to })
+            }
+        }
+    }
+
+    /// Steps node `i` with `input`, carries out its outputs and runs the checker.
+    pub fn step(&mut self, i: usize, input: Input) -> Result<(), Violation> {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let n = &mut self.nodes[i];
+        let Some(node) = n.node.as_mut() else { return Ok(()) };
+        node.step_into(input, &mut out);
+        let disks: BTreeMap<NodeId, &Durable> = self.nodes.iter().map(|n| (n.id, &n.disk)).collect();
+        let node = self.nodes[i].node.as_ref().expect("up");
+        let mut result = self.checker.after_step(node, &disks, &out);
+        if result.is_ok() && self.checker.committed_len() > 0 {
+            for n in self.nodes.iter().filter_map(|n| n.node.as_ref()) {
+                result = self.checker.check_leaders_hold_committed(n);
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        if let Err(v) = result {
+            self.out = out;
+            return Err(v);
+        }
+        for o in out.drain(..) {
+            self.carry_out(i, o);
+        }
+        self.out = out;
+        Ok(())
+    }
+
+    fn carry_out(&mut self, i: usize, o: Output) {
+        match o {
+            Output::Send(msg) => {
+                let copies: Vec<Time> = fate(&self.cfg.net, &mut self.rng).collect();
+                for delay in copies {
+                    self.push(self.now + delay.max(1), Event::Deliver(msg.clone()));
+                }
+            }
+            Output::Persist(p) => {
+                let delay = self.rng.between(self.cfg.persist_delay.0, self.cfg.persist_delay.1);
+                let n = &mut self.nodes[i];
+                let done = (self.now + delay).max(n.last_done);
+                n.last_done = done;
+                let (epoch, seq) = (n.epoch, p.seq);
+                n.pending.push_back(p);
+                self.push(done, Event::PersistDone { node: i, epoch, seq });
+            }
+            Output::Apply(entries) => {
+                for e in &entries {
+                    if let Some((term, id)) = self.awaiting.remove(&(i, e.index)) {
+                        if term == e.term {
+                            self.acked.insert(id, Acked { index: e.index, term });
+                        }
+                    }
+                }
+                self.log(|| format!("apply n{} {}..={}", i + 1, entries[0].index.0, entries[entries.len() - 1].index.0));
+                self.nodes[i].applied.extend(entries);
+            }
+            Output::Accepted { id, index, term } => {
+                self.awaiting.insert((i, index), (term, id));
+                self.accepted = Some((id, index, term));
+            }
+            Output::ProposalDropped { .. } => {}
+            Output::RoleChanged { role, term, leader } => {
+                self.mix(0x3000 + role as u64 + term.0 * 8);
+                self.log(|| format!("n{} is {role:?} in term {} (leader {leader:?})", i + 1, term.0));
+            }
+        }
+    }
+
+    /// The node every live node that knows a leader agrees on, if it is up and leads.
+    pub fn leader(&self) -> Option<usize> {
+        let mut best: Option<(Term, usize)> = None;
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(v) = n.node.as_ref().map(Node::view) {
+                if v.role == Role::Leader && best.is_none_or(|(t, _)| v.term > t) {
+                    best = Some((v.term, i));
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// A readable status line per node.
+    pub fn status(&self) -> String {
+        let mut s = String::new();
+        for n in &self.nodes {
+            match n.node.as_ref().map(Node::view) {
+                Some(v) => {
+                    let _ = writeln!(
+                        s,
+                        "{} {:?} term={} leader={:?} commit={} applied={} last={} durable={}",
+                        n.id, v.role, v.term.0, v.leader.map(|l| l.0), v.commit.0, v.applied.0, v.last_index.0, v.durable.0
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "{} down (disk: term={} log={})", n.id, n.disk.hard_state.term.0, n.disk.log.len());
+                }
+            }
+        }
+        s
+    }
+
+    /// After healing: every command acknowledged to a client is in the committed history at
+    /// the index where it was acknowledged.
+    pub fn check_acknowledged(&self) -> Result<(), Violation> {
+        let committed: Vec<(Index, Term)> = self.checker.committed().map(|(i, t, _)| (i, t)).collect();
+        for (id, a) in &self.acked {
+            if committed.get(a.index.0 as usize - 1).map(|c| c.1) != Some(a.term) {
+                return Err(Violation {
+                    invariant: Invariant::AcknowledgedLost,
+                    detail: format!("command {id} acknowledged at index {} term {} is not in the committed history", a.index.0, a.term.0),
+                });
+            }
+        }
+        Ok(())
+    }
+}
