@@ -16,6 +16,9 @@ pub struct Faults {
     /// Per tick: probability of crashing a live node, and of restarting a crashed one.
     pub crash_rate: f64,
     pub restart_rate: f64,
+    /// Per tick: probability of crashing the current leader (Figure 8 needs leaders to die
+    /// with entries on a minority).
+    pub leader_crash_rate: f64,
     /// Per tick: probability of a client proposing, and of it asking a random node.
     pub propose_rate: f64,
     pub misdirect: f64,
@@ -26,6 +29,9 @@ pub struct Faults {
 /// Ticks the cluster has after healing to elect a leader and commit a fresh command on every
 /// node: the lab's "agreement within 10 seconds" at 10 ms a tick.
 pub const LIVENESS_TICKS: u64 = 1000;
+
+/// Most commands the simulated clients keep waiting for at once.
+pub const MAX_CLIENT_IN_FLIGHT: usize = 48;
 
 /// Draws a cluster and fault profile from `seed`.
 pub fn profile(seed: u64) -> (SimConfig, Faults) {
@@ -48,6 +54,7 @@ pub fn profile(seed: u64) -> (SimConfig, Faults) {
         partition_rate: r.pick(&[0.0, 0.002, 0.01, 0.04]),
         crash_rate: r.pick(&[0.0, 0.0, 0.002, 0.01]),
         restart_rate: r.pick(&[0.01, 0.05, 0.2]),
+        leader_crash_rate: r.pick(&[0.0, 0.0, 0.01, 0.05]),
         propose_rate: r.pick(&[0.1, 0.5, 2.0]),
         misdirect: r.pick(&[0.0, 0.2, 1.0]),
         safety_ticks: r.between(200, 800),
@@ -96,6 +103,11 @@ fn safety_phase(sim: &mut Sim, f: &Faults, rng: &mut SimRng) -> Result<(), Viola
             let victim = rng.below(n);
             sim.crash(victim);
         }
+        if rng.chance(f.leader_crash_rate) {
+            if let Some(l) = sim.leader() {
+                sim.crash(l);
+            }
+        }
         if rng.chance(f.restart_rate) {
             let down: Vec<usize> = (0..n).filter(|i| !sim.is_up(*i)).collect();
             if !down.is_empty() {
@@ -104,7 +116,8 @@ fn safety_phase(sim: &mut Sim, f: &Faults, rng: &mut SimRng) -> Result<(), Viola
             }
         }
         let mut proposals = f.propose_rate;
-        while proposals > 0.0 {
+        // Clients have bounded concurrency: at most this many commands awaiting an answer.
+        while proposals > 0.0 && sim.in_flight_proposals() < MAX_CLIENT_IN_FLIGHT {
             if rng.chance(proposals.min(1.0)) {
                 let target = match sim.leader() {
                     Some(l) if !rng.chance(f.misdirect) => l,
@@ -147,9 +160,8 @@ fn change_partition(sim: &mut Sim, rng: &mut SimRng) {
 /// [`LIVENESS_TICKS`]; finally checks that no acknowledged command was lost.
 pub fn liveness_phase(sim: &mut Sim) -> Result<(), Violation> {
     sim.heal();
-    sim.cfg.net.drop = 0.0;
-    sim.cfg.net.duplicate = 0.0;
-    sim.cfg.net.long_delay_prob = 0.0;
+    // A healed network is a healthy one: no loss, no duplicates, LAN-like delays.
+    sim.cfg.net = NetProfile::reliable();
     for i in 0..sim.cfg.nodes {
         sim.restart(i);
     }

@@ -278,6 +278,11 @@ impl Sim {
         Ok(self.accepted.take())
     }
 
+    /// Proposals accepted by some leader and not yet applied (or lost) there.
+    pub fn in_flight_proposals(&self) -> usize {
+        self.awaiting.len()
+    }
+
     /// Processes events until `until` (inclusive). Stops at the first violation.
     pub fn run_until(&mut self, until: Time) -> Result<(), Violation> {
         while let Some(Reverse(q)) = self.queue.peek() {
