@@ -22,6 +22,9 @@ pub struct Faults {
     /// Per tick: probability of a client proposing, and of it asking a random node.
     pub propose_rate: f64,
     pub misdirect: f64,
+    /// Figure 8 style (lab 3C): every live node is offered a command every tick, so deposed
+    /// leaders keep appending entries that must never commit.
+    pub propose_everywhere: bool,
     /// Ticks of the safety phase.
     pub safety_ticks: u64,
 }
@@ -50,15 +53,30 @@ pub fn profile(seed: u64) -> (SimConfig, Faults) {
     cfg.check_quorum = !r.chance(0.15);
     cfg.max_inflight_msgs = r.pick(&[1, 4, 64]);
     cfg.max_entries_per_msg = r.pick(&[1, 8, 256]);
-    let faults = Faults {
+    let mut faults = Faults {
         partition_rate: r.pick(&[0.0, 0.002, 0.01, 0.04]),
         crash_rate: r.pick(&[0.0, 0.0, 0.002, 0.01]),
         restart_rate: r.pick(&[0.01, 0.05, 0.2]),
         leader_crash_rate: r.pick(&[0.0, 0.0, 0.01, 0.05]),
         propose_rate: r.pick(&[0.1, 0.5, 2.0]),
         misdirect: r.pick(&[0.0, 0.2, 1.0]),
+        propose_everywhere: false,
         safety_ticks: r.between(200, 800),
     };
+    if r.chance(0.25) {
+        // The Figure 8 swarm: leaders die often, with entries on a minority.
+        cfg.nodes = 5;
+        cfg.max_entries_per_msg = 1;
+        cfg.max_inflight_msgs = r.pick(&[1, 2]);
+        cfg.persist_delay = (1, r.pick(&[5, 30]));
+        cfg.net.drop = r.pick(&[0.0, 0.1]);
+        cfg.net.delay = (1, r.pick(&[10, 50]));
+        faults.leader_crash_rate = r.pick(&[0.05, 0.2, 0.6]);
+        faults.restart_rate = r.pick(&[0.3, 1.0]);
+        faults.partition_rate = r.pick(&[0.0, 0.05]);
+        faults.propose_everywhere = true;
+        faults.safety_ticks = r.between(500, 1500);
+    }
     (cfg, faults)
 }
 
@@ -116,6 +134,15 @@ fn safety_phase(sim: &mut Sim, f: &Faults, rng: &mut SimRng) -> Result<(), Viola
             }
         }
         let mut proposals = f.propose_rate;
+        if f.propose_everywhere {
+            for i in 0..n {
+                if sim.is_up(i) && rng.chance(0.3) {
+                    let data = Bytes::from(rng.next_u64().to_le_bytes().to_vec());
+                    sim.propose(i, data)?;
+                }
+            }
+            continue;
+        }
         // Clients have bounded concurrency: at most this many commands awaiting an answer.
         while proposals > 0.0 && sim.in_flight_proposals() < MAX_CLIENT_IN_FLIGHT {
             if rng.chance(proposals.min(1.0)) {
