@@ -8,6 +8,7 @@
 //! Every failure names its seed; `skiff-verify replay --seed S` reruns it with a trace.
 
 pub mod checker;
+pub mod harness;
 pub mod rng;
 pub mod schedule;
 pub mod script;

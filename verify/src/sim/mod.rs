@@ -126,6 +126,8 @@ pub struct Sim {
     accepted: Option<(u64, Index, Term)>,
     /// Messages delivered, and their entry payload bytes, for the lab's RPC limits.
     pub delivered: u64,
+    /// Requests delivered (messages that are not answers): the lab's RPC count.
+    pub delivered_requests: u64,
     pub delivered_bytes: u64,
     out: Vec<Output>,
 }
@@ -148,6 +150,7 @@ impl Sim {
             next_proposal: 1,
             accepted: None,
             delivered: 0,
+            delivered_requests: 0,
             delivered_bytes: 0,
             out: Vec::new(),
             rng: SimRng::new(rng.fork()),
@@ -320,6 +323,9 @@ impl Sim {
                     return Ok(());
                 }
                 self.delivered += 1;
+                if !msg.body.is_response() {
+                    self.delivered_requests += 1;
+                }
                 if let skiff_core::MessageBody::Append { entries, .. } = &msg.body {
                     self.delivered_bytes += entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
                 }
