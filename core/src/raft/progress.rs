@@ -74,6 +74,7 @@ impl Progress {
     /// The follower matches up to `index`. Returns whether `match_index` moved.
     pub fn on_success(&mut self, index: Index) -> bool {
         self.recent_active = true;
+        self.free_inflight_up_to(index);
         if index <= self.match_index {
             // A duplicate or reordered answer; in Probe it still proves the pipe works.
             if self.mode == Mode::Probe && index.next() == self.next {
@@ -93,17 +94,21 @@ impl Progress {
                 self.inflight.clear();
                 self.inflight_bytes = 0;
             }
-            Mode::Replicate => {
-                while let Some(&(last, bytes)) = self.inflight.front() {
-                    if last > index {
-                        break;
-                    }
-                    self.inflight_bytes -= bytes;
-                    self.inflight.pop_front();
-                }
-            }
+            Mode::Replicate => {}
         }
         true
+    }
+
+    /// Appends ending at or below `index` are answered (an empty append ends at its `prev`,
+    /// so it is freed by an answer that does not move `match_index`).
+    fn free_inflight_up_to(&mut self, index: Index) {
+        while let Some(&(last, bytes)) = self.inflight.front() {
+            if last > index {
+                break;
+            }
+            self.inflight_bytes -= bytes;
+            self.inflight.pop_front();
+        }
     }
 
     /// The follower refused an append whose previous index was `rejected_prev`; `hint` is
