@@ -98,7 +98,7 @@ fn log_merge_matches_a_vec_model() {
                     Entry { term: Term(t.max(1)), index: Index(prev.0 + 1 + k as u64), kind: EntryKind::Command, data: Bytes::new() }
                 })
                 .collect();
-            log.merge(&entries);
+            log.merge(entries.clone());
             // Model: skip matching entries; at the first conflict, cut and append the rest.
             for e in &entries {
                 let pos = e.index.0 as usize - 1;

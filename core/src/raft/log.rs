@@ -139,33 +139,25 @@ impl RaftLog {
 
     /// Follower path: merge `entries` (which follow `prev`, already checked to match).
     /// Entries already held with the same term are skipped; at the first conflict, the suffix
-    /// from there is truncated. Returns `(truncated_from, appended)`: what storage must do.
+    /// from there is truncated. Returns `(truncated_from, first_appended)`: what storage
+    /// must do.
     ///
     /// Panics if the conflict lies at or below the commit index (Raft guarantees it cannot).
-    pub fn merge<'a>(&mut self, entries: &'a [Entry]) -> (Option<Index>, &'a [Entry]) {
-        let mut k = 0;
-        while k < entries.len() && self.matches(entries[k].index, entries[k].term) {
-            k += 1;
-        }
-        let rest = &entries[k..];
-        let Some(first) = rest.first() else {
-            return (None, rest);
+    pub fn merge(&mut self, entries: Vec<Entry>) -> (Option<Index>, Option<Index>) {
+        let k = entries.iter().take_while(|e| self.matches(e.index, e.term)).count();
+        let Some(first) = entries.get(k).map(|e| e.index) else {
+            return (None, None);
         };
         let mut truncated = None;
-        if first.index <= self.last_index() {
-            assert!(
-                first.index > self.commit,
-                "conflict at {} below commit {}",
-                first.index.0,
-                self.commit.0
-            );
-            self.truncate_from(first.index);
-            truncated = Some(first.index);
+        if first <= self.last_index() {
+            assert!(first > self.commit, "conflict at {} below commit {}", first.0, self.commit.0);
+            self.truncate_from(first);
+            truncated = Some(first);
         }
-        for e in rest {
-            self.append(e.clone());
+        for e in entries.into_iter().skip(k) {
+            self.append(e);
         }
-        (truncated, rest)
+        (truncated, Some(first))
     }
 
     fn truncate_from(&mut self, from: Index) {

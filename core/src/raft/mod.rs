@@ -55,8 +55,8 @@ pub struct Node {
     acked_seq: u64,
     /// The hard state last handed to storage.
     persisted_hard: HardState,
-    /// Changes of this step not yet handed to storage.
-    unpersisted: Vec<Entry>,
+    /// Changes of this step not yet handed to storage: the log from this index on.
+    unpersisted_from: Option<Index>,
     truncate_from: Option<Index>,
     /// Responses waiting for a persist: `(seq that must be acknowledged first, message)`.
     held: VecDeque<(u64, Message)>,
@@ -91,7 +91,7 @@ impl Node {
             next_seq: 1,
             acked_seq: 0,
             persisted_hard,
-            unpersisted: Vec::new(),
+            unpersisted_from: None,
             truncate_from: None,
             held: VecDeque::new(),
             reported: (Role::Follower, hard_state.term, None),
@@ -200,8 +200,13 @@ impl Node {
 
     /// Leader: appends one entry of its own to the log and to this step's persist.
     fn append_local(&mut self, entry: Entry) {
-        self.unpersisted.push(entry.clone());
+        self.note_unpersisted(entry.index);
         self.log.append(entry);
+    }
+
+    /// The log from `from` on changed in this step and must reach storage.
+    fn note_unpersisted(&mut self, from: Index) {
+        self.unpersisted_from = Some(self.unpersisted_from.map_or(from, |f| f.min(from)));
     }
 
     fn persisted(&mut self, up_to: u64, out: &mut Vec<Output>) {
@@ -267,7 +272,7 @@ impl Node {
     /// Whether this step changed something that must reach storage. A commit-only change
     /// does not: the commit index rides along with the next persist.
     fn step_dirty(&self) -> bool {
-        !self.unpersisted.is_empty()
+        self.unpersisted_from.is_some()
             || self.truncate_from.is_some()
             || self.term != self.persisted_hard.term
             || self.vote != self.persisted_hard.vote
@@ -287,7 +292,10 @@ impl Node {
                 seq,
                 hard_state,
                 truncate_from: self.truncate_from.take(),
-                entries: core::mem::take(&mut self.unpersisted),
+                entries: match self.unpersisted_from.take() {
+                    Some(from) => self.log.range(from, self.log.last_index()).to_vec(),
+                    None => Vec::new(),
+                },
             }));
         }
         while let Some((need, _)) = self.held.front() {

@@ -86,12 +86,13 @@ impl Node {
             self.send(msg.from, MessageBody::AppendResponse(result), out);
             return;
         }
-        let (truncated, appended) = self.log.merge(&entries);
+        let (truncated, appended) = self.log.merge(entries);
         if let Some(t) = truncated {
-            self.unpersisted.retain(|e| e.index < t);
             self.truncate_from = Some(self.truncate_from.map_or(t, |old| old.min(t)));
         }
-        self.unpersisted.extend_from_slice(appended);
+        if let Some(first) = appended {
+            self.note_unpersisted(first);
+        }
         self.log.commit_to(commit.min(match_index));
         self.send(msg.from, MessageBody::AppendResponse(AppendResult::Success { match_index }), out);
     }
