@@ -9,6 +9,8 @@ pub mod log;
 pub mod progress;
 pub mod quorum;
 mod rng;
+#[cfg(test)]
+mod tests;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;

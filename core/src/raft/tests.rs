@@ -1,0 +1,163 @@
+//! Unit tests of the node against its contract: gating, refusals, restarts, bad input.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use bytes::Bytes;
+
+use super::Node;
+use crate::io::{DropReason, Input, Output, Proposal, RestoreError, Restored, Role};
+use crate::message::{AppendResult, Message, MessageBody};
+use crate::types::{Entry, EntryKind, HardState, Index, NodeId, Term};
+use crate::Config;
+
+fn node(id: u64, n: u64) -> Node {
+    let cfg = Config::builder(NodeId(id), (1..=n).map(NodeId), 7).build().unwrap();
+    Node::new(cfg, Restored::default()).unwrap()
+}
+
+fn sends(out: &[Output]) -> Vec<&Message> {
+    out.iter().filter_map(|o| if let Output::Send(m) = o { Some(m) } else { None }).collect()
+}
+
+fn persist_seq(out: &[Output]) -> Option<u64> {
+    out.iter().find_map(|o| if let Output::Persist(p) = o { Some(p.seq) } else { None })
+}
+
+fn vote_request(from: u64, to: u64, term: u64) -> Input {
+    Input::Message(Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(term),
+        body: MessageBody::Vote { last_index: Index(0), last_term: Term(0), transfer: false },
+    })
+}
+
+#[test]
+fn a_vote_is_granted_only_once_durable() {
+    let mut n = node(2, 3);
+    let out = n.step(vote_request(1, 2, 1));
+    assert!(sends(&out).is_empty(), "the grant must wait for its persist: {out:?}");
+    let seq = persist_seq(&out).expect("term and vote persisted");
+    let out = n.step(Input::Persisted { up_to: seq });
+    let s = sends(&out);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].body, MessageBody::VoteResponse { granted: true });
+    assert_eq!(n.view().vote, Some(NodeId(1)));
+    // A second candidate in the same term is refused.
+    let out = n.step(vote_request(3, 2, 1));
+    assert_eq!(sends(&out)[0].body, MessageBody::VoteResponse { granted: false });
+}
+
+#[test]
+fn a_single_node_leads_commits_and_applies_only_after_persisting() {
+    let mut n = node(1, 1);
+    let out = n.step(Input::Campaign);
+    assert_ne!(n.view().role, Role::Leader, "its own vote is not durable yet");
+    let out = n.step(Input::Persisted { up_to: persist_seq(&out).unwrap() });
+    assert_eq!(n.view().role, Role::Leader);
+    assert!(!out.iter().any(|o| matches!(o, Output::Apply(_))), "the no-op is not durable yet");
+    let seq = persist_seq(&out).unwrap();
+    let out = n.step(Input::Persisted { up_to: seq });
+    assert!(out.iter().any(|o| matches!(o, Output::Apply(e) if e.len() == 1 && e[0].kind == EntryKind::Noop)));
+    let out = n.step(Input::Propose(Proposal { id: 9, data: Bytes::from_static(b"a") }));
+    assert!(out.contains(&Output::Accepted { id: 9, index: Index(2), term: Term(1) }));
+}
+
+#[test]
+fn proposals_on_a_follower_are_dropped_with_a_hint() {
+    let mut n = node(2, 3);
+    let hb = Message { from: NodeId(1), to: NodeId(2), term: Term(3), body: MessageBody::Heartbeat { commit: Index(0) } };
+    let _ = n.step(Input::Message(hb));
+    let out = n.step(Input::Propose(Proposal { id: 1, data: Bytes::new() }));
+    assert_eq!(out, vec![Output::ProposalDropped { id: 1, reason: DropReason::NotLeader { hint: Some(NodeId(1)) } }]);
+}
+
+#[test]
+fn bad_input_is_counted_never_a_panic() {
+    let mut n = node(2, 3);
+    let _ = n.step(vote_request(1, 2, 5));
+    let before = n.view().ignored;
+    // Misaddressed, unknown sender, from ourselves.
+    let _ = n.step(vote_request(1, 3, 5));
+    let _ = n.step(vote_request(9, 2, 5));
+    let _ = n.step(vote_request(2, 2, 5));
+    // An older term.
+    let _ = n.step(vote_request(3, 2, 1));
+    // An append whose entries do not follow prev.
+    let bad = Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(5),
+        body: MessageBody::Append {
+            prev_index: Index(0),
+            prev_term: Term(0),
+            entries: vec![Entry { term: Term(5), index: Index(7), kind: EntryKind::Command, data: Bytes::new() }],
+            commit: Index(0),
+        },
+    };
+    let _ = n.step(Input::Message(bad));
+    // A stray answer, and an acknowledgement of a persist never issued.
+    let stray = Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(5),
+        body: MessageBody::AppendResponse(AppendResult::Success { match_index: Index(3) }),
+    };
+    let _ = n.step(Input::Message(stray));
+    let _ = n.step(Input::Persisted { up_to: 1000 });
+    let after = n.view().ignored;
+    assert_eq!(after.misaddressed, before.misaddressed + 3);
+    assert_eq!(after.stale_term, before.stale_term + 1);
+    assert_eq!(after.malformed, before.malformed + 1);
+    assert_eq!(after.stray_response, before.stray_response + 1);
+    assert_eq!(after.bad_persisted, before.bad_persisted + 1);
+}
+
+#[test]
+fn restart_gives_back_term_vote_and_log() {
+    let entries = vec![
+        Entry { term: Term(1), index: Index(1), kind: EntryKind::Noop, data: Bytes::new() },
+        Entry { term: Term(2), index: Index(2), kind: EntryKind::Command, data: Bytes::from_static(b"x") },
+    ];
+    let restored =
+        Restored { hard_state: HardState { term: Term(3), vote: Some(NodeId(2)), commit: Index(1) }, entries: entries.clone() };
+    let cfg = Config::builder(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)], 1).build().unwrap();
+    let mut n = Node::new(cfg, restored).unwrap();
+    let v = n.view();
+    assert_eq!((v.term, v.vote, v.commit, v.last_index, v.durable), (Term(3), Some(NodeId(2)), Index(1), Index(2), Index(2)));
+    // Committed and durable entries are applied again from the start on the first step.
+    let out = n.step(Input::Tick);
+    assert!(out.contains(&Output::Apply(entries[..1].to_vec())));
+}
+
+#[test]
+fn impossible_restored_states_are_refused() {
+    let cfg = || Config::builder(NodeId(1), [NodeId(1), NodeId(2)], 1).build().unwrap();
+    let e = |i, t| Entry { term: Term(t), index: Index(i), kind: EntryKind::Command, data: Bytes::new() };
+    let hs = HardState { term: Term(2), vote: None, commit: Index(0) };
+    let gap = Restored { hard_state: hs, entries: vec![e(1, 1), e(3, 1)] };
+    assert_eq!(Node::new(cfg(), gap).unwrap_err(), RestoreError::Gap { expected: Index(2), found: Index(3) });
+    let down = Restored { hard_state: hs, entries: vec![e(1, 2), e(2, 1)] };
+    assert_eq!(Node::new(cfg(), down).unwrap_err(), RestoreError::TermDecreases { index: Index(2) });
+    let above = Restored { hard_state: hs, entries: vec![e(1, 3)] };
+    assert!(matches!(Node::new(cfg(), above).unwrap_err(), RestoreError::EntryAboveTerm { .. }));
+    let vote = Restored { hard_state: HardState { vote: Some(NodeId(9)), ..hs }, entries: vec![] };
+    assert_eq!(Node::new(cfg(), vote).unwrap_err(), RestoreError::VoteForUnknown { vote: NodeId(9) });
+}
+
+#[test]
+fn election_timeouts_fall_in_the_configured_range() {
+    for seed in 0..50 {
+        let cfg = Config::builder(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)], seed).election_ticks(10, 20).build().unwrap();
+        let mut n = Node::new(cfg, Restored::default()).unwrap();
+        let mut ticks = 0;
+        while n.view().role == Role::Follower {
+            let _ = n.step(Input::Tick);
+            ticks += 1;
+            assert!(ticks < 20, "seed {seed}: no election after {ticks} ticks");
+        }
+        assert!(ticks >= 10, "seed {seed}: election after only {ticks} ticks");
+        assert_eq!(n.view().role, Role::PreCandidate, "pre-vote comes first");
+        assert_eq!(n.view().term, Term(0), "pre-vote does not bump the term");
+    }
+}
