@@ -76,7 +76,12 @@ mod tests {
             body: MessageBody::Append {
                 prev_index: Index(4),
                 prev_term: Term(2),
-                entries: alloc::vec![Entry { term: Term(3), index: Index(5), kind: EntryKind::Command, data: Bytes::from_static(b"hello") }],
+                entries: alloc::vec![Entry {
+                    term: Term(3),
+                    index: Index(5),
+                    kind: EntryKind::Command,
+                    data: Bytes::from_static(b"hello")
+                }],
                 commit: Index(4),
             },
         }
@@ -86,7 +91,8 @@ mod tests {
     fn frames_round_trip_and_split_anywhere() {
         let mut buf = Vec::new();
         encode_frame(&sample(), &mut buf).unwrap();
-        let reply = Message { body: MessageBody::AppendResponse(AppendResult::Success { match_index: Index(5) }), ..sample() };
+        let reply =
+            Message { body: MessageBody::AppendResponse(AppendResult::Success { match_index: Index(5) }), ..sample() };
         encode_frame(&reply, &mut buf).unwrap();
         for cut in 0..buf.len() {
             let got: Option<(Message, usize)> = decode_frame(&buf[..cut], 1 << 20).unwrap();

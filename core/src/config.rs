@@ -212,10 +212,7 @@ impl ConfigBuilder {
             });
         }
         if c.election_ticks_max <= c.election_ticks_min {
-            return Err(ConfigError::EmptyElectionRange {
-                min: c.election_ticks_min,
-                max: c.election_ticks_max,
-            });
+            return Err(ConfigError::EmptyElectionRange { min: c.election_ticks_min, max: c.election_ticks_max });
         }
         for (name, v) in [
             ("max_entries_per_msg", c.max_entries_per_msg as u64),

@@ -108,19 +108,15 @@ pub enum RestoreError {
 impl core::fmt::Display for RestoreError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            RestoreError::Gap { expected, found } => write!(
-                f,
-                "restored log is not contiguous: expected index {}, found {}",
-                expected.0, found.0
-            ),
+            RestoreError::Gap { expected, found } => {
+                write!(f, "restored log is not contiguous: expected index {}, found {}", expected.0, found.0)
+            }
             RestoreError::TermDecreases { index } => {
                 write!(f, "restored log term decreases at index {}", index.0)
             }
-            RestoreError::EntryAboveTerm { index, entry_term, term } => write!(
-                f,
-                "restored entry {} has term {} above the stored term {}",
-                index.0, entry_term.0, term.0
-            ),
+            RestoreError::EntryAboveTerm { index, entry_term, term } => {
+                write!(f, "restored entry {} has term {} above the stored term {}", index.0, entry_term.0, term.0)
+            }
             RestoreError::VoteForUnknown { vote } => {
                 write!(f, "restored vote for node {} outside the voter set", vote.0)
             }

@@ -21,12 +21,23 @@ pub struct Message {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageBody {
     /// Would you vote for me in `term` (the sender's term + 1)? Changes no state anywhere.
-    PreVote { last_index: Index, last_term: Term },
-    PreVoteResponse { granted: bool },
+    PreVote {
+        last_index: Index,
+        last_term: Term,
+    },
+    PreVoteResponse {
+        granted: bool,
+    },
     /// RequestVote. `transfer` marks a campaign started by `TimeoutNow`, which overrides the
     /// receiver's leader lease.
-    Vote { last_index: Index, last_term: Term, transfer: bool },
-    VoteResponse { granted: bool },
+    Vote {
+        last_index: Index,
+        last_term: Term,
+        transfer: bool,
+    },
+    VoteResponse {
+        granted: bool,
+    },
     /// AppendEntries: `entries` follow the entry at `prev_index` of term `prev_term`.
     Append {
         prev_index: Index,
@@ -37,7 +48,9 @@ pub enum MessageBody {
     AppendResponse(AppendResult),
     /// A leader's liveness beat. `commit` is already capped at what the follower is known to
     /// hold, so the follower may adopt it without a log check.
-    Heartbeat { commit: Index },
+    Heartbeat {
+        commit: Index,
+    },
     HeartbeatResponse,
 }
 
@@ -50,12 +63,7 @@ pub enum AppendResult {
     /// `conflict_term` is the term the follower holds at `rejected_prev` (`None` when its log
     /// is shorter), `conflict_first` the first index it holds of that term, and `last_index`
     /// its last index: enough for the leader to skip a whole term per round trip.
-    Reject {
-        rejected_prev: Index,
-        conflict_term: Option<Term>,
-        conflict_first: Index,
-        last_index: Index,
-    },
+    Reject { rejected_prev: Index, conflict_term: Option<Term>, conflict_first: Index, last_index: Index },
     /// The follower's term is higher than the append's; the leader learns it and steps down.
     StaleTerm,
 }

@@ -111,7 +111,8 @@ fn measure(batch: usize, secs: u64) -> (u64, Duration) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let secs = args.iter().position(|a| a == "--secs").and_then(|p| args.get(p + 1)).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let secs =
+        args.iter().position(|a| a == "--secs").and_then(|p| args.get(p + 1)).and_then(|s| s.parse().ok()).unwrap_or(3);
     println!("core_throughput: 3 nodes in memory, 64-byte proposals, instant persistence");
     for batch in [1usize, 64, 1024] {
         let (entries, elapsed) = measure(batch, secs);

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
-use skiff_core::{AppendResult, Entry, EntryKind, HardState, Index, Message, MessageBody, Node, NodeId, Persist, Role, Term};
+use skiff_core::{
+    AppendResult, Entry, EntryKind, HardState, Index, Message, MessageBody, Node, NodeId, Persist, Role, Term,
+};
 
 /// What a node's disk holds in the simulation: only acknowledged persists reach it.
 #[derive(Clone, Debug, Default)]
@@ -138,7 +140,10 @@ impl Checker {
         if view.role == Role::Leader {
             match self.leaders.get(&view.term) {
                 Some(other) if *other != id => {
-                    return violation(Invariant::ElectionSafety, format!("{id} and {other} both lead term {}", view.term.0))
+                    return violation(
+                        Invariant::ElectionSafety,
+                        format!("{id} and {other} both lead term {}", view.term.0),
+                    )
                 }
                 Some(_) => {}
                 None => {
@@ -150,7 +155,10 @@ impl Checker {
                         if c.seen_in_term < view.term && log.term_at(index) != Some(c.term) {
                             return violation(
                                 Invariant::LeaderCompleteness,
-                                format!("{id} leads term {} without committed entry {} of term {}", view.term.0, index.0, c.term.0),
+                                format!(
+                                    "{id} leads term {} without committed entry {} of term {}",
+                                    view.term.0, index.0, c.term.0
+                                ),
                             );
                         }
                     }
@@ -178,7 +186,10 @@ impl Checker {
         let view = node.view();
         let id = view.id;
         if view.role == Role::Leader && p.truncate_from.is_some() {
-            return violation(Invariant::LeaderAppendOnly, format!("leader {id} of term {} truncates its log at {:?}", view.term.0, p.truncate_from));
+            return violation(
+                Invariant::LeaderAppendOnly,
+                format!("leader {id} of term {} truncates its log at {:?}", view.term.0, p.truncate_from),
+            );
         }
         for e in &p.entries {
             let prev_term = node.log().term_at(e.index.prev());
@@ -224,7 +235,10 @@ impl Checker {
                 if c.term != e.term || c.data != e.data || c.kind != e.kind {
                     return violation(
                         Invariant::StateMachineSafety,
-                        format!("{id} commits index {i} with term {}, but term {} was committed there", e.term.0, c.term.0),
+                        format!(
+                            "{id} commits index {i} with term {}, but term {} was committed there",
+                            e.term.0, c.term.0
+                        ),
                     );
                 }
                 continue;
@@ -237,7 +251,12 @@ impl Checker {
                     format!("{id} commits index {i} (term {}) held durably by only {holders} nodes", e.term.0),
                 );
             }
-            self.canonical.push(Committed { term: e.term, kind: e.kind, data: e.data.clone(), seen_in_term: view.term });
+            self.canonical.push(Committed {
+                term: e.term,
+                kind: e.kind,
+                data: e.data.clone(),
+                seen_in_term: view.term,
+            });
         }
         self.checked_commit.insert(id, view.commit);
         Ok(())
@@ -265,14 +284,20 @@ impl Checker {
         let applied = self.applied.entry(id).or_insert(Index(0));
         for e in entries {
             if e.index != applied.next() {
-                return violation(Invariant::StateMachineSafety, format!("{id} applies index {} after {}", e.index.0, applied.0));
+                return violation(
+                    Invariant::StateMachineSafety,
+                    format!("{id} applies index {} after {}", e.index.0, applied.0),
+                );
             }
             match self.canonical.get(e.index.0 as usize - 1) {
                 Some(c) if c.term == e.term && c.data == e.data => {}
                 _ => {
                     return violation(
                         Invariant::StateMachineSafety,
-                        format!("{id} applies index {} (term {}) that differs from the committed history", e.index.0, e.term.0),
+                        format!(
+                            "{id} applies index {} (term {}) that differs from the committed history",
+                            e.index.0, e.term.0
+                        ),
                     )
                 }
             }
@@ -290,17 +315,25 @@ fn check_send_durable(m: &Message, node: &Node, disk: &Durable) -> Result<(), Vi
         // Released after the node moved on to a newer term; what it promised then may since
         // have been superseded on disk. The term, at least, must be durable.
         return if hs.term < m.term {
-            violation(Invariant::ResponseBeforeDurable, format!("{id} sent {} with term {} above durable {}", m.body.name(), m.term.0, hs.term.0))
+            violation(
+                Invariant::ResponseBeforeDurable,
+                format!("{id} sent {} with term {} above durable {}", m.body.name(), m.term.0, hs.term.0),
+            )
         } else {
             Ok(())
         };
     }
-    let broken = |what: String| violation(Invariant::ResponseBeforeDurable, format!("{id} sent {} to {}: {what}", m.body.name(), m.to));
+    let broken = |what: String| {
+        violation(Invariant::ResponseBeforeDurable, format!("{id} sent {} to {}: {what}", m.body.name(), m.to))
+    };
     match &m.body {
         MessageBody::PreVoteResponse { granted: true } => Ok(()),
         MessageBody::VoteResponse { granted: true } => {
             if hs.term != m.term || hs.vote != Some(m.to) {
-                return broken(format!("durable term {} vote {:?}, promised term {} vote {}", hs.term.0, hs.vote, m.term.0, m.to));
+                return broken(format!(
+                    "durable term {} vote {:?}, promised term {} vote {}",
+                    hs.term.0, hs.vote, m.term.0, m.to
+                ));
             }
             Ok(())
         }

@@ -221,6 +221,9 @@ pub fn liveness_phase(sim: &mut Sim) -> Result<(), Violation> {
     }
     Err(Violation {
         invariant: Invariant::Liveness,
-        detail: format!("no leader and commit on every node within {LIVENESS_TICKS} ticks of healing\n{}", sim.status()),
+        detail: format!(
+            "no leader and commit on every node within {LIVENESS_TICKS} ticks of healing\n{}",
+            sim.status()
+        ),
     })
 }

@@ -21,7 +21,11 @@ fn same_seed_same_trace() {
 fn a_short_sweep_finds_no_violation() {
     for seed in 0..60 {
         let r = run_seed(seed, false);
-        assert!(r.violation.is_none(), "seed {seed} violated {:?}; replay with: skiff-verify replay --seed {seed}", r.violation);
+        assert!(
+            r.violation.is_none(),
+            "seed {seed} violated {:?}; replay with: skiff-verify replay --seed {seed}",
+            r.violation
+        );
         assert!(r.committed > 0, "seed {seed}: nothing committed");
     }
 }

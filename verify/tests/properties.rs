@@ -29,7 +29,12 @@ fn quorum_index_is_the_majority_held_index() {
         let mut idx: Vec<Index> = matches.iter().map(|m| Index(u64::from(*m))).collect();
         let got = quorum_index(&mut idx, quorum);
         // Model: the largest value that at least `quorum` entries reach.
-        let model = matches.iter().map(|m| u64::from(*m)).filter(|c| matches.iter().filter(|m| u64::from(**m) >= *c).count() >= quorum).max().unwrap_or(0);
+        let model = matches
+            .iter()
+            .map(|m| u64::from(*m))
+            .filter(|c| matches.iter().filter(|m| u64::from(**m) >= *c).count() >= quorum)
+            .max()
+            .unwrap_or(0);
         TestResult::from_bool(got == Index(model))
     }
     QuickCheck::new().tests(500).quickcheck(prop as fn(Vec<u16>) -> TestResult);
@@ -95,7 +100,12 @@ fn log_merge_matches_a_vec_model() {
                 .enumerate()
                 .map(|(k, d)| {
                     t = t.max(base + u64::from(*d) / 2);
-                    Entry { term: Term(t.max(1)), index: Index(prev.0 + 1 + k as u64), kind: EntryKind::Command, data: Bytes::new() }
+                    Entry {
+                        term: Term(t.max(1)),
+                        index: Index(prev.0 + 1 + k as u64),
+                        kind: EntryKind::Command,
+                        data: Bytes::new(),
+                    }
                 })
                 .collect();
             log.merge(entries.clone());
@@ -132,8 +142,14 @@ fn config_validation_refuses_bad_configs() {
         e(Config::builder(NodeId(1), [NodeId(1)], 1).heartbeat_ticks(10).election_ticks(10, 20)),
         ConfigError::ElectionNotAboveHeartbeat { election_min: 10, heartbeat: 10 }
     );
-    assert_eq!(e(Config::builder(NodeId(1), [NodeId(1)], 1).election_ticks(20, 20)), ConfigError::EmptyElectionRange { min: 20, max: 20 });
-    assert_eq!(e(Config::builder(NodeId(1), [NodeId(1)], 1).max_inflight_msgs(0)), ConfigError::ZeroLimit { name: "max_inflight_msgs" });
+    assert_eq!(
+        e(Config::builder(NodeId(1), [NodeId(1)], 1).election_ticks(20, 20)),
+        ConfigError::EmptyElectionRange { min: 20, max: 20 }
+    );
+    assert_eq!(
+        e(Config::builder(NodeId(1), [NodeId(1)], 1).max_inflight_msgs(0)),
+        ConfigError::ZeroLimit { name: "max_inflight_msgs" }
+    );
     // Every error says what is wrong in words.
     assert!(ConfigError::SelfNotVoter { id: NodeId(4) }.to_string().contains("node id 4"));
 }

@@ -31,13 +31,7 @@ impl RaftLog {
     /// A log restored from storage (`entries` contiguous from 1, all durable).
     pub fn restored(entries: Vec<Entry>, commit: Index) -> RaftLog {
         let last = entries.last().map_or(Index(0), |e| e.index);
-        RaftLog {
-            entries,
-            commit: commit.min(last),
-            applied: Index(0),
-            durable: last,
-            unacked: VecDeque::new(),
-        }
+        RaftLog { entries, commit: commit.min(last), applied: Index(0), durable: last, unacked: VecDeque::new() }
     }
 
     pub fn last_index(&self) -> Index {

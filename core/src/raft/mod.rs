@@ -3,11 +3,11 @@
 //! protocol itself lives by concern in `election`, `replication` and `log`.
 
 mod election;
-mod receive;
-mod replication;
 pub mod log;
 pub mod progress;
 pub mod quorum;
+mod receive;
+mod replication;
 mod rng;
 #[cfg(test)]
 mod tests;
@@ -16,7 +16,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
 use crate::config::Config;
-use crate::io::{DropReason, Ignored, Input, Output, Persist, Proposal, Restored, RestoreError, Role, View};
+use crate::io::{DropReason, Ignored, Input, Output, Persist, Proposal, RestoreError, Restored, Role, View};
 use crate::message::{Message, MessageBody};
 use crate::types::{Entry, EntryKind, HardState, Index, NodeId, Term};
 
@@ -222,12 +222,10 @@ impl Node {
         self.acked_seq = up_to;
         let moved = self.log.persisted(up_to);
         match self.role {
-            Role::Candidate => {
-                if self.self_vote_seq.is_some_and(|s| s <= up_to) {
-                    self.self_vote_seq = None;
-                    self.tally.record(self.cfg.id(), true);
-                    self.check_election(out);
-                }
+            Role::Candidate if self.self_vote_seq.is_some_and(|s| s <= up_to) => {
+                self.self_vote_seq = None;
+                self.tally.record(self.cfg.id(), true);
+                self.check_election(out);
             }
             Role::Leader if moved => self.maybe_commit(out),
             _ => {}

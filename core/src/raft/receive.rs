@@ -18,9 +18,7 @@ impl Node {
             match msg.body {
                 // A pre-vote speaks of a prospective term; it never moves ours.
                 MessageBody::PreVote { .. } => return self.handle_pre_vote(&msg, out),
-                MessageBody::PreVoteResponse { granted: true } => {
-                    return self.handle_vote_response(&msg, out)
-                }
+                MessageBody::PreVoteResponse { granted: true } => return self.handle_vote_response(&msg, out),
                 MessageBody::Vote { transfer, .. } => {
                     if self.cfg.check_quorum() && !transfer && self.in_lease() {
                         self.ignored.leased_vote += 1;
@@ -40,17 +38,13 @@ impl Node {
                 MessageBody::PreVote { .. } => {
                     self.send(msg.from, MessageBody::PreVoteResponse { granted: false }, out)
                 }
-                MessageBody::Vote { .. } => {
-                    self.send(msg.from, MessageBody::VoteResponse { granted: false }, out)
-                }
+                MessageBody::Vote { .. } => self.send(msg.from, MessageBody::VoteResponse { granted: false }, out),
                 // A leader of an older term: our answer makes it step down. Needed for
                 // liveness when our term ran ahead (the leader's followers refuse our votes
                 // under their lease, and we would refuse its appends forever).
-                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => self.send(
-                    msg.from,
-                    MessageBody::AppendResponse(AppendResult::StaleTerm),
-                    out,
-                ),
+                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                    self.send(msg.from, MessageBody::AppendResponse(AppendResult::StaleTerm), out)
+                }
                 // A granted pre-vote for an earlier round of ours, or any stale answer.
                 _ => {}
             }

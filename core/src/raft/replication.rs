@@ -164,7 +164,10 @@ impl Node {
         let mut matches: Vec<Index> = self.progress.values().map(|p| p.match_index).collect();
         matches.push(self.log.durable());
         let candidate = quorum_index(&mut matches, self.cfg.quorum());
-        if candidate > self.log.commit() && self.log.term_at(candidate) == Some(self.term) && self.log.commit_to(candidate) {
+        if candidate > self.log.commit()
+            && self.log.term_at(candidate) == Some(self.term)
+            && self.log.commit_to(candidate)
+        {
             self.broadcast_append(true, out);
         }
     }

@@ -66,7 +66,8 @@ fn a_single_node_leads_commits_and_applies_only_after_persisting() {
 #[test]
 fn proposals_on_a_follower_are_dropped_with_a_hint() {
     let mut n = node(2, 3);
-    let hb = Message { from: NodeId(1), to: NodeId(2), term: Term(3), body: MessageBody::Heartbeat { commit: Index(0) } };
+    let hb =
+        Message { from: NodeId(1), to: NodeId(2), term: Term(3), body: MessageBody::Heartbeat { commit: Index(0) } };
     let _ = n.step(Input::Message(hb));
     let out = n.step(Input::Propose(Proposal { id: 1, data: Bytes::new() }));
     assert_eq!(out, vec![Output::ProposalDropped { id: 1, reason: DropReason::NotLeader { hint: Some(NodeId(1)) } }]);
@@ -119,12 +120,17 @@ fn restart_gives_back_term_vote_and_log() {
         Entry { term: Term(1), index: Index(1), kind: EntryKind::Noop, data: Bytes::new() },
         Entry { term: Term(2), index: Index(2), kind: EntryKind::Command, data: Bytes::from_static(b"x") },
     ];
-    let restored =
-        Restored { hard_state: HardState { term: Term(3), vote: Some(NodeId(2)), commit: Index(1) }, entries: entries.clone() };
+    let restored = Restored {
+        hard_state: HardState { term: Term(3), vote: Some(NodeId(2)), commit: Index(1) },
+        entries: entries.clone(),
+    };
     let cfg = Config::builder(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)], 1).build().unwrap();
     let mut n = Node::new(cfg, restored).unwrap();
     let v = n.view();
-    assert_eq!((v.term, v.vote, v.commit, v.last_index, v.durable), (Term(3), Some(NodeId(2)), Index(1), Index(2), Index(2)));
+    assert_eq!(
+        (v.term, v.vote, v.commit, v.last_index, v.durable),
+        (Term(3), Some(NodeId(2)), Index(1), Index(2), Index(2))
+    );
     // Committed and durable entries are applied again from the start on the first step.
     let out = n.step(Input::Tick);
     assert!(out.contains(&Output::Apply(entries[..1].to_vec())));
@@ -148,7 +154,8 @@ fn impossible_restored_states_are_refused() {
 #[test]
 fn election_timeouts_fall_in_the_configured_range() {
     for seed in 0..50 {
-        let cfg = Config::builder(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)], seed).election_ticks(10, 20).build().unwrap();
+        let cfg =
+            Config::builder(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)], seed).election_ticks(10, 20).build().unwrap();
         let mut n = Node::new(cfg, Restored::default()).unwrap();
         let mut ticks = 0;
         while n.view().role == Role::Follower {

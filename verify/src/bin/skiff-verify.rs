@@ -52,10 +52,7 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
             println!("  replay: cargo run --release -p skiff-verify -- replay --seed {seed}");
         }
     }
-    println!(
-        "seeds={seeds} violations={violations} events={events} elapsed_s={:.1}",
-        began.elapsed().as_secs_f64()
-    );
+    println!("seeds={seeds} violations={violations} events={events} elapsed_s={:.1}", began.elapsed().as_secs_f64());
     Ok(if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -63,14 +60,20 @@ fn replay(args: &[String]) -> Result<ExitCode, String> {
     let seed = flag(args, "--seed")?.ok_or("replay needs --seed S")?;
     let (cfg, faults) = profile(seed);
     println!("seed {seed}: {} nodes, {:?}", cfg.nodes, cfg.net);
-    println!("  persist delay {:?}, pre-vote {}, check-quorum {}, inflight {}, entries/msg {}", cfg.persist_delay, cfg.pre_vote, cfg.check_quorum, cfg.max_inflight_msgs, cfg.max_entries_per_msg);
+    println!(
+        "  persist delay {:?}, pre-vote {}, check-quorum {}, inflight {}, entries/msg {}",
+        cfg.persist_delay, cfg.pre_vote, cfg.check_quorum, cfg.max_inflight_msgs, cfg.max_entries_per_msg
+    );
     println!("  {faults:?}");
     let report = run_seed(seed, true);
     for line in &report.sim.trace {
         println!("{line}");
     }
     println!("{}", report.sim.status());
-    println!("events={} committed={} acked={} digest={:016x}", report.events, report.committed, report.acked, report.digest);
+    println!(
+        "events={} committed={} acked={} digest={:016x}",
+        report.events, report.committed, report.acked, report.digest
+    );
     match report.violation {
         Some(v) => {
             println!("VIOLATION {v}");

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use skiff_core::{Config, Entry, Index, Input, Message, Node, NodeId, Output, Persist, Proposal, Restored, Role, Term, View};
+use skiff_core::{
+    Config, Entry, Index, Input, Message, Node, NodeId, Output, Persist, Proposal, Restored, Role, Term, View,
+};
 
 use crate::checker::{Checker, Durable, Invariant, Violation};
 use crate::rng::SimRng;
@@ -406,7 +408,9 @@ impl Sim {
                         }
                     }
                 }
-                self.log(|| format!("apply n{} {}..={}", i + 1, entries[0].index.0, entries[entries.len() - 1].index.0));
+                self.log(|| {
+                    format!("apply n{} {}..={}", i + 1, entries[0].index.0, entries[entries.len() - 1].index.0)
+                });
                 self.nodes[i].applied.extend(entries);
             }
             Output::Accepted { id, index, term } => {
@@ -443,11 +447,19 @@ impl Sim {
                     let _ = writeln!(
                         s,
                         "{} {:?} term={} leader={:?} commit={} applied={} last={} durable={}",
-                        n.id, v.role, v.term.0, v.leader.map(|l| l.0), v.commit.0, v.applied.0, v.last_index.0, v.durable.0
+                        n.id,
+                        v.role,
+                        v.term.0,
+                        v.leader.map(|l| l.0),
+                        v.commit.0,
+                        v.applied.0,
+                        v.last_index.0,
+                        v.durable.0
                     );
                 }
                 None => {
-                    let _ = writeln!(s, "{} down (disk: term={} log={})", n.id, n.disk.hard_state.term.0, n.disk.log.len());
+                    let _ =
+                        writeln!(s, "{} down (disk: term={} log={})", n.id, n.disk.hard_state.term.0, n.disk.log.len());
                 }
             }
         }
@@ -462,7 +474,10 @@ impl Sim {
             if committed.get(a.index.0 as usize - 1).map(|c| c.1) != Some(a.term) {
                 return Err(Violation {
                     invariant: Invariant::AcknowledgedLost,
-                    detail: format!("command {id} acknowledged at index {} term {} is not in the committed history", a.index.0, a.term.0),
+                    detail: format!(
+                        "command {id} acknowledged at index {} term {} is not in the committed history",
+                        a.index.0, a.term.0
+                    ),
                 });
             }
         }
