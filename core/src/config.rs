@@ -156,14 +156,16 @@ impl ConfigBuilder {
         self
     }
     /// Pre-vote (Raft thesis §9.6): a node asks whether it could win before bumping its term,
-    /// so a partitioned node rejoining does not disrupt a stable leader. Default on.
+    /// so a partitioned node rejoining does not disrupt a stable leader. A pre-vote is refused
+    /// by a node that heard from a leader within the minimum election timeout, whether or
+    /// not check-quorum is on. Default on.
     pub fn pre_vote(mut self, on: bool) -> Self {
         self.config.pre_vote = on;
         self
     }
     /// Check-quorum: a leader that has not heard from a majority within an election timeout
-    /// steps down, and followers that heard from a leader recently ignore vote requests
-    /// (leader lease). Default on.
+    /// steps down, and followers that heard from a leader recently ignore (real) vote
+    /// requests, except from a leadership transfer (leader lease). Default on.
     pub fn check_quorum(mut self, on: bool) -> Self {
         self.config.check_quorum = on;
         self

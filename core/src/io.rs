@@ -131,7 +131,9 @@ pub struct Ignored {
     pub stale_term: u64,
     /// Messages not addressed to this node, or from a node outside the voter set.
     pub misaddressed: u64,
-    /// Responses that no longer match anything outstanding (duplicates, reordering).
+    /// Answers that reached a node no longer in the role that asked (a deposed leader, a
+    /// finished election), or duplicate votes. Late append answers on a leader are normal
+    /// under pipelining and not counted.
     pub stray_response: u64,
     /// Appends or heartbeats whose indexes make no sense (e.g. commit beyond what was sent).
     pub malformed: u64,

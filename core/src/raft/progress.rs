@@ -31,6 +31,8 @@ pub struct Progress {
     inflight_bytes: u64,
     /// The follower answered something since the last check-quorum round.
     pub recent_active: bool,
+    /// The commit index carried by the last append sent to this follower.
+    pub commit_sent: Index,
 }
 
 impl Progress {
@@ -43,6 +45,7 @@ impl Progress {
             inflight: VecDeque::new(),
             inflight_bytes: 0,
             recent_active: true,
+            commit_sent: Index(0),
         }
     }
 

@@ -40,7 +40,9 @@ impl Node {
         let (entries, bytes) = self.log.batch_from(next, self.cfg.max_entries_per_msg(), byte_budget);
         let last = Index(prev_index.0 + entries.len() as u64);
         let body = MessageBody::Append { prev_index, prev_term, entries, commit: self.log.commit() };
-        self.progress.get_mut(&to).expect("checked above").on_sent(last, bytes);
+        let pr = self.progress.get_mut(&to).expect("checked above");
+        pr.on_sent(last, bytes);
+        pr.commit_sent = self.log.commit();
         self.send(to, body, out);
         true
     }
@@ -118,13 +120,21 @@ impl Node {
                     return;
                 }
                 let Some(pr) = self.progress.get_mut(&from) else { return };
+                // An answer that moves nothing is normal under pipelining (answers to empty
+                // appends, duplicates): not counted as ignored.
                 if pr.on_success(match_index) {
                     self.maybe_commit(out);
-                } else {
-                    self.ignored.stray_response += 1;
                 }
                 // Keep the pipe full (the commit broadcast may already have sent).
-                while self.send_append(from, false, out) {}
+                let mut sent = false;
+                while self.send_append(from, false, out) {
+                    sent = true;
+                }
+                // A follower that answered after the commit moved has not heard of it yet.
+                let stale_commit = self.progress.get(&from).is_some_and(|p| p.commit_sent < self.log.commit());
+                if !sent && stale_commit {
+                    self.send_append(from, true, out);
+                }
             }
             AppendResult::Reject { rejected_prev, conflict_term, conflict_first, last_index } => {
                 let hint = match conflict_term {
@@ -137,8 +147,6 @@ impl Node {
                 let Some(pr) = self.progress.get_mut(&from) else { return };
                 if pr.on_reject(rejected_prev, hint) {
                     self.send_append(from, true, out);
-                } else {
-                    self.ignored.stray_response += 1;
                 }
             }
             // A higher term would have made us a follower before we got here; an equal one
