@@ -19,6 +19,9 @@ pub struct Faults {
     /// Per tick: probability of crashing the current leader (Figure 8 needs leaders to die
     /// with entries on a minority).
     pub leader_crash_rate: f64,
+    /// Whether a leader fault may cut the leader off instead of crashing it (messages it
+    /// has in flight are then lost too), with random reconnections at `restart_rate`.
+    pub leader_isolate: bool,
     /// Per tick: probability of a client proposing, and of it asking a random node.
     pub propose_rate: f64,
     pub misdirect: f64,
@@ -58,6 +61,7 @@ pub fn profile(seed: u64) -> (SimConfig, Faults) {
         crash_rate: r.pick(&[0.0, 0.0, 0.002, 0.01]),
         restart_rate: r.pick(&[0.01, 0.05, 0.2]),
         leader_crash_rate: r.pick(&[0.0, 0.0, 0.01, 0.05]),
+        leader_isolate: false,
         propose_rate: r.pick(&[0.1, 0.5, 2.0]),
         misdirect: r.pick(&[0.0, 0.2, 1.0]),
         propose_everywhere: false,
@@ -70,11 +74,12 @@ pub fn profile(seed: u64) -> (SimConfig, Faults) {
         cfg.max_inflight_msgs = r.pick(&[1, 2]);
         cfg.persist_delay = (1, r.pick(&[5, 30]));
         cfg.net.drop = r.pick(&[0.0, 0.1]);
-        cfg.net.delay = (1, r.pick(&[10, 50]));
+        cfg.net.delay = (1, r.pick(&[10, 50, 200]));
         faults.leader_crash_rate = r.pick(&[0.05, 0.2, 0.6]);
         faults.restart_rate = r.pick(&[0.3, 1.0]);
         faults.partition_rate = r.pick(&[0.0, 0.05]);
         faults.propose_everywhere = true;
+        faults.leader_isolate = r.chance(0.5);
         faults.safety_ticks = r.between(500, 1500);
     }
     (cfg, faults)
@@ -123,8 +128,16 @@ fn safety_phase(sim: &mut Sim, f: &Faults, rng: &mut SimRng) -> Result<(), Viola
         }
         if rng.chance(f.leader_crash_rate) {
             if let Some(l) = sim.leader() {
-                sim.crash(l);
+                if f.leader_isolate && rng.chance(0.5) {
+                    sim.disconnect(l);
+                } else {
+                    sim.crash(l);
+                }
             }
+        }
+        if f.leader_isolate && rng.chance(f.restart_rate) {
+            let i = rng.below(n);
+            sim.connect(i);
         }
         if rng.chance(f.restart_rate) {
             let down: Vec<usize> = (0..n).filter(|i| !sim.is_up(*i)).collect();
