@@ -24,6 +24,13 @@ pub enum Input {
     Persisted { up_to: u64 },
     /// Start an election now (pre-vote first when enabled), as if the timer had fired.
     Campaign,
+    /// A linearizable read (ReadIndex): the leader confirms it still leads with a heartbeat
+    /// round, then answers [`Output::ReadReady`]; the service serves the read once it has
+    /// applied that index. Elsewhere: [`Output::ReadDropped`].
+    Read { id: u64 },
+    /// Hand leadership to `to`: the leader stops accepting proposals, brings `to` up to
+    /// date and tells it to campaign at once. Abandoned after an election timeout.
+    TransferLeadership { to: NodeId },
 }
 
 /// A command to replicate, with an id chosen by the proposer to match the answer.
@@ -49,6 +56,11 @@ pub enum Output {
     ProposalDropped { id: u64, reason: DropReason },
     /// The node's role, term or known leader changed.
     RoleChanged { role: Role, term: Term, leader: Option<NodeId> },
+    /// Read `id` may be served once the state machine has applied `index`: leadership was
+    /// confirmed by a majority after the read arrived.
+    ReadReady { id: u64, index: Index },
+    /// Read `id` cannot be served here.
+    ReadDropped { id: u64, reason: DropReason },
 }
 
 /// Why a proposal was refused.
@@ -56,6 +68,8 @@ pub enum Output {
 pub enum DropReason {
     /// This node is not the leader; `hint` is the leader it knows of, if any.
     NotLeader { hint: Option<NodeId> },
+    /// The leader is handing leadership to `to` and accepts no proposals meanwhile.
+    Transferring { to: NodeId },
 }
 
 /// A record to make durable, atomically: a crash leaves either all of it or none of it.
@@ -141,6 +155,8 @@ pub struct Ignored {
     pub leased_vote: u64,
     /// `Persisted` acknowledgements for sequence numbers never issued.
     pub bad_persisted: u64,
+    /// Leadership transfers asked of a non-leader, or to itself or a non-voter.
+    pub bad_transfer: u64,
 }
 
 /// Read-only status of a node, for drivers, tests and metrics.
@@ -159,5 +175,9 @@ pub struct View {
     pub last_term: Term,
     /// Highest index whose entry (as currently in memory) is known durable.
     pub durable: Index,
+    /// Leader: the node leadership is being handed to.
+    pub transferring_to: Option<NodeId>,
+    /// Leader: reads waiting for leadership confirmation.
+    pub pending_reads: usize,
     pub ignored: Ignored,
 }

@@ -34,6 +34,8 @@
 //!             Output::Apply(entries) => applied.extend(entries),
 //!             Output::Accepted { .. } | Output::ProposalDropped { .. } => {}
 //!             Output::RoleChanged { .. } => {}
+//!             // ReadIndex: serve read `id` once `applied` reaches `index`.
+//!             Output::ReadReady { .. } | Output::ReadDropped { .. } => {}
 //!         }
 //!     }
 //!     if node.view().commit.0 >= 1 && !proposed {

@@ -47,11 +47,17 @@ pub enum MessageBody {
     },
     AppendResponse(AppendResult),
     /// A leader's liveness beat. `commit` is already capped at what the follower is known to
-    /// hold, so the follower may adopt it without a log check.
+    /// hold, so the follower may adopt it without a log check. `read_round` is the latest
+    /// ReadIndex round the leader opened; the answer echoes it.
     Heartbeat {
         commit: Index,
+        read_round: u64,
     },
-    HeartbeatResponse,
+    HeartbeatResponse {
+        read_round: u64,
+    },
+    /// Leadership transfer: the leader asks its up-to-date target to campaign at once.
+    TimeoutNow,
 }
 
 /// A follower's answer to an `Append`.
@@ -79,7 +85,8 @@ impl MessageBody {
             MessageBody::Append { .. } => "Append",
             MessageBody::AppendResponse(_) => "AppendResponse",
             MessageBody::Heartbeat { .. } => "Heartbeat",
-            MessageBody::HeartbeatResponse => "HeartbeatResponse",
+            MessageBody::HeartbeatResponse { .. } => "HeartbeatResponse",
+            MessageBody::TimeoutNow => "TimeoutNow",
         }
     }
 
@@ -92,7 +99,7 @@ impl MessageBody {
             MessageBody::PreVoteResponse { .. }
                 | MessageBody::VoteResponse { .. }
                 | MessageBody::AppendResponse(_)
-                | MessageBody::HeartbeatResponse
+                | MessageBody::HeartbeatResponse { .. }
         )
     }
 }

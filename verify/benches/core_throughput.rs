@@ -48,6 +48,7 @@ impl Cluster {
                 Output::Persist(p) => self.unacked[i] = Some(p.seq),
                 Output::Apply(entries) => self.applied[i] += entries.len() as u64,
                 Output::Accepted { .. } | Output::ProposalDropped { .. } | Output::RoleChanged { .. } => {}
+                Output::ReadReady { .. } | Output::ReadDropped { .. } => {}
             }
         }
         self.out = out;

@@ -55,6 +55,8 @@ pub enum Invariant {
     CommittedNotDurableOnMajority,
     ResponseBeforeDurable,
     AcknowledgedLost,
+    /// A read answered with an index below a commit that happened before the read was issued.
+    StaleRead,
     Liveness,
 }
 

@@ -18,7 +18,7 @@
 //! Commands (node ids are 1-based, `1` or `n1`):
 //!
 //! - `add-nodes N [pre-vote=false] [check-quorum=false] [max-entries=K] [max-inflight=K]`
-//! - `tick ID [N]`, `campaign ID`, `propose ID DATA...`
+//! - `tick ID [N]`, `campaign ID`, `propose ID DATA...`, `read ID`, `transfer ID TO`
 //! - `deliver [A->B | all]`, `drop [A->B | all]` (`*` matches any node on either side)
 //! - `persist ID | all`, `crash ID`, `restart ID`, `stabilize`
 //! - `isolate ID`, `heal ID | all`: while a node is isolated, every message from or to it is
@@ -141,6 +141,18 @@ impl Cluster {
                 expect_args(&args, 1, 1)?;
                 let id = self.node_id(args[0])?;
                 self.step(id, Input::Campaign, &mut out)?;
+            }
+            "read" => {
+                expect_args(&args, 1, 1)?;
+                let id = self.node_id(args[0])?;
+                self.next_proposal += 1;
+                self.step(id, Input::Read { id: self.next_proposal }, &mut out)?;
+            }
+            "transfer" => {
+                expect_args(&args, 2, 2)?;
+                let id = self.node_id(args[0])?;
+                let to = self.node_id(args[1])?;
+                self.step(id, Input::TransferLeadership { to }, &mut out)?;
             }
             "propose" => {
                 if args.len() < 2 {
@@ -406,6 +418,12 @@ impl Cluster {
             pos(v.last_index, v.last_term),
             v.durable.0,
         );
+        if let Some(to) = v.transferring_to {
+            s.push_str(&format!(" transferring_to={to}"));
+        }
+        if v.pending_reads > 0 {
+            s.push_str(&format!(" pending_reads={}", v.pending_reads));
+        }
         let ig = v.ignored;
         let counts = [
             ("stale_term", ig.stale_term),
@@ -414,6 +432,7 @@ impl Cluster {
             ("malformed", ig.malformed),
             ("leased_vote", ig.leased_vote),
             ("bad_persisted", ig.bad_persisted),
+            ("bad_transfer", ig.bad_transfer),
         ];
         let nonzero: Vec<String> = counts.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k}={n}")).collect();
         if !nonzero.is_empty() {
@@ -529,8 +548,16 @@ fn render_body(body: &MessageBody) -> String {
             )
         }
         MessageBody::AppendResponse(AppendResult::StaleTerm) => "AppendResponse StaleTerm".to_string(),
-        MessageBody::Heartbeat { commit } => format!("Heartbeat{{commit={}}}", commit.0),
-        MessageBody::HeartbeatResponse => "HeartbeatResponse".to_string(),
+        MessageBody::Heartbeat { commit, read_round } => format!("Heartbeat{{commit={}, read={read_round}}}", commit.0),
+        MessageBody::HeartbeatResponse { read_round } => format!("HeartbeatResponse{{read={read_round}}}"),
+        MessageBody::TimeoutNow => "TimeoutNow".to_string(),
+    }
+}
+
+fn render_reason(reason: &DropReason) -> String {
+    match reason {
+        DropReason::NotLeader { hint } => format!("NotLeader(hint={})", opt_node(*hint)),
+        DropReason::Transferring { to } => format!("Transferring(to={to})"),
     }
 }
 
@@ -547,9 +574,9 @@ fn render_output(o: &Output) -> String {
             format!("Apply [{}]", e.join(", "))
         }
         Output::Accepted { id, index, term } => format!("Accepted id={id} at {}", pos(*index, *term)),
-        Output::ProposalDropped { id, reason: DropReason::NotLeader { hint } } => {
-            format!("ProposalDropped id={id} NotLeader(hint={})", opt_node(*hint))
-        }
+        Output::ProposalDropped { id, reason } => format!("ProposalDropped id={id} {}", render_reason(reason)),
+        Output::ReadReady { id, index } => format!("ReadReady id={id} index={}", index.0),
+        Output::ReadDropped { id, reason } => format!("ReadDropped id={id} {}", render_reason(reason)),
         Output::RoleChanged { role, term, leader } => {
             format!("RoleChanged {role:?} t{} leader={}", term.0, opt_node(*leader))
         }

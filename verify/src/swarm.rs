@@ -24,6 +24,9 @@ pub struct Faults {
     pub leader_isolate: bool,
     /// Per tick: probability of a client proposing, and of it asking a random node.
     pub propose_rate: f64,
+    /// Per tick: probability of a client read, and of a leadership transfer request.
+    pub read_rate: f64,
+    pub transfer_rate: f64,
     pub misdirect: f64,
     /// Figure 8 style (lab 3C): every live node is offered a command every tick, so deposed
     /// leaders keep appending entries that must never commit.
@@ -64,6 +67,8 @@ pub fn profile(seed: u64) -> (SimConfig, Faults) {
         leader_isolate: false,
         propose_rate: r.pick(&[0.1, 0.5, 2.0]),
         misdirect: r.pick(&[0.0, 0.2, 1.0]),
+        read_rate: r.pick(&[0.0, 0.2, 1.0]),
+        transfer_rate: r.pick(&[0.0, 0.0, 0.005, 0.02]),
         propose_everywhere: false,
         safety_ticks: r.between(200, 800),
     };
@@ -144,6 +149,19 @@ fn safety_phase(sim: &mut Sim, f: &Faults, rng: &mut SimRng) -> Result<(), Viola
             if !down.is_empty() {
                 let i = rng.pick(&down);
                 sim.restart(i);
+            }
+        }
+        if rng.chance(f.read_rate) {
+            let target = match sim.leader() {
+                Some(l) if !rng.chance(f.misdirect) => l,
+                _ => rng.below(n),
+            };
+            sim.read(target)?;
+        }
+        if rng.chance(f.transfer_rate) {
+            if let Some(l) = sim.leader() {
+                let to = rng.below(n);
+                sim.transfer(l, to)?;
             }
         }
         let mut proposals = f.propose_rate;

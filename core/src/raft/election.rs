@@ -24,6 +24,7 @@ impl Node {
         self.role = Role::PreCandidate;
         self.leader = None;
         self.progress.clear();
+        self.transfer = None;
         self.tally.clear();
         self.tally.record(self.cfg.id(), true);
         self.reset_election_timer();
@@ -45,6 +46,7 @@ impl Node {
         self.role = Role::Candidate;
         self.leader = None;
         self.progress.clear();
+        self.transfer = None;
         self.tally.clear();
         // This step's persist carries the new term and vote.
         self.self_vote_seq = Some(self.next_seq);
@@ -129,6 +131,8 @@ impl Node {
         let next = self.log.last_index().next();
         let peers: Vec<NodeId> = self.peers().collect();
         self.progress = peers.into_iter().map(|p| (p, Progress::new(next))).collect();
+        self.transfer = None;
+        self.reads = Default::default();
         // Raft §5.4.2 / §8: commit an entry of our own term to commit everything before it.
         let entry = Entry { term: self.term, index: next, kind: EntryKind::Noop, data: Bytes::new() };
         self.append_local(entry);

@@ -6,11 +6,13 @@ mod election;
 pub mod log;
 pub mod progress;
 pub mod quorum;
+mod read;
 mod receive;
 mod replication;
 mod rng;
 #[cfg(test)]
 mod tests;
+mod transfer;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
@@ -23,7 +25,9 @@ use crate::types::{Entry, EntryKind, HardState, Index, NodeId, Term};
 use self::log::RaftLog;
 use self::progress::Progress;
 use self::quorum::Tally;
+use self::read::Reads;
 use self::rng::Rng;
+use self::transfer::Transfer;
 
 /// One Raft node as a pure state machine. Feed it [`Input`]s with [`Node::step`]; carry out
 /// the [`Output`]s it returns. See the crate documentation for the driver loop.
@@ -50,6 +54,10 @@ pub struct Node {
     self_vote_seq: Option<u64>,
     /// Leader: one entry per peer.
     progress: BTreeMap<NodeId, Progress>,
+    /// Leader: ReadIndex rounds and the reads waiting on them.
+    reads: Reads,
+    /// Leader: a leadership transfer in progress.
+    transfer: Option<Transfer>,
 
     /// Next persist sequence number to issue; every number below was issued.
     next_seq: u64,
@@ -90,6 +98,8 @@ impl Node {
             tally: Tally::default(),
             self_vote_seq: None,
             progress: BTreeMap::new(),
+            reads: Reads::default(),
+            transfer: None,
             next_seq: 1,
             acked_seq: 0,
             persisted_hard,
@@ -124,6 +134,8 @@ impl Node {
                     self.start_election(out);
                 }
             }
+            Input::Read { id } => self.read(id, out),
+            Input::TransferLeadership { to } => self.transfer_leadership(to, out),
         }
         self.finish_step(out);
     }
@@ -141,6 +153,8 @@ impl Node {
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
             durable: self.log.durable(),
+            transferring_to: self.transfer.map(|t| t.to),
+            pending_reads: self.reads.pending.len(),
             ignored: self.ignored,
         }
     }
@@ -168,6 +182,7 @@ impl Node {
     fn tick(&mut self, out: &mut Vec<Output>) {
         self.election_elapsed += 1;
         if self.role == Role::Leader {
+            self.tick_transfer();
             self.heartbeat_elapsed += 1;
             if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks() {
                 self.heartbeat_elapsed = 0;
@@ -183,8 +198,11 @@ impl Node {
     }
 
     fn propose(&mut self, proposals: impl Iterator<Item = Proposal>, out: &mut Vec<Output>) {
-        if self.role != Role::Leader {
-            let reason = DropReason::NotLeader { hint: self.leader };
+        if self.role != Role::Leader || self.transfer.is_some() {
+            let reason = match self.transfer {
+                Some(t) if self.role == Role::Leader => DropReason::Transferring { to: t.to },
+                _ => DropReason::NotLeader { hint: self.leader },
+            };
             out.extend(proposals.map(|p| Output::ProposalDropped { id: p.id, reason }));
             return;
         }
@@ -243,6 +261,7 @@ impl Node {
         self.tally.clear();
         self.self_vote_seq = None;
         self.progress.clear();
+        self.transfer = None;
         self.reset_election_timer();
     }
 
@@ -304,6 +323,9 @@ impl Node {
             }
             let (_, msg) = self.held.pop_front().expect("front exists");
             out.push(Output::Send(msg));
+        }
+        if self.role != Role::Leader && (!self.reads.pending.is_empty() || self.reads.round > 0) {
+            self.drop_reads(out);
         }
         if let Some(entries) = self.log.take_applicable() {
             out.push(Output::Apply(entries));

@@ -33,6 +33,8 @@ pub struct Progress {
     pub recent_active: bool,
     /// The commit index carried by the last append sent to this follower.
     pub commit_sent: Index,
+    /// The latest ReadIndex round this follower answered.
+    pub read_round_acked: u64,
 }
 
 impl Progress {
@@ -46,6 +48,7 @@ impl Progress {
             inflight_bytes: 0,
             recent_active: true,
             commit_sent: Index(0),
+            read_round_acked: 0,
         }
     }
 

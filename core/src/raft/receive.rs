@@ -26,7 +26,7 @@ impl Node {
                     }
                     self.become_follower(msg.term, None);
                 }
-                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::TimeoutNow => {
                     self.become_follower(msg.term, Some(msg.from));
                 }
                 _ => self.become_follower(msg.term, None),
@@ -81,13 +81,14 @@ impl Node {
                 }
                 self.handle_append_response(msg.from, result, out);
             }
-            MessageBody::HeartbeatResponse => {
+            MessageBody::HeartbeatResponse { read_round } => {
                 if self.role != Role::Leader {
                     self.ignored.stray_response += 1;
                     return;
                 }
-                self.handle_heartbeat_response(msg.from, out);
+                self.handle_heartbeat_response(msg.from, read_round, out);
             }
+            MessageBody::TimeoutNow => self.handle_timeout_now(msg.from, out),
         }
     }
 }

@@ -54,7 +54,7 @@ impl Node {
         let beats: Vec<(NodeId, Index)> =
             self.progress.iter().map(|(id, pr)| (*id, commit.min(pr.match_index))).collect();
         for (to, commit) in beats {
-            self.send(to, MessageBody::Heartbeat { commit }, out);
+            self.send(to, MessageBody::Heartbeat { commit, read_round: self.reads.round }, out);
         }
     }
 
@@ -101,14 +101,14 @@ impl Node {
 
     /// Follower: a heartbeat from the current leader.
     pub(super) fn handle_heartbeat(&mut self, msg: &Message, out: &mut Vec<Output>) {
-        let MessageBody::Heartbeat { commit } = msg.body else { unreachable!() };
+        let MessageBody::Heartbeat { commit, read_round } = msg.body else { unreachable!() };
         if commit > self.log.last_index() {
             // The leader caps it at our match; more than we hold means a confused sender.
             self.ignored.malformed += 1;
         } else {
             self.log.commit_to(commit);
         }
-        self.send(msg.from, MessageBody::HeartbeatResponse, out);
+        self.send(msg.from, MessageBody::HeartbeatResponse { read_round }, out);
     }
 
     /// Leader: a follower's answer to an append.
@@ -135,6 +135,9 @@ impl Node {
                 if !sent && stale_commit {
                     self.send_append(from, true, out);
                 }
+                if self.transfer.is_some_and(|t| t.to == from) {
+                    self.try_finish_transfer(out);
+                }
             }
             AppendResult::Reject { rejected_prev, conflict_term, conflict_first, last_index } => {
                 let hint = match conflict_term {
@@ -157,7 +160,8 @@ impl Node {
 
     /// Leader: a follower's answer to a heartbeat. Resumes a paused probe and nudges a
     /// follower that lags (its last append or answer may have been lost).
-    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, out: &mut Vec<Output>) {
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64, out: &mut Vec<Output>) {
+        self.read_acked(from, read_round, out);
         let (max_msgs, max_bytes) = (self.cfg.max_inflight_msgs(), self.cfg.max_inflight_bytes());
         let Some(pr) = self.progress.get_mut(&from) else { return };
         pr.on_heartbeat_response(max_msgs, max_bytes);
@@ -177,6 +181,7 @@ impl Node {
             && self.log.commit_to(candidate)
         {
             self.broadcast_append(true, out);
+            self.advance_reads(out);
         }
     }
 }

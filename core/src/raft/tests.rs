@@ -66,8 +66,12 @@ fn a_single_node_leads_commits_and_applies_only_after_persisting() {
 #[test]
 fn proposals_on_a_follower_are_dropped_with_a_hint() {
     let mut n = node(2, 3);
-    let hb =
-        Message { from: NodeId(1), to: NodeId(2), term: Term(3), body: MessageBody::Heartbeat { commit: Index(0) } };
+    let hb = Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(3),
+        body: MessageBody::Heartbeat { commit: Index(0), read_round: 0 },
+    };
     let _ = n.step(Input::Message(hb));
     let out = n.step(Input::Propose(Proposal { id: 1, data: Bytes::new() }));
     assert_eq!(out, vec![Output::ProposalDropped { id: 1, reason: DropReason::NotLeader { hint: Some(NodeId(1)) } }]);

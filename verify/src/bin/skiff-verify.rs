@@ -42,16 +42,19 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     let seeds = flag(args, "--seeds")?.ok_or("sweep needs --seeds N")?;
     let start = flag(args, "--start")?.unwrap_or(0);
     let began = Instant::now();
-    let (mut violations, mut events) = (0u64, 0u64);
+    let (mut violations, mut events, mut committed, mut reads) = (0u64, 0u64, 0u64, 0u64);
     for seed in start..start + seeds {
         let report = run_seed(seed, false);
         events += report.events;
+        committed += report.committed;
+        reads += report.sim.reads_served;
         if let Some(v) = report.violation {
             violations += 1;
             println!("seed {seed} violated {v}");
             println!("  replay: cargo run --release -p skiff-verify -- replay --seed {seed}");
         }
     }
+    println!("committed_entries={committed} reads_served={reads}");
     println!("seeds={seeds} violations={violations} events={events} elapsed_s={:.1}", began.elapsed().as_secs_f64());
     Ok(if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -124,6 +124,13 @@ pub struct Sim {
     /// Commands acknowledged to the client: id -> where they committed.
     pub acked: BTreeMap<u64, Acked>,
     next_proposal: u64,
+    /// Reads issued and not answered: (node, read id) -> committed history length at issue.
+    reads: BTreeMap<(usize, u64), u64>,
+    /// Reads answered with `ReadReady`, and refused.
+    pub reads_served: u64,
+    pub reads_dropped: u64,
+    /// A stale read seen while carrying out outputs (reported by `step`).
+    stale_read: Option<Violation>,
     /// The last `Accepted` output, taken by `propose`.
     accepted: Option<(u64, Index, Term)>,
     /// Messages delivered, and their entry payload bytes, for the lab's RPC limits.
@@ -151,6 +158,10 @@ impl Sim {
             acked: BTreeMap::new(),
             next_proposal: 1,
             accepted: None,
+            reads: BTreeMap::new(),
+            reads_served: 0,
+            reads_dropped: 0,
+            stale_read: None,
             delivered: 0,
             delivered_requests: 0,
             delivered_bytes: 0,
@@ -223,6 +234,7 @@ impl Sim {
         n.epoch += 1;
         n.pending.clear();
         self.awaiting.retain(|(leader, _), _| *leader != i);
+        self.reads.retain(|(node, _), _| *node != i);
         self.checker.restarted(NodeId(i as u64 + 1));
         self.log(|| format!("crash n{}", i + 1));
     }
@@ -281,6 +293,24 @@ impl Sim {
         self.next_proposal += 1;
         self.step(i, Input::Propose(Proposal { id, data }))?;
         Ok(self.accepted.take())
+    }
+
+    /// Issues a linearizable read on node `i` (no-op if it is down). The answer is checked
+    /// against the committed history as it stood now.
+    pub fn read(&mut self, i: usize) -> Result<(), Violation> {
+        if !self.is_up(i) {
+            return Ok(());
+        }
+        let id = self.next_proposal;
+        self.next_proposal += 1;
+        self.reads.insert((i, id), self.checker.committed_len());
+        self.step(i, Input::Read { id })
+    }
+
+    /// Asks node `i` to hand leadership to `to`.
+    pub fn transfer(&mut self, i: usize, to: usize) -> Result<(), Violation> {
+        self.log(|| format!("transfer n{} -> n{}", i + 1, to + 1));
+        self.step(i, Input::TransferLeadership { to: NodeId(to as u64 + 1) })
     }
 
     /// Proposals accepted by some leader and not yet applied (or lost) there.
@@ -380,7 +410,10 @@ impl Sim {
             self.carry_out(i, o);
         }
         self.out = out;
-        Ok(())
+        match self.stale_read.take() {
+            Some(v) => Err(v),
+            None => Ok(()),
+        }
     }
 
     fn carry_out(&mut self, i: usize, o: Output) {
@@ -418,6 +451,26 @@ impl Sim {
                 self.accepted = Some((id, index, term));
             }
             Output::ProposalDropped { .. } => {}
+            Output::ReadReady { id, index } => {
+                if let Some(committed_at_issue) = self.reads.remove(&(i, id)) {
+                    self.reads_served += 1;
+                    if index.0 < committed_at_issue && self.stale_read.is_none() {
+                        self.stale_read = Some(Violation {
+                            invariant: Invariant::StaleRead,
+                            detail: format!(
+                                "n{} answered read {id} at index {}, but {committed_at_issue} entries were committed when it was issued",
+                                i + 1,
+                                index.0
+                            ),
+                        });
+                    }
+                }
+                self.log(|| format!("n{} read {id} ready at {}", i + 1, index.0));
+            }
+            Output::ReadDropped { id, .. } => {
+                self.reads.remove(&(i, id));
+                self.reads_dropped += 1;
+            }
             Output::RoleChanged { role, term, leader } => {
                 self.mix(0x3000 + role as u64 + term.0 * 8);
                 self.log(|| format!("n{} is {role:?} in term {} (leader {leader:?})", i + 1, term.0));
