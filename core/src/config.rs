@@ -24,6 +24,8 @@ pub struct Config {
     max_bytes_per_msg: u64,
     max_inflight_msgs: usize,
     max_inflight_bytes: u64,
+    snapshot_chunk_bytes: u64,
+    max_inflight_snapshot_chunks: u64,
 }
 
 /// Why a configuration was refused.
@@ -89,6 +91,8 @@ impl Config {
                 max_bytes_per_msg: 1 << 20,
                 max_inflight_msgs: 64,
                 max_inflight_bytes: 16 << 20,
+                snapshot_chunk_bytes: 64 << 10,
+                max_inflight_snapshot_chunks: 4,
             },
         }
     }
@@ -129,6 +133,12 @@ impl Config {
     }
     pub fn max_inflight_bytes(&self) -> u64 {
         self.max_inflight_bytes
+    }
+    pub fn snapshot_chunk_bytes(&self) -> u64 {
+        self.snapshot_chunk_bytes
+    }
+    pub fn max_inflight_snapshot_chunks(&self) -> u64 {
+        self.max_inflight_snapshot_chunks
     }
     /// The number of votes (or acknowledgements) that make a majority.
     pub fn quorum(&self) -> usize {
@@ -191,6 +201,17 @@ impl ConfigBuilder {
         self
     }
 
+    /// Bytes of snapshot data per InstallSnapshot message.
+    pub fn snapshot_chunk_bytes(mut self, n: u64) -> Self {
+        self.config.snapshot_chunk_bytes = n;
+        self
+    }
+    /// Unacknowledged InstallSnapshot chunks per follower.
+    pub fn max_inflight_snapshot_chunks(mut self, n: u64) -> Self {
+        self.config.max_inflight_snapshot_chunks = n;
+        self
+    }
+
     /// Validates and returns the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
         let mut c = self.config;
@@ -221,6 +242,8 @@ impl ConfigBuilder {
             ("max_bytes_per_msg", c.max_bytes_per_msg),
             ("max_inflight_msgs", c.max_inflight_msgs as u64),
             ("max_inflight_bytes", c.max_inflight_bytes),
+            ("snapshot_chunk_bytes", c.snapshot_chunk_bytes),
+            ("max_inflight_snapshot_chunks", c.max_inflight_snapshot_chunks),
         ] {
             if v == 0 {
                 return Err(ConfigError::ZeroLimit { name });

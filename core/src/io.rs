@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 
 use crate::message::Message;
-use crate::types::{Entry, HardState, Index, NodeId, Term};
+use crate::types::{Entry, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
 
 /// One stimulus for [`crate::Node::step`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +31,11 @@ pub enum Input {
     /// Hand leadership to `to`: the leader stops accepting proposals, brings `to` up to
     /// date and tells it to campaign at once. Abandoned after an election timeout.
     TransferLeadership { to: NodeId },
+    /// The service's snapshot of its state after applying every entry up to `index` (the
+    /// lab's `Snapshot(index, data)`): the core compacts its log up to there and persists the
+    /// snapshot. An index not above the current snapshot, or above what was applied, is
+    /// refused (counted in [`Ignored::bad_snapshot`]).
+    Snapshot { index: Index, data: Bytes },
 }
 
 /// A command to replicate, with an id chosen by the proposer to match the answer.
@@ -49,6 +54,9 @@ pub enum Output {
     Persist(Persist),
     /// Committed, locally durable entries, in index order, each exactly once.
     Apply(Vec<Entry>),
+    /// Replace the service's state with this snapshot (received from the leader, durable
+    /// here); `Apply` continues from its index + 1.
+    ApplySnapshot(Snapshot),
     /// A proposal was appended to the leader's log at `index` in `term`. It is not committed
     /// yet: wait for its `Apply`, and treat a different entry at that index as a loss.
     Accepted { id: u64, index: Index, term: Term },
@@ -77,11 +85,15 @@ pub enum DropReason {
 /// Obligations of the storage: apply records in `seq` order; when `entries` is non-empty,
 /// first discard every stored entry at an index `>= entries[0].index` (`truncate_from`
 /// names that index when the record overwrites a conflicting suffix, for clarity and
-/// checking), then append `entries`; then store `hard_state` if present.
+/// checking), then append `entries`; then store `hard_state` if present. A `snapshot`, when
+/// present, is stored before all of that (see its field).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Persist {
     /// Strictly increasing per node lifetime; a restart starts again from 1.
     pub seq: u64,
+    /// When set, applied first: store this snapshot and discard every stored entry up to
+    /// its index.
+    pub snapshot: Option<Snapshot>,
     pub hard_state: Option<HardState>,
     /// When set, the stored log held entries at `truncate_from..` that this record replaces.
     pub truncate_from: Option<Index>,
@@ -102,7 +114,9 @@ pub enum Role {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Restored {
     pub hard_state: HardState,
-    /// The stored log, contiguous, starting at index 1.
+    /// The stored snapshot, if any. The service restores its own state from it.
+    pub snapshot: Option<Snapshot>,
+    /// The stored log, contiguous, starting right after the snapshot (or at index 1).
     pub entries: Vec<Entry>,
 }
 
@@ -117,6 +131,8 @@ pub enum RestoreError {
     EntryAboveTerm { index: Index, entry_term: Term, term: Term },
     /// The stored vote names a node outside the voter set.
     VoteForUnknown { vote: NodeId },
+    /// The snapshot's term is above the stored current term.
+    SnapshotAboveTerm { meta: SnapshotMeta },
 }
 
 impl core::fmt::Display for RestoreError {
@@ -130,6 +146,9 @@ impl core::fmt::Display for RestoreError {
             }
             RestoreError::EntryAboveTerm { index, entry_term, term } => {
                 write!(f, "restored entry {} has term {} above the stored term {}", index.0, entry_term.0, term.0)
+            }
+            RestoreError::SnapshotAboveTerm { meta } => {
+                write!(f, "restored snapshot at index {} has term {} above the stored term", meta.index.0, meta.term.0)
             }
             RestoreError::VoteForUnknown { vote } => {
                 write!(f, "restored vote for node {} outside the voter set", vote.0)
@@ -157,6 +176,11 @@ pub struct Ignored {
     pub bad_persisted: u64,
     /// Leadership transfers asked of a non-leader, or to itself or a non-voter.
     pub bad_transfer: u64,
+    /// Snapshots from the service at an index not above the current snapshot or above what
+    /// was applied.
+    pub bad_snapshot: u64,
+    /// Snapshot chunks of a transfer the leader replaced by a later one.
+    pub stale_chunk: u64,
 }
 
 /// Read-only status of a node, for drivers, tests and metrics.
@@ -175,6 +199,8 @@ pub struct View {
     pub last_term: Term,
     /// Highest index whose entry (as currently in memory) is known durable.
     pub durable: Index,
+    /// Index covered by the snapshot (0 without one).
+    pub snapshot_index: Index,
     /// Leader: the node leadership is being handed to.
     pub transferring_to: Option<NodeId>,
     /// Leader: reads waiting for leadership confirmation.

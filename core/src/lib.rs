@@ -32,6 +32,7 @@
 //!                 inputs.push(Input::Persisted { up_to: seq });
 //!             }
 //!             Output::Apply(entries) => applied.extend(entries),
+//!             Output::ApplySnapshot(snapshot) => { /* replace the state machine */ let _ = snapshot; }
 //!             Output::Accepted { .. } | Output::ProposalDropped { .. } => {}
 //!             Output::RoleChanged { .. } => {}
 //!             // ReadIndex: serve read `id` once `applied` reaches `index`.
@@ -73,4 +74,4 @@ pub use config::{Config, ConfigBuilder, ConfigError};
 pub use io::{DropReason, Ignored, Input, Output, Persist, Proposal, RestoreError, Restored, Role, View};
 pub use message::{AppendResult, Message, MessageBody};
 pub use raft::Node;
-pub use types::{Entry, EntryKind, HardState, Index, NodeId, Term, ENTRY_OVERHEAD};
+pub use types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term, ENTRY_OVERHEAD};

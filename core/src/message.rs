@@ -4,7 +4,7 @@
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Entry, Index, NodeId, Term};
+use crate::types::{Entry, Index, NodeId, SnapshotMeta, Term};
 
 /// A message between two nodes of one cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +58,21 @@ pub enum MessageBody {
     },
     /// Leadership transfer: the leader asks its up-to-date target to campaign at once.
     TimeoutNow,
+    /// One chunk of the leader's snapshot (Figure 13): `data` is the slice at `offset`;
+    /// `done` marks the last chunk.
+    InstallSnapshot {
+        meta: SnapshotMeta,
+        offset: u64,
+        data: bytes::Bytes,
+        done: bool,
+    },
+    /// The follower holds the snapshot at `index` up to `next_offset` bytes, or (`done`) has
+    /// installed it durably, or already had everything it covers.
+    SnapshotResponse {
+        index: Index,
+        next_offset: u64,
+        done: bool,
+    },
 }
 
 /// A follower's answer to an `Append`.
@@ -87,6 +102,8 @@ impl MessageBody {
             MessageBody::Heartbeat { .. } => "Heartbeat",
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResponse",
             MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
+            MessageBody::SnapshotResponse { .. } => "SnapshotResponse",
         }
     }
 
@@ -100,6 +117,7 @@ impl MessageBody {
                 | MessageBody::VoteResponse { .. }
                 | MessageBody::AppendResponse(_)
                 | MessageBody::HeartbeatResponse { .. }
+                | MessageBody::SnapshotResponse { .. }
         )
     }
 }

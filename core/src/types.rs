@@ -87,3 +87,19 @@ pub struct HardState {
     pub vote: Option<NodeId>,
     pub commit: Index,
 }
+
+/// What a snapshot stands for: the state after applying every entry up to `index`, whose
+/// entry had `term`, in a cluster of `voters`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub index: Index,
+    pub term: Term,
+    pub voters: alloc::vec::Vec<NodeId>,
+}
+
+/// A snapshot of the service's state, opaque to the core. Cloning shares the bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    pub data: Bytes,
+}

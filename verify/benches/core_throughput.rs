@@ -47,6 +47,7 @@ impl Cluster {
                 Output::Send(m) => self.inbox.push_back(m),
                 Output::Persist(p) => self.unacked[i] = Some(p.seq),
                 Output::Apply(entries) => self.applied[i] += entries.len() as u64,
+                Output::ApplySnapshot(s) => self.applied[i] = s.meta.index.0,
                 Output::Accepted { .. } | Output::ProposalDropped { .. } | Output::RoleChanged { .. } => {}
                 Output::ReadReady { .. } | Output::ReadDropped { .. } => {}
             }

@@ -9,26 +9,33 @@ use std::fmt;
 
 use bytes::Bytes;
 use skiff_core::{
-    AppendResult, Entry, EntryKind, HardState, Index, Message, MessageBody, Node, NodeId, Persist, Role, Term,
+    AppendResult, Entry, EntryKind, HardState, Index, Message, MessageBody, Node, NodeId, Persist, Restored, Role,
+    Snapshot, Term,
 };
 
 /// What a node's disk holds in the simulation: only acknowledged persists reach it.
 #[derive(Clone, Debug, Default)]
 pub struct Durable {
     pub hard_state: HardState,
-    /// Contiguous from index 1.
+    pub snapshot: Option<Snapshot>,
+    /// Contiguous, right after the snapshot (or from index 1).
     pub log: Vec<Entry>,
 }
 
 impl Durable {
-    /// Applies one persist record, as a real storage would (see `skiff_core::Persist`).
+    /// Applies one persist record, as a real storage must (see `skiff_core::Persist`).
     pub fn apply(&mut self, p: &Persist) {
+        if let Some(s) = &p.snapshot {
+            let covered = s.meta.index;
+            self.log.retain(|e| e.index > covered);
+            self.snapshot = Some(s.clone());
+        }
         if let Some(t) = p.truncate_from {
-            self.log.truncate(t.0.saturating_sub(1) as usize);
+            self.log.retain(|e| e.index < t);
         }
         if let Some(first) = p.entries.first() {
-            self.log.truncate(first.index.0.saturating_sub(1) as usize);
-            assert_eq!(self.log.len() as u64 + 1, first.index.0, "persist leaves a gap in the durable log");
+            self.log.retain(|e| e.index < first.index);
+            assert_eq!(self.last_index().next(), first.index, "persist seq {} leaves a gap in the durable log", p.seq);
             self.log.extend(p.entries.iter().cloned());
         }
         if let Some(hs) = p.hard_state {
@@ -36,13 +43,74 @@ impl Durable {
         }
     }
 
+    /// The index the stored snapshot covers (0 without one).
+    pub fn snapshot_index(&self) -> Index {
+        self.snapshot.as_ref().map_or(Index(0), |s| s.meta.index)
+    }
+
+    pub fn last_index(&self) -> Index {
+        self.log.last().map_or(self.snapshot_index(), |e| e.index)
+    }
+
+    /// The term at `index`, if stored as an entry or as the snapshot's last entry.
     pub fn term_at(&self, index: Index) -> Option<Term> {
         if index.0 == 0 {
             return Some(Term(0));
         }
-        self.log.get(index.0 as usize - 1).map(|e| e.term)
+        let base = self.snapshot_index();
+        if index == base {
+            return self.snapshot.as_ref().map(|s| s.meta.term);
+        }
+        if index < base {
+            return None;
+        }
+        self.log.get((index.0 - base.0 - 1) as usize).map(|e| e.term)
+    }
+
+    /// Whether this disk holds the entry (`index`, `term`), counting a snapshot that covers
+    /// it (snapshots cover committed entries only).
+    pub fn holds(&self, index: Index, term: Term) -> bool {
+        index <= self.snapshot_index() || self.term_at(index) == Some(term)
+    }
+
+    /// What a restart recovers.
+    pub fn restored(&self) -> Restored {
+        Restored { hard_state: self.hard_state, snapshot: self.snapshot.clone(), entries: self.log.clone() }
+    }
+
+    /// Bytes of Raft state on this disk besides the snapshot's data (the lab's `RaftStateSize`):
+    /// hard state and log entries as postcard-encoded records.
+    pub fn raft_state_size(&self) -> usize {
+        let size = |v: &dyn erased::Encode| v.encoded_len();
+        size(&self.hard_state) + self.log.iter().map(|e| size(e)).sum::<usize>()
     }
 }
+
+mod erased {
+    /// postcard's encoded length of a value.
+    pub trait Encode {
+        fn encoded_len(&self) -> usize;
+    }
+    impl<T: serde::Serialize> Encode for T {
+        fn encoded_len(&self) -> usize {
+            postcard::to_allocvec(self).map_or(0, |v| v.len())
+        }
+    }
+}
+
+/// The simulated service's state: a running digest of every applied entry. Equal digests at
+/// an index mean equal histories up to it.
+pub fn fold_digest(state: u64, e: &Entry) -> u64 {
+    let mut h = state;
+    let mut eat = |b: u8| h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    for b in e.index.0.to_le_bytes().iter().chain(e.term.0.to_le_bytes().iter()).chain(e.data.iter()) {
+        eat(*b);
+    }
+    h
+}
+
+/// The digest of the empty history.
+pub const EMPTY_DIGEST: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// Which invariant broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +123,15 @@ pub enum Invariant {
     CommittedNotDurableOnMajority,
     ResponseBeforeDurable,
     AcknowledgedLost,
+    /// A snapshot (taken or installed) differs from the committed history at its index.
+    SnapshotMismatch,
     /// A read answered with an index below a commit that happened before the read was issued.
     StaleRead,
+    /// A snapshot chunk was sent as a copy rather than a slice of the leader's snapshot.
+    SnapshotCopied,
+    /// The event queue grew past any plausible bound: nodes answer messages with more
+    /// messages without end (a livelock that would also hang the sweep).
+    MessageStorm,
     Liveness,
 }
 
@@ -88,6 +163,8 @@ struct Committed {
     /// The term of the node that first reported it committed: an upper bound on the term in
     /// which it was committed.
     seen_in_term: Term,
+    /// The service state after applying everything up to here.
+    digest: u64,
 }
 
 /// The checker's memory of a run.
@@ -116,14 +193,46 @@ impl Checker {
         self.canonical.iter().enumerate().map(|(k, c)| (Index(k as u64 + 1), c.term, &c.data))
     }
 
+    /// The committed command at `index` in the canonical history.
+    pub fn committed_at(&self, index: Index) -> Option<&Bytes> {
+        self.canonical.get((index.0 as usize).checked_sub(1)?).map(|c| &c.data)
+    }
+
     pub fn committed_len(&self) -> u64 {
         self.canonical.len() as u64
     }
 
-    /// A node restarted: its applied sequence starts again from nothing.
-    pub fn restarted(&mut self, id: NodeId) {
-        self.applied.remove(&id);
-        self.checked_commit.remove(&id);
+    /// A node restarted: its applied sequence starts again from its snapshot (if any).
+    pub fn restarted(&mut self, id: NodeId, snapshot_index: Index) {
+        self.applied.insert(id, snapshot_index);
+        self.checked_commit.insert(id, snapshot_index);
+    }
+
+    /// The service state digest after applying the committed history up to `index`.
+    pub fn digest_at(&self, index: Index) -> Option<u64> {
+        if index.0 == 0 {
+            return Some(EMPTY_DIGEST);
+        }
+        self.canonical.get(index.0 as usize - 1).map(|c| c.digest)
+    }
+
+    fn check_snapshot(&self, id: NodeId, s: &Snapshot, what: &str) -> Result<(), Violation> {
+        let index = s.meta.index;
+        let Some(c) = self.canonical.get(index.0 as usize - 1) else {
+            return violation(
+                Invariant::SnapshotMismatch,
+                format!("{id} {what} a snapshot at uncommitted index {}", index.0),
+            );
+        };
+        let digest = c.digest.to_le_bytes();
+        let whole = s.data.len() >= 8 && s.data.len().is_multiple_of(8) && s.data.chunks(8).all(|w| w == digest);
+        if c.term != s.meta.term || !whole {
+            return violation(
+                Invariant::SnapshotMismatch,
+                format!("{id} {what} a snapshot at index {} that differs from the committed state there", index.0),
+            );
+        }
+        Ok(())
     }
 
     /// Checks one node after it stepped. `disks` holds every node's durable state (for the
@@ -154,7 +263,10 @@ impl Checker {
                     // earlier term.
                     for (k, c) in self.canonical.iter().enumerate() {
                         let index = Index(k as u64 + 1);
-                        if c.seen_in_term < view.term && log.term_at(index) != Some(c.term) {
+                        if c.seen_in_term < view.term
+                            && index > log.snapshot_index()
+                            && log.term_at(index) != Some(c.term)
+                        {
                             return violation(
                                 Invariant::LeaderCompleteness,
                                 format!(
@@ -177,8 +289,20 @@ impl Checker {
         }
         self.check_commit(node, disks)?;
         for out in outputs {
-            if let skiff_core::Output::Apply(entries) = out {
-                self.check_apply(id, entries)?;
+            match out {
+                skiff_core::Output::Apply(entries) => self.check_apply(id, entries)?,
+                skiff_core::Output::ApplySnapshot(s) => {
+                    self.check_snapshot(id, s, "installs")?;
+                    let applied = self.applied.entry(id).or_insert(Index(0));
+                    if s.meta.index <= *applied {
+                        return violation(
+                            Invariant::StateMachineSafety,
+                            format!("{id} installs a snapshot at {} after applying {}", s.meta.index.0, applied.0),
+                        );
+                    }
+                    *applied = s.meta.index;
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -187,6 +311,9 @@ impl Checker {
     fn check_persist(&mut self, node: &Node, p: &Persist) -> Result<(), Violation> {
         let view = node.view();
         let id = view.id;
+        if let Some(s) = &p.snapshot {
+            self.check_snapshot(id, s, "persists")?;
+        }
         if view.role == Role::Leader && p.truncate_from.is_some() {
             return violation(
                 Invariant::LeaderAppendOnly,
@@ -232,7 +359,11 @@ impl Checker {
         }
         for i in from.0 + 1..=view.commit.0 {
             let index = Index(i);
-            let e = node.log().entry(index).expect("a node holds every entry it calls committed");
+            let Some(e) = node.log().entry(index) else {
+                // Inside the node's snapshot: checked against the history when it arrived.
+                assert!(index <= node.log().snapshot_index(), "{id} calls {i} committed without holding it");
+                continue;
+            };
             if let Some(c) = self.canonical.get(i as usize - 1) {
                 if c.term != e.term || c.data != e.data || c.kind != e.kind {
                     return violation(
@@ -246,18 +377,20 @@ impl Checker {
                 continue;
             }
             // First time anyone commits index i: it must be durable on a majority.
-            let holders = disks.values().filter(|d| d.term_at(index) == Some(e.term)).count();
+            let holders = disks.values().filter(|d| d.holds(index, e.term)).count();
             if holders < self.quorum {
                 return violation(
                     Invariant::CommittedNotDurableOnMajority,
                     format!("{id} commits index {i} (term {}) held durably by only {holders} nodes", e.term.0),
                 );
             }
+            let digest = fold_digest(self.digest_at(index.prev()).expect("history is contiguous"), e);
             self.canonical.push(Committed {
                 term: e.term,
                 kind: e.kind,
                 data: e.data.clone(),
                 seen_in_term: view.term,
+                digest,
             });
         }
         self.checked_commit.insert(id, view.commit);
@@ -272,7 +405,10 @@ impl Checker {
         }
         for (k, c) in self.canonical.iter().enumerate().rev().take(64) {
             let index = Index(k as u64 + 1);
-            if c.seen_in_term < view.term && node.log().term_at(index) != Some(c.term) {
+            if c.seen_in_term < view.term
+                && index > node.log().snapshot_index()
+                && node.log().term_at(index) != Some(c.term)
+            {
                 return violation(
                     Invariant::LeaderCompleteness,
                     format!("leader {} of term {} lacks committed entry {}", view.id, view.term.0, index.0),
@@ -344,7 +480,14 @@ fn check_send_durable(m: &Message, node: &Node, disk: &Durable) -> Result<(), Vi
                 return broken(format!("durable term {} below {}", hs.term.0, m.term.0));
             }
             let mem = node.log().term_at(*match_index);
-            if disk.term_at(*match_index).is_none() || disk.term_at(*match_index) != mem {
+            let covered = *match_index <= disk.snapshot_index();
+            let durable = match (disk.term_at(*match_index), mem) {
+                (Some(d), Some(m)) => d == m,
+                // Compacted in memory since (a snapshot of committed state covers it).
+                (Some(_), None) => *match_index <= node.log().snapshot_index(),
+                (None, _) => false,
+            };
+            if !covered && !durable {
                 return broken(format!("match {} not durable (disk holds {} entries)", match_index.0, disk.log.len()));
             }
             Ok(())

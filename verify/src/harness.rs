@@ -30,6 +30,19 @@ pub fn cmd(n: u64) -> Bytes {
 impl Cluster {
     /// `n` servers on a reliable (or the lab's unreliable) network, all connected.
     pub fn new(n: usize, seed: u64, unreliable: bool) -> Cluster {
+        Cluster::from_config(Cluster::lab_config(n, seed, unreliable))
+    }
+
+    /// As `new`, with the lab's snapshotting applier: every server's service snapshots every
+    /// 10 applied entries.
+    pub fn with_snapshots(n: usize, seed: u64, unreliable: bool) -> Cluster {
+        let mut cfg = Cluster::lab_config(n, seed, unreliable);
+        cfg.snapshot_every = Some(10);
+        Cluster::from_config(cfg)
+    }
+
+    /// The simulator configuration `new` uses, to adjust before `from_config`.
+    pub fn lab_config(n: usize, seed: u64, unreliable: bool) -> SimConfig {
         let mut cfg = SimConfig::new(n, seed);
         // Lab-like timing: heartbeats every 100 ms (the lab allows ten a second), elections
         // after 300-600 ms.
@@ -38,6 +51,12 @@ impl Cluster {
         if unreliable {
             cfg.net = NetProfile::unreliable();
         }
+        cfg
+    }
+
+    /// A cluster of `cfg.nodes` servers, all connected.
+    pub fn from_config(cfg: SimConfig) -> Cluster {
+        let (n, seed) = (cfg.nodes, cfg.seed);
         Cluster { sim: Sim::new(cfg), connected: vec![true; n], seed }
     }
 
@@ -143,20 +162,34 @@ impl Cluster {
         }
     }
 
-    /// How many servers have committed `index`, and the command there.
+    /// How many servers have committed `index`, and the command there. A server that
+    /// compacted `index` into a snapshot holds the canonical command there (the checker
+    /// verified its snapshot equals the committed state at the snapshot's index).
     pub fn n_committed(&self, index: Index) -> (usize, Option<Bytes>) {
         let mut count = 0;
         let mut data = None;
         for n in &self.sim.nodes {
             let Some(node) = n.node.as_ref() else { continue };
-            if node.view().commit >= index {
-                if let Some(e) = node.log().entry(index) {
-                    count += 1;
-                    data = Some(e.data.clone());
-                }
+            if node.view().commit < index {
+                continue;
+            }
+            let here = match node.log().entry(index) {
+                Some(e) => Some(e.data.clone()),
+                None if index <= node.log().snapshot_index() => self.sim.checker.committed_at(index).cloned(),
+                None => None,
+            };
+            if here.is_some() {
+                count += 1;
+                data = here;
             }
         }
         (count, data)
+    }
+
+    /// The lab's `LogSize`: the most Raft state (hard state and log, not the snapshot) any
+    /// server holds on its disk, in bytes.
+    pub fn log_size(&self) -> usize {
+        self.sim.nodes.iter().map(|n| n.disk.raft_state_size()).max().unwrap_or(0)
     }
 
     /// Proposes on `i` as the lab's `Start`: `Some((index, term))` if `i` leads.

@@ -35,6 +35,8 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
+
+use crate::checker::Durable;
 use skiff_core::{
     AppendResult, Config, DropReason, Entry, EntryKind, HardState, Index, Input, Message, MessageBody, Node, NodeId,
     Output, Persist, Proposal, Restored, Term,
@@ -88,7 +90,7 @@ struct Server {
     id: NodeId,
     config: Config,
     node: Option<Node>,
-    disk: Restored,
+    disk: Durable,
     pending: Vec<Persist>,
 }
 
@@ -147,6 +149,14 @@ impl Cluster {
                 let id = self.node_id(args[0])?;
                 self.next_proposal += 1;
                 self.step(id, Input::Read { id: self.next_proposal }, &mut out)?;
+            }
+            "snapshot" => {
+                // The service snapshots its state at what it applied: here, a text naming it.
+                expect_args(&args, 1, 1)?;
+                let id = self.node_id(args[0])?;
+                let applied = self.server(id).node.as_ref().map_or(Index(0), |n| n.view().applied);
+                let data = Bytes::from(format!("state@{}", applied.0));
+                self.step(id, Input::Snapshot { index: applied, data }, &mut out)?;
             }
             "transfer" => {
                 expect_args(&args, 2, 2)?;
@@ -237,6 +247,8 @@ impl Cluster {
                 "check-quorum" => template.check_quorum(parse_bool(value)?),
                 "max-entries" => template.max_entries_per_msg(parse_num(value)?),
                 "max-inflight" => template.max_inflight_msgs(parse_num(value)?),
+                "chunk" => template.snapshot_chunk_bytes(parse_num(value)?),
+                "max-chunks" => template.max_inflight_snapshot_chunks(parse_num(value)?),
                 _ => return Err(format!("unknown option {key:?}")),
             };
         }
@@ -250,10 +262,12 @@ impl Cluster {
                 .check_quorum(base.check_quorum())
                 .max_entries_per_msg(base.max_entries_per_msg())
                 .max_inflight_msgs(base.max_inflight_msgs())
+                .snapshot_chunk_bytes(base.snapshot_chunk_bytes())
+                .max_inflight_snapshot_chunks(base.max_inflight_snapshot_chunks())
                 .build()
                 .map_err(|e| e.to_string())?;
             let node = Node::new(config.clone(), Restored::default()).map_err(|e| e.to_string())?;
-            self.servers.push(Server { id, config, node: Some(node), disk: Restored::default(), pending: Vec::new() });
+            self.servers.push(Server { id, config, node: Some(node), disk: Durable::default(), pending: Vec::new() });
         }
         Ok(())
     }
@@ -347,7 +361,7 @@ impl Cluster {
         let pending = std::mem::take(&mut server.pending);
         let Some(up_to) = pending.last().map(|p| p.seq) else { return Ok(()) };
         for p in &pending {
-            write_disk(&mut server.disk, p);
+            server.disk.apply(p);
         }
         out.push(format!("> {id}: Persisted up_to={up_to}"));
         self.step(id, Input::Persisted { up_to }, out)
@@ -367,10 +381,18 @@ impl Cluster {
         if server.node.is_some() {
             return Err(format!("{id} is running"));
         }
-        let node = Node::new(server.config.clone(), server.disk.clone()).map_err(|e| format!("restore: {e}"))?;
+        let node = Node::new(server.config.clone(), server.disk.restored()).map_err(|e| format!("restore: {e}"))?;
         server.node = Some(node);
         let disk = &server.disk;
-        Ok(format!("{id}: Restarted from disk hs={} entries={}", render_hs(&disk.hard_state), positions(&disk.entries)))
+        let snap = disk
+            .snapshot
+            .as_ref()
+            .map_or_else(String::new, |s| format!(" snapshot={}", pos(s.meta.index, s.meta.term)));
+        Ok(format!(
+            "{id}: Restarted from disk hs={}{snap} entries={}",
+            render_hs(&disk.hard_state),
+            positions(&disk.log)
+        ))
     }
 
     fn stabilize(&mut self, out: &mut Lines) -> Result<(), String> {
@@ -397,7 +419,14 @@ impl Cluster {
         if view.last_index == Index(0) {
             out.push(format!("{id}: (empty log)"));
         }
-        for i in 1..=view.last_index.0 {
+        if let Some(snap) = log.snapshot() {
+            out.push(format!(
+                "{id}: snapshot up to {} {}",
+                pos(snap.meta.index, snap.meta.term),
+                render_data(&snap.data)
+            ));
+        }
+        for i in view.snapshot_index.0 + 1..=view.last_index.0 {
             let e = log.entry(Index(i)).expect("entries up to last_index exist");
             out.push(format!("{id}: {}", render_entry(e)));
         }
@@ -433,27 +462,14 @@ impl Cluster {
             ("leased_vote", ig.leased_vote),
             ("bad_persisted", ig.bad_persisted),
             ("bad_transfer", ig.bad_transfer),
+            ("bad_snapshot", ig.bad_snapshot),
+            ("stale_chunk", ig.stale_chunk),
         ];
         let nonzero: Vec<String> = counts.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k}={n}")).collect();
         if !nonzero.is_empty() {
             s.push_str(&format!(" ignored{{{}}}", nonzero.join(" ")));
         }
         s
-    }
-}
-
-/// Applies one persist record to a simulated disk, as `skiff_core::Persist` prescribes.
-fn write_disk(disk: &mut Restored, p: &Persist) {
-    if let Some(t) = p.truncate_from {
-        disk.entries.truncate(t.0.saturating_sub(1) as usize);
-    }
-    if let Some(first) = p.entries.first() {
-        disk.entries.truncate(first.index.0.saturating_sub(1) as usize);
-        assert_eq!(disk.entries.len() as u64 + 1, first.index.0, "persist seq {} leaves a gap on disk", p.seq);
-        disk.entries.extend(p.entries.iter().cloned());
-    }
-    if let Some(hs) = p.hard_state {
-        disk.hard_state = hs;
     }
 }
 
@@ -551,6 +567,15 @@ fn render_body(body: &MessageBody) -> String {
         MessageBody::Heartbeat { commit, read_round } => format!("Heartbeat{{commit={}, read={read_round}}}", commit.0),
         MessageBody::HeartbeatResponse { read_round } => format!("HeartbeatResponse{{read={read_round}}}"),
         MessageBody::TimeoutNow => "TimeoutNow".to_string(),
+        MessageBody::InstallSnapshot { meta, offset, data, done } => format!(
+            "InstallSnapshot{{at={}, offset={offset}, len={}{}}}",
+            pos(meta.index, meta.term),
+            data.len(),
+            if *done { ", done" } else { "" }
+        ),
+        MessageBody::SnapshotResponse { index, next_offset, done } => {
+            format!("SnapshotResponse{{at={}, next={next_offset}{}}}", index.0, if *done { ", done" } else { "" })
+        }
     }
 }
 
@@ -567,7 +592,11 @@ fn render_output(o: &Output) -> String {
         Output::Persist(p) => {
             let hs = p.hard_state.as_ref().map_or_else(|| "-".to_string(), render_hs);
             let trunc = p.truncate_from.map_or_else(String::new, |t| format!(" truncate={}", t.0));
-            format!("Persist seq={} hs={hs}{trunc} entries={}", p.seq, positions(&p.entries))
+            let snap = p
+                .snapshot
+                .as_ref()
+                .map_or_else(String::new, |s| format!(" snapshot={}", pos(s.meta.index, s.meta.term)));
+            format!("Persist seq={} hs={hs}{snap}{trunc} entries={}", p.seq, positions(&p.entries))
         }
         Output::Apply(entries) => {
             let e: Vec<String> = entries.iter().map(render_entry).collect();
@@ -575,6 +604,13 @@ fn render_output(o: &Output) -> String {
         }
         Output::Accepted { id, index, term } => format!("Accepted id={id} at {}", pos(*index, *term)),
         Output::ProposalDropped { id, reason } => format!("ProposalDropped id={id} {}", render_reason(reason)),
+        Output::ApplySnapshot(snap) => {
+            format!(
+                "ApplySnapshot at={} data={:?}",
+                pos(snap.meta.index, snap.meta.term),
+                String::from_utf8_lossy(&snap.data)
+            )
+        }
         Output::ReadReady { id, index } => format!("ReadReady id={id} index={}", index.0),
         Output::ReadDropped { id, reason } => format!("ReadDropped id={id} {}", render_reason(reason)),
         Output::RoleChanged { role, term, leader } => {

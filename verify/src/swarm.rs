@@ -59,6 +59,9 @@ pub fn profile(seed: u64) -> (SimConfig, Faults) {
     cfg.check_quorum = !r.chance(0.15);
     cfg.max_inflight_msgs = r.pick(&[1, 4, 64]);
     cfg.max_entries_per_msg = r.pick(&[1, 8, 256]);
+    cfg.snapshot_every = r.pick(&[None, Some(3), Some(10), Some(50)]);
+    cfg.snapshot_bytes = r.pick(&[8, 200, 5000]);
+    cfg.snapshot_chunk_bytes = r.pick(&[16, 256, 65536]);
     let mut faults = Faults {
         partition_rate: r.pick(&[0.0, 0.002, 0.01, 0.04]),
         crash_rate: r.pick(&[0.0, 0.0, 0.002, 0.01]),

@@ -1,24 +1,26 @@
-//! The in-memory Raft log with its commit, apply and durability marks.
+//! The in-memory Raft log with its snapshot, commit, apply and durability marks.
 //!
-//! Invariants (checked by `debug_assert_invariants` in tests):
-//! - entries are contiguous: `entries[k].index == first_index + k`;
-//! - terms never decrease along the log;
-//! - `applied <= commit` and `applied <= durable <= last_index`;
-//! - nothing at or below `commit` is ever truncated.
+//! Invariants (checked by `assert_invariants`):
+//! - entries are contiguous after the snapshot: `entries[k].index == snapshot_index + 1 + k`;
+//! - terms never decrease along the log, and none is below the snapshot's term;
+//! - `snapshot_index <= commit`, `applied <= commit` and `applied <= durable <= last_index`;
+//! - nothing at or below `commit` is ever truncated; commit and applied never move back.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use crate::types::{Entry, Index, Term};
+use crate::types::{Entry, Index, Snapshot, SnapshotMeta, Term};
 
 /// The log of one node, in memory. Storage holds the durable copy; `durable` says how much of
 /// this log is known to match it.
 #[derive(Debug)]
 pub struct RaftLog {
+    /// The snapshot that replaces every entry up to its index, if any.
+    snapshot: Option<Snapshot>,
     entries: Vec<Entry>,
     /// Highest index known committed (may exceed `durable` on a follower).
     commit: Index,
-    /// Highest index handed to the service.
+    /// Highest index handed to the service (as entries or as a snapshot).
     applied: Index,
     /// Highest index whose entry, as now in memory, is on stable storage.
     durable: Index,
@@ -28,17 +30,38 @@ pub struct RaftLog {
 }
 
 impl RaftLog {
-    /// A log restored from storage (`entries` contiguous from 1, all durable).
-    pub fn restored(entries: Vec<Entry>, commit: Index) -> RaftLog {
-        let last = entries.last().map_or(Index(0), |e| e.index);
-        RaftLog { entries, commit: commit.min(last), applied: Index(0), durable: last, unacked: VecDeque::new() }
+    /// A log restored from storage: an optional snapshot and the entries after it, all
+    /// durable. The service restores its own state from the snapshot, so `applied` starts at
+    /// the snapshot's index.
+    pub fn restored(snapshot: Option<Snapshot>, entries: Vec<Entry>, commit: Index) -> RaftLog {
+        let base = snapshot.as_ref().map_or(Index(0), |s| s.meta.index);
+        let last = entries.last().map_or(base, |e| e.index);
+        RaftLog {
+            snapshot,
+            entries,
+            commit: commit.min(last).max(base),
+            applied: base,
+            durable: last,
+            unacked: VecDeque::new(),
+        }
     }
 
+    /// The index the snapshot covers (0 without one).
+    pub fn snapshot_index(&self) -> Index {
+        self.snapshot.as_ref().map_or(Index(0), |s| s.meta.index)
+    }
+    /// The term of the entry at `snapshot_index` (0 without one).
+    pub fn snapshot_term(&self) -> Term {
+        self.snapshot.as_ref().map_or(Term(0), |s| s.meta.term)
+    }
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
     pub fn last_index(&self) -> Index {
-        self.entries.last().map_or(Index(0), |e| e.index)
+        self.entries.last().map_or(self.snapshot_index(), |e| e.index)
     }
     pub fn last_term(&self) -> Term {
-        self.entries.last().map_or(Term(0), |e| e.term)
+        self.entries.last().map_or(self.snapshot_term(), |e| e.term)
     }
     pub fn commit(&self) -> Index {
         self.commit
@@ -49,24 +72,36 @@ impl RaftLog {
     pub fn durable(&self) -> Index {
         self.durable
     }
+    /// Entries held in memory (after the snapshot).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 
     fn pos(&self, index: Index) -> Option<usize> {
-        if index.0 == 0 || index > self.last_index() {
+        let base = self.snapshot_index();
+        if index <= base || index > self.last_index() {
             None
         } else {
-            Some((index.0 - 1) as usize)
+            Some((index.0 - base.0 - 1) as usize)
         }
     }
 
-    /// The entry at `index`, if held.
+    /// The entry at `index`, if held (compacted entries are not).
     pub fn entry(&self, index: Index) -> Option<&Entry> {
         self.pos(index).map(|p| &self.entries[p])
     }
 
-    /// The term at `index`: `Some(Term(0))` for index 0, `None` beyond the log.
+    /// The term at `index`: known for index 0, the snapshot's index and held entries; `None`
+    /// beyond the log or inside the snapshot.
     pub fn term_at(&self, index: Index) -> Option<Term> {
         if index.0 == 0 {
             return Some(Term(0));
+        }
+        if index == self.snapshot_index() {
+            return Some(self.snapshot_term());
         }
         self.entry(index).map(|e| e.term)
     }
@@ -81,13 +116,17 @@ impl RaftLog {
         (last_term, last_index) >= (self.last_term(), self.last_index())
     }
 
-    /// The entries in `[from, to]`, inclusive; empty if `from > to`.
+    /// The entries in `[from, to]`, inclusive; empty if `from > to`. `from` must not lie in
+    /// the snapshot.
     pub fn range(&self, from: Index, to: Index) -> &[Entry] {
         let to = to.min(self.last_index());
-        if from > to || from.0 == 0 {
+        if from > to {
             return &[];
         }
-        &self.entries[(from.0 - 1) as usize..to.0 as usize]
+        let (Some(a), Some(b)) = (self.pos(from), self.pos(to)) else {
+            panic!("range {}..={} reaches into the snapshot at {}", from.0, to.0, self.snapshot_index().0);
+        };
+        &self.entries[a..=b]
     }
 
     /// Up to `max_count` entries from `from`, stopping before `max_bytes` would be exceeded
@@ -111,7 +150,7 @@ impl RaftLog {
     /// present, if `term` is absent (terms are sorted, so this is a binary search).
     pub fn first_index_of_term(&self, term: Term) -> Index {
         let p = self.entries.partition_point(|e| e.term < term);
-        Index(p as u64 + 1)
+        Index(self.snapshot_index().0 + p as u64 + 1)
     }
 
     /// Last index holding an entry of `term`, if any.
@@ -124,17 +163,17 @@ impl RaftLog {
         }
     }
 
-    /// Leader path: append entries that extend the log exactly.
+    /// Leader path: append an entry that extends the log exactly.
     pub fn append(&mut self, entry: Entry) {
         assert_eq!(entry.index, self.last_index().next(), "append out of place");
         assert!(entry.term >= self.last_term(), "append with a lower term");
         self.entries.push(entry);
     }
 
-    /// Follower path: merge `entries` (which follow `prev`, already checked to match).
-    /// Entries already held with the same term are skipped; at the first conflict, the suffix
-    /// from there is truncated. Returns `(truncated_from, first_appended)`: what storage
-    /// must do.
+    /// Follower path: merge `entries` (which follow an entry already checked to match, at or
+    /// after the snapshot). Entries already held with the same term are skipped; at the first
+    /// conflict, the suffix from there is truncated. Returns `(truncated_from,
+    /// first_appended)`: what storage must do.
     ///
     /// Panics if the conflict lies at or below the commit index (Raft guarantees it cannot).
     pub fn merge(&mut self, entries: Vec<Entry>) -> (Option<Index>, Option<Index>) {
@@ -156,11 +195,53 @@ impl RaftLog {
 
     fn truncate_from(&mut self, from: Index) {
         let keep = from.prev();
-        self.entries.truncate(keep.0 as usize);
+        if let Some(p) = self.pos(from) {
+            self.entries.truncate(p);
+        }
         self.durable = self.durable.min(keep);
         for (_, last) in self.unacked.iter_mut() {
             *last = (*last).min(keep);
         }
+    }
+
+    /// The service's snapshot of its state at `index` (which it has applied): drops every
+    /// entry up to `index`. The caller checked `snapshot_index < index <= applied`.
+    pub fn compact(&mut self, meta: SnapshotMeta, data: bytes::Bytes) {
+        let index = meta.index;
+        assert!(index > self.snapshot_index() && index <= self.applied, "compaction at {} out of range", index.0);
+        let drop = (index.0 - self.snapshot_index().0) as usize;
+        self.entries.drain(..drop);
+        self.snapshot = Some(Snapshot { meta, data });
+    }
+
+    /// A snapshot received from the leader, not yet covered by our commit index. When we
+    /// hold its last entry (same index and term) the suffix after it is kept (Figure 13,
+    /// rule 6); otherwise the whole log is discarded. Returns whether the log was discarded.
+    /// `applied` moves only when the service installs it (see `Node`).
+    pub fn install(&mut self, snapshot: Snapshot) -> bool {
+        let meta = &snapshot.meta;
+        assert!(meta.index > self.commit, "install at {} below commit {}", meta.index.0, self.commit.0);
+        let keep = self.matches(meta.index, meta.term);
+        if keep {
+            let drop = (meta.index.0 - self.snapshot_index().0) as usize;
+            self.entries.drain(..drop);
+        } else {
+            // Entries up to our commit agree with the snapshot; nothing after it survives.
+            let old_commit = self.commit;
+            self.entries.clear();
+            self.durable = self.durable.min(old_commit);
+            for (_, last) in self.unacked.iter_mut() {
+                *last = (*last).min(old_commit);
+            }
+        }
+        self.commit = meta.index;
+        self.snapshot = Some(snapshot);
+        !keep
+    }
+
+    /// The service replaced its state with the snapshot.
+    pub fn snapshot_applied(&mut self) {
+        self.applied = self.applied.max(self.snapshot_index());
     }
 
     /// Records that a persist `seq` was issued covering the log as it is now.
@@ -193,10 +274,11 @@ impl RaftLog {
         }
     }
 
-    /// Takes the entries ready to apply: committed and durable, not yet applied.
+    /// Takes the entries ready to apply: committed and durable, not yet applied. Nothing
+    /// while a received snapshot waits to be installed by the service.
     pub fn take_applicable(&mut self) -> Option<Vec<Entry>> {
         let to = self.commit.min(self.durable);
-        if to <= self.applied {
+        if to <= self.applied || self.applied < self.snapshot_index() {
             return None;
         }
         let out = self.range(self.applied.next(), to).to_vec();
@@ -206,14 +288,15 @@ impl RaftLog {
 
     /// Checks the invariants in the module doc; panics with context when one is broken.
     pub fn assert_invariants(&self) {
+        let base = self.snapshot_index();
         for (k, e) in self.entries.iter().enumerate() {
-            assert_eq!(e.index.0, k as u64 + 1, "log not contiguous");
-            if k > 0 {
-                assert!(e.term >= self.entries[k - 1].term, "terms decrease at {}", e.index.0);
-            }
+            assert_eq!(e.index.0, base.0 + k as u64 + 1, "log not contiguous");
+            let prev = if k == 0 { self.snapshot_term() } else { self.entries[k - 1].term };
+            assert!(e.term >= prev, "terms decrease at {}", e.index.0);
         }
+        assert!(base <= self.commit, "snapshot above commit");
         assert!(self.applied <= self.commit, "applied above commit");
-        assert!(self.applied <= self.durable, "applied above durable");
+        assert!(self.applied <= self.durable.max(base), "applied above durable");
         assert!(self.durable <= self.last_index(), "durable above last");
     }
 }

@@ -10,8 +10,11 @@ mod read;
 mod receive;
 mod replication;
 mod rng;
+mod snapshot;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_snapshot;
 mod transfer;
 
 use alloc::collections::{BTreeMap, VecDeque};
@@ -27,6 +30,7 @@ use self::progress::Progress;
 use self::quorum::Tally;
 use self::read::Reads;
 use self::rng::Rng;
+use self::snapshot::Incoming;
 use self::transfer::Transfer;
 
 /// One Raft node as a pure state machine. Feed it [`Input`]s with [`Node::step`]; carry out
@@ -58,6 +62,12 @@ pub struct Node {
     reads: Reads,
     /// Leader: a leadership transfer in progress.
     transfer: Option<Transfer>,
+    /// Follower: a snapshot being received in chunks.
+    incoming: Option<Incoming>,
+    /// The snapshot changed in this step and must reach storage.
+    snapshot_unpersisted: bool,
+    /// A received snapshot waits for this persist before the service may install it.
+    snapshot_apply_after: Option<u64>,
 
     /// Next persist sequence number to issue; every number below was issued.
     next_seq: u64,
@@ -80,10 +90,10 @@ impl Node {
     /// fresh node). Refuses a recovered state that Raft could not have produced.
     pub fn new(cfg: Config, restored: Restored) -> Result<Node, RestoreError> {
         validate_restored(&cfg, &restored)?;
-        let Restored { hard_state, entries } = restored;
+        let Restored { hard_state, snapshot, entries } = restored;
         let mut rng = Rng::new(cfg.seed() ^ cfg.id().0.wrapping_mul(0xA24B_AED4_963E_E407));
         let election_timeout = rng.range(cfg.election_ticks_min(), cfg.election_ticks_max());
-        let log = RaftLog::restored(entries, hard_state.commit);
+        let log = RaftLog::restored(snapshot, entries, hard_state.commit);
         let persisted_hard = HardState { commit: log.commit(), ..hard_state };
         Ok(Node {
             rng,
@@ -100,6 +110,9 @@ impl Node {
             progress: BTreeMap::new(),
             reads: Reads::default(),
             transfer: None,
+            incoming: None,
+            snapshot_unpersisted: false,
+            snapshot_apply_after: None,
             next_seq: 1,
             acked_seq: 0,
             persisted_hard,
@@ -136,6 +149,7 @@ impl Node {
             }
             Input::Read { id } => self.read(id, out),
             Input::TransferLeadership { to } => self.transfer_leadership(to, out),
+            Input::Snapshot { index, data } => self.compact(index, data),
         }
         self.finish_step(out);
     }
@@ -153,6 +167,7 @@ impl Node {
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
             durable: self.log.durable(),
+            snapshot_index: self.log.snapshot_index(),
             transferring_to: self.transfer.map(|t| t.to),
             pending_reads: self.reads.pending.len(),
             ignored: self.ignored,
@@ -292,6 +307,7 @@ impl Node {
     /// does not: the commit index rides along with the next persist.
     fn step_dirty(&self) -> bool {
         self.unpersisted_from.is_some()
+            || self.snapshot_unpersisted
             || self.truncate_from.is_some()
             || self.term != self.persisted_hard.term
             || self.vote != self.persisted_hard.vote
@@ -307,12 +323,22 @@ impl Node {
             let hard_state = (hs != self.persisted_hard).then_some(hs);
             self.persisted_hard = hs;
             self.log.note_persist(seq);
+            if self.snapshot_unpersisted && self.log.applied() < self.log.snapshot_index() {
+                self.snapshot_apply_after = Some(seq);
+            }
             out.push(Output::Persist(Persist {
                 seq,
+                snapshot: if core::mem::take(&mut self.snapshot_unpersisted) {
+                    self.log.snapshot().cloned()
+                } else {
+                    None
+                },
                 hard_state,
                 truncate_from: self.truncate_from.take(),
                 entries: match self.unpersisted_from.take() {
-                    Some(from) => self.log.range(from, self.log.last_index()).to_vec(),
+                    Some(from) => {
+                        self.log.range(from.max(self.log.snapshot_index().next()), self.log.last_index()).to_vec()
+                    }
                     None => Vec::new(),
                 },
             }));
@@ -327,6 +353,13 @@ impl Node {
         if self.role != Role::Leader && (!self.reads.pending.is_empty() || self.reads.round > 0) {
             self.drop_reads(out);
         }
+        if self.snapshot_apply_after.is_some_and(|s| s <= self.acked_seq) {
+            self.snapshot_apply_after = None;
+            if let Some(s) = self.log.snapshot() {
+                out.push(Output::ApplySnapshot(s.clone()));
+            }
+            self.log.snapshot_applied();
+        }
         if let Some(entries) = self.log.take_applicable() {
             out.push(Output::Apply(entries));
         }
@@ -335,7 +368,7 @@ impl Node {
             self.reported = now;
             out.push(Output::RoleChanged { role: now.0, term: now.1, leader: now.2 });
         }
-        debug_assert!(self.log.applied() <= self.log.commit() && self.log.applied() <= self.log.durable());
+        debug_assert!(self.log.applied() <= self.log.commit());
     }
 }
 
@@ -345,9 +378,14 @@ fn validate_restored(cfg: &Config, r: &Restored) -> Result<(), RestoreError> {
             return Err(RestoreError::VoteForUnknown { vote });
         }
     }
-    let mut prev_term = Term(0);
+    let (base, mut prev_term) = r.snapshot.as_ref().map_or((Index(0), Term(0)), |s| (s.meta.index, s.meta.term));
+    if let Some(s) = &r.snapshot {
+        if s.meta.term > r.hard_state.term {
+            return Err(RestoreError::SnapshotAboveTerm { meta: s.meta.clone() });
+        }
+    }
     for (k, e) in r.entries.iter().enumerate() {
-        let expected = Index(k as u64 + 1);
+        let expected = Index(base.0 + k as u64 + 1);
         if e.index != expected {
             return Err(RestoreError::Gap { expected, found: e.index });
         }

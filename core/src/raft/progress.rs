@@ -14,6 +14,11 @@ pub enum Mode {
     /// The follower is known to match up to `match_index`: appends are pipelined up to the
     /// in-flight limits, `next` moving ahead optimistically.
     Replicate,
+    /// The entries the follower needs were compacted: the snapshot at `index` is streamed in
+    /// chunks; `sent` bytes went out, `acked` were confirmed. `acked_at_beat` is what was
+    /// confirmed at the previous heartbeat; `rewind` says none was confirmed since, so chunks
+    /// or answers were lost and the next heartbeat answer resends from `acked`.
+    Snapshot { index: Index, sent: u64, acked: u64, acked_at_beat: Option<u64>, rewind: bool },
 }
 
 /// Replication state of one follower, kept by the leader.
@@ -57,6 +62,7 @@ impl Progress {
         match self.mode {
             Mode::Probe => !self.probe_sent,
             Mode::Replicate => self.inflight.len() < max_msgs && self.inflight_bytes < max_bytes,
+            Mode::Snapshot { .. } => false,
         }
     }
 
@@ -68,7 +74,7 @@ impl Progress {
     /// An append ending at `last` with `bytes` of entries went out.
     pub fn on_sent(&mut self, last: Index, bytes: u64) {
         match self.mode {
-            Mode::Probe => self.probe_sent = true,
+            Mode::Probe | Mode::Snapshot { .. } => self.probe_sent = true,
             Mode::Replicate => {
                 self.next = last.next();
                 self.inflight.push_back((last, bytes));
@@ -81,11 +87,17 @@ impl Progress {
     pub fn on_success(&mut self, index: Index) -> bool {
         self.recent_active = true;
         self.free_inflight_up_to(index);
-        if index <= self.match_index {
-            // A duplicate or reordered answer; in Probe it still proves the pipe works.
-            if self.mode == Mode::Probe && index.next() == self.next {
-                self.probe_sent = false;
-            }
+        if index < self.match_index || (index == self.match_index && self.mode != Mode::Probe) {
+            // A duplicate or reordered answer.
+            return false;
+        }
+        if index == self.match_index {
+            // A probe at what we already knew matched (after a snapshot, or a duplicate): the
+            // logs agree there, so the pipe opens. Staying in Probe would answer every answer
+            // with another probe.
+            self.mode = Mode::Replicate;
+            self.probe_sent = false;
+            self.next = self.next.max(index.next());
             return false;
         }
         self.match_index = index;
@@ -93,7 +105,7 @@ impl Progress {
             self.next = index.next();
         }
         match self.mode {
-            Mode::Probe => {
+            Mode::Probe | Mode::Snapshot { .. } => {
                 self.mode = Mode::Replicate;
                 self.probe_sent = false;
                 self.next = index.next();
@@ -125,6 +137,7 @@ impl Progress {
         let current = match self.mode {
             Mode::Replicate => rejected_prev > self.match_index,
             Mode::Probe => rejected_prev.next() == self.next,
+            Mode::Snapshot { .. } => false,
         };
         if !current {
             return false;
@@ -142,11 +155,43 @@ impl Progress {
     pub fn on_heartbeat_response(&mut self, max_msgs: usize, max_bytes: u64) {
         self.recent_active = true;
         self.probe_sent = false;
+        if let Mode::Snapshot { sent, acked, rewind: rewind @ true, .. } = &mut self.mode {
+            // At most once per heartbeat interval, however many answers arrive.
+            *sent = *acked;
+            *rewind = false;
+        }
         if self.mode == Mode::Replicate && !self.can_send(max_msgs, max_bytes) {
             if let Some((_, bytes)) = self.inflight.pop_front() {
                 self.inflight_bytes -= bytes;
             }
         }
+    }
+
+    /// A heartbeat goes out. A snapshot transfer that confirmed nothing since the previous
+    /// one is stalled (a chunk or an answer was lost): the answer will rewind it. Judging by
+    /// the beat, not by each answer, resends a window at most once per interval, and never
+    /// the window of a transfer that is moving.
+    pub fn on_heartbeat_sent(&mut self) {
+        if let Mode::Snapshot { acked, acked_at_beat, rewind, .. } = &mut self.mode {
+            *rewind = *acked_at_beat == Some(*acked);
+            *acked_at_beat = Some(*acked);
+        }
+    }
+
+    /// Starts streaming the snapshot at `index` from its first byte.
+    pub fn start_snapshot(&mut self, index: Index) {
+        self.mode = Mode::Snapshot { index, sent: 0, acked: 0, acked_at_beat: None, rewind: false };
+        self.inflight.clear();
+        self.inflight_bytes = 0;
+    }
+
+    /// The follower installed (or already held) everything up to `index`.
+    pub fn snapshot_done(&mut self, index: Index) {
+        self.recent_active = true;
+        self.match_index = self.match_index.max(index);
+        self.next = self.match_index.next();
+        self.mode = Mode::Probe;
+        self.probe_sent = false;
     }
 
     /// Number of appends in flight (Replicate).

@@ -26,7 +26,10 @@ impl Node {
                     }
                     self.become_follower(msg.term, None);
                 }
-                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::TimeoutNow => {
+                MessageBody::Append { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::TimeoutNow
+                | MessageBody::InstallSnapshot { .. } => {
                     self.become_follower(msg.term, Some(msg.from));
                 }
                 _ => self.become_follower(msg.term, None),
@@ -42,7 +45,7 @@ impl Node {
                 // A leader of an older term: our answer makes it step down. Needed for
                 // liveness when our term ran ahead (the leader's followers refuse our votes
                 // under their lease, and we would refuse its appends forever).
-                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
                     self.send(msg.from, MessageBody::AppendResponse(AppendResult::StaleTerm), out)
                 }
                 // A granted pre-vote for an earlier round of ours, or any stale answer.
@@ -57,7 +60,7 @@ impl Node {
             MessageBody::PreVoteResponse { .. } | MessageBody::VoteResponse { .. } => {
                 self.handle_vote_response(&msg, out)
             }
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
                 if self.role == Role::Leader {
                     // Two leaders in one term cannot happen; a forged or corrupt message.
                     self.ignored.malformed += 1;
@@ -68,10 +71,10 @@ impl Node {
                 } else {
                     self.reset_election_timer();
                 }
-                if matches!(msg.body, MessageBody::Append { .. }) {
-                    self.handle_append(msg, out);
-                } else {
-                    self.handle_heartbeat(&msg, out);
+                match msg.body {
+                    MessageBody::Append { .. } => self.handle_append(msg, out),
+                    MessageBody::Heartbeat { .. } => self.handle_heartbeat(&msg, out),
+                    _ => self.handle_install_snapshot(msg, out),
                 }
             }
             MessageBody::AppendResponse(result) => {
@@ -89,6 +92,13 @@ impl Node {
                 self.handle_heartbeat_response(msg.from, read_round, out);
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(msg.from, out),
+            MessageBody::SnapshotResponse { index, next_offset, done } => {
+                if self.role != Role::Leader {
+                    self.ignored.stray_response += 1;
+                    return;
+                }
+                self.handle_snapshot_response(msg.from, index, next_offset, done, out);
+            }
         }
     }
 }

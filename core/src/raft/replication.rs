@@ -24,6 +24,10 @@ impl Node {
     /// Leader: sends `to` one append from its `next` index if flow control allows. Returns
     /// whether one went out.
     pub(super) fn send_append(&mut self, to: NodeId, even_if_empty: bool, out: &mut Vec<Output>) -> bool {
+        if self.needs_snapshot(to) {
+            self.send_snapshot(to, out);
+            return false;
+        }
         let (max_msgs, max_inflight_bytes) = (self.cfg.max_inflight_msgs(), self.cfg.max_inflight_bytes());
         let Some(pr) = self.progress.get(&to) else { return false };
         if !pr.can_send(max_msgs, max_inflight_bytes) {
@@ -51,8 +55,14 @@ impl Node {
     /// is known to hold, so it may adopt it without a log check.
     pub(super) fn broadcast_heartbeat(&mut self, out: &mut Vec<Output>) {
         let commit = self.log.commit();
-        let beats: Vec<(NodeId, Index)> =
-            self.progress.iter().map(|(id, pr)| (*id, commit.min(pr.match_index))).collect();
+        let beats: Vec<(NodeId, Index)> = self
+            .progress
+            .iter_mut()
+            .map(|(id, pr)| {
+                pr.on_heartbeat_sent();
+                (*id, commit.min(pr.match_index))
+            })
+            .collect();
         for (to, commit) in beats {
             self.send(to, MessageBody::Heartbeat { commit, read_round: self.reads.round }, out);
         }
@@ -69,6 +79,20 @@ impl Node {
         if !well_formed {
             self.ignored.malformed += 1;
             return;
+        }
+        let (mut prev_index, mut prev_term, mut entries) = (prev_index, prev_term, entries);
+        let base = self.log.snapshot_index();
+        if prev_index < base {
+            // The prefix up to our snapshot is committed here, hence the leader's too.
+            let skip = ((base.0 - prev_index.0) as usize).min(entries.len());
+            entries.drain(..skip);
+            if entries.is_empty() && Index(prev_index.0 + skip as u64) < base {
+                let result = AppendResult::Success { match_index: self.log.commit() };
+                self.send(msg.from, MessageBody::AppendResponse(result), out);
+                return;
+            }
+            prev_index = base;
+            prev_term = self.log.snapshot_term();
         }
         if !self.log.matches(prev_index, prev_term) {
             let last_index = self.log.last_index();

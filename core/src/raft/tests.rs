@@ -126,6 +126,7 @@ fn restart_gives_back_term_vote_and_log() {
     ];
     let restored = Restored {
         hard_state: HardState { term: Term(3), vote: Some(NodeId(2)), commit: Index(1) },
+        snapshot: None,
         entries: entries.clone(),
     };
     let cfg = Config::builder(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)], 1).build().unwrap();
@@ -145,13 +146,13 @@ fn impossible_restored_states_are_refused() {
     let cfg = || Config::builder(NodeId(1), [NodeId(1), NodeId(2)], 1).build().unwrap();
     let e = |i, t| Entry { term: Term(t), index: Index(i), kind: EntryKind::Command, data: Bytes::new() };
     let hs = HardState { term: Term(2), vote: None, commit: Index(0) };
-    let gap = Restored { hard_state: hs, entries: vec![e(1, 1), e(3, 1)] };
+    let gap = Restored { hard_state: hs, snapshot: None, entries: vec![e(1, 1), e(3, 1)] };
     assert_eq!(Node::new(cfg(), gap).unwrap_err(), RestoreError::Gap { expected: Index(2), found: Index(3) });
-    let down = Restored { hard_state: hs, entries: vec![e(1, 2), e(2, 1)] };
+    let down = Restored { hard_state: hs, snapshot: None, entries: vec![e(1, 2), e(2, 1)] };
     assert_eq!(Node::new(cfg(), down).unwrap_err(), RestoreError::TermDecreases { index: Index(2) });
-    let above = Restored { hard_state: hs, entries: vec![e(1, 3)] };
+    let above = Restored { hard_state: hs, snapshot: None, entries: vec![e(1, 3)] };
     assert!(matches!(Node::new(cfg(), above).unwrap_err(), RestoreError::EntryAboveTerm { .. }));
-    let vote = Restored { hard_state: HardState { vote: Some(NodeId(9)), ..hs }, entries: vec![] };
+    let vote = Restored { hard_state: HardState { vote: Some(NodeId(9)), ..hs }, snapshot: None, entries: vec![] };
     assert_eq!(Node::new(cfg(), vote).unwrap_err(), RestoreError::VoteForUnknown { vote: NodeId(9) });
 }
 

@@ -42,12 +42,14 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     let seeds = flag(args, "--seeds")?.ok_or("sweep needs --seeds N")?;
     let start = flag(args, "--start")?.unwrap_or(0);
     let began = Instant::now();
+    let mut stats = skiff_verify::sim::FeatureStats::default();
     let (mut violations, mut events, mut committed, mut reads) = (0u64, 0u64, 0u64, 0u64);
     for seed in start..start + seeds {
         let report = run_seed(seed, false);
         events += report.events;
         committed += report.committed;
         reads += report.sim.reads_served;
+        stats.add(&report.sim.stats);
         if let Some(v) = report.violation {
             violations += 1;
             println!("seed {seed} violated {v}");
@@ -55,6 +57,17 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
         }
     }
     println!("committed_entries={committed} reads_served={reads}");
+    let s = stats;
+    println!(
+        "snapshots_taken={} snapshots_installed={} largest_installed={}B snapshot_chunks={} chunk_bytes={} largest_chunk={}B timeout_now={}",
+        s.snapshots_taken,
+        s.snapshots_installed,
+        s.largest_installed_snapshot,
+        s.snapshot_chunks,
+        s.snapshot_chunk_bytes,
+        s.largest_snapshot_chunk,
+        s.timeout_now
+    );
     println!("seeds={seeds} violations={violations} events={events} elapsed_s={:.1}", began.elapsed().as_secs_f64());
     Ok(if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

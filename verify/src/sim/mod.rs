@@ -10,15 +10,45 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use skiff_core::{
-    Config, Entry, Index, Input, Message, Node, NodeId, Output, Persist, Proposal, Restored, Role, Term, View,
+    Config, Index, Input, Message, MessageBody, Node, NodeId, Output, Persist, Proposal, Role, Term, View,
 };
 
-use crate::checker::{Checker, Durable, Invariant, Violation};
+use crate::checker::{fold_digest, Checker, Durable, Invariant, Violation, EMPTY_DIGEST};
 use crate::rng::SimRng;
 use network::{fate, Links, NetProfile, Time};
 
 /// Simulator units per core tick (one unit is 0.1 ms when a tick is 10 ms).
 pub const TICK: Time = 100;
+/// Queued events beyond which the run is declared a message storm. A healthy run of the
+/// largest swarm cluster stays under a few thousand.
+const STORM_QUEUE: usize = 200_000;
+
+/// Counters of what a run exercised beyond plain replication.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FeatureStats {
+    pub snapshots_taken: u64,
+    pub snapshots_installed: u64,
+    pub largest_installed_snapshot: u64,
+    pub snapshot_chunks: u64,
+    pub snapshot_chunk_bytes: u64,
+    pub largest_snapshot_chunk: u64,
+    pub timeout_now: u64,
+    /// Snapshot chunks sent as slices of the sender's snapshot (all of them, or a violation).
+    pub borrowed_chunks: u64,
+}
+
+impl FeatureStats {
+    pub fn add(&mut self, o: &FeatureStats) {
+        self.snapshots_taken += o.snapshots_taken;
+        self.snapshots_installed += o.snapshots_installed;
+        self.largest_installed_snapshot = self.largest_installed_snapshot.max(o.largest_installed_snapshot);
+        self.snapshot_chunks += o.snapshot_chunks;
+        self.snapshot_chunk_bytes += o.snapshot_chunk_bytes;
+        self.largest_snapshot_chunk = self.largest_snapshot_chunk.max(o.largest_snapshot_chunk);
+        self.timeout_now += o.timeout_now;
+        self.borrowed_chunks += o.borrowed_chunks;
+    }
+}
 
 /// How to build a simulated cluster.
 #[derive(Clone, Debug)]
@@ -36,6 +66,14 @@ pub struct SimConfig {
     pub max_entries_per_msg: usize,
     /// Keep a readable trace of every event.
     pub trace: bool,
+    /// The simulated service snapshots after this many applied entries past its last
+    /// snapshot (never when `None`).
+    pub snapshot_every: Option<u64>,
+    /// InstallSnapshot chunk size, in bytes.
+    pub snapshot_chunk_bytes: u64,
+    /// Size of the simulated service's snapshots: its 8-byte state digest repeated, so that
+    /// a transfer spans several chunks and a reassembly error shows.
+    pub snapshot_bytes: usize,
 }
 
 impl SimConfig {
@@ -52,6 +90,9 @@ impl SimConfig {
             max_inflight_msgs: 16,
             max_entries_per_msg: 64,
             trace: false,
+            snapshot_every: None,
+            snapshot_chunk_bytes: 64 << 10,
+            snapshot_bytes: 8,
         }
     }
 }
@@ -68,8 +109,9 @@ pub struct SimNode {
     pub pending: VecDeque<Persist>,
     /// Time the last pending persist completes (persists complete in order).
     last_done: Time,
-    /// Entries applied in this lifetime.
-    pub applied: Vec<Entry>,
+    /// The simulated service: a digest of everything applied, and how far it got.
+    pub state: u64,
+    pub state_index: Index,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -129,8 +171,9 @@ pub struct Sim {
     /// Reads answered with `ReadReady`, and refused.
     pub reads_served: u64,
     pub reads_dropped: u64,
-    /// A stale read seen while carrying out outputs (reported by `step`).
-    stale_read: Option<Violation>,
+    /// A violation seen while carrying out outputs (a stale read, a copied snapshot chunk),
+    /// reported by `step`.
+    deferred_violation: Option<Violation>,
     /// The last `Accepted` output, taken by `propose`.
     accepted: Option<(u64, Index, Term)>,
     /// Messages delivered, and their entry payload bytes, for the lab's RPC limits.
@@ -138,6 +181,9 @@ pub struct Sim {
     /// Requests delivered (messages that are not answers): the lab's RPC count.
     pub delivered_requests: u64,
     pub delivered_bytes: u64,
+    /// What the feature mix exercised: snapshot chunks delivered and their bytes, snapshots
+    /// the service took, snapshots nodes installed, TimeoutNow (transfer) messages delivered.
+    pub stats: FeatureStats,
     out: Vec<Output>,
 }
 
@@ -161,10 +207,11 @@ impl Sim {
             reads: BTreeMap::new(),
             reads_served: 0,
             reads_dropped: 0,
-            stale_read: None,
+            deferred_violation: None,
             delivered: 0,
             delivered_requests: 0,
             delivered_bytes: 0,
+            stats: FeatureStats::default(),
             out: Vec::new(),
             rng: SimRng::new(rng.fork()),
             cfg,
@@ -177,7 +224,8 @@ impl Sim {
                 disk: Durable::default(),
                 pending: VecDeque::new(),
                 last_done: 0,
-                applied: Vec::new(),
+                state: EMPTY_DIGEST,
+                state_index: Index(0),
             });
             sim.start(i);
         }
@@ -201,6 +249,7 @@ impl Sim {
             .check_quorum(c.check_quorum)
             .max_inflight_msgs(c.max_inflight_msgs)
             .max_entries_per_msg(c.max_entries_per_msg)
+            .snapshot_chunk_bytes(c.snapshot_chunk_bytes)
             .build()
             .expect("simulator configuration is valid")
     }
@@ -208,12 +257,17 @@ impl Sim {
     /// (Re)starts node `i` from its disk.
     fn start(&mut self, i: usize) {
         let cfg = self.config_for(i);
-        let disk = &self.nodes[i].disk;
-        let restored = Restored { hard_state: disk.hard_state, entries: disk.log.clone() };
+        let restored = self.nodes[i].disk.restored();
         let node = Node::new(cfg, restored).expect("the simulated disk holds a valid state");
         let n = &mut self.nodes[i];
         n.node = Some(node);
-        n.applied.clear();
+        // The service restores itself from the stored snapshot.
+        (n.state, n.state_index) = match &n.disk.snapshot {
+            Some(s) => (u64::from_le_bytes(s.data[..8].try_into().expect("8-byte digest")), s.meta.index),
+            None => (EMPTY_DIGEST, Index(0)),
+        };
+        let snapshot_index = n.state_index;
+        self.checker.restarted(NodeId(i as u64 + 1), snapshot_index);
         n.last_done = self.now;
         let epoch = n.epoch;
         let phase = self.rng.between(1, TICK);
@@ -235,7 +289,6 @@ impl Sim {
         n.pending.clear();
         self.awaiting.retain(|(leader, _), _| *leader != i);
         self.reads.retain(|(node, _), _| *node != i);
-        self.checker.restarted(NodeId(i as u64 + 1));
         self.log(|| format!("crash n{}", i + 1));
     }
 
@@ -327,6 +380,12 @@ impl Sim {
             let Reverse(q) = self.queue.pop().expect("peeked");
             self.now = q.at;
             self.events += 1;
+            if self.queue.len() > STORM_QUEUE {
+                return Err(Violation {
+                    invariant: Invariant::MessageStorm,
+                    detail: format!("{} events queued at tick {}", self.queue.len(), self.now / TICK),
+                });
+            }
             self.handle(q.event)?;
         }
         self.now = self.now.max(until);
@@ -358,8 +417,17 @@ impl Sim {
                 if !msg.body.is_response() {
                     self.delivered_requests += 1;
                 }
-                if let skiff_core::MessageBody::Append { entries, .. } = &msg.body {
-                    self.delivered_bytes += entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
+                match &msg.body {
+                    MessageBody::Append { entries, .. } => {
+                        self.delivered_bytes += entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
+                    }
+                    MessageBody::InstallSnapshot { data, .. } => {
+                        self.stats.snapshot_chunks += 1;
+                        self.stats.snapshot_chunk_bytes += data.len() as u64;
+                        self.stats.largest_snapshot_chunk = self.stats.largest_snapshot_chunk.max(data.len() as u64);
+                    }
+                    MessageBody::TimeoutNow => self.stats.timeout_now += 1,
+                    _ => {}
                 }
                 self.mix(0x1000 + msg.from.0 * 64 + msg.to.0 + msg.term.0 * 4096);
                 self.log(|| format!("recv {}->{} {:?}", msg.from, msg.to, msg.body).chars().take(200).collect());
@@ -410,15 +478,47 @@ impl Sim {
             self.carry_out(i, o);
         }
         self.out = out;
-        match self.stale_read.take() {
-            Some(v) => Err(v),
-            None => Ok(()),
+        if let Some(v) = self.deferred_violation.take() {
+            return Err(v);
+        }
+        // The service snapshots when enough was applied since its last snapshot.
+        if let (Some(every), Some(view)) = (self.cfg.snapshot_every, self.view(i)) {
+            let n = &self.nodes[i];
+            if n.state_index.0 >= view.snapshot_index.0 + every {
+                let words = self.cfg.snapshot_bytes.div_ceil(8).max(1);
+                let data: Vec<u8> = (0..words).flat_map(|_| n.state.to_le_bytes()).collect();
+                let (index, data) = (n.state_index, Bytes::from(data));
+                self.stats.snapshots_taken += 1;
+                return self.step(i, Input::Snapshot { index, data });
+            }
+        }
+        Ok(())
+    }
+
+    /// A snapshot chunk must be a slice of the sender's one copy of its snapshot: never a
+    /// copy per chunk or per follower.
+    fn check_chunk_borrows_snapshot(&mut self, i: usize, chunk: &Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        let held = self.nodes[i].node.as_ref().and_then(|n| n.log().snapshot()).map(|s| s.data.as_ptr_range());
+        let borrowed = held.is_some_and(|r| r.start <= chunk.as_ptr() && chunk.as_ptr_range().end <= r.end);
+        if borrowed {
+            self.stats.borrowed_chunks += 1;
+        } else if self.deferred_violation.is_none() {
+            self.deferred_violation = Some(Violation {
+                invariant: Invariant::SnapshotCopied,
+                detail: format!("n{} sent a snapshot chunk that is not a slice of its snapshot", i + 1),
+            });
         }
     }
 
     fn carry_out(&mut self, i: usize, o: Output) {
         match o {
             Output::Send(msg) => {
+                if let MessageBody::InstallSnapshot { data, .. } = &msg.body {
+                    self.check_chunk_borrows_snapshot(i, data);
+                }
                 let copies: Vec<Time> = fate(&self.cfg.net, &mut self.rng).collect();
                 for delay in copies {
                     self.push(self.now + delay.max(1), Event::Deliver(msg.clone()));
@@ -444,7 +544,19 @@ impl Sim {
                 self.log(|| {
                     format!("apply n{} {}..={}", i + 1, entries[0].index.0, entries[entries.len() - 1].index.0)
                 });
-                self.nodes[i].applied.extend(entries);
+                let n = &mut self.nodes[i];
+                for e in &entries {
+                    n.state = fold_digest(n.state, e);
+                    n.state_index = e.index;
+                }
+            }
+            Output::ApplySnapshot(s) => {
+                self.log(|| format!("n{} installs snapshot at {}", i + 1, s.meta.index.0));
+                self.stats.snapshots_installed += 1;
+                self.stats.largest_installed_snapshot = self.stats.largest_installed_snapshot.max(s.data.len() as u64);
+                let n = &mut self.nodes[i];
+                n.state = u64::from_le_bytes(s.data[..8].try_into().expect("8-byte digest"));
+                n.state_index = s.meta.index;
             }
             Output::Accepted { id, index, term } => {
                 self.awaiting.insert((i, index), (term, id));
@@ -454,8 +566,8 @@ impl Sim {
             Output::ReadReady { id, index } => {
                 if let Some(committed_at_issue) = self.reads.remove(&(i, id)) {
                     self.reads_served += 1;
-                    if index.0 < committed_at_issue && self.stale_read.is_none() {
-                        self.stale_read = Some(Violation {
+                    if index.0 < committed_at_issue && self.deferred_violation.is_none() {
+                        self.deferred_violation = Some(Violation {
                             invariant: Invariant::StaleRead,
                             detail: format!(
                                 "n{} answered read {id} at index {}, but {committed_at_issue} entries were committed when it was issued",

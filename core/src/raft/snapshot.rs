@@ -1,0 +1,219 @@
+//! Snapshots (Raft §7, Figure 13): the service's compaction of the log, the leader streaming
+//! its snapshot in chunks to a follower that needs compacted entries, and the follower
+//! assembling and installing it.
+//!
+//! Memory: the leader holds one snapshot; every chunk is a zero-copy slice of its bytes, so
+//! neither a chunk nor a follower costs a copy. A follower holds one partial transfer; a new
+//! transfer (offset 0) replaces it.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use bytes::Bytes;
+
+use super::progress::Mode;
+use super::Node;
+use crate::io::Output;
+use crate::message::{Message, MessageBody};
+use crate::types::{Index, NodeId, Snapshot, SnapshotMeta, Term};
+
+/// A snapshot being received from one leader in one term. Chunks that arrive ahead of a gap
+/// (reordered by the network) wait in `ahead`, bounded by the chunk window of our own
+/// configuration, so a reordering costs no resend; anything beyond is dropped and resent.
+#[derive(Debug)]
+pub(super) struct Incoming {
+    meta: SnapshotMeta,
+    /// Sender and term: two leaders' snapshots at one index hold the same state but not
+    /// necessarily the same bytes, so their chunks never mix.
+    from: NodeId,
+    term: Term,
+    /// Bytes `0..buf.len()` of the snapshot.
+    buf: Vec<u8>,
+    /// Chunks past a gap, by offset, with their done flag.
+    ahead: BTreeMap<u64, (Bytes, bool)>,
+    ahead_bytes: u64,
+    /// The snapshot's length, once its final chunk was seen.
+    total: Option<u64>,
+}
+
+impl Incoming {
+    fn new(meta: SnapshotMeta, from: NodeId, term: Term) -> Incoming {
+        Incoming { meta, from, term, buf: Vec::new(), ahead: BTreeMap::new(), ahead_bytes: 0, total: None }
+    }
+
+    fn have(&self) -> u64 {
+        self.buf.len() as u64
+    }
+
+    /// Takes in one chunk (and whatever it unblocks), keeping at most `max_ahead` bytes
+    /// waiting past a gap.
+    fn accept(&mut self, offset: u64, data: Bytes, done: bool, max_ahead: u64) {
+        let end = offset + data.len() as u64;
+        if done {
+            self.total = Some(end);
+        }
+        if offset > self.have() {
+            if self.ahead_bytes + data.len() as u64 <= max_ahead && !self.ahead.contains_key(&offset) {
+                self.ahead_bytes += data.len() as u64;
+                self.ahead.insert(offset, (data, done));
+            }
+            return;
+        }
+        self.extend(offset, &data);
+        // Chunks the gap held back, in order; drop those now covered.
+        while let Some((&next, _)) = self.ahead.first_key_value() {
+            if next > self.have() {
+                break;
+            }
+            let (chunk, _) = self.ahead.remove(&next).expect("first key exists");
+            self.ahead_bytes -= chunk.len() as u64;
+            self.extend(next, &chunk);
+        }
+    }
+
+    /// Appends the part of the chunk at `offset` (at or before our end) that is new.
+    fn extend(&mut self, offset: u64, data: &[u8]) {
+        let skip = (self.have() - offset) as usize;
+        if skip < data.len() {
+            self.buf.extend_from_slice(&data[skip..]);
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.total == Some(self.have())
+    }
+}
+
+impl Node {
+    /// The service snapshotted its state at `index`.
+    pub(super) fn compact(&mut self, index: Index, data: Bytes) {
+        if index <= self.log.snapshot_index() || index > self.log.applied() {
+            self.ignored.bad_snapshot += 1;
+            return;
+        }
+        let term = self.log.term_at(index).expect("applied entries above the snapshot are held");
+        let meta = SnapshotMeta { index, term, voters: self.cfg.voters().to_vec() };
+        self.log.compact(meta, data);
+        self.snapshot_unpersisted = true;
+    }
+
+    /// Leader: whether `to` needs entries we compacted away.
+    pub(super) fn needs_snapshot(&self, to: NodeId) -> bool {
+        self.progress
+            .get(&to)
+            .is_some_and(|pr| matches!(pr.mode, Mode::Snapshot { .. }) || pr.next <= self.log.snapshot_index())
+    }
+
+    /// Leader: sends `to` the next chunks of our snapshot, as many as the window allows.
+    /// Restarts the transfer when our snapshot changed since it began.
+    pub(super) fn send_snapshot(&mut self, to: NodeId, out: &mut Vec<Output>) {
+        let Some(snap) = self.log.snapshot() else { return };
+        let (meta, data) = (snap.meta.clone(), snap.data.clone());
+        let chunk = self.cfg.snapshot_chunk_bytes();
+        let window = chunk * self.cfg.max_inflight_snapshot_chunks();
+        let Some(pr) = self.progress.get_mut(&to) else { return };
+        match pr.mode {
+            Mode::Snapshot { index, .. } if index == meta.index => {}
+            _ => pr.start_snapshot(meta.index),
+        }
+        let total = data.len() as u64;
+        // `sent` counts bytes out, and `total + 1` once the final (done) chunk is out, so an
+        // empty snapshot is still one chunk.
+        loop {
+            let Mode::Snapshot { sent, acked, .. } = &mut pr.mode else { unreachable!() };
+            if *sent > total || *sent >= *acked + window {
+                return;
+            }
+            let end = (*sent + chunk).min(total);
+            let done = end == total;
+            let body = MessageBody::InstallSnapshot {
+                meta: meta.clone(),
+                offset: *sent,
+                data: data.slice(*sent as usize..end as usize),
+                done,
+            };
+            *sent = if done { total + 1 } else { end };
+            out.push(Output::Send(Message { from: self.cfg.id(), to, term: self.term, body }));
+        }
+    }
+
+    /// Follower: one chunk from the current leader.
+    pub(super) fn handle_install_snapshot(&mut self, msg: Message, out: &mut Vec<Output>) {
+        let (from, term) = (msg.from, msg.term);
+        let MessageBody::InstallSnapshot { meta, offset, data, done } = msg.body else { unreachable!() };
+        let index = meta.index;
+        if index <= self.log.commit() {
+            // Everything it covers is committed here already.
+            self.incoming = None;
+            let body = MessageBody::SnapshotResponse { index, next_offset: offset + data.len() as u64, done: true };
+            self.send(from, body, out);
+            return;
+        }
+        // A chunk of a newer transfer (a later term, or a later snapshot of the same leader)
+        // replaces the partial one, whichever chunk arrives first; a late chunk of a transfer
+        // the leader gave up is ignored.
+        match &self.incoming {
+            Some(inc) if inc.meta == meta && inc.term == term && inc.from == from => {}
+            Some(inc) if inc.term == term && inc.meta.index >= index => {
+                self.ignored.stale_chunk += 1;
+                return;
+            }
+            _ => self.incoming = Some(Incoming::new(meta.clone(), from, term)),
+        }
+        let max_ahead = self.cfg.snapshot_chunk_bytes() * self.cfg.max_inflight_snapshot_chunks();
+        let inc = self.incoming.as_mut().expect("set above");
+        inc.accept(offset, data, done, max_ahead);
+        let have = inc.have();
+        if !inc.complete() {
+            self.send(from, MessageBody::SnapshotResponse { index, next_offset: have, done: false }, out);
+            return;
+        }
+        let inc = self.incoming.take().expect("assembled above");
+        let snapshot = Snapshot { meta: inc.meta, data: Bytes::from(inc.buf) };
+        if self.log.install(snapshot) {
+            self.truncate_from = Some(index.next());
+        }
+        self.unpersisted_from = None;
+        self.snapshot_unpersisted = true;
+        self.send(from, MessageBody::SnapshotResponse { index, next_offset: have, done: true }, out);
+    }
+
+    /// Leader: a follower's answer about a snapshot transfer.
+    pub(super) fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        index: Index,
+        next_offset: u64,
+        done: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(pr) = self.progress.get_mut(&from) else { return };
+        pr.recent_active = true;
+        if done {
+            if index > self.log.last_index() {
+                self.ignored.malformed += 1;
+                return;
+            }
+            if !matches!(pr.mode, Mode::Snapshot { .. }) && index <= pr.match_index {
+                // A duplicate of the answer that ended the transfer: replication resumed.
+                return;
+            }
+            pr.snapshot_done(index);
+            self.maybe_commit(out);
+            self.send_append(from, true, out);
+            return;
+        }
+        match &mut pr.mode {
+            Mode::Snapshot { index: current, sent, acked, .. } if *current == index => {
+                // The latest answer says where the follower is (it goes back after a crash
+                // lost its partial transfer). Answers never rewind `sent`: a lost chunk
+                // stalls the window until the next heartbeat answer rewinds `sent` to
+                // `acked`; rewinding on every late answer would resend the whole window once
+                // per chunk in flight.
+                *acked = next_offset;
+                *sent = (*sent).max(*acked);
+            }
+            _ => return,
+        }
+        self.send_snapshot(from, out);
+    }
+}

@@ -1,0 +1,180 @@
+//! Unit tests of snapshots: the service's compaction, restart from a snapshot and log tail, a
+//! follower's install (Figure 13 rule 6) and the assembly of reordered chunks.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use bytes::Bytes;
+
+use super::Node;
+use crate::io::{Input, Output, Proposal, Restored};
+use crate::message::{Message, MessageBody};
+use crate::types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
+use crate::Config;
+
+fn cfg(id: u64, n: u64) -> Config {
+    Config::builder(NodeId(id), (1..=n).map(NodeId), 7).build().unwrap()
+}
+
+fn command(index: u64, term: u64) -> Entry {
+    Entry { term: Term(term), index: Index(index), kind: EntryKind::Command, data: Bytes::from(vec![index as u8]) }
+}
+
+fn persist_seq(out: &[Output]) -> Option<u64> {
+    out.iter().find_map(|o| if let Output::Persist(p) = o { Some(p.seq) } else { None })
+}
+
+/// Steps `input`, then acknowledges every persist it caused (and those caused by that).
+fn step_durably(n: &mut Node, input: Input) -> Vec<Output> {
+    let mut out = n.step(input);
+    let mut all = Vec::new();
+    while let Some(seq) = persist_seq(&out) {
+        all.append(&mut out);
+        out = n.step(Input::Persisted { up_to: seq });
+    }
+    all.append(&mut out);
+    all
+}
+
+/// A single-node leader that committed and applied commands at 2..=`last` after its no-op.
+fn single_leader(last: u64) -> Node {
+    let mut n = Node::new(cfg(1, 1), Restored::default()).unwrap();
+    step_durably(&mut n, Input::Campaign);
+    for id in 2..=last {
+        step_durably(&mut n, Input::Propose(Proposal { id, data: Bytes::from(vec![id as u8]) }));
+    }
+    assert_eq!(n.view().applied, Index(last));
+    n
+}
+
+#[test]
+fn a_snapshot_at_a_stale_or_unapplied_index_is_refused_and_counted() {
+    let mut n = single_leader(5);
+    let out = n.step(Input::Snapshot { index: Index(6), data: Bytes::from_static(b"future") });
+    assert!(persist_seq(&out).is_none(), "nothing applied at 6 yet: {out:?}");
+    assert_eq!(n.view().ignored.bad_snapshot, 1);
+
+    let out = n.step(Input::Snapshot { index: Index(3), data: Bytes::from_static(b"s3") });
+    let Some(Output::Persist(p)) = out.iter().find(|o| matches!(o, Output::Persist(_))) else {
+        panic!("the snapshot is persisted: {out:?}")
+    };
+    let meta = &p.snapshot.as_ref().expect("carries the snapshot").meta;
+    assert_eq!((meta.index, meta.term, meta.voters.clone()), (Index(3), Term(1), vec![NodeId(1)]));
+    assert_eq!(n.view().snapshot_index, Index(3));
+    assert!(n.log().entry(Index(3)).is_none() && n.log().entry(Index(4)).is_some());
+
+    for stale in [0, 2, 3] {
+        let _ = n.step(Input::Snapshot { index: Index(stale), data: Bytes::new() });
+    }
+    assert_eq!(n.view().ignored.bad_snapshot, 4);
+    assert_eq!(n.view().snapshot_index, Index(3));
+}
+
+#[test]
+fn restart_from_a_snapshot_and_log_tail_continues_after_it() {
+    let snapshot = Snapshot {
+        meta: SnapshotMeta { index: Index(3), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] },
+        data: Bytes::from_static(b"state@3"),
+    };
+    let restored = Restored {
+        hard_state: HardState { term: Term(2), vote: None, commit: Index(4) },
+        snapshot: Some(snapshot),
+        entries: vec![command(4, 2), command(5, 2)],
+    };
+    let mut n = Node::new(cfg(1, 3), restored).unwrap();
+    let v = n.view();
+    assert_eq!((v.snapshot_index, v.commit, v.applied, v.last_index), (Index(3), Index(4), Index(3), Index(5)));
+    // The service restored itself from the snapshot; applies go on from 4.
+    let out = n.step(Input::Tick);
+    assert!(out.contains(&Output::Apply(vec![command(4, 2)])), "{out:?}");
+    assert!(!out.iter().any(|o| matches!(o, Output::ApplySnapshot(_))));
+}
+
+#[test]
+fn a_restored_log_that_does_not_follow_its_snapshot_is_refused() {
+    let snapshot =
+        Snapshot { meta: SnapshotMeta { index: Index(3), term: Term(1), voters: vec![NodeId(1)] }, data: Bytes::new() };
+    let hard_state = HardState { term: Term(1), vote: None, commit: Index(3) };
+    let gap = Restored { hard_state, snapshot: Some(snapshot), entries: vec![command(5, 1)] };
+    assert!(Node::new(cfg(1, 1), gap).is_err());
+}
+
+fn chunk(meta: &SnapshotMeta, offset: u64, data: &'static [u8], done: bool) -> Input {
+    Input::Message(Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(1),
+        body: MessageBody::InstallSnapshot { meta: meta.clone(), offset, data: Bytes::from_static(data), done },
+    })
+}
+
+fn responses(out: &[Output]) -> Vec<(u64, bool)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(Message { body: MessageBody::SnapshotResponse { next_offset, done, .. }, .. }) => {
+                Some((*next_offset, *done))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A follower of leader n2 in term 1 holding `entries`, nothing committed.
+fn follower(entries: Vec<Entry>) -> Node {
+    let hard_state = HardState { term: Term(1), vote: Some(NodeId(2)), commit: Index(0) };
+    Node::new(cfg(1, 3), Restored { hard_state, snapshot: None, entries }).unwrap()
+}
+
+#[test]
+fn a_follower_holding_the_snapshots_last_entry_keeps_its_log_after_it() {
+    let mut n = follower((1..=5).map(|i| command(i, 1)).collect());
+    let meta = SnapshotMeta { index: Index(3), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] };
+    let out = n.step(chunk(&meta, 0, b"state@3", true));
+    assert!(responses(&out).is_empty(), "done is said only once the snapshot is durable: {out:?}");
+    let Some(Output::Persist(p)) = out.iter().find(|o| matches!(o, Output::Persist(_))) else { panic!("{out:?}") };
+    assert_eq!(p.truncate_from, None, "entries 4 and 5 are kept");
+    let out = n.step(Input::Persisted { up_to: p.seq });
+    assert_eq!(responses(&out), vec![(7, true)]);
+    assert!(out.iter().any(|o| matches!(o, Output::ApplySnapshot(s) if s.data == "state@3")));
+    let v = n.view();
+    assert_eq!((v.snapshot_index, v.commit, v.last_index), (Index(3), Index(3), Index(5)));
+}
+
+#[test]
+fn a_follower_whose_log_conflicts_with_the_snapshot_discards_it() {
+    let mut n = follower(vec![command(1, 1)]);
+    let meta = SnapshotMeta { index: Index(3), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] };
+    step_durably(&mut n, chunk(&meta, 0, b"state@3", true));
+    let v = n.view();
+    assert_eq!((v.snapshot_index, v.commit, v.last_index, v.applied), (Index(3), Index(3), Index(3), Index(3)));
+}
+
+#[test]
+fn reordered_chunks_are_assembled_without_a_resend() {
+    let mut n = follower(vec![]);
+    let meta = SnapshotMeta { index: Index(9), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] };
+    // Chunks arrive 2, 0, 0 again (a duplicate), then 1.
+    let out = n.step(chunk(&meta, 4, b"cd", true));
+    assert_eq!(responses(&out), vec![(0, false)]);
+    let out = n.step(chunk(&meta, 0, b"ab", false));
+    assert_eq!(responses(&out), vec![(2, false)]);
+    let out = n.step(chunk(&meta, 0, b"ab", false));
+    assert_eq!(responses(&out), vec![(2, false)]);
+    let out = step_durably(&mut n, chunk(&meta, 2, b"__", false));
+    assert_eq!(responses(&out), vec![(6, true)]);
+    assert!(out.iter().any(|o| matches!(o, Output::ApplySnapshot(s) if s.data == "ab__cd")), "{out:?}");
+}
+
+#[test]
+fn a_late_chunk_of_a_replaced_transfer_is_ignored() {
+    let mut n = follower(vec![]);
+    let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+    let old = SnapshotMeta { index: Index(5), term: Term(1), voters: voters.clone() };
+    let new = SnapshotMeta { index: Index(8), term: Term(1), voters };
+    let _ = n.step(chunk(&old, 0, b"old", false));
+    let _ = n.step(chunk(&new, 0, b"new", false));
+    let out = n.step(chunk(&old, 3, b"OLD", true));
+    assert!(responses(&out).is_empty());
+    assert_eq!(n.view().ignored.stale_chunk, 1);
+    let out = step_durably(&mut n, chunk(&new, 3, b"NEW", true));
+    assert!(out.iter().any(|o| matches!(o, Output::ApplySnapshot(s) if s.data == "newNEW")), "{out:?}");
+}
