@@ -1,0 +1,9 @@
+//! # skiff-std
+//!
+//! The std driver of the skiff Raft core: [`storage`] (a segmented, checksummed WAL and
+//! atomically written snapshots, or memory for tests), [`transport`] (TCP with a handshake and
+//! bounded queues, or anything implementing [`transport::Transport`]) and [`runtime`] (a
+//! [`runtime::RaftNode`] running the core on threads, driven through a cloneable handle, with an
+//! apply stream).
+
+pub mod storage;

@@ -1,0 +1,96 @@
+//! Durable storage for a node: the [`Storage`] trait the runtime's storage thread drives, the
+//! file-backed [`FileStorage`] (segmented WAL plus an atomically replaced snapshot file) and the
+//! in-memory [`MemStorage`] with the same durability model for test clusters.
+//!
+//! Contract: [`Storage::append`] makes a batch of `Persist` records durable, in order, before
+//! it returns; only then does the runtime report `Input::Persisted` to the core. A crash
+//! loses at most the records of batches that had not returned.
+
+mod file;
+mod image;
+mod mem;
+mod snapshot_file;
+mod wal;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use skiff_core::{Persist, RestoreError};
+
+pub use file::{FileStorage, FileStorageOptions};
+pub use image::LogImage;
+pub use mem::{MemDisk, MemStorage};
+pub use wal::{WalRecord, RECORD_HEADER};
+
+/// Where persist records go.
+pub trait Storage: Send + 'static {
+    /// Makes every record of `batch` durable, in order (group commit: one sync for all).
+    /// An error means the storage can no longer be trusted: the node must stop.
+    fn append(&mut self, batch: &[Persist]) -> Result<(), StorageError>;
+}
+
+/// Why storage could not be opened or written. Every variant names the file involved.
+#[derive(Debug)]
+pub enum StorageError {
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: std::io::Error,
+    },
+    /// Damaged data that is not a torn tail: a bad checksum or an undecodable record with
+    /// valid data after it, or a damaged snapshot.
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
+    /// A WAL segment is missing from the middle of the sequence.
+    MissingSegment {
+        path: PathBuf,
+    },
+    /// The records replay to a state the core refuses.
+    Inconsistent {
+        path: PathBuf,
+        what: String,
+    },
+    /// The recovered state is not one the core accepts.
+    Restore(RestoreError),
+}
+
+impl StorageError {
+    pub(crate) fn io(path: &Path, op: &'static str, source: std::io::Error) -> StorageError {
+        StorageError::Io { path: path.to_path_buf(), op, source }
+    }
+
+    pub(crate) fn corrupt(path: &Path, offset: u64, what: &str) -> StorageError {
+        StorageError::Corrupt { path: path.to_path_buf(), offset, what: what.to_string() }
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Io { path, op, source } => write!(f, "{}: cannot {op}: {source}", path.display()),
+            StorageError::Corrupt { path, offset, what } => {
+                write!(f, "{}: corrupt at offset {offset}: {what}", path.display())
+            }
+            StorageError::MissingSegment { path } => write!(f, "{}: WAL segment missing", path.display()),
+            StorageError::Inconsistent { path, what } => write!(f, "{}: inconsistent WAL: {what}", path.display()),
+            StorageError::Restore(e) => write!(f, "recovered state refused: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StorageError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// fsyncs a directory, so a file created, renamed or removed in it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StorageError::io(dir, "sync directory", e))
+}
