@@ -6,4 +6,6 @@
 //! [`runtime::RaftNode`] running the core on threads, driven through a cloneable handle, with an
 //! apply stream).
 
+pub mod runtime;
 pub mod storage;
+pub mod transport;
