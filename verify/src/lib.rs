@@ -9,6 +9,7 @@
 
 pub mod checker;
 pub mod harness;
+pub mod lab;
 pub mod rng;
 pub mod schedule;
 pub mod script;

@@ -3,7 +3,7 @@
 //! its target within an election timeout.
 
 use skiff_core::Role;
-use skiff_verify::harness::{cmd, Cluster, SECOND};
+use skiff_verify::harness::{cmd, Cluster, Lab, SECOND};
 
 #[test]
 fn a_deposed_leader_in_a_minority_never_answers_a_read() {

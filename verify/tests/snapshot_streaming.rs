@@ -3,7 +3,7 @@
 //! chunk or per follower), and the checker that each installed snapshot equals the committed
 //! state at its index.
 
-use skiff_verify::harness::{cmd, Cluster};
+use skiff_verify::harness::{cmd, Cluster, Lab};
 
 /// 4 MiB snapshots, sent in the default 64 KiB chunks.
 const SNAPSHOT_BYTES: usize = 4 << 20;
