@@ -1,4 +1,7 @@
-//! Shared pieces of skiff's integration tests: a service that records what it applied and
-//! snapshots every few entries, used by the TCP end-to-end test and the lab cluster.
+//! Shared pieces of skiff's integration tests: an applier that checks and records what a node
+//! applied (and snapshots every few entries), the lab's fault-injecting network, and the
+//! lab's tester on real threads.
 
 pub mod applier;
+pub mod lab_cluster;
+pub mod lab_net;

@@ -198,6 +198,7 @@ impl Node {
         self.election_elapsed += 1;
         if self.role == Role::Leader {
             self.tick_transfer();
+            self.tick_commit_notice(out);
             self.heartbeat_elapsed += 1;
             if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks() {
                 self.heartbeat_elapsed = 0;

@@ -38,6 +38,8 @@ pub struct Progress {
     pub recent_active: bool,
     /// The commit index carried by the last append sent to this follower.
     pub commit_sent: Index,
+    /// Pacing of empty appends that only announce a new commit index.
+    pub commit_notice: CommitNotice,
     /// The latest ReadIndex round this follower answered.
     pub read_round_acked: u64,
 }
@@ -53,6 +55,7 @@ impl Progress {
             inflight_bytes: 0,
             recent_active: true,
             commit_sent: Index(0),
+            commit_notice: Default::default(),
             read_round_acked: 0,
         }
     }
@@ -198,4 +201,11 @@ impl Progress {
     pub fn inflight_len(&self) -> usize {
         self.inflight.len()
     }
+}
+
+/// Leader: pacing of commit notices to one follower (see `Node::notify_commit`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CommitNotice {
+    pub sent_this_tick: bool,
+    pub deferred: bool,
 }

@@ -157,7 +157,7 @@ impl Node {
                 // A follower that answered after the commit moved has not heard of it yet.
                 let stale_commit = self.progress.get(&from).is_some_and(|p| p.commit_sent < self.log.commit());
                 if !sent && stale_commit {
-                    self.send_append(from, true, out);
+                    self.notify_commit(out);
                 }
                 if self.transfer.is_some_and(|t| t.to == from) {
                     self.try_finish_transfer(out);
@@ -204,8 +204,40 @@ impl Node {
             && self.log.term_at(candidate) == Some(self.term)
             && self.log.commit_to(candidate)
         {
-            self.broadcast_append(true, out);
+            self.broadcast_append(false, out);
+            self.notify_commit(out);
             self.advance_reads(out);
+        }
+    }
+
+    /// Leader: an empty append to every follower that has not heard of the current commit
+    /// index. A follower gets at most one such notice per tick at once; a commit that moves
+    /// again within the tick is announced at the next tick (appends carrying entries announce
+    /// it meanwhile), so a stream of commits costs a follower about one empty append per
+    /// tick, not one per entry.
+    pub(super) fn notify_commit(&mut self, out: &mut Vec<Output>) {
+        let commit = self.log.commit();
+        let stale: Vec<NodeId> =
+            self.progress.iter().filter(|(_, pr)| pr.commit_sent < commit).map(|(id, _)| *id).collect();
+        for p in stale {
+            let pr = self.progress.get_mut(&p).expect("listed above");
+            if pr.commit_notice.sent_this_tick {
+                pr.commit_notice.deferred = true;
+            } else if self.send_append(p, true, out) {
+                self.progress.get_mut(&p).expect("listed above").commit_notice.sent_this_tick = true;
+            }
+        }
+    }
+
+    /// Leader, every tick: sends the commit notices that waited for it.
+    pub(super) fn tick_commit_notice(&mut self, out: &mut Vec<Output>) {
+        let mut any = false;
+        for pr in self.progress.values_mut() {
+            pr.commit_notice.sent_this_tick = false;
+            any |= core::mem::take(&mut pr.commit_notice.deferred);
+        }
+        if any {
+            self.notify_commit(out);
         }
     }
 }
