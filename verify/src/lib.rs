@@ -10,6 +10,7 @@
 pub mod checker;
 pub mod harness;
 pub mod lab;
+pub mod linearizability;
 pub mod rng;
 pub mod schedule;
 pub mod script;

@@ -1,0 +1,126 @@
+//! A linearizability checker for key/value histories: the Wing-Gong search with Lowe's
+//! memoisation, as Porcupine does it, partitioned by key.
+//!
+//! A history is a set of [`Operation`]s, each with a call time and a return time (closed
+//! intervals: two operations whose intervals touch are concurrent). An operation whose client
+//! gave up (timed out) has an unknown outcome: it may or may not have taken effect, at any
+//! time after its call; it is modelled as returning at infinity with any output.
+//!
+//! The search keeps the history as a list ordered by event time and repeatedly tries to
+//! linearize a pending operation that was called before any operation returned; a state
+//! (set of linearized operations, model value) seen before is not explored again.
+
+mod search;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use search::check_partition;
+
+/// What a client asked.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Input {
+    Get { key: String },
+    Put { key: String, value: String },
+    Append { key: String, value: String },
+}
+
+impl Input {
+    pub fn key(&self) -> &str {
+        match self {
+            Input::Get { key } | Input::Put { key, .. } | Input::Append { key, .. } => key,
+        }
+    }
+}
+
+/// What it got back. `None` is an unknown outcome (the client timed out).
+pub type Output = Option<String>;
+
+/// One client operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    pub client: u64,
+    pub input: Input,
+    /// When the call was made.
+    pub call: u64,
+    /// When the answer came back; `None` when it never did (unknown outcome).
+    pub ret: Option<u64>,
+    /// For a `Get`, the value read (`Some("")` for a missing key); for `Put`/`Append`,
+    /// `Some(String::new())` once acknowledged; `None` when unknown.
+    pub output: Output,
+}
+
+/// The verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Linearizable,
+    /// No linearization exists; `history` is the failing key's operations, by call time.
+    Illegal {
+        key: String,
+        history: Vec<Operation>,
+    },
+    /// The search ran out of time.
+    Unknown,
+}
+
+/// The sequential specification of one key: its value.
+pub(crate) fn step(state: &str, input: &Input, output: &Output) -> Option<String> {
+    match input {
+        Input::Get { .. } => match output {
+            Some(v) if v != state => None,
+            _ => Some(state.to_string()),
+        },
+        Input::Put { value, .. } => Some(value.clone()),
+        Input::Append { value, .. } => Some(format!("{state}{value}")),
+    }
+}
+
+/// Checks a whole history, key by key. `timeout` bounds the total search time.
+pub fn check(history: &[Operation], timeout: Option<Duration>) -> Verdict {
+    let mut keys: Vec<&str> = history.iter().map(|o| o.input.key()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let mut unknown = false;
+    for key in keys {
+        let ops: Vec<Operation> = history.iter().filter(|o| o.input.key() == key).cloned().collect();
+        match check_partition(&ops, deadline) {
+            Some(true) => {}
+            Some(false) => {
+                let mut ops = ops;
+                ops.sort_by_key(|o| (o.call, o.ret));
+                return Verdict::Illegal { key: key.to_string(), history: ops };
+            }
+            None => unknown = true,
+        }
+    }
+    if unknown {
+        Verdict::Unknown
+    } else {
+        Verdict::Linearizable
+    }
+}
+
+/// A readable rendering of one key's history: one line per operation.
+#[derive(Debug)]
+pub struct Rendered<'a>(pub &'a [Operation]);
+
+impl fmt::Display for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for o in self.0 {
+            let ret = o.ret.map_or("never".to_string(), |r| r.to_string());
+            let out = match (&o.input, &o.output) {
+                (_, None) => "unknown".to_string(),
+                (Input::Get { .. }, Some(v)) => format!("-> {v:?}"),
+                (_, Some(_)) => "ok".to_string(),
+            };
+            let what = match &o.input {
+                Input::Get { key } => format!("get({key:?})"),
+                Input::Put { key, value } => format!("put({key:?}, {value:?})"),
+                Input::Append { key, value } => format!("append({key:?}, {value:?})"),
+            };
+            writeln!(f, "  client {:>3} [{:>8}, {:>8}] {what} {out}", o.client, o.call, ret)?;
+        }
+        Ok(())
+    }
+}
