@@ -66,6 +66,7 @@ extern crate alloc;
 pub mod codec;
 mod config;
 mod io;
+pub mod kv;
 mod message;
 pub mod raft;
 mod types;
