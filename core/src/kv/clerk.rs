@@ -65,13 +65,13 @@ impl Clerk {
         ClerkStep::Send { server: self.leader, command }
     }
 
-    /// The reply of `server` to the request in flight.
-    pub fn on_reply(&mut self, server: u64, reply: Reply) -> ClerkStep {
-        if self.current.is_none() {
-            // A late reply to an operation already done.
-            return ClerkStep::Done(String::new());
+    /// The reply of `server` to request `seq`. `None` when it is not for the request in flight
+    /// (a late answer to an earlier attempt): ignore it.
+    pub fn on_reply(&mut self, server: u64, seq: u64, reply: Reply) -> Option<ClerkStep> {
+        if !matches!(&self.current, Some(c) if c.seq == seq) {
+            return None;
         }
-        match reply {
+        Some(match reply {
             Reply::Ok(value) => {
                 self.leader = server;
                 self.refused = 0;
@@ -90,7 +90,7 @@ impl Clerk {
                 self.leader = (server + 1) % self.servers;
                 self.retry()
             }
-        }
+        })
     }
 
     /// No answer from the server the request went to.
@@ -127,9 +127,11 @@ mod tests {
         let mut c = Clerk::new(5, 3);
         let ClerkStep::Send { server, command } = c.start(get()) else { panic!() };
         assert_eq!((server, command.seq), (2, 1));
-        let step = c.on_reply(2, Reply::WrongLeader { hint: Some(0) });
-        assert_eq!(step, ClerkStep::Send { server: 0, command: command.clone() });
-        assert_eq!(c.on_reply(0, Reply::Ok("v".to_string())), ClerkStep::Done("v".to_string()));
+        let step = c.on_reply(2, 1, Reply::WrongLeader { hint: Some(0) });
+        assert_eq!(step, Some(ClerkStep::Send { server: 0, command: command.clone() }));
+        assert_eq!(c.on_reply(0, 1, Reply::Ok("v".to_string())), Some(ClerkStep::Done("v".to_string())));
+        // A late answer to the finished request is not taken for the next one.
+        assert_eq!(c.on_reply(2, 1, Reply::Ok("late".to_string())), None);
         // The next operation starts at the leader found, with the next number.
         let ClerkStep::Send { server, command } = c.start(get()) else { panic!() };
         assert_eq!((server, command.seq), (0, 2));
@@ -151,7 +153,13 @@ mod tests {
         // A bogus hint (itself, or out of range) moves on to the next server.
         let mut c = Clerk::new(0, 3);
         let _ = c.start(get());
-        assert!(matches!(c.on_reply(0, Reply::WrongLeader { hint: Some(0) }), ClerkStep::Send { server: 1, .. }));
-        assert!(matches!(c.on_reply(1, Reply::WrongLeader { hint: Some(9) }), ClerkStep::Send { server: 2, .. }));
+        assert!(matches!(
+            c.on_reply(0, 1, Reply::WrongLeader { hint: Some(0) }),
+            Some(ClerkStep::Send { server: 1, .. })
+        ));
+        assert!(matches!(
+            c.on_reply(1, 1, Reply::WrongLeader { hint: Some(9) }),
+            Some(ClerkStep::Send { server: 2, .. })
+        ));
     }
 }
