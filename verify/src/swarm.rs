@@ -6,7 +6,7 @@ use bytes::Bytes;
 use crate::checker::{Invariant, Violation};
 use crate::rng::SimRng;
 use crate::sim::network::NetProfile;
-use crate::sim::{Sim, SimConfig, TICK};
+use crate::sim::{KvWorkload, Sim, SimConfig, TICK};
 
 /// What a seed chose, beyond the network profile in its `SimConfig`.
 #[derive(Clone, Debug)]
@@ -105,13 +105,45 @@ pub struct Report {
     pub sim: Sim,
 }
 
+/// What runs on the simulated cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Raw commands, reads and transfers from the swarm's clients (the Raft checkers).
+    Raft,
+    /// The same plus KV clerks whose history must be linearizable.
+    Kv,
+}
+
+/// The KV clients a seed draws.
+pub fn kv_workload(seed: u64) -> KvWorkload {
+    let mut r = SimRng::new(seed ^ 0x0000_4B56_0000_0002);
+    KvWorkload { clients: r.pick(&[1, 3, 5, 8]), keys: r.pick(&[1, 2, 5]), think_ticks: r.pick(&[0, 3, 20]) }
+}
+
+/// Ticks the KV clients have after the liveness check to finish what they started.
+const KV_DRAIN_TICKS: u64 = 300;
+
 /// Runs one seed: faults for the safety phase, then healing and the liveness check.
 pub fn run_seed(seed: u64, trace: bool) -> Report {
+    run_seed_with(seed, trace, Workload::Raft)
+}
+
+/// As [`run_seed`], with the given workload. With KV clients, the history they recorded is
+/// checked for linearizability at the end (operations still in progress count as unknown).
+pub fn run_seed_with(seed: u64, trace: bool, workload: Workload) -> Report {
     let (mut cfg, faults) = profile(seed);
     cfg.trace = trace;
+    if workload == Workload::Kv {
+        cfg.kv = Some(kv_workload(seed));
+    }
     let mut sim = Sim::new(cfg);
     let mut rng = SimRng::new(seed ^ 0xFA17_0000);
-    let result = safety_phase(&mut sim, &faults, &mut rng).and_then(|()| liveness_phase(&mut sim));
+    let result = safety_phase(&mut sim, &faults, &mut rng).and_then(|()| liveness_phase(&mut sim)).and_then(|()| {
+        let Some(kv) = sim.kv.as_mut() else { return Ok(()) };
+        kv.running = false;
+        sim.run_ticks(KV_DRAIN_TICKS)?;
+        sim.kv_check()
+    });
     Report {
         seed,
         events: sim.events,

@@ -29,3 +29,17 @@ fn a_short_sweep_finds_no_violation() {
         assert!(r.committed > 0, "seed {seed}: nothing committed");
     }
 }
+
+#[test]
+fn kv_seeds_replay_exactly_and_their_histories_are_linearizable() {
+    use skiff_verify::swarm::{run_seed_with, Workload};
+    for seed in [3u64, 4] {
+        let a = run_seed_with(seed, true, Workload::Kv);
+        let b = run_seed_with(seed, true, Workload::Kv);
+        assert!(a.violation.is_none(), "seed {seed}: {:?}", a.violation);
+        assert_eq!(a.sim.trace, b.sim.trace, "seed {seed}: traces differ");
+        let (ha, hb) = (&a.sim.kv.as_ref().unwrap().history, &b.sim.kv.as_ref().unwrap().history);
+        assert_eq!(ha, hb, "seed {seed}: histories differ");
+        assert!(ha.iter().filter(|o| o.ret.is_some()).count() > 10, "seed {seed}: clients got little done");
+    }
+}

@@ -193,9 +193,18 @@ impl Node {
                 self.ignored.malformed += 1;
                 return;
             }
-            if !matches!(pr.mode, Mode::Snapshot { .. }) && index <= pr.match_index {
+            match pr.mode {
+                Mode::Snapshot { index: current, .. } if index < current => {
+                    // A late answer about a snapshot we have since replaced: it says how far
+                    // the follower got, but the transfer of the current one goes on.
+                    // (Restarting it on every such answer multiplies chunks into a storm.)
+                    pr.match_index = pr.match_index.max(index);
+                    return;
+                }
+                Mode::Snapshot { .. } => {}
                 // A duplicate of the answer that ended the transfer: replication resumed.
-                return;
+                _ if index <= pr.match_index => return,
+                _ => {}
             }
             pr.snapshot_done(index);
             self.maybe_commit(out);

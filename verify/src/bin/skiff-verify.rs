@@ -1,16 +1,27 @@
 //! `skiff-verify`: sweep many seeds of the swarm simulator, or replay one with a trace.
 //!
 //! ```text
-//! skiff-verify sweep --seeds N [--start S]   # ends with: seeds=N violations=V events=E elapsed_s=T
-//! skiff-verify replay --seed S                # one seed, with a readable trace
+//! skiff-verify sweep --seeds N [--start S] [--workload raft|kv]
+//!                                    # ends with: seeds=N violations=V events=E elapsed_s=T
+//! skiff-verify replay --seed S [--workload raft|kv]   # one seed, with a readable trace
 //! ```
+//!
+//! `--workload kv` adds KV clerks to every seed; their history is checked for linearizability.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use skiff_verify::swarm::{profile, run_seed};
+use skiff_verify::swarm::{kv_workload, profile, run_seed_with, Workload};
 
-const USAGE: &str = "usage:\n  skiff-verify sweep --seeds N [--start S]\n  skiff-verify replay --seed S";
+const USAGE: &str = "usage:\n  skiff-verify sweep --seeds N [--start S] [--workload raft|kv]\n  skiff-verify replay --seed S [--workload raft|kv]";
+
+fn workload(args: &[String]) -> Result<Workload, String> {
+    match args.iter().position(|a| a == "--workload").map(|p| args.get(p + 1).map(String::as_str)) {
+        None | Some(Some("raft")) => Ok(Workload::Raft),
+        Some(Some("kv")) => Ok(Workload::Kv),
+        Some(other) => Err(format!("--workload: expected raft or kv, got {other:?}")),
+    }
+}
 
 fn flag(args: &[String], name: &str) -> Result<Option<u64>, String> {
     match args.iter().position(|a| a == name) {
@@ -41,11 +52,17 @@ fn main() -> ExitCode {
 fn sweep(args: &[String]) -> Result<ExitCode, String> {
     let seeds = flag(args, "--seeds")?.ok_or("sweep needs --seeds N")?;
     let start = flag(args, "--start")?.unwrap_or(0);
+    let workload = workload(args)?;
     let began = Instant::now();
+    let (mut kv_ops, mut kv_unknown) = (0u64, 0u64);
     let mut stats = skiff_verify::sim::FeatureStats::default();
     let (mut violations, mut events, mut committed, mut reads) = (0u64, 0u64, 0u64, 0u64);
     for seed in start..start + seeds {
-        let report = run_seed(seed, false);
+        let report = run_seed_with(seed, false, workload);
+        if let Some(kv) = &report.sim.kv {
+            kv_ops += kv.history.len() as u64;
+            kv_unknown += kv.history.iter().filter(|o| o.ret.is_none()).count() as u64;
+        }
         events += report.events;
         committed += report.committed;
         reads += report.sim.reads_served;
@@ -53,10 +70,14 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
         if let Some(v) = report.violation {
             violations += 1;
             println!("seed {seed} violated {v}");
-            println!("  replay: cargo run --release -p skiff-verify -- replay --seed {seed}");
+            let w = if workload == Workload::Kv { " --workload kv" } else { "" };
+            println!("  replay: cargo run --release -p skiff-verify -- replay --seed {seed}{w}");
         }
     }
     println!("committed_entries={committed} reads_served={reads}");
+    if workload == Workload::Kv {
+        println!("kv_operations={kv_ops} kv_unknown_outcome={kv_unknown}");
+    }
     let s = stats;
     println!(
         "snapshots_taken={} snapshots_installed={} largest_installed={}B snapshot_chunks={} chunk_bytes={} largest_chunk={}B timeout_now={}",
@@ -81,7 +102,11 @@ fn replay(args: &[String]) -> Result<ExitCode, String> {
         cfg.persist_delay, cfg.pre_vote, cfg.check_quorum, cfg.max_inflight_msgs, cfg.max_entries_per_msg
     );
     println!("  {faults:?}");
-    let report = run_seed(seed, true);
+    let workload = workload(args)?;
+    if workload == Workload::Kv {
+        println!("  {:?}", kv_workload(seed));
+    }
+    let report = run_seed_with(seed, true, workload);
     for line in &report.sim.trace {
         println!("{line}");
     }

@@ -17,6 +17,9 @@ use crate::checker::{fold_digest, Checker, Durable, Invariant, Violation, EMPTY_
 use crate::rng::SimRng;
 use network::{fate, Links, NetProfile, Time};
 
+pub mod kv;
+pub use kv::{KvWorkload, KvWorld};
+
 /// Simulator units per core tick (one unit is 0.1 ms when a tick is 10 ms).
 pub const TICK: Time = 100;
 /// Queued events beyond which the run is declared a message storm. A healthy run of the
@@ -74,6 +77,8 @@ pub struct SimConfig {
     /// Size of the simulated service's snapshots: its 8-byte state digest repeated, so that
     /// a transfer spans several chunks and a reassembly error shows.
     pub snapshot_bytes: usize,
+    /// Run the KV service with these clients (histories checked for linearizability).
+    pub kv: Option<KvWorkload>,
 }
 
 impl SimConfig {
@@ -93,6 +98,7 @@ impl SimConfig {
             snapshot_every: None,
             snapshot_chunk_bytes: 64 << 10,
             snapshot_bytes: 8,
+            kv: None,
         }
     }
 }
@@ -119,6 +125,7 @@ enum Event {
     Tick { node: usize, epoch: u64 },
     Deliver(Message),
     PersistDone { node: usize, epoch: u64, seq: u64 },
+    Kv(kv::KvEvent),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -184,6 +191,8 @@ pub struct Sim {
     /// What the feature mix exercised: snapshot chunks delivered and their bytes, snapshots
     /// the service took, snapshots nodes installed, TimeoutNow (transfer) messages delivered.
     pub stats: FeatureStats,
+    /// The KV workload, when the configuration asks for one.
+    pub kv: Option<KvWorld>,
     out: Vec<Output>,
 }
 
@@ -212,10 +221,15 @@ impl Sim {
             delivered_requests: 0,
             delivered_bytes: 0,
             stats: FeatureStats::default(),
+            kv: None,
             out: Vec::new(),
             rng: SimRng::new(rng.fork()),
             cfg,
         };
+        if let Some(w) = sim.cfg.kv.clone() {
+            sim.kv = Some(KvWorld::new(w, sim.cfg.nodes, sim.cfg.seed));
+            sim.checker.opaque_snapshot_tail = true;
+        }
         for i in 0..sim.cfg.nodes {
             sim.nodes.push(SimNode {
                 id: NodeId(i as u64 + 1),
@@ -229,6 +243,7 @@ impl Sim {
             });
             sim.start(i);
         }
+        sim.kv_start_clients();
         sim
     }
 
@@ -267,8 +282,11 @@ impl Sim {
             None => (EMPTY_DIGEST, Index(0)),
         };
         let snapshot_index = n.state_index;
-        self.checker.restarted(NodeId(i as u64 + 1), snapshot_index);
+        let snapshot = n.disk.snapshot.clone();
         n.last_done = self.now;
+        self.kv_on_start(i, snapshot.as_ref());
+        self.checker.restarted(NodeId(i as u64 + 1), snapshot_index);
+        let n = &mut self.nodes[i];
         let epoch = n.epoch;
         let phase = self.rng.between(1, TICK);
         self.push(self.now + phase, Event::Tick { node: i, epoch });
@@ -289,6 +307,7 @@ impl Sim {
         n.pending.clear();
         self.awaiting.retain(|(leader, _), _| *leader != i);
         self.reads.retain(|(node, _), _| *node != i);
+        self.kv_on_crash(i);
         self.log(|| format!("crash n{}", i + 1));
     }
 
@@ -449,6 +468,7 @@ impl Sim {
                 self.log(|| format!("durable n{} up to {up_to}", node + 1));
                 self.step(node, Input::Persisted { up_to })
             }
+            Event::Kv(ev) => self.kv_handle(ev),
         }
     }
 
@@ -485,9 +505,14 @@ impl Sim {
         if let (Some(every), Some(view)) = (self.cfg.snapshot_every, self.view(i)) {
             let n = &self.nodes[i];
             if n.state_index.0 >= view.snapshot_index.0 + every {
-                let words = self.cfg.snapshot_bytes.div_ceil(8).max(1);
-                let data: Vec<u8> = (0..words).flat_map(|_| n.state.to_le_bytes()).collect();
-                let (index, data) = (n.state_index, Bytes::from(data));
+                let data = match &self.kv {
+                    Some(kv) => kv::snapshot_data(n.state, &kv.states[i]),
+                    None => {
+                        let words = self.cfg.snapshot_bytes.div_ceil(8).max(1);
+                        Bytes::from((0..words).flat_map(|_| n.state.to_le_bytes()).collect::<Vec<u8>>())
+                    }
+                };
+                let index = n.state_index;
                 self.stats.snapshots_taken += 1;
                 return self.step(i, Input::Snapshot { index, data });
             }
@@ -549,6 +574,7 @@ impl Sim {
                     n.state = fold_digest(n.state, e);
                     n.state_index = e.index;
                 }
+                self.kv_on_apply(i, &entries);
             }
             Output::ApplySnapshot(s) => {
                 self.log(|| format!("n{} installs snapshot at {}", i + 1, s.meta.index.0));
@@ -557,13 +583,18 @@ impl Sim {
                 let n = &mut self.nodes[i];
                 n.state = u64::from_le_bytes(s.data[..8].try_into().expect("8-byte digest"));
                 n.state_index = s.meta.index;
+                if let Err(v) = self.kv_on_snapshot(i, &s) {
+                    self.deferred_violation.get_or_insert(v);
+                }
             }
             Output::Accepted { id, index, term } => {
                 self.awaiting.insert((i, index), (term, id));
                 self.accepted = Some((id, index, term));
+                self.kv_on_accepted(i, id, index, term);
             }
-            Output::ProposalDropped { .. } => {}
+            Output::ProposalDropped { id, reason } => self.kv_on_dropped(i, id, reason),
             Output::ReadReady { id, index } => {
+                self.kv_on_read_ready(i, id, index);
                 if let Some(committed_at_issue) = self.reads.remove(&(i, id)) {
                     self.reads_served += 1;
                     if index.0 < committed_at_issue && self.deferred_violation.is_none() {
@@ -579,7 +610,8 @@ impl Sim {
                 }
                 self.log(|| format!("n{} read {id} ready at {}", i + 1, index.0));
             }
-            Output::ReadDropped { id, .. } => {
+            Output::ReadDropped { id, reason } => {
+                self.kv_on_dropped(i, id, reason);
                 self.reads.remove(&(i, id));
                 self.reads_dropped += 1;
             }
