@@ -19,6 +19,8 @@ pub enum ClerkStep {
     Backoff { ticks: u32, server: u64, command: Command },
     /// The operation completed with this result.
     Done(String),
+    /// The operation was refused for good (see `Reply::Invalid`).
+    Failed(String),
 }
 
 /// One client. Invariant: sequence numbers of its requests strictly increase; a request is
@@ -90,6 +92,10 @@ impl Clerk {
                 self.leader = (server + 1) % self.servers;
                 self.retry()
             }
+            Reply::Invalid { reason } => {
+                self.current = None;
+                ClerkStep::Failed(reason)
+            }
         })
     }
 
@@ -146,7 +152,7 @@ mod tests {
             match c.on_timeout() {
                 ClerkStep::Backoff { ticks, .. } => backoffs.push(ticks),
                 ClerkStep::Send { .. } => {}
-                ClerkStep::Done(_) => panic!("not done"),
+                ClerkStep::Done(_) | ClerkStep::Failed(_) => panic!("not done"),
             }
         }
         assert_eq!(backoffs, [1, 2, 4, 8]);

@@ -54,4 +54,7 @@ pub enum Reply {
     /// The server could not tell in time whether the request took effect: retry it (with the
     /// same sequence number).
     Timeout,
+    /// The request can never succeed (a key or value over the server's limits, a malformed
+    /// request): not retried.
+    Invalid { reason: String },
 }

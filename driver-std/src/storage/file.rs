@@ -226,6 +226,14 @@ impl Storage for FileStorage {
     }
 }
 
+/// Bytes of WAL segments in the data directory `dir` (the persisted Raft state besides the
+/// snapshot), for a service deciding when to snapshot. 0 if unreadable.
+pub fn wal_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("wal"))
+        .map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
 fn truncate_file(path: &Path, len: u64) -> Result<(), StorageError> {
     OpenOptions::new()
         .write(true)

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use skiff_core::{Persist, RestoreError};
 
-pub use file::{FileStorage, FileStorageOptions};
+pub use file::{wal_size, FileStorage, FileStorageOptions};
 pub use image::LogImage;
 pub use mem::{MemDisk, MemStorage};
 pub use wal::{WalRecord, RECORD_HEADER};

@@ -189,6 +189,7 @@ impl Sim {
                 let attempt = c.attempt;
                 self.push(now + u64::from(ticks) * TICK, Event::Kv(KvEvent::Wake { client, attempt }));
             }
+            ClerkStep::Failed(reason) => unreachable!("the simulated servers accept every request: {reason}"),
             ClerkStep::Done(value) => {
                 let k = c.op.take().expect("an operation in progress");
                 kv.history[k].ret = Some(now);

@@ -1,0 +1,141 @@
+//! [`KvClerk`]: a blocking client on top of the pure `skiff_core::kv::Clerk`: it keeps one
+//! connection per server, resends with the same sequence number on timeouts and refusals,
+//! follows leader hints and backs off when no server leads.
+
+use std::fmt;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use skiff_core::codec::{encode_frame, LEN_PREFIX};
+use skiff_core::kv::{Clerk, ClerkStep, Op};
+
+use super::{ClientRequest, ClientResponse};
+
+/// Wall time of one backoff tick.
+const TICK: Duration = Duration::from_millis(10);
+/// Largest response accepted from a server.
+const MAX_RESPONSE: u64 = 64 << 20;
+
+/// Why an operation failed for good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClerkError {
+    /// The servers refused the request (over a limit, malformed).
+    Invalid(String),
+}
+
+impl fmt::Display for ClerkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClerkError::Invalid(r) => write!(f, "request refused: {r}"),
+        }
+    }
+}
+
+impl std::error::Error for ClerkError {}
+
+/// A blocking KV client. Operations retry until they succeed (as the lab's clerk does).
+#[derive(Debug)]
+pub struct KvClerk {
+    clerk: Clerk,
+    servers: Vec<SocketAddr>,
+    conns: Vec<Option<(TcpStream, BufReader<TcpStream>)>>,
+    timeout: Duration,
+    next_id: u64,
+}
+
+static CLERKS: AtomicU64 = AtomicU64::new(0);
+
+/// A client id unlikely to collide with any other client's, across processes.
+fn fresh_client_id() -> u64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let n = CLERKS.fetch_add(1, Ordering::Relaxed);
+    (nanos ^ (u64::from(std::process::id()) << 40) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1
+}
+
+impl KvClerk {
+    /// A clerk for the servers at `servers` (server `k` is node `k + 1`), waiting up to
+    /// `timeout` for each answer.
+    pub fn new(servers: Vec<SocketAddr>, timeout: Duration) -> KvClerk {
+        let n = servers.len();
+        KvClerk {
+            clerk: Clerk::new(fresh_client_id(), n as u64),
+            conns: (0..n).map(|_| None).collect(),
+            servers,
+            timeout,
+            next_id: 0,
+        }
+    }
+
+    pub fn get(&mut self, key: &str) -> Result<String, ClerkError> {
+        self.run(Op::Get { key: key.to_string() })
+    }
+
+    pub fn put(&mut self, key: &str, value: &str) -> Result<(), ClerkError> {
+        self.run(Op::Put { key: key.to_string(), value: value.to_string() }).map(drop)
+    }
+
+    pub fn append(&mut self, key: &str, value: &str) -> Result<(), ClerkError> {
+        self.run(Op::Append { key: key.to_string(), value: value.to_string() }).map(drop)
+    }
+
+    fn run(&mut self, op: Op) -> Result<String, ClerkError> {
+        let mut step = self.clerk.start(op);
+        loop {
+            let (server, command) = match step {
+                ClerkStep::Done(v) => return Ok(v),
+                ClerkStep::Failed(reason) => return Err(ClerkError::Invalid(reason)),
+                ClerkStep::Send { server, command } => (server, command),
+                ClerkStep::Backoff { ticks, server, command } => {
+                    std::thread::sleep(TICK * ticks);
+                    (server, command)
+                }
+            };
+            let seq = command.seq;
+            self.next_id += 1;
+            let req = ClientRequest { id: self.next_id, command };
+            step = match self.call(server as usize, &req) {
+                Ok(reply) => match self.clerk.on_reply(server, seq, reply) {
+                    Some(s) => s,
+                    None => self.clerk.on_timeout(),
+                },
+                Err(_) => {
+                    self.conns[server as usize] = None;
+                    self.clerk.on_timeout()
+                }
+            };
+        }
+    }
+
+    /// One request to one server; an error means no usable answer.
+    fn call(&mut self, server: usize, req: &ClientRequest) -> io::Result<skiff_core::kv::Reply> {
+        if self.conns[server].is_none() {
+            let s = TcpStream::connect_timeout(&self.servers[server], self.timeout)?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(self.timeout))?;
+            let r = BufReader::new(s.try_clone()?);
+            self.conns[server] = Some((s, r));
+        }
+        let (w, r) = self.conns[server].as_mut().expect("connected above");
+        let mut buf = Vec::new();
+        encode_frame(req, &mut buf).map_err(|e| io::Error::other(e.to_string()))?;
+        w.write_all(&buf)?;
+        loop {
+            let mut len = [0u8; LEN_PREFIX];
+            r.read_exact(&mut len)?;
+            let len = u64::from(u32::from_be_bytes(len));
+            if len > MAX_RESPONSE {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "response over the limit"));
+            }
+            let mut payload = vec![0u8; len as usize];
+            r.read_exact(&mut payload)?;
+            let resp: ClientResponse = postcard::from_bytes(&payload)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad response"))?;
+            // An answer to an earlier request that timed out on our side: skip it.
+            if resp.id == req.id || resp.id == 0 {
+                return Ok(resp.reply);
+            }
+        }
+    }
+}
