@@ -42,6 +42,8 @@ impl Ord for Delayed {
 
 struct State {
     connected: Vec<bool>,
+    /// Partition group of each server: messages cross only within a group.
+    group: Vec<u8>,
     inboxes: Vec<Option<Inbox>>,
     generation: Vec<u64>,
     unreliable: bool,
@@ -66,7 +68,7 @@ impl State {
     }
 
     fn open(&self, from: usize, to: usize) -> bool {
-        self.connected[from] && self.connected[to]
+        self.connected[from] && self.connected[to] && self.group[from] == self.group[to]
     }
 }
 
@@ -98,6 +100,7 @@ impl LabNet {
     pub fn new(n: usize, seed: u64) -> LabNet {
         let state = State {
             connected: vec![true; n],
+            group: vec![0; n],
             inboxes: vec![None; n],
             generation: vec![0; n],
             unreliable: false,
@@ -136,6 +139,11 @@ impl LabNet {
 
     pub fn set_connected(&self, i: usize, on: bool) {
         self.shared.state.lock().expect("net lock").connected[i] = on;
+    }
+
+    /// Splits the servers: `group[i]` names server `i`'s side; messages cross no side.
+    pub fn set_groups(&self, group: Vec<u8>) {
+        self.shared.state.lock().expect("net lock").group = group;
     }
 
     pub fn set_unreliable(&self, on: bool) {

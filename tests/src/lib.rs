@@ -3,5 +3,7 @@
 //! lab's tester on real threads.
 
 pub mod applier;
+pub mod kv_lab;
+pub mod kv_suite;
 pub mod lab_cluster;
 pub mod lab_net;
