@@ -5,5 +5,6 @@
 pub mod applier;
 pub mod kv_lab;
 pub mod kv_suite;
+pub mod kv_tcp;
 pub mod lab_cluster;
 pub mod lab_net;
