@@ -33,6 +33,9 @@ pub struct NodeConfig {
     pub cluster_id: u64,
     /// Every voter's peer address, by id (this node included). TOML keys are strings.
     pub peers: BTreeMap<String, String>,
+    /// Every node's native client address, by id: where this node's RESP port forwards
+    /// requests when it does not lead (default: this node's `client_listen` only).
+    pub clients: BTreeMap<String, String>,
     /// Where this node accepts peers (default: its own entry in `peers`).
     pub peer_listen: Option<String>,
     /// The native client port (the Rust `KvClerk`).
@@ -56,6 +59,7 @@ impl Default for NodeConfig {
             id: 1,
             cluster_id: 1,
             peers: BTreeMap::from([("1".to_string(), "127.0.0.1:7001".to_string())]),
+            clients: BTreeMap::new(),
             peer_listen: None,
             client_listen: "127.0.0.1:7101".into(),
             resp_listen: "127.0.0.1:6381".into(),
@@ -91,6 +95,8 @@ pub struct Resolved {
     pub peer_listen: SocketAddr,
     pub client_listen: SocketAddr,
     pub resp_listen: SocketAddr,
+    /// Native client addresses of the cluster, in node id order.
+    pub clients: Vec<SocketAddr>,
 }
 
 fn addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
@@ -132,7 +138,17 @@ impl NodeConfig {
             .election_ticks(self.election_ticks_min, self.election_ticks_max)
             .build()
             .map_err(|e| ConfigError(e.to_string()))?;
-        Ok(Resolved { raft, peers, peer_listen, client_listen, resp_listen })
+        let mut clients = BTreeMap::new();
+        for (key, a) in &self.clients {
+            let id: u64 = key.parse().map_err(|_| ConfigError(format!("clients: '{key}' is not a node id")))?;
+            if !peers.contains_key(&NodeId(id)) {
+                return Err(ConfigError(format!("clients: node {id} is not in peers")));
+            }
+            clients.insert(id, addr(&format!("clients.{id}"), a)?);
+        }
+        clients.entry(self.id).or_insert(client_listen);
+        let clients = clients.into_values().collect();
+        Ok(Resolved { raft, peers, peer_listen, client_listen, resp_listen, clients })
     }
 }
 

@@ -3,7 +3,8 @@
 //! runtime: writes go through the Raft log as encoded [`Command`]s, reads through ReadIndex.
 //!
 //! Semantics (the MIT 6.5840 KV lab): `Get` returns the value or `""` for a missing key, `Put`
-//! replaces it, `Append` appends to it (and returns nothing). Every client numbers its
+//! replaces it, `Append` appends to it (and answers the new length, as Redis does; the lab's
+//! clerks ignore it). Every client numbers its
 //! requests; a write applied once is never applied again, whatever the retries.
 
 mod clerk;
@@ -47,7 +48,7 @@ pub struct Command {
 /// A server's answer to a request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
-    /// Done: the value for a `Get`, `""` for a `Put` or `Append`.
+    /// Done: the value for a `Get`, `""` for a `Put`, the new length for an `Append`.
     Ok(String),
     /// This server does not lead; try `hint` (a server index) if known.
     WrongLeader { hint: Option<u64> },

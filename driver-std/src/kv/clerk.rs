@@ -76,8 +76,10 @@ impl KvClerk {
         self.run(Op::Put { key: key.to_string(), value: value.to_string() }).map(drop)
     }
 
-    pub fn append(&mut self, key: &str, value: &str) -> Result<(), ClerkError> {
-        self.run(Op::Append { key: key.to_string(), value: value.to_string() }).map(drop)
+    /// Appends `value`; returns the value's new length in bytes.
+    pub fn append(&mut self, key: &str, value: &str) -> Result<u64, ClerkError> {
+        let len = self.run(Op::Append { key: key.to_string(), value: value.to_string() })?;
+        Ok(len.parse().unwrap_or(0))
     }
 
     fn run(&mut self, op: Op) -> Result<String, ClerkError> {

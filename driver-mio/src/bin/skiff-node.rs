@@ -1,0 +1,103 @@
+//! `skiff-node`: one skiff KV server. Configuration from an optional TOML file, then flags.
+//! SIGTERM or Ctrl-C: stop accepting, flush, exit 0. A bad configuration or an unusable data
+//! directory: a message and exit code 2.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use skiff_mio::cli::{init_logs, parse_map, stop_on_signals};
+use skiff_mio::config::NodeConfig;
+
+#[derive(Parser, Debug)]
+#[command(name = "skiff-node", version, about = "A skiff KV server (Raft, native and RESP client ports)")]
+struct Args {
+    /// TOML configuration file (every field optional; flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    id: Option<u64>,
+    #[arg(long)]
+    cluster_id: Option<u64>,
+    /// Every voter's peer address: 1=127.0.0.1:7001,2=127.0.0.1:7002,...
+    #[arg(long)]
+    peers: Option<String>,
+    /// Every node's native client address (for forwarding): 1=127.0.0.1:7101,...
+    #[arg(long)]
+    clients: Option<String>,
+    #[arg(long)]
+    peer_listen: Option<String>,
+    #[arg(long)]
+    client_listen: Option<String>,
+    #[arg(long)]
+    resp_listen: Option<String>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    tick_ms: Option<u64>,
+    #[arg(long)]
+    snapshot_threshold: Option<u64>,
+}
+
+fn config(a: Args) -> Result<NodeConfig, String> {
+    let mut c = match &a.config {
+        Some(path) => NodeConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => NodeConfig::default(),
+    };
+    if let Some(v) = a.id {
+        c.id = v;
+    }
+    if let Some(v) = a.cluster_id {
+        c.cluster_id = v;
+    }
+    if let Some(v) = &a.peers {
+        c.peers = parse_map(v).map_err(|e| format!("--peers: {e}"))?;
+    }
+    if let Some(v) = &a.clients {
+        c.clients = parse_map(v).map_err(|e| format!("--clients: {e}"))?;
+    }
+    if let Some(v) = a.peer_listen {
+        c.peer_listen = Some(v);
+    }
+    if let Some(v) = a.client_listen {
+        c.client_listen = v;
+    }
+    if let Some(v) = a.resp_listen {
+        c.resp_listen = v;
+    }
+    if let Some(v) = a.data_dir {
+        c.data_dir = v;
+    }
+    if let Some(v) = a.tick_ms {
+        c.tick_ms = v;
+    }
+    if let Some(v) = a.snapshot_threshold {
+        c.snapshot_threshold = v;
+    }
+    Ok(c)
+}
+
+fn main() -> ExitCode {
+    init_logs();
+    let cfg = match config(Args::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("skiff-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = match stop_on_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("skiff-node: cannot handle signals: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match skiff_mio::node::run(&cfg, stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skiff-node: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! `skiff`: start a local cluster, and talk to one.
+//!
+//! ```text
+//! skiff local-cluster            # 3 nodes on loopback, data under ./skiff-data; Ctrl-C stops
+//! skiff put K V | get K | append K V [--servers 127.0.0.1:7101,...]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use skiff_mio::cli::{init_logs, local_node, stop_on_signals};
+use skiff_std::kv::KvClerk;
+
+#[derive(Parser, Debug)]
+#[command(name = "skiff", version, about = "skiff: a replicated, linearizable KV store on Raft")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Start a local cluster on loopback (peers 7001.., native clients 7101.., RESP 6381..).
+    LocalCluster {
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        #[arg(long, default_value = "skiff-data")]
+        dir: PathBuf,
+    },
+    /// Set a key.
+    Put {
+        key: String,
+        value: String,
+        #[arg(long, default_value = LOCAL)]
+        servers: String,
+    },
+    /// Read a key (linearizable).
+    Get {
+        key: String,
+        #[arg(long, default_value = LOCAL)]
+        servers: String,
+    },
+    /// Append to a key; prints the new length.
+    Append {
+        key: String,
+        value: String,
+        #[arg(long, default_value = LOCAL)]
+        servers: String,
+    },
+}
+
+const LOCAL: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103";
+
+fn clerk(servers: &str) -> Result<KvClerk, String> {
+    let addrs: Result<Vec<SocketAddr>, String> = servers
+        .split(',')
+        .map(|s| s.trim().parse().map_err(|_| format!("--servers: '{s}' is not an address")))
+        .collect();
+    Ok(KvClerk::new(addrs?, Duration::from_secs(1)))
+}
+
+fn local_cluster(nodes: u64, dir: PathBuf) -> Result<(), String> {
+    if !(1..=9).contains(&nodes) {
+        return Err("--nodes must be between 1 and 9".into());
+    }
+    let stop = stop_on_signals().map_err(|e| format!("cannot handle signals: {e}"))?;
+    let configs: Vec<_> = (1..=nodes).map(|id| local_node(id, nodes, &dir)).collect();
+    for c in &configs {
+        c.validate().map_err(|e| e.to_string())?;
+    }
+    println!("skiff local cluster: {nodes} nodes, data under {}", dir.display());
+    for c in &configs {
+        println!("  node {}: RESP {}  native {}", c.id, c.resp_listen, c.client_listen);
+    }
+    println!("connect: redis-cli -p 6381 set k v; redis-cli -p 6382 get k; skiff get k");
+    println!("Ctrl-C stops the cluster.");
+    let nodes: Vec<_> = configs
+        .into_iter()
+        .map(|c| {
+            let stop = stop.clone();
+            std::thread::spawn(move || skiff_mio::node::run(&c, stop).map_err(|e| format!("node {}: {e}", c.id)))
+        })
+        .collect();
+    let mut failed = None;
+    for n in nodes {
+        if let Err(e) = n.join().map_err(|_| "a node panicked".to_string()).and_then(|r| r) {
+            // One node failing (a port in use, a corrupt directory) stops the others.
+            stop.store(true, Ordering::SeqCst);
+            failed.get_or_insert(e);
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// How long a CLI operation may take (the clerk itself retries until it succeeds).
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one clerk operation with a deadline; prints its result.
+fn op(servers: &str, f: impl FnOnce(&mut KvClerk) -> Result<String, String> + Send + 'static) -> Result<(), String> {
+    let mut c = clerk(servers)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f(&mut c));
+    });
+    match rx.recv_timeout(OP_TIMEOUT) {
+        Ok(r) => r.map(|out| println!("{out}")),
+        Err(_) => {
+            Err(format!("no answer within {} s (is the cluster running? --servers {servers})", OP_TIMEOUT.as_secs()))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    init_logs();
+    let result = match Args::parse().command {
+        Cmd::LocalCluster { nodes, dir } => local_cluster(nodes, dir),
+        Cmd::Put { key, value, servers } => {
+            op(&servers, move |c| c.put(&key, &value).map(|()| "OK".to_string()).map_err(|e| e.to_string()))
+        }
+        Cmd::Get { key, servers } => op(&servers, move |c| c.get(&key).map_err(|e| e.to_string())),
+        Cmd::Append { key, value, servers } => {
+            op(&servers, move |c| c.append(&key, &value).map(|l| l.to_string()).map_err(|e| e.to_string()))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skiff: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
