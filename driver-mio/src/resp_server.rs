@@ -4,14 +4,11 @@
 //! numbers, so a write retried after a leader change is applied once. Requests go through a
 //! clerk to whichever node leads, so a client may talk to any node.
 
-use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+use skiff_std::accept::Acceptor;
 use skiff_std::kv::{ClerkError, KvClerk, KvService};
 
 use crate::resp::{encode, parse_command, Frame, Limits};
@@ -19,10 +16,7 @@ use crate::resp::{encode, parse_command, Frame, Limits};
 /// A running RESP port.
 #[derive(Debug)]
 pub struct RespServer {
-    local: SocketAddr,
-    stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<BTreeMap<u64, TcpStream>>>,
-    acceptor: Option<JoinHandle<()>>,
+    acceptor: Acceptor,
 }
 
 impl RespServer {
@@ -34,65 +28,24 @@ impl RespServer {
         service: KvService,
         max_value: usize,
     ) -> io::Result<RespServer> {
-        let local = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<BTreeMap<u64, TcpStream>>> = Arc::new(Mutex::new(BTreeMap::new()));
-        let (s, c) = (stop.clone(), conns.clone());
         let limits = Limits { max_bulk: max_value + 1024, ..Limits::default() };
-        let acceptor = thread::Builder::new().name("skiff-resp-accept".into()).spawn(move || {
-            let mut handlers: Vec<JoinHandle<()>> = Vec::new();
-            let mut next = 0u64;
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let Ok(clone) = stream.try_clone() else { continue };
-                next += 1;
-                let conn = next;
-                c.lock().expect("conns").insert(conn, clone);
-                let (clients, service, c) = (clients.clone(), service.clone(), c.clone());
-                if let Ok(h) = thread::Builder::new().name("skiff-resp".into()).spawn(move || {
-                    let mut session = Session { clerk: KvClerk::new(clients, Duration::from_secs(1)), service };
-                    if let Err(e) = session.serve(&stream, &limits) {
-                        tracing::debug!("RESP connection closed: {e}");
-                    }
-                    let _ = stream.shutdown(Shutdown::Both);
-                    c.lock().expect("conns").remove(&conn);
-                }) {
-                    handlers.push(h);
-                }
-                handlers.retain(|h| !h.is_finished());
-            }
-            for h in handlers {
-                let _ = h.join();
+        let acceptor = Acceptor::start("skiff-resp", listener, move |stream| {
+            let mut session =
+                Session { clerk: KvClerk::new(clients.clone(), Duration::from_secs(1)), service: service.clone() };
+            if let Err(e) = session.serve(stream, &limits) {
+                tracing::debug!("RESP connection closed: {e}");
             }
         })?;
-        Ok(RespServer { local, stop, conns, acceptor: Some(acceptor) })
+        Ok(RespServer { acceptor })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.acceptor.local_addr()
     }
 
     /// Stops accepting, closes every connection, joins the threads.
     pub fn shutdown(&mut self) {
-        if self.stop.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let _ = TcpStream::connect(self.local);
-        for c in self.conns.lock().expect("conns").values() {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
-    }
-}
-
-impl Drop for RespServer {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.acceptor.shutdown();
     }
 }
 

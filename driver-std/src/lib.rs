@@ -6,6 +6,7 @@
 //! [`runtime::RaftNode`] running the core on threads, driven through a cloneable handle, with an
 //! apply stream).
 
+pub mod accept;
 pub mod kv;
 pub mod runtime;
 pub mod storage;

@@ -3,18 +3,15 @@
 //! limit or one that does not decode gets an `Invalid` answer (id 0) and the connection is
 //! closed; other connections are unaffected.
 
-use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use serde::{Deserialize, Serialize};
 use skiff_core::codec::{encode_frame, LEN_PREFIX};
 use skiff_core::kv::{Command, Reply};
 
 use super::KvService;
+use crate::accept::Acceptor;
 
 /// A client's request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,73 +30,27 @@ pub struct ClientResponse {
 /// A running client port.
 #[derive(Debug)]
 pub struct KvServer {
-    local: SocketAddr,
-    stop: Arc<AtomicBool>,
-    /// Open connections by number, to close them at shutdown.
-    conns: Arc<Mutex<BTreeMap<u64, TcpStream>>>,
-    acceptor: Option<JoinHandle<()>>,
+    acceptor: Acceptor,
 }
 
 impl KvServer {
     /// Serves `service` on `listener`; frames over `max_frame` bytes are refused.
     pub fn start(service: KvService, listener: TcpListener, max_frame: u64) -> io::Result<KvServer> {
-        let local = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns = Arc::new(Mutex::new(BTreeMap::new()));
-        let (s, c) = (stop.clone(), conns.clone());
-        let acceptor = thread::Builder::new().name("skiff-kv-accept".into()).spawn(move || {
-            let mut handlers: Vec<JoinHandle<()>> = Vec::new();
-            let mut next = 0u64;
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let Ok(clone) = stream.try_clone() else { continue };
-                next += 1;
-                let conn = next;
-                c.lock().expect("conns").insert(conn, clone);
-                let (service, c) = (service.clone(), c.clone());
-                if let Ok(h) = thread::Builder::new().name("skiff-kv-conn".into()).spawn(move || {
-                    if let Err(why) = serve(&service, &stream, max_frame) {
-                        tracing::debug!("closing client connection: {why}");
-                    }
-                    let _ = stream.shutdown(Shutdown::Both);
-                    c.lock().expect("conns").remove(&conn);
-                }) {
-                    handlers.push(h);
-                }
-                handlers.retain(|h| !h.is_finished());
-            }
-            for h in handlers {
-                let _ = h.join();
+        let acceptor = Acceptor::start("skiff-kv", listener, move |stream| {
+            if let Err(why) = serve(&service, stream, max_frame) {
+                tracing::debug!("closing client connection: {why}");
             }
         })?;
-        Ok(KvServer { local, stop, conns, acceptor: Some(acceptor) })
+        Ok(KvServer { acceptor })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.acceptor.local_addr()
     }
 
     /// Stops accepting, closes every connection and joins the threads.
     pub fn shutdown(&mut self) {
-        if self.stop.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let _ = TcpStream::connect(self.local);
-        for c in self.conns.lock().expect("conns").values() {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
-    }
-}
-
-impl Drop for KvServer {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.acceptor.shutdown();
     }
 }
 
