@@ -3,6 +3,7 @@
 //! ```text
 //! skiff local-cluster            # 3 nodes on loopback, data under ./skiff-data; Ctrl-C stops
 //! skiff put K V | get K | append K V [--servers 127.0.0.1:7101,...]
+//! skiff status [--nodes 127.0.0.1:6381,...]
 //! ```
 
 use std::net::SocketAddr;
@@ -43,6 +44,12 @@ enum Cmd {
         key: String,
         #[arg(long, default_value = LOCAL)]
         servers: String,
+    },
+    /// A table of the nodes: id, address, role, term, commit, applied, lag behind the leader.
+    Status {
+        /// RESP ports of the nodes.
+        #[arg(long, default_value = "127.0.0.1:6381,127.0.0.1:6382,127.0.0.1:6383")]
+        nodes: String,
     },
     /// Append to a key; prints the new length.
     Append {
@@ -99,6 +106,55 @@ fn local_cluster(nodes: u64, dir: PathBuf) -> Result<(), String> {
     }
 }
 
+/// Asks a node's RESP port for `INFO` and returns its `field:value` lines.
+fn info(addr: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    use std::io::{Read, Write};
+    let addr: SocketAddr = addr.trim().parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"*1\r\n$4\r\nINFO\r\n").ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    Some(text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect())
+}
+
+fn status(nodes: &str) -> Result<(), String> {
+    let rows: Vec<(String, Option<std::collections::BTreeMap<String, String>>)> =
+        nodes.split(',').map(|a| (a.trim().to_string(), info(a))).collect();
+    let leader_commit: u64 = rows
+        .iter()
+        .filter_map(|(_, i)| i.as_ref())
+        .filter(|i| i.get("role").map(String::as_str) == Some("Leader"))
+        .filter_map(|i| i.get("commit_index")?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "{:<4} {:<21} {:<13} {:>6} {:>8} {:>8} {:>6}",
+        "id", "address", "role", "term", "commit", "applied", "lag"
+    );
+    for (addr, i) in rows {
+        match i {
+            Some(i) => {
+                let get = |k: &str| i.get(k).cloned().unwrap_or_else(|| "-".into());
+                let applied: u64 = get("applied_index").parse().unwrap_or(0);
+                println!(
+                    "{:<4} {:<21} {:<13} {:>6} {:>8} {:>8} {:>6}",
+                    get("node_id"),
+                    addr,
+                    get("role"),
+                    get("term"),
+                    get("commit_index"),
+                    applied,
+                    leader_commit.saturating_sub(applied)
+                );
+            }
+            None => println!("{:<4} {:<21} {:<13}", "-", addr, "unreachable"),
+        }
+    }
+    Ok(())
+}
+
 /// How long a CLI operation may take (the clerk itself retries until it succeeds).
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -125,6 +181,7 @@ fn main() -> ExitCode {
             op(&servers, move |c| c.put(&key, &value).map(|()| "OK".to_string()).map_err(|e| e.to_string()))
         }
         Cmd::Get { key, servers } => op(&servers, move |c| c.get(&key).map_err(|e| e.to_string())),
+        Cmd::Status { nodes } => status(&nodes),
         Cmd::Append { key, value, servers } => {
             op(&servers, move |c| c.append(&key, &value).map(|l| l.to_string()).map_err(|e| e.to_string()))
         }
