@@ -4,6 +4,7 @@
 //! skiff local-cluster            # 3 nodes on loopback, data under ./skiff-data; Ctrl-C stops
 //! skiff put K V | get K | append K V [--servers 127.0.0.1:7101,...]
 //! skiff status [--nodes 127.0.0.1:6381,...]
+//! skiff bench [--connections 16] [--seconds 5] [--size 64] [--op set|get]
 //! ```
 
 use std::net::SocketAddr;
@@ -42,6 +43,21 @@ enum Cmd {
     /// Read a key (linearizable).
     Get {
         key: String,
+        #[arg(long, default_value = LOCAL)]
+        servers: String,
+    },
+    /// A load generator: N connections doing SETs (or GETs) for a while; ops/s and latency.
+    Bench {
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Value size in bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// set or get.
+        #[arg(long, default_value = "set")]
+        op: String,
         #[arg(long, default_value = LOCAL)]
         servers: String,
     },
@@ -155,6 +171,73 @@ fn status(nodes: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn bench(connections: usize, seconds: u64, size: usize, op: &str, servers: &str) -> Result<(), String> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Instant;
+    if op != "set" && op != "get" {
+        return Err(format!("--op: expected set or get, got '{op}'"));
+    }
+    if connections == 0 {
+        return Err("--connections must be at least 1".into());
+    }
+    // One write first, so the cluster is up and the keys exist.
+    let value = "x".repeat(size);
+    op_quiet(servers, "bench:0", &value)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let began = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|w| {
+            let (mut c, stop, value, get) = (clerk(servers), stop.clone(), value.clone(), op == "get");
+            std::thread::spawn(move || -> Result<Vec<Duration>, String> {
+                let c = c.as_mut().map_err(|e| e.clone())?;
+                let key = format!("bench:{w}");
+                let mut lat = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if get {
+                        c.get(&key).map_err(|e| e.to_string())?;
+                    } else {
+                        c.put(&key, &value).map_err(|e| e.to_string())?;
+                    }
+                    lat.push(t.elapsed());
+                }
+                Ok(lat)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for w in workers {
+        lat.extend(w.join().map_err(|_| "a bench connection panicked".to_string())??);
+    }
+    let elapsed = began.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let pct =
+        |p: f64| lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    println!(
+        "{op}: {connections} connections, {size}-byte values: {:.0} ops/s, p50 {:.3} ms, p99 {:.3} ms ({} ops in {elapsed:.1} s)",
+        lat.len() as f64 / elapsed,
+        pct(0.5),
+        pct(0.99),
+        lat.len()
+    );
+    Ok(())
+}
+
+/// A put with the CLI's deadline, printing nothing.
+fn op_quiet(servers: &str, key: &str, value: &str) -> Result<(), String> {
+    let mut c = clerk(servers)?;
+    let (key, value) = (key.to_string(), value.to_string());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(c.put(&key, &value).map_err(|e| e.to_string()));
+    });
+    rx.recv_timeout(OP_TIMEOUT)
+        .map_err(|_| format!("no answer within {} s (is the cluster running?)", OP_TIMEOUT.as_secs()))?
+}
+
 /// How long a CLI operation may take (the clerk itself retries until it succeeds).
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -182,6 +265,7 @@ fn main() -> ExitCode {
         }
         Cmd::Get { key, servers } => op(&servers, move |c| c.get(&key).map_err(|e| e.to_string())),
         Cmd::Status { nodes } => status(&nodes),
+        Cmd::Bench { connections, seconds, size, op, servers } => bench(connections, seconds, size, &op, &servers),
         Cmd::Append { key, value, servers } => {
             op(&servers, move |c| c.append(&key, &value).map(|l| l.to_string()).map_err(|e| e.to_string()))
         }
