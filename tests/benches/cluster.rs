@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use skiff_core::{Config, NodeId, Role};
 use skiff_std::runtime::{Applied, RaftHandle, RaftNode};
 use skiff_std::storage::{FileStorage, FileStorageOptions};
 use skiff_std::transport::{TcpOptions, TcpTransport};
+use skiff_tests::load;
 
 /// The leader's applied index, with a condition to wait on.
 #[derive(Default)]
@@ -68,10 +68,6 @@ fn cluster(base: &std::path::Path) -> (Vec<RaftHandle>, Vec<Arc<Progress>>) {
     (handles, progress)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn run(proposers: usize, secs: u64) {
     let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let (handles, progress) = cluster(base.path());
@@ -83,41 +79,24 @@ fn run(proposers: usize, secs: u64) {
         assert!(Instant::now() < deadline, "no leader");
         thread::sleep(Duration::from_millis(10));
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let began = Instant::now();
-    let workers: Vec<_> = (0..proposers)
-        .map(|w| {
-            let (h, p, stop) = (handles[leader].clone(), progress[leader].clone(), stop.clone());
-            thread::spawn(move || {
-                let mut lat = Vec::new();
-                let payload = vec![w as u8; 64];
-                while !stop.load(Ordering::Relaxed) {
-                    let t0 = Instant::now();
-                    let Ok((index, _)) = h.propose(payload.clone()) else {
-                        thread::sleep(Duration::from_millis(1));
-                        continue;
-                    };
-                    let mut applied = p.applied.lock().unwrap();
-                    while *applied < index.0 {
-                        applied = p.moved.wait(applied).unwrap();
-                    }
-                    lat.push(t0.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    thread::sleep(Duration::from_secs(secs));
-    stop.store(true, Ordering::Relaxed);
-    let mut lat: Vec<Duration> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    let elapsed = began.elapsed().as_secs_f64();
-    lat.sort_unstable();
+    let r = load::run(proposers, Duration::from_secs(secs), |w| {
+        let (h, p) = (handles[leader].clone(), progress[leader].clone());
+        let payload = vec![w as u8; 64];
+        move || {
+            let Ok((index, _)) = h.propose(payload.clone()) else {
+                thread::sleep(Duration::from_millis(1));
+                return false;
+            };
+            let mut applied = p.applied.lock().unwrap();
+            while *applied < index.0 {
+                applied = p.moved.wait(applied).unwrap();
+            }
+            true
+        }
+    });
     println!(
         "proposers={proposers:>3} commits={:>7} commits_per_s={:>8.0} p50_ms={:.2} p99_ms={:.2}",
-        lat.len(),
-        lat.len() as f64 / elapsed,
-        percentile(&lat, 0.50).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3
+        r.ops, r.per_second, r.p50_ms, r.p99_ms
     );
     for h in handles {
         h.shutdown();

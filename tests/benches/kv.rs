@@ -8,18 +8,12 @@
 //!
 //! `cargo bench -p skiff-tests --bench kv` (optionally `-- SECONDS`, default 5).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use skiff_std::kv::KvClerk;
 use skiff_tests::kv_lab::KvLab;
 use skiff_tests::kv_tcp::{bind, start};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+use skiff_tests::load;
 
 fn main() {
     let secs = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5u64);
@@ -52,34 +46,14 @@ fn main() {
     let ms = t.elapsed().as_secs_f64() * 1e3 / 1000.0;
     println!("speed (TCP, FileStorage with fdatasync): 1000 sequential appends, {ms:.3} ms/op");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let began = Instant::now();
-    let workers: Vec<_> = (0..16)
-        .map(|w| {
-            let (servers, stop) = (addrs.clients.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut ck = KvClerk::new(servers, Duration::from_secs(1));
-                let mut lat = Vec::new();
-                let key = format!("k{w}");
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    ck.append(&key, "v").unwrap();
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    thread::sleep(Duration::from_secs(secs));
-    stop.store(true, Ordering::Relaxed);
-    let mut lat: Vec<Duration> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    let elapsed = began.elapsed().as_secs_f64();
-    lat.sort_unstable();
+    let r = load::run(16, Duration::from_secs(secs), |w| {
+        let mut ck = KvClerk::new(addrs.clients.clone(), Duration::from_secs(1));
+        let key = format!("k{w}");
+        move || ck.append(&key, "v").is_ok()
+    });
     println!(
         "16 clerks (TCP, FileStorage with fdatasync): {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms",
-        lat.len() as f64 / elapsed,
-        percentile(&lat, 0.5).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3
+        r.per_second, r.p50_ms, r.p99_ms
     );
     for n in nodes {
         n.stop();

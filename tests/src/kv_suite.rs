@@ -28,6 +28,22 @@ pub struct Generic {
     pub random_keys: bool,
 }
 
+impl Generic {
+    /// `clients` clients on `servers` servers: reliable, no crashes or partitions, no
+    /// snapshots, fixed keys; tests change what they need with `..Generic::new(c, s)`.
+    pub fn new(clients: usize, servers: usize) -> Generic {
+        Generic {
+            clients,
+            servers,
+            unreliable: false,
+            crash: false,
+            partitions: false,
+            max_raft_state: None,
+            random_keys: false,
+        }
+    }
+}
+
 /// Every value `Append(key, "x c j y")` for j < count must be in `v` once, in order.
 fn check_appends(client: usize, v: &str, count: usize) {
     let mut last = None;

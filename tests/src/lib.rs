@@ -8,3 +8,4 @@ pub mod kv_suite;
 pub mod kv_tcp;
 pub mod lab_cluster;
 pub mod lab_net;
+pub mod load;

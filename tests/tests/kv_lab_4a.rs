@@ -8,18 +8,7 @@ const SEED: u64 = 1;
 
 #[test]
 fn basic_4a() {
-    s::generic(
-        Generic {
-            clients: 1,
-            servers: 5,
-            unreliable: false,
-            crash: false,
-            partitions: false,
-            max_raft_state: None,
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic::new(1, 5), SEED);
 }
 
 #[test]
@@ -29,34 +18,12 @@ fn speed_4a() {
 
 #[test]
 fn concurrent_4a() {
-    s::generic(
-        Generic {
-            clients: 5,
-            servers: 5,
-            unreliable: false,
-            crash: false,
-            partitions: false,
-            max_raft_state: None,
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic::new(5, 5), SEED);
 }
 
 #[test]
 fn unreliable_4a() {
-    s::generic(
-        Generic {
-            clients: 5,
-            servers: 5,
-            unreliable: true,
-            crash: false,
-            partitions: false,
-            max_raft_state: None,
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { unreliable: true, ..Generic::new(5, 5) }, SEED);
 }
 
 #[test]
@@ -71,128 +38,43 @@ fn one_partition_4a() {
 
 #[test]
 fn many_partitions_one_client_4a() {
-    s::generic(
-        Generic {
-            clients: 1,
-            servers: 5,
-            unreliable: false,
-            crash: false,
-            partitions: true,
-            max_raft_state: None,
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { partitions: true, ..Generic::new(1, 5) }, SEED);
 }
 
 #[test]
 fn many_partitions_many_clients_4a() {
-    s::generic(
-        Generic {
-            clients: 5,
-            servers: 5,
-            unreliable: false,
-            crash: false,
-            partitions: true,
-            max_raft_state: None,
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { partitions: true, ..Generic::new(5, 5) }, SEED);
 }
 
 #[test]
 fn persist_one_client_4a() {
-    s::generic(
-        Generic {
-            clients: 1,
-            servers: 5,
-            unreliable: false,
-            crash: true,
-            partitions: false,
-            max_raft_state: None,
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { crash: true, ..Generic::new(1, 5) }, SEED);
 }
 
 #[test]
 fn persist_concurrent_4a() {
-    s::generic(
-        Generic {
-            clients: 5,
-            servers: 5,
-            unreliable: false,
-            crash: true,
-            partitions: false,
-            max_raft_state: None,
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { crash: true, ..Generic::new(5, 5) }, SEED);
 }
 
 #[test]
 fn persist_concurrent_unreliable_4a() {
-    s::generic(
-        Generic {
-            clients: 5,
-            servers: 5,
-            unreliable: true,
-            crash: true,
-            partitions: false,
-            max_raft_state: None,
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { unreliable: true, crash: true, ..Generic::new(5, 5) }, SEED);
 }
 
 #[test]
 fn persist_partition_4a() {
-    s::generic(
-        Generic {
-            clients: 5,
-            servers: 5,
-            unreliable: false,
-            crash: true,
-            partitions: true,
-            max_raft_state: None,
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { crash: true, partitions: true, ..Generic::new(5, 5) }, SEED);
 }
 
 #[test]
 fn persist_partition_unreliable_4a() {
-    s::generic(
-        Generic {
-            clients: 5,
-            servers: 5,
-            unreliable: true,
-            crash: true,
-            partitions: true,
-            max_raft_state: None,
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { unreliable: true, crash: true, partitions: true, ..Generic::new(5, 5) }, SEED);
 }
 
 #[test]
 fn persist_partition_unreliable_linearizable_4a() {
     s::generic(
-        Generic {
-            clients: 15,
-            servers: 7,
-            unreliable: true,
-            crash: true,
-            partitions: true,
-            max_raft_state: None,
-            random_keys: true,
-        },
+        Generic { unreliable: true, crash: true, partitions: true, random_keys: true, ..Generic::new(15, 7) },
         SEED,
     );
 }

@@ -23,80 +23,28 @@ fn speed_4b() {
 
 #[test]
 fn snapshot_recover_4b() {
-    s::generic(
-        Generic {
-            clients: 1,
-            servers: 5,
-            unreliable: false,
-            crash: true,
-            partitions: false,
-            max_raft_state: Some(1000),
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { crash: true, max_raft_state: Some(1000), ..Generic::new(1, 5) }, SEED);
 }
 
 #[test]
 fn snapshot_recover_many_clients_4b() {
-    s::generic(
-        Generic {
-            clients: 20,
-            servers: 5,
-            unreliable: false,
-            crash: true,
-            partitions: false,
-            max_raft_state: Some(1000),
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { crash: true, max_raft_state: Some(1000), ..Generic::new(20, 5) }, SEED);
 }
 
 #[test]
 fn snapshot_unreliable_4b() {
-    s::generic(
-        Generic {
-            clients: 5,
-            servers: 5,
-            unreliable: true,
-            crash: false,
-            partitions: false,
-            max_raft_state: Some(1000),
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { unreliable: true, max_raft_state: Some(1000), ..Generic::new(5, 5) }, SEED);
 }
 
 #[test]
 fn snapshot_unreliable_recover_4b() {
-    s::generic(
-        Generic {
-            clients: 5,
-            servers: 5,
-            unreliable: true,
-            crash: true,
-            partitions: false,
-            max_raft_state: Some(1000),
-            random_keys: false,
-        },
-        SEED,
-    );
+    s::generic(Generic { unreliable: true, crash: true, max_raft_state: Some(1000), ..Generic::new(5, 5) }, SEED);
 }
 
 #[test]
 fn snapshot_unreliable_recover_concurrent_partition_4b() {
     s::generic(
-        Generic {
-            clients: 5,
-            servers: 5,
-            unreliable: true,
-            crash: true,
-            partitions: true,
-            max_raft_state: Some(1000),
-            random_keys: false,
-        },
+        Generic { unreliable: true, crash: true, partitions: true, max_raft_state: Some(1000), ..Generic::new(5, 5) },
         SEED,
     );
 }
@@ -105,13 +53,12 @@ fn snapshot_unreliable_recover_concurrent_partition_4b() {
 fn snapshot_unreliable_recover_concurrent_partition_linearizable_4b() {
     s::generic(
         Generic {
-            clients: 15,
-            servers: 7,
             unreliable: true,
             crash: true,
             partitions: true,
             max_raft_state: Some(1000),
             random_keys: true,
+            ..Generic::new(15, 7)
         },
         SEED,
     );
