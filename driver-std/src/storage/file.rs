@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use skiff_core::{HardState, Index, Persist, Restored, SnapshotMeta};
 
-use super::wal::{self, Tail, WalRecord};
+use super::wal::{self, RecordRef, Tail};
 use super::{snapshot_file, sync_dir, LogImage, Storage, StorageError};
 
 /// Tuning of a [`FileStorage`].
@@ -149,11 +149,11 @@ impl FileStorage {
             .open(&path)
             .map_err(|e| StorageError::io(&path, "create WAL segment", e))?;
         let mut header = Vec::new();
-        let record = WalRecord {
+        let record = RecordRef {
             hard_state: Some(self.hard_state),
-            snapshot: self.snapshot.clone(),
+            snapshot: self.snapshot.as_ref(),
             truncate_from: None,
-            entries: Vec::new(),
+            entries: &[],
         };
         wal::encode_record(&record, &mut header);
         file.write_all(&header).and_then(|_| file.sync_data()).map_err(|e| StorageError::io(&path, "write WAL", e))?;
@@ -198,11 +198,11 @@ impl Storage for FileStorage {
                 self.hard_state = hs;
             }
             max_index = p.entries.last().map_or(max_index, |e| max_index.max(e.index));
-            let record = WalRecord {
+            let record = RecordRef {
                 hard_state: p.hard_state,
-                snapshot: p.snapshot.as_ref().map(|s| s.meta.clone()),
+                snapshot: p.snapshot.as_ref().map(|s| &s.meta),
                 truncate_from: p.truncate_from,
-                entries: p.entries.clone(),
+                entries: &p.entries,
             };
             wal::encode_record(&record, &mut self.buf);
         }

@@ -31,13 +31,26 @@ pub struct WalRecord {
     pub entries: Vec<Entry>,
 }
 
-/// Appends `record` to `buf` with its header.
-pub fn encode_record(record: &WalRecord, buf: &mut Vec<u8>) {
-    let payload = postcard::to_allocvec(record).expect("WAL records always encode");
+/// A record as written, borrowing from the `Persist` it comes from (so writing copies no
+/// entries). Encodes exactly as [`WalRecord`], which reads it back.
+#[derive(Debug, Serialize)]
+pub struct RecordRef<'a> {
+    pub hard_state: Option<HardState>,
+    pub snapshot: Option<&'a SnapshotMeta>,
+    pub truncate_from: Option<Index>,
+    pub entries: &'a [Entry],
+}
+
+/// Appends `record` to `buf` with its header, encoding it in place.
+pub fn encode_record(record: &RecordRef<'_>, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; RECORD_HEADER]);
+    *buf = postcard::to_extend(record, std::mem::take(buf)).expect("WAL records always encode");
+    let payload = &buf[start + RECORD_HEADER..];
     let len = u32::try_from(payload.len()).expect("a WAL record fits in u32");
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    buf.extend_from_slice(&payload);
+    let crc = crc32c::crc32c(payload);
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// How a segment's scan ended.
