@@ -95,8 +95,9 @@ pub struct Resolved {
     pub peer_listen: SocketAddr,
     pub client_listen: SocketAddr,
     pub resp_listen: SocketAddr,
-    /// Native client addresses of the cluster, in node id order.
-    pub clients: Vec<SocketAddr>,
+    /// Native client addresses of the cluster, in node id order (a RESP session's clerk
+    /// numbers servers by position here).
+    pub clients: Vec<(NodeId, SocketAddr)>,
 }
 
 fn addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
@@ -147,7 +148,7 @@ impl NodeConfig {
             clients.insert(id, addr(&format!("clients.{id}"), a)?);
         }
         clients.entry(self.id).or_insert(client_listen);
-        let clients = clients.into_values().collect();
+        let clients = clients.into_iter().map(|(id, a)| (NodeId(id), a)).collect();
         Ok(Resolved { raft, peers, peer_listen, client_listen, resp_listen, clients })
     }
 }

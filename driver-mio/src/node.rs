@@ -1,25 +1,22 @@
 //! Running one `skiff-node`: storage, Raft, the KV service and its client ports.
 //!
-//! Today the node runs on skiff-std's threaded runtime; the mio event loop the issue asks for
-//! is not built yet. The ports, the configuration and the behaviour are the ones the mio
-//! runtime will keep.
+//! The node runs on the mio event loop of [`crate::server`]; this module checks the data
+//! directory, recovers storage, binds the ports and hands everything to the loop.
 
 use std::fmt;
 use std::fs;
 use std::io;
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_std::kv::{KvOptions, KvServer, KvService};
-use skiff_std::runtime::RaftNode;
-use skiff_std::storage::{wal_size, FileStorage, FileStorageOptions, StorageError};
-use skiff_std::transport::{TcpOptions, TcpTransport};
+use skiff_core::Node;
+use skiff_std::storage::{FileStorage, FileStorageOptions, StorageError};
 
 use crate::config::{ConfigError, NodeConfig};
-use crate::resp_server::RespServer;
+use crate::server::{self, Listeners, ServerOptions};
 
 /// Why a node could not start (or had to stop).
 #[derive(Debug)]
@@ -83,32 +80,28 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
     check_cluster(&cfg.data_dir, cfg.cluster_id)?;
     let (storage, restored) =
         FileStorage::open(&cfg.data_dir, FileStorageOptions::default()).map_err(NodeError::Storage)?;
-    let snapshot = restored.snapshot.clone();
-    let peer_listener = TcpListener::bind(resolved.peer_listen)
-        .map_err(io_err(format!("cannot listen on {}", resolved.peer_listen)))?;
-    let client_listener = TcpListener::bind(resolved.client_listen)
-        .map_err(io_err(format!("cannot listen on {}", resolved.client_listen)))?;
-    let resp_listener = TcpListener::bind(resolved.resp_listen)
-        .map_err(io_err(format!("cannot listen on {}", resolved.resp_listen)))?;
-    let opts = TcpOptions::new(resolved.raft.id(), cfg.cluster_id, resolved.peers.clone());
-    let tick = Duration::from_millis(cfg.tick_ms);
-    let (raft, applied) = RaftNode::start(resolved.raft.clone(), restored, storage, tick, |inbox| {
-        TcpTransport::start(opts, peer_listener, inbox)
-    })
-    .map_err(|e| NodeError::Io { what: "cannot start the node".into(), source: io::Error::other(e.to_string()) })?;
-    let dir = cfg.data_dir.clone();
-    let kv_opts = KvOptions {
-        max_raft_state: Some(cfg.snapshot_threshold),
-        raft_state_size: Box::new(move || wal_size(&dir)),
+    let bind = |a: std::net::SocketAddr| TcpListener::bind(a).map_err(io_err(format!("cannot listen on {a}")));
+    let listeners = Listeners {
+        peer: bind(resolved.peer_listen)?,
+        client: bind(resolved.client_listen)?,
+        resp: bind(resolved.resp_listen)?,
+    };
+    let node = Node::new(resolved.raft.clone(), restored.clone()).map_err(|e| NodeError::Io {
+        what: "the stored state is refused".into(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let opts = ServerOptions {
+        cluster_id: cfg.cluster_id,
+        tick: Duration::from_millis(cfg.tick_ms),
+        peers: resolved.peers.clone(),
+        clients: resolved.clients.clone(),
+        data_dir: cfg.data_dir.clone(),
+        snapshot_threshold: Some(cfg.snapshot_threshold),
         max_key_bytes: cfg.max_key_bytes,
         max_value_bytes: cfg.max_value_bytes,
         request_timeout: Duration::from_secs(1),
+        max_peer_frame: 64 << 20,
     };
-    let (service, applier) = KvService::start(raft.clone(), applied, snapshot.as_ref(), kv_opts);
-    let max_frame = (cfg.max_key_bytes + cfg.max_value_bytes + 1024) as u64;
-    let mut native = KvServer::start(service.clone(), client_listener, max_frame).map_err(io_err("client port"))?;
-    let mut resp = RespServer::start(resp_listener, resolved.clients.clone(), service.clone(), cfg.max_value_bytes)
-        .map_err(io_err("RESP port"))?;
     tracing::info!(
         id = cfg.id,
         peer = %resolved.peer_listen,
@@ -116,13 +109,7 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
         resp = %resolved.resp_listen,
         "skiff-node serving"
     );
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    tracing::info!(id = cfg.id, "stopping");
-    resp.shutdown();
-    native.shutdown();
-    raft.shutdown();
-    let _ = applier.join();
-    Ok(())
+    let served = server::serve(node, &restored, storage, listeners, opts, &stop);
+    tracing::info!(id = cfg.id, "stopped");
+    served.map_err(|e| NodeError::Io { what: "the node stopped".into(), source: io::Error::other(e.to_string()) })
 }

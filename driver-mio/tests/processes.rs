@@ -1,6 +1,6 @@
 //! Real `skiff-node` processes on loopback: RESP against any node, a leader killed with
-//! SIGKILL and restarted from its files, garbage on a client port, and a data directory of
-//! another cluster refused with exit code 2.
+//! SIGKILL and restarted from its files, garbage on every port (RESP, native, peer), and a
+//! data directory of another cluster refused with exit code 2.
 
 mod common;
 
@@ -9,6 +9,63 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{leader, resp, Cluster};
+use skiff_core::kv::Reply;
+use skiff_std::kv::{ClientResponse, KvClerk};
+use skiff_std::transport::Hello;
+use skiff_verify::rng::SimRng;
+
+/// Sends `junk` on a fresh connection to `port`, then reads until the node answers and
+/// closes, or a short timeout. Returns what came back.
+fn feed(port: u16, junk: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let _ = s.write_all(junk);
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    got
+}
+
+/// The first native answer in `bytes`, if it is a whole frame.
+fn native_answer(bytes: &[u8]) -> Option<ClientResponse> {
+    let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    postcard::from_bytes(bytes.get(4..4 + len)?).ok()
+}
+
+/// Garbage on the native and peer ports of node `i`: refused, connection closed, the node
+/// serves on.
+fn garbage_on_native_and_peer_ports(c: &Cluster, i: usize) {
+    let mut rng = SimRng::new(42);
+    let random: Vec<u8> = (0..4096).map(|_| rng.below(256) as u8).collect();
+    // A 4 GiB length prefix: refused before anything is allocated, with an answer.
+    let got = feed(c.native[i], &[0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+    match native_answer(&got) {
+        Some(ClientResponse { id: 0, reply: Reply::Invalid { reason } }) => {
+            assert!(reason.contains("over the maximum"))
+        }
+        other => panic!("a 4 GiB frame was answered {other:?}"),
+    }
+    // A payload that does not decode.
+    let got = feed(c.native[i], &[0, 0, 0, 3, 0xff, 0xff, 0xff]);
+    assert!(matches!(native_answer(&got), Some(ClientResponse { id: 0, reply: Reply::Invalid { .. } })), "{got:?}");
+    // Random bytes, and a frame cut short (the client goes away mid-frame).
+    let _ = feed(c.native[i], &random);
+    let _ = feed(c.native[i], &[0, 0, 0, 100, 1, 2, 3]);
+    // The peer port: random bytes, a 4 GiB frame, a handshake from another cluster, and one
+    // from a node that is not a peer.
+    let _ = feed(c.peer[i], &random);
+    let _ = feed(c.peer[i], &[0xff, 0xff, 0xff, 0xff]);
+    for hello in [Hello::new(99, skiff_core::NodeId(2)), Hello::new(7, skiff_core::NodeId(9))] {
+        let mut frame = Vec::new();
+        skiff_core::codec::encode_frame(&hello, &mut frame).unwrap();
+        let got = feed(c.peer[i], &frame);
+        assert!(got.is_empty(), "a refused peer is closed without an answer");
+    }
+    // The node is alive and serves clients and peers.
+    let servers = c.native.iter().map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], *p))).collect();
+    let mut ck = KvClerk::new(servers, Duration::from_secs(1));
+    ck.put("after-garbage", "yes").unwrap();
+    assert_eq!(resp(c.resp[i], &["GET", "after-garbage"]), "$3\r\nyes\r\n");
+}
 
 #[test]
 fn three_processes_serve_resp_survive_kill_9_and_refuse_garbage() {
@@ -38,7 +95,14 @@ fn three_processes_serve_resp_survive_kill_9_and_refuse_garbage() {
         let _ = s.read(&mut buf);
     }
     assert!(resp(c.resp[0], &["NOSUCH"]).starts_with("-ERR unknown command"));
+    assert!(resp(c.resp[0], &["GET"]).starts_with("-ERR wrong number of arguments for 'get'"));
     assert_eq!(resp(c.resp[0], &["GET", "k"]), "$2\r\nv2\r\n");
+    for i in 0..3 {
+        garbage_on_native_and_peer_ports(&c, i);
+    }
+    for (i, child) in c.children.iter_mut().enumerate() {
+        assert!(child.as_mut().unwrap().try_wait().unwrap().is_none(), "node {} exited", i + 1);
+    }
 
     // A data directory of another cluster is refused with a clear message and exit code 2.
     c.kill(0);

@@ -1,7 +1,9 @@
-//! Three `skiff-node` processes under load from concurrent clerks while the leader is killed
-//! with SIGKILL and restarted (repeatedly), a follower is frozen with SIGSTOP for longer than
-//! an election timeout, and finally every node is restarted at once. Every operation is
-//! recorded; the history must be linearizable and every acknowledged append present at the end.
+//! Three `skiff-node` processes under load from concurrent clerks (native port) and Redis
+//! clients (RESP port, any node, forwarded to the leader) while the leader is killed with
+//! SIGKILL and restarted (repeatedly), a follower is frozen with SIGSTOP for longer than an
+//! election timeout, and finally every node is restarted at once. Every operation is
+//! recorded (a RESP request whose connection died has an unknown outcome); the history must be
+//! linearizable and every acknowledged append present at the end.
 
 mod common;
 
@@ -12,12 +14,83 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{leader, Cluster};
+use common::{leader, Cluster, RespConn};
 use skiff_std::kv::KvClerk;
 use skiff_verify::linearizability::{check, Input, Operation, Rendered, Verdict};
 use skiff_verify::rng::SimRng;
 
 const KEYS: usize = 3;
+
+/// A Redis client: one connection (one session) at a time to some node; when it breaks, the
+/// request in flight has an unknown outcome and the client moves to the next node.
+fn resp_client(
+    client: u64,
+    ports: Vec<u16>,
+    began: Instant,
+    history: Arc<Mutex<Vec<Operation>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut rng = SimRng::new(client);
+    let mut target = client as usize % ports.len();
+    let mut conn: Option<RespConn> = None;
+    let mut sessions = 0;
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(c) = conn.as_mut() else {
+            match RespConn::connect(ports[target], Duration::from_secs(5)) {
+                Ok(c) => {
+                    conn = Some(c);
+                    sessions += 1;
+                }
+                Err(_) => {
+                    target = (target + 1) % ports.len();
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+            continue;
+        };
+        // Each session is its own client in the history: a request lost with a connection
+        // may still take effect while the next session runs.
+        let id = client * 1000 + sessions;
+        let key = format!("k{}", rng.below(KEYS));
+        let call = began.elapsed().as_micros() as u64;
+        let (input, reply) = match rng.below(3) {
+            0 => (Input::Get { key: key.clone() }, c.call(&["GET", &key])),
+            1 => {
+                let value = format!("[r{client}.{n}]");
+                let reply = c.call(&["APPEND", &key, &value]);
+                (Input::Append { key, value }, reply)
+            }
+            _ => {
+                let value = format!("r{client}.{n}");
+                let reply = c.call(&["SET", &key, &value]);
+                (Input::Put { key, value }, reply)
+            }
+        };
+        n += 1;
+        let (ret, output) = match reply {
+            Ok(r) => {
+                assert!(!r.starts_with('-'), "a Redis client got an error: {r}");
+                let output = match &input {
+                    Input::Get { .. } if r == "(nil)" => String::new(),
+                    Input::Get { .. } => r,
+                    _ => String::new(),
+                };
+                (Some(began.elapsed().as_micros() as u64), Some(output))
+            }
+            Err(_) => {
+                conn = None;
+                target = (target + 1) % ports.len();
+                if matches!(input, Input::Get { .. }) {
+                    continue; // a read with no answer changed nothing
+                }
+                (None, None)
+            }
+        };
+        history.lock().unwrap().push(Operation { client: id, input, call, ret, output });
+        thread::sleep(Duration::from_millis(2));
+    }
+}
 
 fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill").args([sig, &pid.to_string()]).status().map(|s| s.success()).unwrap_or(false);
@@ -68,6 +141,12 @@ fn clerks_under_kill_9_sigstop_and_full_restart_stay_linearizable() {
             })
         })
         .collect();
+    let redis: Vec<_> = (0..3u64)
+        .map(|client| {
+            let (ports, history, stop) = (c.resp.clone(), history.clone(), stop.clone());
+            thread::spawn(move || resp_client(100 + client, ports, began, history, stop))
+        })
+        .collect();
 
     // kill -9 the leader and restart it, three times.
     for _ in 0..3 {
@@ -95,7 +174,7 @@ fn clerks_under_kill_9_sigstop_and_full_restart_stay_linearizable() {
     }
     thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::Relaxed);
-    for t in clients {
+    for t in clients.into_iter().chain(redis) {
         t.join().expect("a client failed");
     }
 
@@ -103,7 +182,9 @@ fn clerks_under_kill_9_sigstop_and_full_restart_stay_linearizable() {
     assert!(history.len() > 100, "only {} operations completed", history.len());
     let verdict = check(&history, Some(Duration::from_secs(30)));
     // Informational (shown with --nocapture).
-    println!("{} operations", history.len());
+    let unknown = history.iter().filter(|o| o.ret.is_none()).count();
+    let via_resp = history.iter().filter(|o| o.client >= 100_000).count();
+    println!("{} operations ({via_resp} over RESP, {unknown} with unknown outcome)", history.len());
     match verdict {
         Verdict::Illegal { key, history } => panic!("not linearizable; key {key}:\n{}", Rendered(&history)),
         Verdict::Unknown => println!("the linearizability check ran out of time (passes, as in the lab)"),
@@ -116,13 +197,13 @@ fn clerks_under_kill_9_sigstop_and_full_restart_stay_linearizable() {
         let last_put = history
             .iter()
             .filter(|o| matches!(&o.input, Input::Put { key: pk, .. } if *pk == key))
-            .map(|o| o.ret.unwrap())
+            .filter_map(|o| o.ret)
             .max()
             .unwrap_or(0);
         let value = ck.get(&key).unwrap();
         for o in &history {
             if let Input::Append { key: ak, value: v } = &o.input {
-                if *ak == key && o.call > last_put {
+                if *ak == key && o.ret.is_some() && o.call > last_put {
                     assert!(value.contains(v.as_str()), "acknowledged append {v} to {key} lost");
                 }
             }

@@ -2,7 +2,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::fs::OpenOptions;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -22,6 +23,8 @@ pub struct Cluster {
     pub resp: Vec<u16>,
     pub dirs: Vec<tempfile::TempDir>,
     pub children: Vec<Option<Child>>,
+    /// Each node's log (stderr), appended across restarts: `node-<id>.log`.
+    pub logs: tempfile::TempDir,
 }
 
 fn map(ports: &[u16]) -> String {
@@ -37,6 +40,7 @@ impl Cluster {
             resp: all[2 * n..].to_vec(),
             dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
             children: (0..n).map(|_| None).collect(),
+            logs: tempfile::tempdir().unwrap(),
         };
         for i in 0..n {
             c.start(i);
@@ -53,13 +57,19 @@ impl Cluster {
             .arg("--data-dir")
             .arg(dir)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::null());
         cmd
     }
 
     pub fn start(&mut self, i: usize) {
-        let child = self.command(i, self.dirs[i].path(), 7).spawn().expect("skiff-node starts");
+        // A log file, not a pipe: nobody reads a pipe while the node runs, and a full one
+        // would block the node.
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.path().join(format!("node-{}.log", i + 1)))
+            .expect("a log file");
+        let child = self.command(i, self.dirs[i].path(), 7).stderr(log).spawn().expect("skiff-node starts");
         self.children[i] = Some(child);
     }
 
@@ -112,5 +122,42 @@ pub fn leader(c: &Cluster) -> usize {
         }
         assert!(Instant::now() < deadline, "no leader");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A RESP2 connection that reads whole replies.
+pub struct RespConn {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl RespConn {
+    pub fn connect(port: u16, timeout: Duration) -> io::Result<RespConn> {
+        let s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(timeout))?;
+        Ok(RespConn { r: BufReader::new(s.try_clone()?), w: s })
+    }
+
+    /// Sends a command; returns its reply: `+OK`, `-ERR ...`, `:5`, the bulk string's
+    /// contents, or `(nil)`.
+    pub fn call(&mut self, args: &[&str]) -> io::Result<String> {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.w.write_all(req.as_bytes())?;
+        let mut line = String::new();
+        if self.r.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end().to_string();
+        if let Some(len) = line.strip_prefix('$') {
+            let Ok(len) = len.parse::<usize>() else { return Ok("(nil)".into()) };
+            let mut buf = vec![0u8; len + 2];
+            self.r.read_exact(&mut buf)?;
+            buf.truncate(len);
+            return String::from_utf8(buf).map_err(|_| io::ErrorKind::InvalidData.into());
+        }
+        Ok(line)
     }
 }

@@ -48,7 +48,7 @@ pub struct KvClerk {
 static CLERKS: AtomicU64 = AtomicU64::new(0);
 
 /// A client id unlikely to collide with any other client's, across processes.
-fn fresh_client_id() -> u64 {
+pub fn fresh_client_id() -> u64 {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let n = CLERKS.fetch_add(1, Ordering::Relaxed);
     (nanos ^ (u64::from(std::process::id()) << 40) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1

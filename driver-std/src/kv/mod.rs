@@ -5,6 +5,6 @@ mod clerk;
 mod server;
 mod service;
 
-pub use clerk::{ClerkError, KvClerk};
+pub use clerk::{fresh_client_id, ClerkError, KvClerk};
 pub use server::{ClientRequest, ClientResponse, KvServer};
-pub use service::{KvOptions, KvService};
+pub use service::{validate_op, KvOptions, KvService};

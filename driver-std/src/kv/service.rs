@@ -117,25 +117,12 @@ impl KvService {
 
     /// Executes one client request (blocking up to the request timeout).
     pub fn execute(&self, command: Command) -> Reply {
-        if let Err(reason) = self.validate(&command.op) {
+        if let Err(reason) = validate_op(&command.op, self.limits.0, self.limits.1) {
             return Reply::Invalid { reason };
         }
         match &command.op {
             Op::Get { key } => self.read(key),
             _ => self.write(&command),
-        }
-    }
-
-    fn validate(&self, op: &Op) -> Result<(), String> {
-        let (max_key, max_value) = self.limits;
-        if op.key().len() > max_key {
-            return Err(format!("key of {} bytes over the limit of {max_key}", op.key().len()));
-        }
-        match op {
-            Op::Put { value, .. } | Op::Append { value, .. } if value.len() > max_value => {
-                Err(format!("value of {} bytes over the limit of {max_value}", value.len()))
-            }
-            _ => Ok(()),
         }
     }
 
@@ -185,6 +172,20 @@ impl KvService {
             inner = self.shared.applied.wait_timeout(inner, deadline - now).expect("kv lock").0;
         }
         Some(inner)
+    }
+}
+
+/// Checks a request against the key and value size limits; the error is the reason given to
+/// the client.
+pub fn validate_op(op: &Op, max_key: usize, max_value: usize) -> Result<(), String> {
+    if op.key().len() > max_key {
+        return Err(format!("key of {} bytes over the limit of {max_key}", op.key().len()));
+    }
+    match op {
+        Op::Put { value, .. } | Op::Append { value, .. } if value.len() > max_value => {
+            Err(format!("value of {} bytes over the limit of {max_value}", value.len()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -52,6 +52,28 @@ pub struct TcpOptions {
     pub backoff_max: Duration,
 }
 
+impl Hello {
+    /// The greeting of node `from` of cluster `cluster_id`.
+    pub fn new(cluster_id: u64, from: NodeId) -> Hello {
+        Hello { magic: MAGIC, version: PROTOCOL_VERSION, cluster_id, from }
+    }
+
+    /// Whether node `me` of cluster `cluster_id`, whose peers are `peers`, accepts this
+    /// greeting; the error says why not.
+    pub fn check(&self, cluster_id: u64, me: NodeId, peers: &BTreeMap<NodeId, SocketAddr>) -> Result<(), String> {
+        if self.magic != MAGIC || self.version != PROTOCOL_VERSION {
+            return Err(format!("protocol version {} (we speak {PROTOCOL_VERSION})", self.version));
+        }
+        if self.cluster_id != cluster_id {
+            return Err(format!("cluster id {} (ours is {cluster_id})", self.cluster_id));
+        }
+        if self.from == me || !peers.contains_key(&self.from) {
+            return Err(format!("unknown node {}", self.from.0));
+        }
+        Ok(())
+    }
+}
+
 impl TcpOptions {
     pub fn new(id: NodeId, cluster_id: u64, peers: BTreeMap<NodeId, SocketAddr>) -> TcpOptions {
         TcpOptions {
@@ -222,7 +244,7 @@ fn writer(shared: Arc<Shared>, peer: NodeId, addr: SocketAddr, rx: Receiver<Mess
 fn dial(opts: &TcpOptions, addr: SocketAddr) -> io::Result<TcpStream> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     s.set_nodelay(true)?;
-    let hello = Hello { magic: MAGIC, version: PROTOCOL_VERSION, cluster_id: opts.cluster_id, from: opts.id };
+    let hello = Hello::new(opts.cluster_id, opts.id);
     let mut buf = Vec::new();
     encode_frame(&hello, &mut buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
     s.write_all(&buf)?;
@@ -307,14 +329,8 @@ fn reader(shared: &Shared, stream: TcpStream, inbox: &Inbox) -> Result<(), Strin
         Ok(h) => h,
         Err(_) => return refuse("malformed handshake".into()),
     };
-    if hello.magic != MAGIC || hello.version != PROTOCOL_VERSION {
-        return refuse(format!("protocol version {} (we speak {PROTOCOL_VERSION})", hello.version));
-    }
-    if hello.cluster_id != opts.cluster_id {
-        return refuse(format!("cluster id {} (ours is {})", hello.cluster_id, opts.cluster_id));
-    }
-    if hello.from == opts.id || !opts.peers.contains_key(&hello.from) {
-        return refuse(format!("unknown node {}", hello.from.0));
+    if let Err(why) = hello.check(opts.cluster_id, opts.id, &opts.peers) {
+        return refuse(why);
     }
     r.get_ref().set_read_timeout(None).map_err(|e| e.to_string())?;
     let bad = |why: String| {

@@ -1,0 +1,120 @@
+//! [`Conn`]: one non-blocking TCP connection of the event loop, with its read and write
+//! buffers. mio reports readiness edge-triggered, so reads and writes go on until the socket
+//! would block.
+
+use std::io::{self, Read, Write};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 64 << 10;
+/// Bytes read before the caller parses them (see [`ReadState::More`]).
+const READ_BUDGET: usize = 1 << 20;
+
+/// A connection and its buffers. Invariant: `wbuf[wpos..]` is what is still to be written;
+/// the registered interest includes `WRITABLE` exactly when that is not empty.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) token: Token,
+    /// Received bytes not yet consumed by a parser.
+    pub(crate) rbuf: Vec<u8>,
+    pub(crate) wbuf: Vec<u8>,
+    wpos: usize,
+    writable_registered: bool,
+    /// Close once everything queued is written (after an error answer, or `QUIT`).
+    pub(crate) closing: bool,
+}
+
+/// What a read found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadState {
+    /// Everything available was read; the next readiness event says when there is more.
+    Drained,
+    /// Stopped at the budget with more possibly waiting: consume `rbuf`, then read again
+    /// (edge-triggered readiness will not report these bytes again).
+    More,
+    /// The peer closed its side (or the connection failed).
+    Closed,
+}
+
+impl Conn {
+    /// Registers `stream` for reading under `token`.
+    pub(crate) fn register(mut stream: TcpStream, token: Token, registry: &Registry) -> io::Result<Conn> {
+        registry.register(&mut stream, token, Interest::READABLE)?;
+        Ok(Conn {
+            stream,
+            token,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            writable_registered: false,
+            closing: false,
+        })
+    }
+
+    /// Reads what is available into `rbuf`, stopping after [`READ_BUDGET`] bytes so that a
+    /// fast sender cannot make the buffer grow without its contents being parsed.
+    pub(crate) fn fill(&mut self) -> ReadState {
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut read = 0;
+        loop {
+            if read >= READ_BUDGET {
+                return ReadState::More;
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return ReadState::Closed,
+                Ok(n) => {
+                    self.rbuf.extend_from_slice(&chunk[..n]);
+                    read += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadState::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return ReadState::Closed,
+            }
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn pending(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Writes what the socket takes now and keeps the `WRITABLE` interest in step with what
+    /// is left. An error means the connection is lost.
+    pub(crate) fn flush(&mut self, registry: &Registry) -> io::Result<()> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        } else if self.wpos > 1 << 20 {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+        let want_write = self.pending() > 0;
+        if want_write != self.writable_registered {
+            let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            registry.reregister(&mut self.stream, self.token, interest)?;
+            self.writable_registered = want_write;
+        }
+        Ok(())
+    }
+
+    /// Whether the connection is done: closing and everything written.
+    pub(crate) fn finished(&self) -> bool {
+        self.closing && self.pending() == 0
+    }
+
+    pub(crate) fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+}

@@ -1,0 +1,117 @@
+//! [`Forward`]: this node's client connection to another node's native port, over which RESP
+//! sessions' requests travel when their clerk sends them there (a node that does not lead
+//! forwards to the leader, so Redis clients need not know who leads). Requests of all
+//! sessions share the connection; each carries an id that its answer repeats.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use mio::net::TcpStream;
+use mio::{Registry, Token};
+use skiff_core::codec::{decode_frame, encode_frame};
+use skiff_core::kv::{Command, Reply};
+use skiff_std::kv::{ClientRequest, ClientResponse};
+
+use super::conn::{Conn, ReadState};
+use super::peers::frame_error;
+
+/// An answer for a RESP session: (session, clerk server, operation seq, reply).
+pub(crate) type SessionReply = (Token, u64, u64, Reply);
+
+/// The connection to clerk server `server`'s native port.
+#[derive(Debug)]
+pub(crate) struct Forward {
+    server: u64,
+    addr: SocketAddr,
+    token: Token,
+    conn: Option<Conn>,
+    next_id: u64,
+    /// Request id -> (session, seq).
+    pending: HashMap<u64, (Token, u64)>,
+}
+
+impl Forward {
+    pub(crate) fn new(server: u64, addr: SocketAddr, token: Token) -> Forward {
+        Forward { server, addr, token, conn: None, next_id: 0, pending: HashMap::new() }
+    }
+
+    /// Sends `command` for `session`, dialling first if needed. On failure the session's
+    /// answer is a `Timeout` (its clerk tries another server).
+    pub(crate) fn send(&mut self, registry: &Registry, session: Token, command: Command, out: &mut Vec<SessionReply>) {
+        if self.conn.is_none() {
+            let dialled = TcpStream::connect(self.addr).and_then(|s| {
+                s.set_nodelay(true)?;
+                Conn::register(s, self.token, registry)
+            });
+            match dialled {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => {
+                    tracing::debug!(server = self.server, error = %e, "cannot forward");
+                    out.push((session, self.server, command.seq, Reply::Timeout));
+                    return;
+                }
+            }
+        }
+        let conn = self.conn.as_mut().expect("dialled above");
+        self.next_id += 1;
+        let seq = command.seq;
+        if encode_frame(&ClientRequest { id: self.next_id, command }, &mut conn.wbuf).is_err() {
+            out.push((session, self.server, seq, Reply::Timeout));
+            return;
+        }
+        self.pending.insert(self.next_id, (session, seq));
+    }
+
+    /// Readiness: answers are read and handed out; a failed connection answers `Timeout` to
+    /// everything it carried.
+    pub(crate) fn on_event(&mut self, registry: &Registry, max_frame: u64, out: &mut Vec<SessionReply>) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        loop {
+            let state = conn.fill();
+            let mut used = 0;
+            let mut bad = None;
+            loop {
+                match decode_frame::<ClientResponse>(&conn.rbuf[used..], max_frame) {
+                    Ok(Some((resp, n))) => {
+                        used += n;
+                        if let Some((session, seq)) = self.pending.remove(&resp.id) {
+                            out.push((session, self.server, seq, resp.reply));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        bad = Some(frame_error(&e));
+                        break;
+                    }
+                }
+            }
+            conn.rbuf.drain(..used);
+            if let Some(why) = bad {
+                tracing::warn!(server = self.server, "bad answer from a forward: {why}");
+                return self.fail(registry, out);
+            }
+            match state {
+                ReadState::More => continue,
+                ReadState::Drained => break,
+                ReadState::Closed => return self.fail(registry, out),
+            }
+        }
+        self.flush(registry, out);
+    }
+
+    pub(crate) fn flush(&mut self, registry: &Registry, out: &mut Vec<SessionReply>) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        if conn.flush(registry).is_err() {
+            self.fail(registry, out);
+        }
+    }
+
+    fn fail(&mut self, registry: &Registry, out: &mut Vec<SessionReply>) {
+        if let Some(mut c) = self.conn.take() {
+            c.deregister(registry);
+        }
+        for (_, (session, seq)) in self.pending.drain() {
+            out.push((session, self.server, seq, Reply::Timeout));
+        }
+    }
+}

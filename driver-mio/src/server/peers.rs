@@ -1,0 +1,176 @@
+//! Peer connections on the event loop, with skiff-std's wire format (a [`Hello`] frame, then
+//! `len: u32 BE | postcard` messages), so mio and threaded nodes can form one cluster.
+//!
+//! Each node dials every peer once ([`PeerLink`], write only) and reads what peers dial in
+//! ([`read_peer`]). A link that fails is redialled with backoff (10 ms doubling to 1 s);
+//! messages for a peer that is down, or whose link already holds [`MAX_QUEUED`] bytes, are
+//! dropped: Raft resends.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Registry, Token};
+use skiff_core::codec::{decode_frame, encode_frame, CodecError, LEN_PREFIX};
+use skiff_core::{Message, NodeId};
+use skiff_std::transport::Hello;
+
+use super::conn::{Conn, ReadState};
+
+/// Bytes a link may hold unwritten before new messages are dropped.
+pub(crate) const MAX_QUEUED: usize = 32 << 20;
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The outgoing connection to one peer.
+#[derive(Debug)]
+pub(crate) struct PeerLink {
+    pub(crate) id: NodeId,
+    addr: SocketAddr,
+    token: Token,
+    conn: Option<Conn>,
+    retry_at: Instant,
+    backoff: Duration,
+    /// Messages dropped (link down or full).
+    pub(crate) dropped: u64,
+}
+
+impl PeerLink {
+    pub(crate) fn new(id: NodeId, addr: SocketAddr, token: Token, now: Instant) -> PeerLink {
+        PeerLink { id, addr, token, conn: None, retry_at: now, backoff: BACKOFF_MIN, dropped: 0 }
+    }
+
+    /// Queues `msg`; false if it was dropped.
+    pub(crate) fn send(&mut self, msg: &Message, max_frame: u64) -> bool {
+        let Some(conn) = self.conn.as_mut().filter(|c| c.pending() < MAX_QUEUED) else {
+            self.dropped += 1;
+            return false;
+        };
+        let start = conn.wbuf.len();
+        if encode_frame(msg, &mut conn.wbuf).is_err() || (conn.wbuf.len() - start - LEN_PREFIX) as u64 > max_frame {
+            tracing::warn!(to = self.id.0, "dropping a message over the maximum frame size");
+            conn.wbuf.truncate(start);
+            self.dropped += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Dials the peer if the link is down and its backoff has passed.
+    pub(crate) fn connect_if_due(&mut self, now: Instant, registry: &Registry, hello: &Hello) {
+        if self.conn.is_some() || now < self.retry_at {
+            return;
+        }
+        let dialled = TcpStream::connect(self.addr).and_then(|s| {
+            s.set_nodelay(true)?;
+            Conn::register(s, self.token, registry)
+        });
+        match dialled {
+            Ok(mut conn) => {
+                let _ = encode_frame(hello, &mut conn.wbuf);
+                self.conn = Some(conn);
+            }
+            Err(e) => self.fail(now, registry, &e),
+        }
+    }
+
+    /// Readiness on the link. A peer never writes on it: anything read is discarded, and a
+    /// read of nothing means the link closed or failed.
+    pub(crate) fn on_event(&mut self, now: Instant, registry: &Registry) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        if conn.fill() == ReadState::Closed {
+            let e = conn.stream.take_error().ok().flatten().unwrap_or_else(|| io::ErrorKind::ConnectionReset.into());
+            self.fail(now, registry, &e);
+            return;
+        }
+        conn.rbuf.clear();
+        self.flush(now, registry);
+    }
+
+    /// Writes what the socket takes.
+    pub(crate) fn flush(&mut self, now: Instant, registry: &Registry) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        if conn.pending() == 0 {
+            return;
+        }
+        match conn.flush(registry) {
+            Ok(()) if conn.pending() == 0 => self.backoff = BACKOFF_MIN,
+            Ok(()) => {}
+            Err(e) => self.fail(now, registry, &e),
+        }
+    }
+
+    fn fail(&mut self, now: Instant, registry: &Registry, e: &io::Error) {
+        if let Some(mut c) = self.conn.take() {
+            c.deregister(registry);
+        }
+        tracing::debug!(to = self.id.0, error = %e, "peer link down");
+        self.retry_at = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Whether everything queued was written.
+    pub(crate) fn drained(&self) -> bool {
+        self.conn.as_ref().map_or(true, |c| c.pending() == 0)
+    }
+}
+
+/// Who may dial in: this node's identity and its peers.
+#[derive(Debug)]
+pub(crate) struct PeerCheck {
+    pub(crate) cluster_id: u64,
+    pub(crate) me: NodeId,
+    pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
+    pub(crate) max_frame: u64,
+}
+
+/// Takes the frames read on an incoming peer connection: the handshake first (sets `from`),
+/// then messages. An error closes the connection: a refused handshake, a frame over the
+/// limit, an undecodable message, or one not from the handshaken peer to us.
+pub(crate) fn read_peer(
+    conn: &mut Conn,
+    from: &mut Option<NodeId>,
+    check: &PeerCheck,
+    out: &mut Vec<Message>,
+) -> Result<(), String> {
+    let mut used = 0;
+    let result = loop {
+        let buf = &conn.rbuf[used..];
+        let Some(peer) = *from else {
+            match decode_frame::<Hello>(buf, 1024) {
+                Ok(Some((hello, n))) => {
+                    used += n;
+                    if let Err(why) = hello.check(check.cluster_id, check.me, &check.peers) {
+                        break Err(format!("refused handshake: {why}"));
+                    }
+                    *from = Some(hello.from);
+                    continue;
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(format!("bad handshake: {}", frame_error(&e))),
+            }
+        };
+        match decode_frame::<Message>(buf, check.max_frame) {
+            Ok(Some((msg, n))) => {
+                used += n;
+                if msg.from != peer || msg.to != check.me {
+                    break Err(format!("message from {} to {} on {}'s connection", msg.from.0, msg.to.0, peer.0));
+                }
+                out.push(msg);
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(frame_error(&e)),
+        }
+    };
+    conn.rbuf.drain(..used);
+    result
+}
+
+pub(crate) fn frame_error(e: &CodecError) -> String {
+    match e {
+        CodecError::TooLarge { len, max } => format!("frame of {len} bytes over the maximum of {max}"),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,278 @@
+//! [`RespSession`]: one RESP2 connection and its client session. Commands are answered in the
+//! order they arrived (pipelining is allowed); `GET`, `SET` and `APPEND` go through a pure
+//! [`Clerk`], one at a time, so the session's sequence numbers make a write retried after a
+//! leader change apply once. The clerk decides which node a request goes to; the event loop
+//! carries it there (this node's state machine, or a forward to another node's client port).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use skiff_core::kv::{Clerk, ClerkStep, Command, Op, Reply};
+
+use super::conn::Conn;
+use crate::resp::{encode, parse_command, Frame, Limits};
+
+/// A request sent to a server and not answered within this time is sent elsewhere.
+pub(crate) const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Wall time of one clerk backoff tick.
+const BACKOFF_TICK: Duration = Duration::from_millis(10);
+
+/// Something the session read and must answer, in order.
+#[derive(Debug)]
+enum Item {
+    Command(Vec<Vec<u8>>),
+    /// A request that did not parse: answered with this error, then the connection closes.
+    ProtocolError(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Get,
+    Set,
+    Append,
+}
+
+#[derive(Debug)]
+enum Wait {
+    /// Sent to a server; given up on at `deadline`.
+    Reply { deadline: Instant },
+    /// Every server refused: send `command` to `server` at `until`.
+    Backoff { until: Instant, server: u64, command: Command },
+}
+
+/// A request the loop must deliver to clerk server `server`.
+pub(crate) type Send = (u64, Command);
+
+/// One RESP connection.
+#[derive(Debug)]
+pub(crate) struct RespSession {
+    pub(crate) conn: Conn,
+    clerk: Clerk,
+    queue: VecDeque<Item>,
+    /// The operation in flight: its kind (the form of its reply) and what it waits for.
+    flight: Option<(Kind, Wait)>,
+}
+
+fn arity(name: &str) -> Frame {
+    Frame::Error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+fn text(b: &[u8]) -> Option<String> {
+    String::from_utf8(b.to_vec()).ok()
+}
+
+impl RespSession {
+    pub(crate) fn new(conn: Conn, clerk: Clerk) -> RespSession {
+        RespSession { conn, clerk, queue: VecDeque::new(), flight: None }
+    }
+
+    /// Parses what was read into commands. After a protocol error nothing more is read.
+    pub(crate) fn parse(&mut self, limits: &Limits) {
+        let mut used = 0;
+        while !self.conn.closing {
+            match parse_command(&self.conn.rbuf[used..], limits) {
+                Ok(Some((args, n))) => {
+                    used += n;
+                    if !args.is_empty() {
+                        self.queue.push_back(Item::Command(args));
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.queue.push_back(Item::ProtocolError(format!("ERR {e}")));
+                    self.conn.closing = true;
+                    used = self.conn.rbuf.len();
+                }
+            }
+        }
+        self.conn.rbuf.drain(..used);
+    }
+
+    /// Whether the session waits on nothing and has nothing queued.
+    pub(crate) fn idle(&self) -> bool {
+        self.flight.is_none() && self.queue.is_empty()
+    }
+
+    fn reply(&mut self, frame: &Frame) {
+        encode(frame, &mut self.conn.wbuf);
+    }
+
+    /// Answers queued commands until one needs a server; returns where to send it.
+    pub(crate) fn drive(&mut self, now: Instant, info: &mut dyn FnMut() -> String) -> Option<Send> {
+        while self.flight.is_none() {
+            let item = self.queue.pop_front()?;
+            let args = match item {
+                Item::Command(args) => args,
+                Item::ProtocolError(e) => {
+                    self.reply(&Frame::Error(e));
+                    self.queue.clear();
+                    return None;
+                }
+            };
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+            let (kind, op) = match (name.as_str(), args.len()) {
+                ("ping", 1) => {
+                    self.reply(&Frame::Simple("PONG".into()));
+                    continue;
+                }
+                ("ping", 2) => {
+                    self.reply(&Frame::Bulk(Some(args[1].clone())));
+                    continue;
+                }
+                ("quit", _) => {
+                    self.reply(&Frame::Simple("OK".into()));
+                    self.conn.closing = true;
+                    self.queue.clear();
+                    return None;
+                }
+                ("info", _) => {
+                    let text = info();
+                    self.reply(&Frame::Bulk(Some(text.into_bytes())));
+                    continue;
+                }
+                ("get", 2) => (Kind::Get, text(&args[1]).map(|key| Op::Get { key })),
+                ("set", 3) => {
+                    (Kind::Set, text(&args[1]).zip(text(&args[2])).map(|(key, value)| Op::Put { key, value }))
+                }
+                ("append", 3) => {
+                    (Kind::Append, text(&args[1]).zip(text(&args[2])).map(|(key, value)| Op::Append { key, value }))
+                }
+                ("ping" | "get" | "set" | "append", _) => {
+                    self.reply(&arity(&name));
+                    continue;
+                }
+                _ => {
+                    let shown: String = String::from_utf8_lossy(&args[0]).chars().take(64).collect();
+                    self.reply(&Frame::Error(format!("ERR unknown command '{shown}'")));
+                    continue;
+                }
+            };
+            let Some(op) = op else {
+                self.reply(&Frame::Error("ERR keys and values must be UTF-8".into()));
+                continue;
+            };
+            let step = self.clerk.start(op);
+            self.flight = Some((kind, Wait::Reply { deadline: now }));
+            if let Some(send) = self.follow(step, now) {
+                return Some(send);
+            }
+        }
+        None
+    }
+
+    /// Carries out one clerk step for the operation in flight.
+    fn follow(&mut self, step: ClerkStep, now: Instant) -> Option<Send> {
+        let (kind, wait) = self.flight.as_mut().expect("an operation in flight");
+        let kind = *kind;
+        match step {
+            ClerkStep::Send { server, command } => {
+                *wait = Wait::Reply { deadline: now + SERVER_TIMEOUT };
+                return Some((server, command));
+            }
+            ClerkStep::Backoff { ticks, server, command } => {
+                *wait = Wait::Backoff { until: now + BACKOFF_TICK * ticks, server, command };
+                return None;
+            }
+            ClerkStep::Done(value) => {
+                let frame = match kind {
+                    Kind::Get if value.is_empty() => Frame::Bulk(None),
+                    Kind::Get => Frame::Bulk(Some(value.into_bytes())),
+                    Kind::Set => Frame::Simple("OK".into()),
+                    Kind::Append => Frame::Integer(value.parse().unwrap_or(0)),
+                };
+                self.reply(&frame);
+            }
+            ClerkStep::Failed(reason) => self.reply(&Frame::Error(format!("ERR {reason}"))),
+        }
+        self.flight = None;
+        None
+    }
+
+    /// Server `server` answered operation `seq`.
+    pub(crate) fn on_reply(
+        &mut self,
+        server: u64,
+        seq: u64,
+        reply: Reply,
+        now: Instant,
+        info: &mut dyn FnMut() -> String,
+    ) -> Option<Send> {
+        let step = self.clerk.on_reply(server, seq, reply)?;
+        if let Some(send) = self.follow(step, now) {
+            return Some(send);
+        }
+        self.drive(now, info)
+    }
+
+    /// Time passed: a server that did not answer in time is given up on; a backoff ends.
+    pub(crate) fn on_tick(&mut self, now: Instant, info: &mut dyn FnMut() -> String) -> Option<Send> {
+        let step = match &self.flight {
+            Some((_, Wait::Reply { deadline, .. })) if *deadline <= now => self.clerk.on_timeout(),
+            Some((_, Wait::Backoff { until, server, command })) if *until <= now => {
+                ClerkStep::Send { server: *server, command: command.clone() }
+            }
+            _ => return None,
+        };
+        if let Some(send) = self.follow(step, now) {
+            return Some(send);
+        }
+        self.drive(now, info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::net::{TcpListener, TcpStream};
+    use mio::{Poll, Token};
+
+    fn session() -> (RespSession, Poll) {
+        let poll = Poll::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let conn = Conn::register(stream, Token(1), poll.registry()).unwrap();
+        (RespSession::new(conn, Clerk::new(11, 3)), poll)
+    }
+
+    fn info() -> String {
+        "# Raft\r\n".into()
+    }
+
+    #[test]
+    fn pipelined_commands_are_answered_in_order_with_kv_ops_one_at_a_time() {
+        let (mut s, _poll) = session();
+        let now = Instant::now();
+        s.conn.rbuf.extend_from_slice(
+            b"PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nNOPE\r\n",
+        );
+        s.parse(&Limits::default());
+        let (server, cmd) = s.drive(now, &mut info).expect("the SET goes to a server");
+        assert_eq!(s.conn.wbuf, b"+PONG\r\n");
+        // The current leader guess refuses with a hint; the clerk follows it.
+        let (next, again) = s
+            .on_reply(server, cmd.seq, Reply::WrongLeader { hint: Some(1) }, now, &mut info)
+            .expect("resent to the hinted server");
+        assert_eq!((server, next, again.seq), (2, 1, cmd.seq));
+        let (_, get) = s.on_reply(1, cmd.seq, Reply::Ok(String::new()), now, &mut info).expect("then the GET");
+        assert!(matches!(get.op, Op::Get { .. }));
+        assert_eq!(s.on_reply(1, get.seq, Reply::Ok("v".into()), now, &mut info), None);
+        assert_eq!(s.conn.wbuf, b"+PONG\r\n+OK\r\n$1\r\nv\r\n-ERR unknown command 'NOPE'\r\n");
+        assert!(s.idle());
+    }
+
+    #[test]
+    fn an_unanswered_server_is_given_up_on_and_garbage_closes_the_connection() {
+        let (mut s, _poll) = session();
+        let now = Instant::now();
+        s.conn.rbuf.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$99999999999\r\n");
+        s.parse(&Limits::default());
+        let (first, cmd) = s.drive(now, &mut info).unwrap();
+        assert_eq!(s.on_tick(now, &mut info), None, "not yet");
+        let (second, again) = s.on_tick(now + SERVER_TIMEOUT, &mut info).expect("resent after the timeout");
+        assert_ne!(first, second);
+        assert_eq!(again.seq, cmd.seq);
+        assert_eq!(s.on_reply(second, cmd.seq, Reply::Ok(String::new()), now, &mut info), None);
+        assert_eq!(s.conn.wbuf, b"$-1\r\n-ERR Protocol error: invalid bulk length\r\n");
+        assert!(s.conn.closing);
+    }
+}

@@ -1,0 +1,80 @@
+//! The storage thread: group-commits the core's `Persist` records and wakes the event loop
+//! (a mio [`Waker`]) with what became durable. Obligation kept: `Persisted { up_to }` is
+//! reported only after `Storage::append` returned for every record up to `up_to`.
+
+use std::io;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use mio::Waker;
+use skiff_core::Persist;
+use skiff_std::storage::Storage;
+
+/// What the storage thread reports.
+#[derive(Debug)]
+pub(crate) enum StorageEvent {
+    Persisted(u64),
+    /// Writing failed: the node must stop (it cannot promise durability any more).
+    Failed(String),
+}
+
+/// The loop's end of the storage thread.
+#[derive(Debug)]
+pub(crate) struct StorageLink {
+    tx: Option<Sender<Persist>>,
+    pub(crate) events: Receiver<StorageEvent>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StorageLink {
+    pub(crate) fn start<S: Storage>(storage: S, waker: Arc<Waker>, name: String) -> io::Result<StorageLink> {
+        let (tx, rx) = channel::<Persist>();
+        let (events_tx, events) = channel();
+        let thread = thread::Builder::new().name(name).spawn(move || group_commit(storage, rx, events_tx, waker))?;
+        Ok(StorageLink { tx: Some(tx), events, thread: Some(thread) })
+    }
+
+    /// Queues a record (written with whatever else is queued when the thread gets to it).
+    pub(crate) fn persist(&self, p: Persist) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(p);
+        }
+    }
+
+    /// Lets the thread write what it was given, then joins it.
+    pub(crate) fn finish(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for StorageLink {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn group_commit<S: Storage>(mut storage: S, rx: Receiver<Persist>, events: Sender<StorageEvent>, waker: Arc<Waker>) {
+    let mut batch = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch.clear();
+        batch.push(first);
+        batch.extend(rx.try_iter());
+        let up_to = batch.last().expect("one at least").seq;
+        let event = match storage.append(&batch) {
+            Ok(()) => StorageEvent::Persisted(up_to),
+            Err(e) => StorageEvent::Failed(e.to_string()),
+        };
+        let failed = matches!(event, StorageEvent::Failed(_));
+        if events.send(event).is_err() {
+            return;
+        }
+        let _ = waker.wake();
+        if failed {
+            return;
+        }
+    }
+}
