@@ -134,6 +134,9 @@ pub enum Invariant {
     /// The event queue grew past any plausible bound: nodes answer messages with more
     /// messages without end (a livelock that would also hang the sweep).
     MessageStorm,
+    /// A tick before the one `Node::ticks_until_due` announced produced output (a driver
+    /// that sleeps until then would have delayed it).
+    EarlyTick,
     Liveness,
 }
 

@@ -174,6 +174,38 @@ impl Node {
         }
     }
 
+    /// How many `Tick`s until one can do anything (at least 1): the ticks before it only
+    /// advance counters and emit nothing. A driver with nothing else to deliver may sleep
+    /// that many tick lengths, then deliver every tick that elapsed (an idle node then wakes
+    /// once per heartbeat interval instead of once per tick). Conservative: 1 while a
+    /// leadership transfer or a paced commit notice is pending, or when any step would emit
+    /// something now (entries to apply, a role to report: a node just restored).
+    pub fn ticks_until_due(&self) -> u32 {
+        if self.output_pending() {
+            return 1;
+        }
+        if self.role == Role::Leader {
+            if self.transfer.is_some() || self.progress.values().any(|p| p.commit_notice.deferred) {
+                return 1;
+            }
+            let heartbeat = self.cfg.heartbeat_ticks().saturating_sub(self.heartbeat_elapsed);
+            let quorum_check = self.cfg.election_ticks_min().saturating_sub(self.election_elapsed);
+            heartbeat.min(quorum_check).max(1)
+        } else {
+            self.election_timeout.saturating_sub(self.election_elapsed).max(1)
+        }
+    }
+
+    /// Whether the next step emits something whatever its input: what `finish_step` would
+    /// hand out (applies, an installed snapshot, held messages now durable, a role change).
+    fn output_pending(&self) -> bool {
+        let applicable = self.log.commit().min(self.log.durable());
+        (applicable > self.log.applied() && self.log.applied() >= self.log.snapshot_index())
+            || self.snapshot_apply_after.is_some_and(|s| s <= self.acked_seq)
+            || self.held.front().is_some_and(|(need, _)| *need <= self.acked_seq)
+            || (self.role, self.term, self.leader) != self.reported
+    }
+
     /// The in-memory log, read-only (for status pages, tests and checkers).
     pub fn log(&self) -> &RaftLog {
         &self.log

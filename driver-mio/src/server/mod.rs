@@ -7,7 +7,9 @@
 //! written before the loop waits again; `Persisted { up_to }` reaches the core only after
 //! storage returned for every record up to `up_to`; applies go to the state machine in the
 //! order the core emits them. The loop sleeps in `poll` until a socket is ready, storage
-//! wakes it, or the next tick is due: an idle node only wakes to tick.
+//! wakes it, or the next tick that can do something is due ([`Node::ticks_until_due`]; the
+//! ticks that elapsed meanwhile are delivered together): an idle leader wakes once per
+//! heartbeat interval, an idle follower when a heartbeat arrives.
 
 mod conn;
 mod forward;
@@ -52,7 +54,10 @@ const FORWARDS: usize = 2 << 16;
 /// Accepted connections take tokens from here on, never reused.
 const ACCEPTED: usize = 3 << 16;
 /// Ticks between checks of the WAL size against the snapshot threshold.
-const SNAPSHOT_CHECK_TICKS: u32 = 10;
+const SNAPSHOT_CHECK_TICKS: u64 = 10;
+/// Most ticks delivered at once after the loop slept long (a stopped process): the core
+/// then sees its timers expired, without replaying a long pause tick by tick.
+const MAX_TICK_BURST: u64 = 1000;
 
 /// Everything the loop needs besides the core's state.
 #[derive(Debug)]
@@ -144,7 +149,7 @@ struct Server {
     replies: Vec<SessionReply>,
     limits: Limits,
     max_native_frame: u64,
-    ticks: u32,
+    ticks: u64,
     /// Applied index at the last snapshot-policy check.
     checked_at: Index,
 }
@@ -230,33 +235,48 @@ pub fn serve<S: Storage>(
 impl Server {
     fn run(&mut self, stop: &AtomicBool) -> Result<(), ServeError> {
         let mut events = Events::with_capacity(1024);
-        let mut next_tick = Instant::now() + self.opts.tick;
+        let tick = self.opts.tick;
+        // The wall time of the last tick delivered to the core.
+        let mut last_tick = Instant::now();
         for link in &mut self.links {
             link.connect_if_due(Instant::now(), self.poll.registry(), &self.hello);
         }
         while !stop.load(Ordering::Relaxed) {
-            let timeout = next_tick.saturating_duration_since(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            let due = last_tick + tick * self.ticks_until_due();
+            if let Err(e) = self.poll.poll(&mut events, Some(due.saturating_duration_since(Instant::now()))) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e.into());
             }
             let now = Instant::now();
+            // Ticks that elapsed come first: the events were read after them.
+            let elapsed = (now.duration_since(last_tick).as_nanos() / tick.as_nanos().max(1)) as u64;
+            if elapsed > 0 {
+                self.ticks_elapsed(elapsed.min(MAX_TICK_BURST), now);
+                last_tick = if elapsed > MAX_TICK_BURST { now } else { last_tick + tick * elapsed as u32 };
+            }
             for event in events.iter() {
                 self.on_event(event.token(), now)?;
-            }
-            if now >= next_tick {
-                self.tick(now);
-                next_tick += self.opts.tick;
-                if next_tick < now {
-                    next_tick = now + self.opts.tick; // fell behind (a paused process): no burst
-                }
             }
             self.settle(now);
             self.flush(now);
         }
         Ok(())
+    }
+
+    /// Ticks the loop may sleep before it has anything to do: the core's own
+    /// ([`Node::ticks_until_due`]) when the node is quiet, one while requests wait for
+    /// deadlines or backoffs, or a peer link is down and must be redialled.
+    fn ticks_until_due(&self) -> u32 {
+        let busy = self.kv.in_progress() > 0
+            || !self.links.iter().all(PeerLink::is_up)
+            || self.accepted.values().any(|a| matches!(a, Accepted::Resp(s) if !s.idle()));
+        if busy {
+            1
+        } else {
+            self.node.ticks_until_due()
+        }
     }
 
     fn on_event(&mut self, token: Token, now: Instant) -> Result<(), ServeError> {
@@ -484,10 +504,12 @@ impl Server {
         }
     }
 
-    /// One tick of the clock: the core's, request deadlines, sessions' retries, redials, and
-    /// the snapshot policy.
-    fn tick(&mut self, now: Instant) {
-        self.step(Input::Tick);
+    /// `n` ticks of the clock passed: the core's, then request deadlines, sessions' retries,
+    /// redials, and the snapshot policy.
+    fn ticks_elapsed(&mut self, n: u64, now: Instant) {
+        for _ in 0..n {
+            self.step(Input::Tick);
+        }
         self.kv.expire(now);
         let tokens: Vec<Token> = self.accepted.keys().copied().collect();
         for token in tokens {

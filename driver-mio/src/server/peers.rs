@@ -111,6 +111,11 @@ impl PeerLink {
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 
+    /// Whether the link is connected (or connecting).
+    pub(crate) fn is_up(&self) -> bool {
+        self.conn.is_some()
+    }
+
     /// Whether everything queued was written.
     pub(crate) fn drained(&self) -> bool {
         self.conn.as_ref().map_or(true, |c| c.pending() == 0)

@@ -181,6 +181,8 @@ pub struct Sim {
     /// A violation seen while carrying out outputs (a stale read, a copied snapshot chunk),
     /// reported by `step`.
     deferred_violation: Option<Violation>,
+    /// Set before a tick is stepped: what `ticks_until_due` promised (checked after).
+    tick_due: Option<u32>,
     /// The last `Accepted` output, taken by `propose`.
     accepted: Option<(u64, Index, Term)>,
     /// Messages delivered, and their entry payload bytes, for the lab's RPC limits.
@@ -217,6 +219,7 @@ impl Sim {
             reads_served: 0,
             reads_dropped: 0,
             deferred_violation: None,
+            tick_due: None,
             delivered: 0,
             delivered_requests: 0,
             delivered_bytes: 0,
@@ -424,6 +427,7 @@ impl Sim {
                 }
                 self.push(self.now + TICK, Event::Tick { node, epoch });
                 self.mix(node as u64);
+                self.tick_due = self.nodes[node].node.as_ref().map(Node::ticks_until_due);
                 self.step(node, Input::Tick)
             }
             Event::Deliver(msg) => {
@@ -479,6 +483,13 @@ impl Sim {
         let n = &mut self.nodes[i];
         let Some(node) = n.node.as_mut() else { return Ok(()) };
         node.step_into(input, &mut out);
+        if let Some(due) = self.tick_due.take() {
+            if due > 1 && !out.is_empty() {
+                let detail = format!("node {} was due in {due} ticks but emitted {:?}", i + 1, out.first());
+                self.out = out;
+                return Err(Violation { invariant: Invariant::EarlyTick, detail });
+            }
+        }
         let disks: BTreeMap<NodeId, &Durable> = self.nodes.iter().map(|n| (n.id, &n.disk)).collect();
         let node = self.nodes[i].node.as_ref().expect("up");
         let mut result = self.checker.after_step(node, &disks, &out);
