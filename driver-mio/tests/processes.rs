@@ -1,6 +1,6 @@
 //! Real `skiff-node` processes on loopback: RESP against any node, a leader killed with
-//! SIGKILL and restarted from its files, garbage on every port (RESP, native, peer), and a
-//! data directory of another cluster refused with exit code 2.
+//! SIGKILL and restarted from its files, garbage on every port (RESP, native, peer), a clean
+//! stop on SIGTERM (exit 0), and a data directory of another cluster refused with exit code 2.
 
 mod common;
 
@@ -103,6 +103,22 @@ fn three_processes_serve_resp_survive_kill_9_and_refuse_garbage() {
     for (i, child) in c.children.iter_mut().enumerate() {
         assert!(child.as_mut().unwrap().try_wait().unwrap().is_none(), "node {} exited", i + 1);
     }
+
+    // SIGTERM: a clean stop with exit code 0; the node restarts from its files and serves.
+    let mut child = c.children[1].take().unwrap();
+    let ok = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the node");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "a SIGTERM stop exits 0");
+    c.start(1);
+    assert_eq!(resp(c.resp[1], &["GET", "after-garbage"]), "$3\r\nyes\r\n");
 
     // A data directory of another cluster is refused with a clear message and exit code 2.
     c.kill(0);
