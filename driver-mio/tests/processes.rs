@@ -100,6 +100,34 @@ fn three_processes_serve_resp_survive_kill_9_and_refuse_garbage() {
     for i in 0..3 {
         garbage_on_native_and_peer_ports(&c, i);
     }
+
+    // A client pipelining more commands than a connection may have queued (1024): the node
+    // stops reading it until it catches up, and answers every command, in order.
+    let mut s = TcpStream::connect(("127.0.0.1", c.resp[2])).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let n = 1500;
+    let mut req = String::new();
+    for i in 0..n {
+        req.push_str(&format!("*3\r\n$6\r\nAPPEND\r\n$4\r\npipe\r\n${}\r\n{i},\r\n", format!("{i},").len()));
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut lines = 0;
+    let mut buf = [0u8; 64 << 10];
+    while lines < n {
+        let k = s.read(&mut buf).unwrap();
+        assert!(k > 0, "closed after {lines} answers");
+        got.extend_from_slice(&buf[..k]);
+        lines = got.iter().filter(|b| **b == b'\n').count();
+    }
+    let answers = String::from_utf8(got).unwrap();
+    let expected: Vec<String> = (0..n)
+        .scan(0, |len, i| {
+            *len += format!("{i},").len();
+            Some(format!(":{len}"))
+        })
+        .collect();
+    assert_eq!(answers.lines().collect::<Vec<_>>(), expected, "APPEND answers the new length, in order");
     for (i, child) in c.children.iter_mut().enumerate() {
         assert!(child.as_mut().unwrap().try_wait().unwrap().is_none(), "node {} exited", i + 1);
     }
@@ -129,4 +157,46 @@ fn three_processes_serve_resp_survive_kill_9_and_refuse_garbage() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `skiff-node` with `args` to completion (it must not start serving).
+fn node_output(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_skiff-node")).args(args).env("RUST_LOG", "error").output().unwrap()
+}
+
+#[test]
+fn bad_configurations_and_a_corrupt_wal_exit_2_with_a_clear_message() {
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+    let out = node_output(&["--id", "9", "--peers", "1=127.0.0.1:7001"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("id 9 is not in peers"), "{}", stderr(&out));
+    let out = node_output(&["--config", "/nonexistent/node.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read /nonexistent/node.toml"), "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("node.toml");
+    std::fs::write(&toml, "id = 1\nelection_tick = 5\n").unwrap();
+    let out = node_output(&["--config", toml.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown field `election_tick`"), "{}", stderr(&out));
+
+    // A WAL damaged in its middle (intact records after the damage) is refused, naming the
+    // file, never truncated away and never a panic.
+    let mut c = Cluster::new(1);
+    for i in 0..30 {
+        assert_eq!(resp(c.resp[0], &["SET", &format!("k{i}"), "some value to fill the log"]), "+OK\r\n");
+    }
+    c.kill(0);
+    let wal = c.dirs[0].path().join("wal");
+    let segment = std::fs::read_dir(&wal).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&segment, &bytes).unwrap();
+    let out = c.command(0, c.dirs[0].path(), 7).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let name = segment.file_name().unwrap().to_string_lossy().to_string();
+    assert!(stderr(&out).contains(&name), "the error names the segment: {}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    println!("{}", stderr(&out));
 }

@@ -55,6 +55,10 @@ const FORWARDS: usize = 2 << 16;
 const ACCEPTED: usize = 3 << 16;
 /// Ticks between checks of the WAL size against the snapshot threshold.
 const SNAPSHOT_CHECK_TICKS: u64 = 10;
+/// Requests of one client connection in progress (or queued) before reading from it waits.
+const MAX_PIPELINE: usize = 1024;
+/// Bytes of output waiting for a client to read before reading from it waits.
+const MAX_OUTPUT: usize = 8 << 20;
 /// Most ticks delivered at once after the loop slept long (a stopped process): the core
 /// then sees its timers expired, without replaying a long pause tick by tick.
 const MAX_TICK_BURST: u64 = 1000;
@@ -120,8 +124,32 @@ enum Accepted {
         conn: Conn,
         from: Option<NodeId>,
     },
-    Native(Conn),
+    /// A native client; `in_flight` counts its requests not answered yet.
+    Native {
+        conn: Conn,
+        in_flight: usize,
+    },
     Resp(Box<RespSession>),
+}
+
+impl Accepted {
+    fn conn(&mut self) -> &mut Conn {
+        match self {
+            Accepted::Peer { conn, .. } | Accepted::Native { conn, .. } => conn,
+            Accepted::Resp(s) => &mut s.conn,
+        }
+    }
+
+    /// Whether reading more from this client should wait: too many of its requests are in
+    /// progress, or too much output waits for it to read (backpressure: the node's memory
+    /// stays bounded whatever a client sends).
+    fn saturated(&self) -> bool {
+        match self {
+            Accepted::Peer { .. } => false,
+            Accepted::Native { conn, in_flight } => *in_flight >= MAX_PIPELINE || conn.pending() >= MAX_OUTPUT,
+            Accepted::Resp(s) => s.queued() >= MAX_PIPELINE || s.conn.pending() >= MAX_OUTPUT,
+        }
+    }
 }
 
 struct Server {
@@ -144,6 +172,8 @@ struct Server {
     next_token: usize,
     /// Connections with output queued this round.
     dirty: BTreeSet<Token>,
+    /// Clients not read from until they are no longer saturated.
+    paused: BTreeSet<Token>,
     batch: Vec<Proposal>,
     /// Answers for RESP sessions not delivered yet.
     replies: Vec<SessionReply>,
@@ -220,6 +250,7 @@ pub fn serve<S: Storage>(
         accepted: HashMap::new(),
         next_token: ACCEPTED,
         dirty: BTreeSet::new(),
+        paused: BTreeSet::new(),
         batch: Vec::new(),
         replies: Vec::new(),
         limits,
@@ -260,6 +291,10 @@ impl Server {
                 self.on_event(event.token(), now)?;
             }
             self.settle(now);
+            if !self.paused.is_empty() {
+                self.resume(now);
+                self.settle(now);
+            }
             self.flush(now);
         }
         Ok(())
@@ -270,6 +305,7 @@ impl Server {
     /// deadlines or backoffs, or a peer link is down and must be redialled.
     fn ticks_until_due(&self) -> u32 {
         let busy = self.kv.in_progress() > 0
+            || !self.paused.is_empty()
             || !self.links.iter().all(PeerLink::is_up)
             || self.accepted.values().any(|a| matches!(a, Accepted::Resp(s) if !s.idle()));
         if busy {
@@ -324,7 +360,7 @@ impl Server {
             let conn = Conn::register(stream, t, self.poll.registry())?;
             let accepted = match token {
                 PEER_LISTENER => Accepted::Peer { conn, from: None },
-                CLIENT_LISTENER => Accepted::Native(conn),
+                CLIENT_LISTENER => Accepted::Native { conn, in_flight: 0 },
                 _ => Accepted::Resp(Box::new(RespSession::new(conn, Clerk::new(fresh_client_id(), self.servers())))),
             };
             self.accepted.insert(t, accepted);
@@ -341,20 +377,38 @@ impl Server {
     /// Readiness on an accepted connection.
     fn on_accepted(&mut self, token: Token, now: Instant) {
         let Some(mut a) = self.accepted.remove(&token) else { return };
+        if a.saturated() {
+            // Read later (see `resume`): edge-triggered readiness will not repeat itself.
+            self.paused.insert(token);
+            self.accepted.insert(token, a);
+            self.dirty.insert(token);
+            return;
+        }
         let keep = match &mut a {
             Accepted::Peer { conn, from } => self.read_peer_conn(conn, from),
-            Accepted::Native(conn) => self.read_native(conn, now),
+            Accepted::Native { conn, in_flight } => self.read_native(conn, in_flight, now),
             Accepted::Resp(session) => self.read_resp(session, now),
         };
         if keep {
+            if a.saturated() {
+                self.paused.insert(token);
+            }
             self.accepted.insert(token, a);
             self.dirty.insert(token);
         } else {
-            match &mut a {
-                Accepted::Peer { conn, .. } | Accepted::Native(conn) => conn.deregister(self.poll.registry()),
-                Accepted::Resp(s) => s.conn.deregister(self.poll.registry()),
-            }
+            a.conn().deregister(self.poll.registry());
         }
+    }
+
+    /// Reads again from paused clients that are no longer saturated.
+    fn resume(&mut self, now: Instant) {
+        let ready: Vec<Token> =
+            self.paused.iter().copied().filter(|t| self.accepted.get(t).is_some_and(|a| !a.saturated())).collect();
+        for token in ready {
+            self.paused.remove(&token);
+            self.on_accepted(token, now);
+        }
+        self.paused.retain(|t| self.accepted.contains_key(t));
     }
 
     fn read_peer_conn(&mut self, conn: &mut Conn, from: &mut Option<NodeId>) -> bool {
@@ -377,7 +431,7 @@ impl Server {
         }
     }
 
-    fn read_native(&mut self, conn: &mut Conn, now: Instant) -> bool {
+    fn read_native(&mut self, conn: &mut Conn, in_flight: &mut usize, now: Instant) -> bool {
         loop {
             let state = conn.fill();
             let mut used = 0;
@@ -386,6 +440,7 @@ impl Server {
                     Ok(Some((req, n))) => {
                         used += n;
                         let waiter = Waiter::Native { token: conn.token, id: req.id };
+                        *in_flight += 1;
                         self.submit(req.command, waiter, now);
                     }
                     Ok(None) => break,
@@ -403,9 +458,13 @@ impl Server {
             }
             conn.rbuf.drain(..used);
             match state {
-                ReadState::More if !conn.closing => continue,
+                ReadState::More if !conn.closing && *in_flight < MAX_PIPELINE => continue,
                 ReadState::Closed => return false,
-                _ => return true,
+                ReadState::More => {
+                    self.paused.insert(conn.token);
+                    return true;
+                }
+                ReadState::Drained => return true,
             }
         }
     }
@@ -420,9 +479,13 @@ impl Server {
                 self.dispatch(token, server, command);
             }
             match state {
-                ReadState::More if !session.conn.closing => continue,
+                ReadState::More if !session.conn.closing && session.queued() < MAX_PIPELINE => continue,
                 ReadState::Closed => return false,
-                _ => return true,
+                ReadState::More => {
+                    self.paused.insert(token);
+                    return true;
+                }
+                ReadState::Drained => return true,
             }
         }
     }
@@ -548,7 +611,8 @@ impl Server {
             for (waiter, reply) in self.kv.take_done() {
                 match waiter {
                     Waiter::Native { token, id } => {
-                        if let Some(Accepted::Native(conn)) = self.accepted.get_mut(&token) {
+                        if let Some(Accepted::Native { conn, in_flight }) = self.accepted.get_mut(&token) {
+                            *in_flight = in_flight.saturating_sub(1);
                             respond(conn, id, reply);
                             self.dirty.insert(token);
                         }
@@ -581,10 +645,7 @@ impl Server {
         }
         for token in std::mem::take(&mut self.dirty) {
             let Some(a) = self.accepted.get_mut(&token) else { continue };
-            let conn = match a {
-                Accepted::Peer { conn, .. } | Accepted::Native(conn) => conn,
-                Accepted::Resp(s) => &mut s.conn,
-            };
+            let conn = a.conn();
             if conn.flush(registry).is_err() || conn.finished() {
                 conn.deregister(registry);
                 self.accepted.remove(&token);
@@ -598,10 +659,7 @@ impl Server {
             let _ = registry.deregister(&mut l);
         }
         for (_, mut a) in self.accepted.drain() {
-            match &mut a {
-                Accepted::Peer { conn, .. } | Accepted::Native(conn) => conn.deregister(registry),
-                Accepted::Resp(s) => s.conn.deregister(registry),
-            }
+            a.conn().deregister(registry);
         }
         self.storage.finish();
         // Give the peers what was queued for them (a last append, a vote), briefly.

@@ -88,6 +88,11 @@ impl RespSession {
         self.conn.rbuf.drain(..used);
     }
 
+    /// Commands read and not answered yet (the one in flight included).
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len() + usize::from(self.flight.is_some())
+    }
+
     /// Whether the session waits on nothing and has nothing queued.
     pub(crate) fn idle(&self) -> bool {
         self.flight.is_none() && self.queue.is_empty()
