@@ -101,6 +101,24 @@ fn three_processes_serve_resp_survive_kill_9_and_refuse_garbage() {
         garbage_on_native_and_peer_ports(&c, i);
     }
 
+    // What came before a protocol error is answered, then the error, then the connection
+    // closes; a client that closes its side after a request still gets the answer.
+    let got = feed(c.resp[1], b"*3\r\n$3\r\nSET\r\n$2\r\nhc\r\n$1\r\nv\r\n*1\r\n$99999999999\r\n");
+    assert_eq!(String::from_utf8_lossy(&got), "+OK\r\n-ERR Protocol error: invalid bulk length\r\n");
+    let mut s = TcpStream::connect(("127.0.0.1", c.resp[0])).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"*2\r\n$3\r\nGET\r\n$2\r\nhc\r\n").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "$1\r\nv\r\n");
+    // A value over the limit (1 MiB) is refused by whichever node gets it, forwarding or not.
+    for port in &c.resp {
+        let big = "x".repeat((1 << 20) + 1);
+        let reply = resp(*port, &["SET", "big", &big]);
+        assert!(reply.starts_with("-ERR value of 1048577 bytes over the limit"), "{reply}");
+    }
+
     // A client pipelining more commands than a connection may have queued (1024): the node
     // stops reading it until it catches up, and answers every command, in order.
     let mut s = TcpStream::connect(("127.0.0.1", c.resp[2])).unwrap();

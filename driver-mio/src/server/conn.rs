@@ -23,8 +23,11 @@ pub(crate) struct Conn {
     pub(crate) wbuf: Vec<u8>,
     wpos: usize,
     writable_registered: bool,
-    /// Close once everything queued is written (after an error answer, or `QUIT`).
+    /// Close once everything queued is written and nothing is in progress (after an error
+    /// answer, `QUIT`, or the client's end of stream).
     pub(crate) closing: bool,
+    /// Read nothing more (what follows a protocol error is not looked at).
+    pub(crate) stop_reading: bool,
 }
 
 /// What a read found.
@@ -51,6 +54,7 @@ impl Conn {
             wpos: 0,
             writable_registered: false,
             closing: false,
+            stop_reading: false,
         })
     }
 
@@ -109,7 +113,8 @@ impl Conn {
         Ok(())
     }
 
-    /// Whether the connection is done: closing and everything written.
+    /// Whether the connection is done as far as output goes: closing and everything written
+    /// (its owner also checks that no request is still in progress).
     pub(crate) fn finished(&self) -> bool {
         self.closing && self.pending() == 0
     }

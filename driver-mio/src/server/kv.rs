@@ -77,15 +77,20 @@ pub(crate) struct LocalKv {
 }
 
 impl LocalKv {
-    /// Starts from `snapshot` (what the node restored), if any.
+    /// Starts from `snapshot` (what the node restored), if any; one that does not decode is
+    /// an error (starting empty would diverge from the log).
     pub(crate) fn new(
         snapshot: Option<&Snapshot>,
         limits: (usize, usize),
         timeout: Duration,
         servers: Vec<NodeId>,
-    ) -> LocalKv {
-        let state = snapshot.and_then(|s| KvState::restore(&s.data).ok()).unwrap_or_default();
-        LocalKv {
+    ) -> Result<LocalKv, String> {
+        let state = match snapshot {
+            Some(s) => KvState::restore(&s.data)
+                .map_err(|e| format!("the stored snapshot at index {}: {e}", s.meta.index.0))?,
+            None => KvState::default(),
+        };
+        Ok(LocalKv {
             last_snapshot: state.applied(),
             state,
             max_key: limits.0,
@@ -99,7 +104,7 @@ impl LocalKv {
             ready: BTreeMap::new(),
             done: Vec::new(),
             installed: 0,
-        }
+        })
     }
 
     /// Clerk server number of node `id`.
@@ -182,19 +187,14 @@ impl LocalKv {
         self.serve_reads();
     }
 
-    /// Replaces the state with a snapshot from the leader.
-    pub(crate) fn install(&mut self, snapshot: &Snapshot) {
-        match KvState::restore(&snapshot.data) {
-            Ok(state) => {
-                self.state = state;
-                self.installed += 1;
-                self.last_snapshot = self.state.applied();
-            }
-            Err(e) => {
-                tracing::error!("ignoring an undecodable snapshot at {}: {e}", snapshot.meta.index.0);
-                return;
-            }
-        }
+    /// Replaces the state with a snapshot from the leader. One that does not decode is an
+    /// error: keeping the old state would diverge from the log.
+    pub(crate) fn install(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+        let state = KvState::restore(&snapshot.data)
+            .map_err(|e| format!("the snapshot installed at index {}: {e}", snapshot.meta.index.0))?;
+        self.state = state;
+        self.installed += 1;
+        self.last_snapshot = self.state.applied();
         // Writes the snapshot covers: their outcome is in the sessions; the retry learns it.
         let applied = self.state.applied();
         while let Some(entry) = self.placed.first_entry() {
@@ -206,6 +206,7 @@ impl LocalKv {
             }
         }
         self.serve_reads();
+        Ok(())
     }
 
     fn serve_reads(&mut self) {
@@ -292,7 +293,7 @@ mod tests {
     }
 
     fn kv() -> LocalKv {
-        LocalKv::new(None, (16, 16), Duration::from_secs(1), vec![NodeId(1), NodeId(2), NodeId(3)])
+        LocalKv::new(None, (16, 16), Duration::from_secs(1), vec![NodeId(1), NodeId(2), NodeId(3)]).unwrap()
     }
 
     const W: Waiter = Waiter::Native { token: Token(9), id: 1 };
@@ -326,6 +327,17 @@ mod tests {
         kv.expire(now + Duration::from_secs(2));
         assert_eq!(kv.take_done(), vec![(W, Reply::Timeout)]);
         assert_eq!(kv.in_progress(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_that_does_not_decode_is_an_error_not_a_silent_divergence() {
+        let bad = Snapshot {
+            meta: skiff_core::SnapshotMeta { index: Index(5), term: Term(1), voters: vec![NodeId(1)] },
+            data: Bytes::from_static(b"\xff\xff not a KV state"),
+        };
+        assert!(LocalKv::new(Some(&bad), (16, 16), Duration::from_secs(1), vec![NodeId(1)]).is_err());
+        let mut kv = kv();
+        assert!(kv.install(&bad).unwrap_err().contains("index 5"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use skiff_core::codec::{decode_frame, encode_frame};
 use skiff_core::kv::{Clerk, Command, Reply};
 use skiff_core::{Index, Input, Message, Node, NodeId, Output, Proposal, Restored, Role};
-use skiff_std::kv::{fresh_client_id, ClientRequest, ClientResponse};
+use skiff_std::kv::{fresh_client_id, validate_op, ClientRequest, ClientResponse};
 use skiff_std::storage::{wal_size, Storage};
 use skiff_std::transport::Hello;
 
@@ -59,6 +60,8 @@ const SNAPSHOT_CHECK_TICKS: u64 = 10;
 const MAX_PIPELINE: usize = 1024;
 /// Bytes of output waiting for a client to read before reading from it waits.
 const MAX_OUTPUT: usize = 8 << 20;
+/// Longest sleep in `poll` (how soon a stop request is seen on a quiet node).
+const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// Most ticks delivered at once after the loop slept long (a stopped process): the core
 /// then sees its timers expired, without replaying a long pause tick by tick.
 const MAX_TICK_BURST: u64 = 1000;
@@ -97,6 +100,8 @@ pub enum ServeError {
     Io(io::Error),
     /// The storage thread failed to write: durability can no longer be promised.
     Storage(String),
+    /// A snapshot (restored or installed) does not decode: the state machine would diverge.
+    Snapshot(String),
 }
 
 impl std::fmt::Display for ServeError {
@@ -104,6 +109,7 @@ impl std::fmt::Display for ServeError {
         match self {
             ServeError::Io(e) => write!(f, "event loop: {e}"),
             ServeError::Storage(e) => write!(f, "storage failed: {e}"),
+            ServeError::Snapshot(e) => write!(f, "{e}"),
         }
     }
 }
@@ -137,6 +143,24 @@ impl Accepted {
         match self {
             Accepted::Peer { conn, .. } | Accepted::Native { conn, .. } => conn,
             Accepted::Resp(s) => &mut s.conn,
+        }
+    }
+
+    /// Whether the connection can go: closing, everything written, nothing in progress.
+    fn finished(&self) -> bool {
+        match self {
+            Accepted::Peer { conn, .. } => conn.finished(),
+            Accepted::Native { conn, in_flight } => conn.finished() && *in_flight == 0,
+            Accepted::Resp(s) => s.conn.finished() && s.idle(),
+        }
+    }
+
+    /// What the client asked and was not answered yet.
+    fn busy(&self) -> bool {
+        match self {
+            Accepted::Peer { .. } => false,
+            Accepted::Native { conn, in_flight } => *in_flight > 0 || conn.pending() > 0,
+            Accepted::Resp(s) => !s.idle() || s.conn.pending() > 0,
         }
     }
 
@@ -182,6 +206,8 @@ struct Server {
     ticks: u64,
     /// Applied index at the last snapshot-policy check.
     checked_at: Index,
+    /// Set when the node cannot go on (a snapshot that does not decode): the loop stops.
+    fatal: Option<ServeError>,
 }
 
 /// Runs a node on the event loop until `stop` is set or storage fails. On stop: the
@@ -228,7 +254,8 @@ pub fn serve<S: Storage>(
         (opts.max_key_bytes, opts.max_value_bytes),
         opts.request_timeout,
         servers,
-    );
+    )
+    .map_err(ServeError::Snapshot)?;
     let check =
         PeerCheck { cluster_id: opts.cluster_id, me: id, peers: opts.peers.clone(), max_frame: opts.max_peer_frame };
     let max_native_frame = (opts.max_key_bytes + opts.max_value_bytes + 1024) as u64;
@@ -257,6 +284,7 @@ pub fn serve<S: Storage>(
         max_native_frame,
         ticks: 0,
         checked_at: Index(0),
+        fatal: None,
     };
     let result = server.run(stop);
     server.shut_down();
@@ -273,7 +301,8 @@ impl Server {
             link.connect_if_due(Instant::now(), self.poll.registry(), &self.hello);
         }
         while !stop.load(Ordering::Relaxed) {
-            let due = last_tick + tick * self.ticks_until_due();
+            // Capped so that a stop request is noticed soon even when the node is quiet.
+            let due = (last_tick + tick * self.ticks_until_due()).min(Instant::now() + MAX_SLEEP);
             if let Err(e) = self.poll.poll(&mut events, Some(due.saturating_duration_since(Instant::now()))) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -296,6 +325,12 @@ impl Server {
                 self.settle(now);
             }
             self.flush(now);
+            if let Some(e) = self.fatal.take() {
+                return Err(e);
+            }
+            if self.storage.ended() {
+                return Err(ServeError::Storage("the storage thread ended".into()));
+            }
         }
         Ok(())
     }
@@ -317,14 +352,16 @@ impl Server {
 
     fn on_event(&mut self, token: Token, now: Instant) -> Result<(), ServeError> {
         match token {
-            WAKER => {
-                while let Ok(ev) = self.storage.events.try_recv() {
-                    match ev {
-                        StorageEvent::Persisted(up_to) => self.step(Input::Persisted { up_to }),
-                        StorageEvent::Failed(e) => return Err(ServeError::Storage(e)),
+            WAKER => loop {
+                match self.storage.events.try_recv() {
+                    Ok(StorageEvent::Persisted(up_to)) => self.step(Input::Persisted { up_to }),
+                    Ok(StorageEvent::Failed(e)) => return Err(ServeError::Storage(e)),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(ServeError::Storage("the storage thread ended".into()))
                     }
                 }
-            }
+            },
             PEER_LISTENER | CLIENT_LISTENER | RESP_LISTENER => self.accept(token)?,
             Token(t) if (PEER_LINKS..FORWARDS).contains(&t) => {
                 if let Some(link) = self.links.get_mut(t - PEER_LINKS) {
@@ -333,7 +370,8 @@ impl Server {
             }
             Token(t) if (FORWARDS..ACCEPTED).contains(&t) => {
                 if let Some(Some(f)) = self.forwards.get_mut(t - FORWARDS) {
-                    f.on_event(self.poll.registry(), self.max_native_frame, &mut self.replies);
+                    // Answers may be larger than any request: appends grow values.
+                    f.on_event(self.poll.registry(), self.opts.max_peer_frame, &mut self.replies);
                 }
             }
             token => self.on_accepted(token, now),
@@ -357,7 +395,13 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let t = Token(self.next_token);
             self.next_token += 1;
-            let conn = Conn::register(stream, t, self.poll.registry())?;
+            let conn = match Conn::register(stream, t, self.poll.registry()) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch an accepted connection; closing it");
+                    continue;
+                }
+            };
             let accepted = match token {
                 PEER_LISTENER => Accepted::Peer { conn, from: None },
                 CLIENT_LISTENER => Accepted::Native { conn, in_flight: 0 },
@@ -377,6 +421,10 @@ impl Server {
     /// Readiness on an accepted connection.
     fn on_accepted(&mut self, token: Token, now: Instant) {
         let Some(mut a) = self.accepted.remove(&token) else { return };
+        if a.conn().stop_reading {
+            self.accepted.insert(token, a);
+            return;
+        }
         if a.saturated() {
             // Read later (see `resume`): edge-triggered readiness will not repeat itself.
             self.paused.insert(token);
@@ -389,7 +437,12 @@ impl Server {
             Accepted::Native { conn, in_flight } => self.read_native(conn, in_flight, now),
             Accepted::Resp(session) => self.read_resp(session, now),
         };
+        // A client that closed its side still gets the answers to what it sent.
+        let keep = keep || (!matches!(a, Accepted::Peer { .. }) && a.busy());
         if keep {
+            if a.conn().closing && !a.conn().stop_reading {
+                a.conn().stop_reading = true;
+            }
             if a.saturated() {
                 self.paused.insert(token);
             }
@@ -435,7 +488,7 @@ impl Server {
         loop {
             let state = conn.fill();
             let mut used = 0;
-            while !conn.closing {
+            while !conn.stop_reading {
                 match decode_frame::<ClientRequest>(&conn.rbuf[used..], self.max_native_frame) {
                     Ok(Some((req, n))) => {
                         used += n;
@@ -452,14 +505,19 @@ impl Server {
                         tracing::debug!("closing a client connection: {reason}");
                         respond(conn, 0, Reply::Invalid { reason });
                         conn.closing = true;
+                        conn.stop_reading = true;
                         used = conn.rbuf.len();
                     }
                 }
             }
             conn.rbuf.drain(..used);
             match state {
-                ReadState::More if !conn.closing && *in_flight < MAX_PIPELINE => continue,
-                ReadState::Closed => return false,
+                _ if conn.stop_reading => return true,
+                ReadState::More if *in_flight < MAX_PIPELINE => continue,
+                ReadState::Closed => {
+                    conn.closing = true;
+                    return false;
+                }
                 ReadState::More => {
                     self.paused.insert(conn.token);
                     return true;
@@ -479,8 +537,12 @@ impl Server {
                 self.dispatch(token, server, command);
             }
             match state {
-                ReadState::More if !session.conn.closing && session.queued() < MAX_PIPELINE => continue,
-                ReadState::Closed => return false,
+                _ if session.conn.stop_reading => return true,
+                ReadState::More if session.queued() < MAX_PIPELINE => continue,
+                ReadState::Closed => {
+                    session.conn.closing = true;
+                    return false;
+                }
                 ReadState::More => {
                     self.paused.insert(token);
                     return true;
@@ -496,6 +558,12 @@ impl Server {
         if server == self.me {
             let waiter = Waiter::Resp { token: session, seq: command.seq };
             self.submit(command, waiter, Instant::now());
+            return;
+        }
+        // Refused here rather than by the remote node, whose refusal would close the shared
+        // forward connection under every session's requests.
+        if let Err(reason) = validate_op(&command.op, self.opts.max_key_bytes, self.opts.max_value_bytes) {
+            self.replies.push((session, server, command.seq, Reply::Invalid { reason }));
             return;
         }
         match self.forwards.get_mut(server as usize) {
@@ -550,7 +618,11 @@ impl Server {
             Output::Send(m) => self.send(&m),
             Output::Persist(p) => self.storage.persist(p),
             Output::Apply(entries) => self.kv.apply(entries),
-            Output::ApplySnapshot(s) => self.kv.install(&s),
+            Output::ApplySnapshot(s) => {
+                if let Err(e) = self.kv.install(&s) {
+                    self.fatal = Some(ServeError::Snapshot(e));
+                }
+            }
             Output::Accepted { id, index, term } => self.kv.accepted(id, index, term),
             Output::ProposalDropped { id, reason } => self.kv.proposal_dropped(id, &reason),
             Output::ReadReady { id, index } => self.kv.read_ready(id, index),
@@ -645,9 +717,8 @@ impl Server {
         }
         for token in std::mem::take(&mut self.dirty) {
             let Some(a) = self.accepted.get_mut(&token) else { continue };
-            let conn = a.conn();
-            if conn.flush(registry).is_err() || conn.finished() {
-                conn.deregister(registry);
+            if a.conn().flush(registry).is_err() || a.finished() {
+                a.conn().deregister(registry);
                 self.accepted.remove(&token);
             }
         }

@@ -66,10 +66,11 @@ impl RespSession {
         RespSession { conn, clerk, queue: VecDeque::new(), flight: None }
     }
 
-    /// Parses what was read into commands. After a protocol error nothing more is read.
+    /// Parses what was read into commands. After a protocol error nothing more is read; the
+    /// commands before it are answered, then the error, then the connection closes.
     pub(crate) fn parse(&mut self, limits: &Limits) {
         let mut used = 0;
-        while !self.conn.closing {
+        while !self.conn.stop_reading {
             match parse_command(&self.conn.rbuf[used..], limits) {
                 Ok(Some((args, n))) => {
                     used += n;
@@ -80,7 +81,7 @@ impl RespSession {
                 Ok(None) => break,
                 Err(e) => {
                     self.queue.push_back(Item::ProtocolError(format!("ERR {e}")));
-                    self.conn.closing = true;
+                    self.conn.stop_reading = true;
                     used = self.conn.rbuf.len();
                 }
             }
@@ -110,6 +111,7 @@ impl RespSession {
                 Item::Command(args) => args,
                 Item::ProtocolError(e) => {
                     self.reply(&Frame::Error(e));
+                    self.conn.closing = true;
                     self.queue.clear();
                     return None;
                 }
@@ -127,6 +129,7 @@ impl RespSession {
                 ("quit", _) => {
                     self.reply(&Frame::Simple("OK".into()));
                     self.conn.closing = true;
+                    self.conn.stop_reading = true;
                     self.queue.clear();
                     return None;
                 }

@@ -42,6 +42,11 @@ impl StorageLink {
         }
     }
 
+    /// Whether the thread ended (it only does on failure, reported first, or a panic).
+    pub(crate) fn ended(&self) -> bool {
+        self.thread.as_ref().is_some_and(JoinHandle::is_finished)
+    }
+
     /// Lets the thread write what it was given, then joins it.
     pub(crate) fn finish(&mut self) {
         self.tx = None;
