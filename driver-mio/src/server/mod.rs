@@ -33,6 +33,7 @@ use skiff_core::codec::{decode_frame, encode_frame};
 use skiff_core::kv::{Clerk, Command, Reply};
 use skiff_core::{Index, Input, Message, Node, NodeId, Output, Proposal, Restored, Role};
 use skiff_std::kv::{fresh_client_id, validate_op, ClientRequest, ClientResponse};
+use skiff_std::runtime::batch_input;
 use skiff_std::storage::{wal_size, Storage};
 use skiff_std::transport::Hello;
 
@@ -588,16 +589,8 @@ impl Server {
     }
 
     fn flush_batch(&mut self) {
-        match self.batch.len() {
-            0 => {}
-            1 => {
-                let p = self.batch.pop().expect("one");
-                self.step(Input::Propose(p));
-            }
-            _ => {
-                let batch = std::mem::take(&mut self.batch);
-                self.step(Input::ProposeBatch(batch));
-            }
+        if let Some(input) = batch_input(&mut self.batch) {
+            self.step(input);
         }
     }
 

@@ -111,16 +111,8 @@ impl<T: Transport> CoreLoop<T> {
 
     /// Proposals that arrived together go to the core as one batch.
     fn flush_proposals(&mut self) {
-        match self.batch.len() {
-            0 => {}
-            1 => {
-                let p = self.batch.pop().expect("one");
-                self.step(Input::Propose(p));
-            }
-            _ => {
-                let batch = std::mem::take(&mut self.batch);
-                self.step(Input::ProposeBatch(batch));
-            }
+        if let Some(input) = super::batch_input(&mut self.batch) {
+            self.step(input);
         }
     }
 

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use skiff_core::{
-    Config, DropReason, Entry, Index, Message, Node, NodeId, Persist, RestoreError, Restored, Snapshot, Term, View,
+    Config, DropReason, Entry, Index, Input, Message, Node, NodeId, Persist, Proposal, RestoreError, Restored,
+    Snapshot, Term, View,
 };
 
 use crate::storage::Storage;
@@ -122,6 +123,16 @@ impl fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
+
+/// The core input for proposals gathered since the last step: one `Propose`, a
+/// `ProposeBatch` (appended and replicated together), or nothing. Empties `batch`.
+pub fn batch_input(batch: &mut Vec<Proposal>) -> Option<Input> {
+    match batch.len() {
+        0 => None,
+        1 => batch.pop().map(Input::Propose),
+        _ => Some(Input::ProposeBatch(std::mem::take(batch))),
+    }
+}
 
 /// Everything the core thread is told.
 pub(crate) enum Event {
