@@ -62,6 +62,11 @@ impl Forward {
         self.pending.insert(self.next_id, (session, seq));
     }
 
+    /// Whether requests sent over this connection wait for answers.
+    pub(crate) fn busy(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Readiness: answers are read and handed out; a failed connection answers `Timeout` to
     /// everything it carried.
     pub(crate) fn on_event(&mut self, registry: &Registry, max_frame: u64, out: &mut Vec<SessionReply>) {

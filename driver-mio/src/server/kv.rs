@@ -259,7 +259,12 @@ impl LocalKv {
         Some((at, self.state.snapshot()))
     }
 
-    /// Requests in progress (for `INFO`).
+    /// Whether no request is in progress (constant time: the loop asks on every wakeup).
+    pub(crate) fn idle(&self) -> bool {
+        self.proposed.is_empty() && self.placed.is_empty() && self.confirming.is_empty() && self.ready.is_empty()
+    }
+
+    /// Requests in progress (for `INFO`; walks the waiting lists).
     pub(crate) fn in_progress(&self) -> usize {
         self.proposed.len()
             + self.placed.values().map(Vec::len).sum::<usize>()
@@ -327,6 +332,7 @@ mod tests {
         kv.expire(now + Duration::from_secs(2));
         assert_eq!(kv.take_done(), vec![(W, Reply::Timeout)]);
         assert_eq!(kv.in_progress(), 0);
+        assert!(kv.idle());
     }
 
     #[test]

@@ -340,8 +340,11 @@ impl Server {
     /// ([`Node::ticks_until_due`]) when the node is quiet, one while requests wait for
     /// deadlines or backoffs, or a peer link is down and must be redialled.
     fn ticks_until_due(&self) -> u32 {
-        let busy = self.kv.in_progress() > 0
+        // Cheapest checks first: under load one of them holds and the walk over every RESP
+        // session (for backoffs and deadlines nothing else tracks) is skipped.
+        let busy = !self.kv.idle()
             || !self.paused.is_empty()
+            || self.forwards.iter().flatten().any(Forward::busy)
             || !self.links.iter().all(PeerLink::is_up)
             || self.accepted.values().any(|a| matches!(a, Accepted::Resp(s) if !s.idle()));
         if busy {
