@@ -70,6 +70,7 @@ pub mod kv;
 mod message;
 pub mod raft;
 mod types;
+pub mod wire;
 
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use io::{DropReason, Ignored, Input, Output, Persist, Proposal, RestoreError, Restored, Role, View};

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::{leader, resp, Cluster};
 use skiff_core::kv::Reply;
-use skiff_std::kv::{ClientResponse, KvClerk};
-use skiff_std::transport::Hello;
+use skiff_core::wire::ClientResponse;
+use skiff_core::wire::Hello;
+use skiff_std::kv::KvClerk;
 use skiff_verify::rng::SimRng;
 
 /// Sends `junk` on a fresh connection to `port`, then reads until the node answers and
@@ -61,7 +62,12 @@ fn garbage_on_native_and_peer_ports(c: &Cluster, i: usize) {
         assert!(got.is_empty(), "a refused peer is closed without an answer");
     }
     // The node is alive and serves clients and peers.
-    let servers = c.native.iter().map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], *p))).collect();
+    let servers = c
+        .native
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (skiff_core::NodeId(i as u64 + 1), std::net::SocketAddr::from(([127, 0, 0, 1], *p))))
+        .collect();
     let mut ck = KvClerk::new(servers, Duration::from_secs(1));
     ck.put("after-garbage", "yes").unwrap();
     assert_eq!(resp(c.resp[i], &["GET", "after-garbage"]), "$3\r\nyes\r\n");

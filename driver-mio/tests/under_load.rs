@@ -100,7 +100,12 @@ fn signal(pid: u32, sig: &str) {
 #[test]
 fn clerks_under_kill_9_sigstop_and_full_restart_stay_linearizable() {
     let mut c = Cluster::new(3);
-    let servers: Vec<SocketAddr> = c.native.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))).collect();
+    let servers: Vec<(skiff_core::NodeId, SocketAddr)> = c
+        .native
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (skiff_core::NodeId(i as u64 + 1), SocketAddr::from(([127, 0, 0, 1], *p))))
+        .collect();
     let began = Instant::now();
     let history = Arc::new(Mutex::new(Vec::<Operation>::new()));
     let stop = Arc::new(AtomicBool::new(false));

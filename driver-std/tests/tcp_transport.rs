@@ -11,8 +11,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use skiff_core::codec::encode_frame;
+use skiff_core::wire::PROTOCOL_VERSION;
 use skiff_core::{Index, Message, MessageBody, NodeId, Term};
-use skiff_std::transport::{Inbox, TcpOptions, TcpTransport, Transport, PROTOCOL_VERSION};
+use skiff_std::transport::{Inbox, TcpOptions, TcpTransport, Transport};
 
 const CLUSTER: u64 = 77;
 

@@ -106,7 +106,8 @@ impl KvLab {
             request_timeout: Duration::from_millis(500),
             ..KvOptions::default()
         };
-        let (service, applier) = KvService::start(raft, applied, snapshot.as_ref(), opts);
+        let (service, applier) =
+            KvService::start(raft, applied, snapshot.as_ref(), opts).expect("the stored snapshot decodes");
         s.servers.write().expect("servers")[i] = Some(Server { service, applier });
     }
 
@@ -173,7 +174,7 @@ impl KvLab {
         let id = self.shared.next_client.fetch_add(1, Ordering::Relaxed);
         LabClerk {
             shared: self.shared.clone(),
-            clerk: Clerk::new(id + 1, self.shared.n as u64),
+            clerk: Clerk::new(id + 1, (1..=self.shared.n as u64).map(NodeId).collect()),
             id,
             reach: Arc::new(Mutex::new(vec![true; self.shared.n])),
             rng: SimRng::new(self.shared.seed ^ (id << 32) ^ 0xC1E4),
@@ -248,19 +249,20 @@ impl LabClerk {
         let call = self.shared.began.elapsed().as_micros() as u64;
         let mut step = self.clerk.start(op);
         let value = loop {
-            let (server, command) = match step {
+            let (to, attempt, command) = match step {
                 ClerkStep::Done(v) => break v,
                 ClerkStep::Failed(reason) => panic!("the lab servers refused a request: {reason}"),
-                ClerkStep::Send { server, command } => (server, command),
-                ClerkStep::Backoff { ticks, server, command } => {
+                ClerkStep::Send { to, attempt, command } => (to, attempt, command),
+                ClerkStep::Backoff { ticks, to, attempt, command } => {
                     thread::sleep(TICK * ticks);
-                    (server, command)
+                    (to, attempt, command)
                 }
             };
-            let seq = command.seq;
-            step = match self.call(server as usize, command) {
-                Some(reply) => self.clerk.on_reply(server, seq, reply).unwrap_or_else(|| self.clerk.on_timeout()),
-                None => self.clerk.on_timeout(),
+            // The lab's servers are nodes 1..=n.
+            let answered = self.call(to.0 as usize - 1, command).and_then(|reply| self.clerk.on_reply(attempt, reply));
+            step = match answered {
+                Some(s) => s,
+                None => self.clerk.on_timeout(attempt).expect("the attempt in flight"),
             };
         };
         let ret = self.shared.began.elapsed().as_micros() as u64;

@@ -24,7 +24,8 @@ pub struct TcpKvNode {
 #[derive(Clone, Debug)]
 pub struct Addresses {
     pub peers: BTreeMap<NodeId, SocketAddr>,
-    pub clients: Vec<SocketAddr>,
+    /// Each node's id and client address.
+    pub clients: Vec<(NodeId, SocketAddr)>,
 }
 
 /// Binds `n` peer and client listeners on loopback.
@@ -34,7 +35,8 @@ pub fn bind(n: usize) -> (Addresses, Vec<(TcpListener, TcpListener)>) {
         .collect();
     let peers =
         listeners.iter().enumerate().map(|(i, (p, _))| (NodeId(i as u64 + 1), p.local_addr().unwrap())).collect();
-    let clients = listeners.iter().map(|(_, c)| c.local_addr().unwrap()).collect();
+    let clients =
+        listeners.iter().enumerate().map(|(i, (_, c))| (NodeId(i as u64 + 1), c.local_addr().unwrap())).collect();
     (Addresses { peers, clients }, listeners)
 }
 
@@ -69,7 +71,8 @@ pub fn start(
         max_value_bytes: 4096,
         ..KvOptions::default()
     };
-    let (service, applier) = KvService::start(raft, applied, snapshot.as_ref(), kv_opts);
+    let (service, applier) =
+        KvService::start(raft, applied, snapshot.as_ref(), kv_opts).expect("the stored snapshot decodes");
     let port = KvServer::start(service.clone(), client, 1 << 20).expect("client port");
     TcpKvNode { service, port, applier }
 }

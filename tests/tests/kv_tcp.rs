@@ -39,7 +39,7 @@ fn a_clerk_writes_and_reads_through_leader_changes() {
 
     // Restart it from its files on its old addresses: it catches up (its peers snapshotted).
     let p = TcpListener::bind(addrs.peers[&NodeId(leader as u64 + 1)]).unwrap();
-    let c = TcpListener::bind(client_addrs[leader]).unwrap();
+    let c = TcpListener::bind(client_addrs[leader].1).unwrap();
     servers[leader] = Some(start(leader, dirs[leader].path(), (p, c), &addrs, Some(4096)));
     clerk.put("b", "2").unwrap();
     let back = servers[leader].as_ref().unwrap();
@@ -55,7 +55,7 @@ fn a_clerk_writes_and_reads_through_leader_changes() {
     assert!(matches!(clerk.append("a", &"v".repeat(5000)), Err(ClerkError::Invalid(_))));
     // Garbage and a 4 GiB length on a client port close that connection only.
     for junk in [vec![0xffu8; 32], u32::MAX.to_be_bytes().to_vec()] {
-        let mut s = TcpStream::connect(client_addrs[0]).unwrap();
+        let mut s = TcpStream::connect(client_addrs[0].1).unwrap();
         s.write_all(&junk).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut rest = Vec::new();

@@ -1,6 +1,8 @@
-//! The replicated key/value service's pure logic: the state machine with exactly-once client
-//! sessions ([`KvState`]) and the client's retry logic ([`Clerk`]). Drivers put these on a
-//! runtime: writes go through the Raft log as encoded [`Command`]s, reads through ReadIndex.
+//! The replicated key/value service's pure logic, written once for every driver and the
+//! simulator: the state machine with exactly-once client sessions ([`KvState`]), the server
+//! side that turns requests into proposals and reads and the core's outputs into replies
+//! ([`Service`]), and the client's retry logic ([`Clerk`]). Drivers only carry bytes and
+//! time: writes go through the Raft log as encoded [`Command`]s, reads through ReadIndex.
 //!
 //! Semantics (the MIT 6.5840 KV lab): `Get` returns the value or `""` for a missing key, `Put`
 //! replaces it, `Append` appends to it (and answers the new length, as Redis does; the lab's
@@ -8,12 +10,18 @@
 //! requests; a write applied once is never applied again, whatever the retries.
 
 mod clerk;
+mod service;
+#[cfg(test)]
+mod service_tests;
 mod state;
 
 use alloc::string::String;
 use serde::{Deserialize, Serialize};
 
+use crate::types::NodeId;
+
 pub use clerk::{Clerk, ClerkStep};
+pub use service::{drop_hint, validate_op, Action, RequestError, Service, ServiceConfig, ServiceError};
 pub use state::{encode, Applied, KvState, SnapshotError};
 
 /// A client's operation.
@@ -50,8 +58,8 @@ pub struct Command {
 pub enum Reply {
     /// Done: the value for a `Get`, `""` for a `Put`, the new length for an `Append`.
     Ok(String),
-    /// This server does not lead; try `hint` (a server index) if known.
-    WrongLeader { hint: Option<u64> },
+    /// This server does not lead; try `hint` (the node it believes leads) if known.
+    WrongLeader { hint: Option<NodeId> },
     /// The server could not tell in time whether the request took effect: retry it (with the
     /// same sequence number).
     Timeout,

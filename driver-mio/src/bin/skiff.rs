@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use skiff_core::NodeId;
 use skiff_mio::cli::{init_logs, local_node, stop_on_signals};
 use skiff_std::kv::KvClerk;
 
@@ -76,14 +77,33 @@ enum Cmd {
     },
 }
 
+/// Native client ports of `local-cluster`'s nodes 1, 2 and 3 (`--servers` takes `ID=ADDR`
+/// or plain addresses, numbered 1, 2, 3, ... in order).
 const LOCAL: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103";
 
-fn clerk(servers: &str) -> Result<KvClerk, String> {
-    let addrs: Result<Vec<SocketAddr>, String> = servers
+/// `--servers`: native client addresses, `ID=ADDR` or plain `ADDR` (then the nodes are
+/// numbered 1, 2, 3, ... in the order given).
+fn parse_servers(servers: &str) -> Result<Vec<(NodeId, SocketAddr)>, String> {
+    servers
         .split(',')
-        .map(|s| s.trim().parse().map_err(|_| format!("--servers: '{s}' is not an address")))
-        .collect();
-    Ok(KvClerk::new(addrs?, Duration::from_secs(1)))
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.trim();
+            let (id, addr) = match s.split_once('=') {
+                Some((id, addr)) => {
+                    let id = id.trim().parse().map_err(|_| format!("--servers: '{id}' is not a node id"))?;
+                    (id, addr.trim())
+                }
+                None => (i as u64 + 1, s),
+            };
+            let addr = addr.parse().map_err(|_| format!("--servers: '{addr}' is not an address"))?;
+            Ok((NodeId(id), addr))
+        })
+        .collect()
+}
+
+fn clerk(servers: &str) -> Result<KvClerk, String> {
+    Ok(KvClerk::new(parse_servers(servers)?, Duration::from_secs(1)))
 }
 
 fn local_cluster(nodes: u64, dir: PathBuf) -> Result<(), String> {

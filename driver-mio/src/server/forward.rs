@@ -10,34 +10,42 @@ use mio::net::TcpStream;
 use mio::{Registry, Token};
 use skiff_core::codec::{decode_frame, encode_frame};
 use skiff_core::kv::{Command, Reply};
-use skiff_std::kv::{ClientRequest, ClientResponse};
+use skiff_core::wire::{ClientRequest, ClientResponse};
+use skiff_core::NodeId;
 
 use super::conn::{Conn, ReadState};
 use super::peers::frame_error;
 
-/// An answer for a RESP session: (session, clerk server, operation seq, reply).
-pub(crate) type SessionReply = (Token, u64, u64, Reply);
+/// An answer for a RESP session: (session, attempt, reply).
+pub(crate) type SessionReply = (Token, u64, Reply);
 
-/// The connection to clerk server `server`'s native port.
+/// The connection to node `node`'s native port.
 #[derive(Debug)]
 pub(crate) struct Forward {
-    server: u64,
+    pub(crate) node: NodeId,
     addr: SocketAddr,
     token: Token,
     conn: Option<Conn>,
     next_id: u64,
-    /// Request id -> (session, seq).
+    /// Request id -> (session, attempt).
     pending: HashMap<u64, (Token, u64)>,
 }
 
 impl Forward {
-    pub(crate) fn new(server: u64, addr: SocketAddr, token: Token) -> Forward {
-        Forward { server, addr, token, conn: None, next_id: 0, pending: HashMap::new() }
+    pub(crate) fn new(node: NodeId, addr: SocketAddr, token: Token) -> Forward {
+        Forward { node, addr, token, conn: None, next_id: 0, pending: HashMap::new() }
     }
 
-    /// Sends `command` for `session`, dialling first if needed. On failure the session's
-    /// answer is a `Timeout` (its clerk tries another server).
-    pub(crate) fn send(&mut self, registry: &Registry, session: Token, command: Command, out: &mut Vec<SessionReply>) {
+    /// Sends attempt `attempt` of `command` for `session`, dialling first if needed. On
+    /// failure the session's answer is a `Timeout` (its clerk tries another server).
+    pub(crate) fn send(
+        &mut self,
+        registry: &Registry,
+        session: Token,
+        attempt: u64,
+        command: Command,
+        out: &mut Vec<SessionReply>,
+    ) {
         if self.conn.is_none() {
             let dialled = TcpStream::connect(self.addr).and_then(|s| {
                 s.set_nodelay(true)?;
@@ -46,20 +54,19 @@ impl Forward {
             match dialled {
                 Ok(c) => self.conn = Some(c),
                 Err(e) => {
-                    tracing::debug!(server = self.server, error = %e, "cannot forward");
-                    out.push((session, self.server, command.seq, Reply::Timeout));
+                    tracing::debug!(node = self.node.0, error = %e, "cannot forward");
+                    out.push((session, attempt, Reply::Timeout));
                     return;
                 }
             }
         }
         let conn = self.conn.as_mut().expect("dialled above");
         self.next_id += 1;
-        let seq = command.seq;
         if encode_frame(&ClientRequest { id: self.next_id, command }, &mut conn.wbuf).is_err() {
-            out.push((session, self.server, seq, Reply::Timeout));
+            out.push((session, attempt, Reply::Timeout));
             return;
         }
-        self.pending.insert(self.next_id, (session, seq));
+        self.pending.insert(self.next_id, (session, attempt));
     }
 
     /// Whether requests sent over this connection wait for answers.
@@ -79,8 +86,8 @@ impl Forward {
                 match decode_frame::<ClientResponse>(&conn.rbuf[used..], max_frame) {
                     Ok(Some((resp, n))) => {
                         used += n;
-                        if let Some((session, seq)) = self.pending.remove(&resp.id) {
-                            out.push((session, self.server, seq, resp.reply));
+                        if let Some((session, attempt)) = self.pending.remove(&resp.id) {
+                            out.push((session, attempt, resp.reply));
                         }
                     }
                     Ok(None) => break,
@@ -92,7 +99,7 @@ impl Forward {
             }
             conn.rbuf.drain(..used);
             if let Some(why) = bad {
-                tracing::warn!(server = self.server, "bad answer from a forward: {why}");
+                tracing::warn!(node = self.node.0, "bad answer from a forward: {why}");
                 return self.fail(registry, out);
             }
             match state {
@@ -115,8 +122,8 @@ impl Forward {
         if let Some(mut c) = self.conn.take() {
             c.deregister(registry);
         }
-        for (_, (session, seq)) in self.pending.drain() {
-            out.push((session, self.server, seq, Reply::Timeout));
+        for (_, (session, attempt)) in self.pending.drain() {
+            out.push((session, attempt, Reply::Timeout));
         }
     }
 }

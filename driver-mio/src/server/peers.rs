@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 use skiff_core::codec::{decode_frame, encode_frame, CodecError, LEN_PREFIX};
+use skiff_core::wire::Hello;
 use skiff_core::{Message, NodeId};
-use skiff_std::transport::Hello;
 
 use super::conn::{Conn, ReadState};
 
@@ -147,7 +147,7 @@ pub(crate) fn read_peer(
             match decode_frame::<Hello>(buf, 1024) {
                 Ok(Some((hello, n))) => {
                     used += n;
-                    if let Err(why) = hello.check(check.cluster_id, check.me, &check.peers) {
+                    if let Err(why) = hello.check(check.cluster_id, check.me, |n| check.peers.contains_key(&n)) {
                         break Err(format!("refused handshake: {why}"));
                     }
                     *from = Some(hello.from);

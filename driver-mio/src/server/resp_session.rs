@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use skiff_core::kv::{Clerk, ClerkStep, Command, Op, Reply};
+use skiff_core::NodeId;
 
 use super::conn::Conn;
 use crate::resp::{encode, parse_command, Frame, Limits};
@@ -36,12 +37,20 @@ enum Kind {
 enum Wait {
     /// Sent to a server; given up on at `deadline`.
     Reply { deadline: Instant },
-    /// Every server refused: send `command` to `server` at `until`.
-    Backoff { until: Instant, server: u64, command: Command },
+    /// Every server refused: send `command` to `to` as `attempt` at `until`.
+    Backoff { until: Instant, to: NodeId, attempt: u64, command: Command },
 }
 
-/// A request the loop must deliver to clerk server `server`.
-pub(crate) type Send = (u64, Command);
+/// What a session needs from the loop to go on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Deliver attempt `attempt` of `command` to node `to` (this node's service, or a
+    /// forward), and report its answer with [`RespSession::on_reply`].
+    Send { to: NodeId, attempt: u64, command: Command },
+    /// The `INFO` text: give it with [`RespSession::answer_info`], then call
+    /// [`RespSession::drive`] again.
+    Info,
+}
 
 /// One RESP connection.
 #[derive(Debug)]
@@ -103,8 +112,13 @@ impl RespSession {
         encode(frame, &mut self.conn.wbuf);
     }
 
-    /// Answers queued commands until one needs a server; returns where to send it.
-    pub(crate) fn drive(&mut self, now: Instant, info: &mut dyn FnMut() -> String) -> Option<Send> {
+    /// The `INFO` text the session asked for ([`Need::Info`]).
+    pub(crate) fn answer_info(&mut self, text: String) {
+        self.reply(&Frame::Bulk(Some(text.into_bytes())));
+    }
+
+    /// Answers queued commands until one needs something from the loop.
+    pub(crate) fn drive(&mut self, now: Instant) -> Option<Need> {
         while self.flight.is_none() {
             let item = self.queue.pop_front()?;
             let args = match item {
@@ -133,11 +147,7 @@ impl RespSession {
                     self.queue.clear();
                     return None;
                 }
-                ("info", _) => {
-                    let text = info();
-                    self.reply(&Frame::Bulk(Some(text.into_bytes())));
-                    continue;
-                }
+                ("info", _) => return Some(Need::Info),
                 ("get", 2) => (Kind::Get, text(&args[1]).map(|key| Op::Get { key })),
                 ("set", 3) => {
                     (Kind::Set, text(&args[1]).zip(text(&args[2])).map(|(key, value)| Op::Put { key, value }))
@@ -169,16 +179,16 @@ impl RespSession {
     }
 
     /// Carries out one clerk step for the operation in flight.
-    fn follow(&mut self, step: ClerkStep, now: Instant) -> Option<Send> {
+    fn follow(&mut self, step: ClerkStep, now: Instant) -> Option<Need> {
         let (kind, wait) = self.flight.as_mut().expect("an operation in flight");
         let kind = *kind;
         match step {
-            ClerkStep::Send { server, command } => {
+            ClerkStep::Send { to, attempt, command } => {
                 *wait = Wait::Reply { deadline: now + SERVER_TIMEOUT };
-                return Some((server, command));
+                return Some(Need::Send { to, attempt, command });
             }
-            ClerkStep::Backoff { ticks, server, command } => {
-                *wait = Wait::Backoff { until: now + BACKOFF_TICK * ticks, server, command };
+            ClerkStep::Backoff { ticks, to, attempt, command } => {
+                *wait = Wait::Backoff { until: now + BACKOFF_TICK * ticks, to, attempt, command };
                 return None;
             }
             ClerkStep::Done(value) => {
@@ -196,35 +206,31 @@ impl RespSession {
         None
     }
 
-    /// Server `server` answered operation `seq`.
-    pub(crate) fn on_reply(
-        &mut self,
-        server: u64,
-        seq: u64,
-        reply: Reply,
-        now: Instant,
-        info: &mut dyn FnMut() -> String,
-    ) -> Option<Send> {
-        let step = self.clerk.on_reply(server, seq, reply)?;
-        if let Some(send) = self.follow(step, now) {
-            return Some(send);
+    /// The answer to attempt `attempt` (ignored unless it is the attempt in flight).
+    pub(crate) fn on_reply(&mut self, attempt: u64, reply: Reply, now: Instant) -> Option<Need> {
+        let step = self.clerk.on_reply(attempt, reply)?;
+        if let Some(need) = self.follow(step, now) {
+            return Some(need);
         }
-        self.drive(now, info)
+        self.drive(now)
     }
 
     /// Time passed: a server that did not answer in time is given up on; a backoff ends.
-    pub(crate) fn on_tick(&mut self, now: Instant, info: &mut dyn FnMut() -> String) -> Option<Send> {
+    pub(crate) fn on_tick(&mut self, now: Instant) -> Option<Need> {
         let step = match &self.flight {
-            Some((_, Wait::Reply { deadline, .. })) if *deadline <= now => self.clerk.on_timeout(),
-            Some((_, Wait::Backoff { until, server, command })) if *until <= now => {
-                ClerkStep::Send { server: *server, command: command.clone() }
+            Some((_, Wait::Reply { deadline, .. })) if *deadline <= now => {
+                let attempt = self.clerk.attempt();
+                self.clerk.on_timeout(attempt)?
+            }
+            Some((_, Wait::Backoff { until, to, attempt, command })) if *until <= now => {
+                ClerkStep::Send { to: *to, attempt: *attempt, command: command.clone() }
             }
             _ => return None,
         };
-        if let Some(send) = self.follow(step, now) {
-            return Some(send);
+        if let Some(need) = self.follow(step, now) {
+            return Some(need);
         }
-        self.drive(now, info)
+        self.drive(now)
     }
 }
 
@@ -239,11 +245,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let conn = Conn::register(stream, Token(1), poll.registry()).unwrap();
-        (RespSession::new(conn, Clerk::new(11, 3)), poll)
+        (RespSession::new(conn, Clerk::new(11, vec![NodeId(1), NodeId(2), NodeId(3)])), poll)
     }
 
-    fn info() -> String {
-        "# Raft\r\n".into()
+    fn sent(need: Option<Need>) -> (NodeId, u64, Command) {
+        match need {
+            Some(Need::Send { to, attempt, command }) => (to, attempt, command),
+            other => panic!("not a send: {other:?}"),
+        }
     }
 
     #[test]
@@ -251,20 +260,22 @@ mod tests {
         let (mut s, _poll) = session();
         let now = Instant::now();
         s.conn.rbuf.extend_from_slice(
-            b"PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nNOPE\r\n",
+            b"PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\nINFO\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nNOPE\r\n",
         );
         s.parse(&Limits::default());
-        let (server, cmd) = s.drive(now, &mut info).expect("the SET goes to a server");
+        let (to, attempt, cmd) = sent(s.drive(now));
         assert_eq!(s.conn.wbuf, b"+PONG\r\n");
         // The current leader guess refuses with a hint; the clerk follows it.
-        let (next, again) = s
-            .on_reply(server, cmd.seq, Reply::WrongLeader { hint: Some(1) }, now, &mut info)
-            .expect("resent to the hinted server");
-        assert_eq!((server, next, again.seq), (2, 1, cmd.seq));
-        let (_, get) = s.on_reply(1, cmd.seq, Reply::Ok(String::new()), now, &mut info).expect("then the GET");
+        let (next, again, resent) = sent(s.on_reply(attempt, Reply::WrongLeader { hint: Some(NodeId(2)) }, now));
+        assert_eq!((to, next, resent.seq), (NodeId(3), NodeId(2), cmd.seq));
+        // A duplicate of the refusal is not taken for the new attempt's answer.
+        assert_eq!(s.on_reply(attempt, Reply::Ok(String::new()), now), None);
+        assert_eq!(s.on_reply(again, Reply::Ok(String::new()), now), Some(Need::Info), "then INFO");
+        s.answer_info("# Raft\r\n".into());
+        let (_, attempt, get) = sent(s.drive(now));
         assert!(matches!(get.op, Op::Get { .. }));
-        assert_eq!(s.on_reply(1, get.seq, Reply::Ok("v".into()), now, &mut info), None);
-        assert_eq!(s.conn.wbuf, b"+PONG\r\n+OK\r\n$1\r\nv\r\n-ERR unknown command 'NOPE'\r\n");
+        assert_eq!(s.on_reply(attempt, Reply::Ok("v".into()), now), None);
+        assert_eq!(s.conn.wbuf, b"+PONG\r\n+OK\r\n$8\r\n# Raft\r\n\r\n$1\r\nv\r\n-ERR unknown command 'NOPE'\r\n");
         assert!(s.idle());
     }
 
@@ -274,12 +285,12 @@ mod tests {
         let now = Instant::now();
         s.conn.rbuf.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$99999999999\r\n");
         s.parse(&Limits::default());
-        let (first, cmd) = s.drive(now, &mut info).unwrap();
-        assert_eq!(s.on_tick(now, &mut info), None, "not yet");
-        let (second, again) = s.on_tick(now + SERVER_TIMEOUT, &mut info).expect("resent after the timeout");
+        let (first, _, cmd) = sent(s.drive(now));
+        assert_eq!(s.on_tick(now), None, "not yet");
+        let (second, attempt, again) = sent(s.on_tick(now + SERVER_TIMEOUT));
         assert_ne!(first, second);
         assert_eq!(again.seq, cmd.seq);
-        assert_eq!(s.on_reply(second, cmd.seq, Reply::Ok(String::new()), now, &mut info), None);
+        assert_eq!(s.on_reply(attempt, Reply::Ok(String::new()), now), None);
         assert_eq!(s.conn.wbuf, b"$-1\r\n-ERR Protocol error: invalid bulk length\r\n");
         assert!(s.conn.closing);
     }

@@ -9,14 +9,14 @@ use std::thread::{self, JoinHandle};
 
 use mio::Waker;
 use skiff_core::Persist;
-use skiff_std::storage::Storage;
+use skiff_std::storage::{group_commit, Storage, StorageError};
 
 /// What the storage thread reports.
 #[derive(Debug)]
 pub(crate) enum StorageEvent {
     Persisted(u64),
     /// Writing failed: the node must stop (it cannot promise durability any more).
-    Failed(String),
+    Failed(StorageError),
 }
 
 /// The loop's end of the storage thread.
@@ -31,7 +31,7 @@ impl StorageLink {
     pub(crate) fn start<S: Storage>(storage: S, waker: Arc<Waker>, name: String) -> io::Result<StorageLink> {
         let (tx, rx) = channel::<Persist>();
         let (events_tx, events) = channel();
-        let thread = thread::Builder::new().name(name).spawn(move || group_commit(storage, rx, events_tx, waker))?;
+        let thread = thread::Builder::new().name(name).spawn(move || commit_loop(storage, rx, events_tx, waker))?;
         Ok(StorageLink { tx: Some(tx), events, thread: Some(thread) })
     }
 
@@ -62,24 +62,20 @@ impl Drop for StorageLink {
     }
 }
 
-fn group_commit<S: Storage>(mut storage: S, rx: Receiver<Persist>, events: Sender<StorageEvent>, waker: Arc<Waker>) {
-    let mut batch = Vec::new();
-    while let Ok(first) = rx.recv() {
-        batch.clear();
-        batch.push(first);
-        batch.extend(rx.try_iter());
-        let up_to = batch.last().expect("one at least").seq;
-        let event = match storage.append(&batch) {
-            Ok(()) => StorageEvent::Persisted(up_to),
-            Err(e) => StorageEvent::Failed(e.to_string()),
-        };
-        let failed = matches!(event, StorageEvent::Failed(_));
-        if events.send(event).is_err() {
-            return;
-        }
-        let _ = waker.wake();
-        if failed {
-            return;
-        }
-    }
+/// [`group_commit`], waking the loop after every report.
+fn commit_loop<S: Storage>(mut storage: S, rx: Receiver<Persist>, events: Sender<StorageEvent>, waker: Arc<Waker>) {
+    group_commit(
+        &mut storage,
+        &rx,
+        || false,
+        |result| {
+            let event = match result {
+                Ok(up_to) => StorageEvent::Persisted(up_to),
+                Err(e) => StorageEvent::Failed(e),
+            };
+            let sent = events.send(event).is_ok();
+            let _ = waker.wake();
+            sent
+        },
+    );
 }

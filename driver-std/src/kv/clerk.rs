@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use skiff_core::codec::{encode_frame, LEN_PREFIX};
 use skiff_core::kv::{Clerk, ClerkStep, Op};
-
-use super::{ClientRequest, ClientResponse};
+use skiff_core::wire::{ClientRequest, ClientResponse};
+use skiff_core::NodeId;
 
 /// Wall time of one backoff tick.
 const TICK: Duration = Duration::from_millis(10);
@@ -39,10 +39,9 @@ impl std::error::Error for ClerkError {}
 #[derive(Debug)]
 pub struct KvClerk {
     clerk: Clerk,
-    servers: Vec<SocketAddr>,
+    servers: Vec<(NodeId, SocketAddr)>,
     conns: Vec<Option<(TcpStream, BufReader<TcpStream>)>>,
     timeout: Duration,
-    next_id: u64,
 }
 
 static CLERKS: AtomicU64 = AtomicU64::new(0);
@@ -55,16 +54,15 @@ pub fn fresh_client_id() -> u64 {
 }
 
 impl KvClerk {
-    /// A clerk for the servers at `servers` (server `k` is node `k + 1`), waiting up to
-    /// `timeout` for each answer.
-    pub fn new(servers: Vec<SocketAddr>, timeout: Duration) -> KvClerk {
+    /// A clerk for the nodes `servers` (each node's id and native client address), waiting
+    /// up to `timeout` for each answer.
+    pub fn new(servers: Vec<(NodeId, SocketAddr)>, timeout: Duration) -> KvClerk {
         let n = servers.len();
         KvClerk {
-            clerk: Clerk::new(fresh_client_id(), n as u64),
+            clerk: Clerk::new(fresh_client_id(), servers.iter().map(|(id, _)| *id).collect()),
             conns: (0..n).map(|_| None).collect(),
             servers,
             timeout,
-            next_id: 0,
         }
     }
 
@@ -85,27 +83,28 @@ impl KvClerk {
     fn run(&mut self, op: Op) -> Result<String, ClerkError> {
         let mut step = self.clerk.start(op);
         loop {
-            let (server, command) = match step {
+            let (to, attempt, command) = match step {
                 ClerkStep::Done(v) => return Ok(v),
                 ClerkStep::Failed(reason) => return Err(ClerkError::Invalid(reason)),
-                ClerkStep::Send { server, command } => (server, command),
-                ClerkStep::Backoff { ticks, server, command } => {
+                ClerkStep::Send { to, attempt, command } => (to, attempt, command),
+                ClerkStep::Backoff { ticks, to, attempt, command } => {
                     std::thread::sleep(TICK * ticks);
-                    (server, command)
+                    (to, attempt, command)
                 }
             };
-            let seq = command.seq;
-            self.next_id += 1;
-            let req = ClientRequest { id: self.next_id, command };
-            step = match self.call(server as usize, &req) {
-                Ok(reply) => match self.clerk.on_reply(server, seq, reply) {
-                    Some(s) => s,
-                    None => self.clerk.on_timeout(),
-                },
+            let server = self.servers.iter().position(|(id, _)| *id == to).expect("the clerk names our servers");
+            // The request id is the attempt: an answer to an earlier attempt is skipped.
+            let req = ClientRequest { id: attempt, command };
+            let answered = match self.call(server, &req) {
+                Ok(reply) => self.clerk.on_reply(attempt, reply),
                 Err(_) => {
-                    self.conns[server as usize] = None;
-                    self.clerk.on_timeout()
+                    self.conns[server] = None;
+                    None
                 }
+            };
+            step = match answered {
+                Some(s) => s,
+                None => self.clerk.on_timeout(attempt).expect("the attempt in flight"),
             };
         }
     }
@@ -113,7 +112,7 @@ impl KvClerk {
     /// One request to one server; an error means no usable answer.
     fn call(&mut self, server: usize, req: &ClientRequest) -> io::Result<skiff_core::kv::Reply> {
         if self.conns[server].is_none() {
-            let s = TcpStream::connect_timeout(&self.servers[server], self.timeout)?;
+            let s = TcpStream::connect_timeout(&self.servers[server].1, self.timeout)?;
             s.set_nodelay(true)?;
             s.set_read_timeout(Some(self.timeout))?;
             let r = BufReader::new(s.try_clone()?);

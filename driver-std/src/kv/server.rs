@@ -1,31 +1,17 @@
 //! [`KvServer`]: the client port of a [`KvService`]: TCP, `len: u32 BE | postcard` frames,
-//! one [`ClientRequest`] answered by one [`ClientResponse`] with the same id. A frame over the
+//! one `ClientRequest` answered by one `ClientResponse` (`skiff_core::wire`) with the same id. A frame over the
 //! limit or one that does not decode gets an `Invalid` answer (id 0) and the connection is
 //! closed; other connections are unaffected.
 
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
-use serde::{Deserialize, Serialize};
 use skiff_core::codec::{encode_frame, LEN_PREFIX};
-use skiff_core::kv::{Command, Reply};
+use skiff_core::kv::Reply;
+use skiff_core::wire::{ClientRequest, ClientResponse};
 
 use super::KvService;
 use crate::accept::Acceptor;
-
-/// A client's request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientRequest {
-    pub id: u64,
-    pub command: Command,
-}
-
-/// The server's answer to request `id`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientResponse {
-    pub id: u64,
-    pub reply: Reply,
-}
 
 /// A running client port.
 #[derive(Debug)]

@@ -1,22 +1,22 @@
-//! [`KvService`]: the KV state machine on a running node. An applier thread owns the apply
-//! stream and the state; requests (from the TCP server, or from a test harness) are executed
-//! by proposing writes and waiting until they are applied, and by serving reads at a ReadIndex
-//! once it is applied.
+//! [`KvService`]: `skiff_core::kv::Service`, the one KV server every driver runs, on the
+//! threaded runtime. Client threads call [`KvService::execute`] and block on their answer; an
+//! applier thread owns the apply stream, feeds it to the service, expires deadlines and takes
+//! snapshots by the service's policy. The service sits behind one lock.
 //!
-//! Guarantees: a write is answered `Ok` only after the entry holding that very command
-//! (same index and term) was applied here; a read only after this node confirmed its
-//! leadership at a read index and applied up to it. Anything uncertain is `Timeout`, which the
-//! clerk retries with the same sequence number (the session table makes that safe).
+//! Ordering kept: a proposal's placement (`accepted`) reaches the service before the applier
+//! can apply the entry, because the proposing thread holds the lock from the request until
+//! the core answered the proposal. Guarantees are the service's: a write is answered `Ok` only
+//! after the entry holding that very command (same index and term) was applied here; a read
+//! only after this node confirmed its leadership at a read index and applied up to it.
+//! Anything uncertain is `Timeout`, which the clerk retries with the same sequence number.
 
-use std::collections::BTreeMap;
-use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use skiff_core::kv::{self, Applied as KvApplied, Command, KvState, Op, Reply};
-use skiff_core::{EntryKind, Index, NodeId, Snapshot, Term};
+use skiff_core::kv::{Action, Command, Reply, Service, ServiceConfig, ServiceError};
+use skiff_core::{DropReason, Snapshot};
 
 use crate::runtime::{Applied, ProposeError, RaftHandle, ReadError, Snapshotter};
 
@@ -40,64 +40,91 @@ impl std::fmt::Debug for KvOptions {
 
 impl Default for KvOptions {
     fn default() -> Self {
+        let c = ServiceConfig::default();
         KvOptions {
-            max_raft_state: None,
+            max_raft_state: c.max_raft_state,
             raft_state_size: Box::new(|| 0),
-            max_key_bytes: 1024,
-            max_value_bytes: 1 << 20,
-            request_timeout: Duration::from_secs(1),
+            max_key_bytes: c.max_key_bytes,
+            max_value_bytes: c.max_value_bytes,
+            request_timeout: Duration::from_millis(c.request_timeout),
         }
     }
 }
 
-/// Applied entries remembered for waiting writers (beyond this, a writer gets `Timeout` and
-/// its retry is answered from the session table).
-const RECENT: usize = 4096;
+/// How often the applier wakes to expire deadlines when nothing is applied.
+const EXPIRE_EVERY: Duration = Duration::from_millis(20);
 
-#[derive(Debug, Default)]
+type Waiter = Sender<Reply>;
+
+#[derive(Debug)]
 struct Inner {
-    kv: KvState,
-    /// Index -> (term, client, seq, reply) of recently applied commands.
-    recent: BTreeMap<Index, (Term, u64, u64, String)>,
+    service: Service<Waiter>,
+    /// Set when the applier ended (the node stopped, or the service failed).
     stopped: bool,
-    snapshots_installed: u64,
-}
-
-#[derive(Debug, Default)]
-struct Shared {
-    inner: Mutex<Inner>,
-    applied: Condvar,
 }
 
 /// A KV service on one node. Cloning shares it.
 #[derive(Clone, Debug)]
 pub struct KvService {
     raft: RaftHandle,
-    shared: Arc<Shared>,
-    limits: (usize, usize),
+    inner: Arc<Mutex<Inner>>,
     timeout: Duration,
+    epoch: Instant,
+}
+
+/// Milliseconds since `epoch`: the service's clock.
+fn ms_since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_millis() as u64
+}
+
+/// Sends the replies among `actions` and returns the rest (the caller's own proposal or read).
+fn send_replies(actions: Vec<Action<Waiter>>) -> Vec<Action<Waiter>> {
+    actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Reply { to, reply } => {
+                let _ = to.send(reply);
+                None
+            }
+            other => Some(other),
+        })
+        .collect()
+}
+
+fn drop_reason_of_propose(e: ProposeError) -> DropReason {
+    match e {
+        ProposeError::NotLeader { hint } => DropReason::NotLeader { hint },
+        ProposeError::Transferring { to } => DropReason::Transferring { to },
+        ProposeError::Stopped => DropReason::NotLeader { hint: None },
+    }
 }
 
 impl KvService {
     /// Starts the applier on `applied` (the node's apply stream). `snapshot` is the snapshot
-    /// the node restored from, if any: the service starts from it.
+    /// the node restored, if any: the service starts from it, and refuses to start from one
+    /// that does not decode.
     pub fn start(
         raft: RaftHandle,
         applied: Receiver<Applied>,
         snapshot: Option<&Snapshot>,
         opts: KvOptions,
-    ) -> (KvService, JoinHandle<()>) {
-        let kv = snapshot.and_then(|s| KvState::restore(&s.data).ok()).unwrap_or_default();
-        let shared = Arc::new(Shared { inner: Mutex::new(Inner { kv, ..Inner::default() }), applied: Condvar::new() });
-        let s = shared.clone();
-        let snapshotter = raft.snapshotter();
-        let limits = (opts.max_key_bytes, opts.max_value_bytes);
+    ) -> Result<(KvService, JoinHandle<()>), ServiceError> {
+        let config = ServiceConfig {
+            max_key_bytes: opts.max_key_bytes,
+            max_value_bytes: opts.max_value_bytes,
+            request_timeout: opts.request_timeout.as_millis() as u64,
+            max_raft_state: opts.max_raft_state,
+        };
+        let service = Service::new(config, snapshot)?;
+        let inner = Arc::new(Mutex::new(Inner { service, stopped: false }));
+        let epoch = Instant::now();
+        let (shared, snapshotter) = (inner.clone(), raft.snapshotter());
         let timeout = opts.request_timeout;
         let applier = thread::Builder::new()
             .name(format!("skiff-kv-{}", raft.id().0))
-            .spawn(move || apply_loop(s, applied, snapshotter, opts))
+            .spawn(move || apply_loop(&shared, &applied, &snapshotter, &opts, epoch))
             .expect("spawn the KV applier");
-        (KvService { raft, shared, limits, timeout }, applier)
+        Ok((KvService { raft, inner, timeout, epoch }, applier))
     }
 
     /// The Raft node under the service.
@@ -105,137 +132,127 @@ impl KvService {
         &self.raft
     }
 
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().expect("kv lock")
+    }
+
     /// The value of `key` in this node's state, without any consistency guarantee (tests).
     pub fn local_get(&self, key: &str) -> String {
-        self.shared.inner.lock().expect("kv lock").kv.get(key)
+        self.lock().service.state().get(key)
     }
 
     /// Snapshots this service installed from a leader.
     pub fn snapshots_installed(&self) -> u64 {
-        self.shared.inner.lock().expect("kv lock").snapshots_installed
+        self.lock().service.installed()
     }
 
-    /// Executes one client request (blocking up to the request timeout).
+    /// Executes one client request (blocking up to about the request timeout).
     pub fn execute(&self, command: Command) -> Reply {
-        if let Err(reason) = validate_op(&command.op, self.limits.0, self.limits.1) {
-            return Reply::Invalid { reason };
+        let (tx, rx) = channel();
+        let mut inner = self.lock();
+        if inner.stopped {
+            return Reply::Timeout;
         }
-        match &command.op {
-            Op::Get { key } => self.read(key),
-            _ => self.write(&command),
-        }
-    }
-
-    fn write(&self, command: &Command) -> Reply {
-        let (index, term) = match self.raft.propose(Bytes::from(kv::encode(command))) {
-            Ok(at) => at,
-            Err(ProposeError::NotLeader { hint }) => return Reply::WrongLeader { hint: hint.map(server_index) },
-            Err(ProposeError::Transferring { to }) => return Reply::WrongLeader { hint: Some(server_index(to)) },
-            Err(ProposeError::Stopped) => return Reply::WrongLeader { hint: None },
-        };
-        let Some(inner) = self.wait_applied(index) else { return Reply::Timeout };
-        match inner.recent.get(&index) {
-            Some((t, client, seq, reply)) if *t == term && *client == command.client && *seq == command.seq => {
-                Reply::Ok(reply.clone())
-            }
-            // Another entry took the index: this node lost leadership before committing ours.
-            Some(_) => Reply::WrongLeader { hint: None },
-            // Covered by an installed snapshot: the outcome is in the sessions; let the clerk
-            // retry to learn it.
-            None => Reply::Timeout,
-        }
-    }
-
-    fn read(&self, key: &str) -> Reply {
-        let index = match self.raft.read_index() {
-            Ok(i) => i,
-            Err(ReadError::NotLeader { hint }) => return Reply::WrongLeader { hint: hint.map(server_index) },
-            Err(ReadError::Transferring { to }) => return Reply::WrongLeader { hint: Some(server_index(to)) },
-            Err(ReadError::Timeout) => return Reply::Timeout,
-            Err(ReadError::Stopped) => return Reply::WrongLeader { hint: None },
-        };
-        match self.wait_applied(index) {
-            Some(inner) => Reply::Ok(inner.kv.get(key)),
-            None => Reply::Timeout,
-        }
-    }
-
-    /// Waits until the state applied `index`; `None` on timeout or stop.
-    fn wait_applied(&self, index: Index) -> Option<std::sync::MutexGuard<'_, Inner>> {
-        let deadline = Instant::now() + self.timeout;
-        let mut inner = self.shared.inner.lock().expect("kv lock");
-        while inner.kv.applied() < index {
-            let now = Instant::now();
-            if inner.stopped || now >= deadline {
-                return None;
-            }
-            inner = self.shared.applied.wait_timeout(inner, deadline - now).expect("kv lock").0;
-        }
-        Some(inner)
-    }
-}
-
-/// Checks a request against the key and value size limits; the error is the reason given to
-/// the client.
-pub fn validate_op(op: &Op, max_key: usize, max_value: usize) -> Result<(), String> {
-    if op.key().len() > max_key {
-        return Err(format!("key of {} bytes over the limit of {max_key}", op.key().len()));
-    }
-    match op {
-        Op::Put { value, .. } | Op::Append { value, .. } if value.len() > max_value => {
-            Err(format!("value of {} bytes over the limit of {max_value}", value.len()))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Node ids are 1-based; clerks number servers from 0.
-fn server_index(id: NodeId) -> u64 {
-    id.0 - 1
-}
-
-fn apply_loop(shared: Arc<Shared>, applied: Receiver<Applied>, snapshotter: Snapshotter, opts: KvOptions) {
-    let mut since_check = 0u32;
-    let mut last_snapshot = Index(0);
-    while let Ok(first) = applied.recv() {
-        let mut batch = vec![first];
-        batch.extend(applied.try_iter());
-        let mut inner = shared.inner.lock().expect("kv lock");
-        for a in batch {
-            match a {
-                Applied::Entry(e) => {
-                    if e.index <= inner.kv.applied() {
-                        continue; // replayed below a snapshot we already hold
-                    }
-                    let data: &[u8] = if e.kind == EntryKind::Command { &e.data } else { b"" };
-                    if let KvApplied::Reply { client, seq, reply } = inner.kv.apply(e.index, data) {
-                        inner.recent.insert(e.index, (e.term, client, seq, reply));
-                        if inner.recent.len() > RECENT {
-                            inner.recent.pop_first();
+        inner.service.request(command, tx, ms_since(self.epoch));
+        let own = send_replies(inner.service.take_actions());
+        for action in own {
+            match action {
+                // Under the lock: the applier cannot apply the entry before it is placed.
+                Action::Propose(p) => match self.raft.propose(p.data) {
+                    Ok((index, term)) => inner.service.accepted(p.id, index, term),
+                    Err(e) => inner.service.proposal_dropped(p.id, &drop_reason_of_propose(e)),
+                },
+                Action::Read { id } => {
+                    // Leadership confirmation may take a heartbeat round: not under the lock.
+                    drop(inner);
+                    let result = self.raft.read_index();
+                    inner = self.lock();
+                    match result {
+                        Ok(index) => inner.service.read_ready(id, index),
+                        Err(ReadError::NotLeader { hint }) => {
+                            inner.service.read_dropped(id, &DropReason::NotLeader { hint })
                         }
+                        Err(ReadError::Transferring { to }) => {
+                            inner.service.read_dropped(id, &DropReason::Transferring { to })
+                        }
+                        Err(ReadError::Stopped) => {
+                            inner.service.read_dropped(id, &DropReason::NotLeader { hint: None })
+                        }
+                        // Its deadline answers it.
+                        Err(ReadError::Timeout) => {}
                     }
                 }
-                Applied::Snapshot(s) => match KvState::restore(&s.data) {
-                    Ok(kv) => {
-                        inner.kv = kv;
-                        inner.snapshots_installed += 1;
-                    }
-                    Err(e) => tracing::error!("ignoring an undecodable snapshot at {}: {e}", s.meta.index.0),
-                },
+                Action::Reply { .. } => unreachable!("replies were sent"),
             }
-        }
-        since_check += 1;
-        if since_check >= 8 || opts.max_raft_state.is_some_and(|m| m < 64 << 10) {
-            since_check = 0;
-            let at = inner.kv.applied();
-            if at > last_snapshot && KvState::should_snapshot((opts.raft_state_size)(), opts.max_raft_state) {
-                last_snapshot = at;
-                snapshotter.snapshot(at, inner.kv.snapshot());
-            }
+            let rest = send_replies(inner.service.take_actions());
+            debug_assert!(rest.is_empty(), "one request makes one proposal or read");
         }
         drop(inner);
-        shared.applied.notify_all();
+        // The service answers by its deadline (the applier expires them); the margin covers
+        // an applier that is late to wake.
+        match rx.recv_timeout(self.timeout + EXPIRE_EVERY * 5) {
+            Ok(reply) => reply,
+            Err(_) => Reply::Timeout,
+        }
     }
-    shared.inner.lock().expect("kv lock").stopped = true;
-    shared.applied.notify_all();
+}
+
+/// The applier: applies what the node commits, expires deadlines, snapshots by the policy.
+/// A snapshot that does not decode stops the node (the state would diverge from the log).
+fn apply_loop(
+    shared: &Mutex<Inner>,
+    applied: &Receiver<Applied>,
+    snapshotter: &Snapshotter,
+    opts: &KvOptions,
+    epoch: Instant,
+) {
+    let mut since_check = 0u32;
+    let mut entries = Vec::new();
+    loop {
+        let first = match applied.recv_timeout(EXPIRE_EVERY) {
+            Ok(a) => Some(a),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut inner = shared.lock().expect("kv lock");
+        let mut failed = None;
+        for a in first.into_iter().chain(applied.try_iter()) {
+            match a {
+                Applied::Entry(e) => entries.push(e),
+                Applied::Snapshot(s) => {
+                    inner.service.apply(&entries);
+                    entries.clear();
+                    if let Err(e) = inner.service.install(&s) {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        inner.service.apply(&entries);
+        let any = !entries.is_empty();
+        entries.clear();
+        inner.service.expire(ms_since(epoch));
+        if let Some(e) = failed {
+            tracing::error!("{e}");
+            snapshotter.halt(e.to_string());
+            break;
+        }
+        if any {
+            since_check += 1;
+        }
+        if any && (since_check >= 8 || opts.max_raft_state.is_some_and(|m| m < 64 << 10)) {
+            since_check = 0;
+            if let Some((index, data)) = inner.service.snapshot_due((opts.raft_state_size)()) {
+                snapshotter.snapshot(index, data);
+            }
+        }
+        let rest = send_replies(inner.service.take_actions());
+        debug_assert!(rest.is_empty(), "applies only answer");
+    }
+    let mut inner = shared.lock().expect("kv lock");
+    inner.stopped = true;
+    // Waiters left get `Timeout` as their channel closes with the service's requests.
+    let config = inner.service.config().clone();
+    inner.service = Service::new(config, None).expect("an empty service");
 }

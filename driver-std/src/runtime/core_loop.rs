@@ -93,8 +93,8 @@ impl<T: Transport> CoreLoop<T> {
                 let _ = reply.send(self.node.view());
                 return true;
             }
-            Event::StorageFailed(e) => {
-                tracing::error!(node = self.node.view().id.0, "stopping: storage failed: {e}");
+            Event::Halt(why) => {
+                tracing::error!(node = self.node.view().id.0, "stopping: {why}");
                 return false;
             }
             Event::Stop => return false,

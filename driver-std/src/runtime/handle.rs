@@ -130,7 +130,8 @@ impl RaftHandle {
     }
 }
 
-/// Hands the service's snapshots to a node (see [`RaftHandle::snapshotter`]).
+/// Hands the service's snapshots to a node (see [`RaftHandle::snapshotter`]), or stops it
+/// when the service cannot go on.
 #[derive(Clone, Debug)]
 pub struct Snapshotter {
     events: Sender<Event>,
@@ -140,5 +141,10 @@ impl Snapshotter {
     /// The service's snapshot of its state through `index`. Ignored once the node stopped.
     pub fn snapshot(&self, index: Index, data: impl Into<Bytes>) {
         let _ = self.events.send(Event::Snapshot(index, data.into()));
+    }
+
+    /// Stops the node: the service cannot go on (`why` is logged).
+    pub fn halt(&self, why: String) {
+        let _ = self.events.send(Event::Halt(why));
     }
 }

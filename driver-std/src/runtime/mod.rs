@@ -24,7 +24,7 @@ use skiff_core::{
     Snapshot, Term, View,
 };
 
-use crate::storage::Storage;
+use crate::storage::{group_commit, Storage};
 use crate::transport::{Inbox, Transport};
 
 pub use handle::{RaftHandle, Snapshotter, READ_TIMEOUT};
@@ -139,7 +139,8 @@ pub(crate) enum Event {
     Tick,
     Message(Message),
     Persisted(u64),
-    StorageFailed(String),
+    /// The node cannot go on (storage failed, or the service found its state unusable).
+    Halt(String),
     Propose(Bytes, Sender<Result<(Index, Term), ProposeError>>),
     Read(Sender<Result<Index, ReadError>>),
     Snapshot(Index, Bytes),
@@ -195,30 +196,22 @@ impl RaftNode {
     }
 }
 
-/// Group commit: takes every record queued, writes them with one `append`, reports the last
-/// sequence number. After a crash request it writes nothing more: what was queued is lost,
-/// as on a real machine.
+/// The storage thread: [`group_commit`] reporting to the core thread. After a crash request
+/// it writes nothing more: what was queued is lost, as on a real machine.
 fn storage_thread(mut storage: impl Storage, rx: Receiver<Persist>, events: Sender<Event>, crashed: Arc<AtomicBool>) {
-    let mut batch = Vec::new();
-    while let Ok(first) = rx.recv() {
-        batch.clear();
-        batch.push(first);
-        batch.extend(rx.try_iter());
-        if crashed.load(Ordering::SeqCst) {
-            return;
-        }
-        let up_to = batch.last().expect("one at least").seq;
-        match storage.append(&batch) {
-            Ok(()) => {
-                let _ = events.send(Event::Persisted(up_to));
-            }
+    group_commit(
+        &mut storage,
+        &rx,
+        || crashed.load(Ordering::SeqCst),
+        |result| match result {
+            Ok(up_to) => events.send(Event::Persisted(up_to)).is_ok(),
             Err(e) => {
                 tracing::error!("storage failed, stopping the node: {e}");
-                let _ = events.send(Event::StorageFailed(e.to_string()));
-                return;
+                let _ = events.send(Event::Halt(e.to_string()));
+                false
             }
-        }
-    }
+        },
+    );
 }
 
 fn timer_thread(tick: Duration, events: Sender<Event>, stopped: Arc<AtomicBool>) {

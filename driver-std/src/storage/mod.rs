@@ -7,6 +7,7 @@
 //! loses at most the records of batches that had not returned.
 
 mod file;
+mod group_commit;
 mod image;
 mod mem;
 mod snapshot_file;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use skiff_core::{Persist, RestoreError};
 
 pub use file::{wal_size, FileStorage, FileStorageOptions};
+pub use group_commit::group_commit;
 pub use image::LogImage;
 pub use mem::{MemDisk, MemStorage};
 pub use wal::{WalRecord, RECORD_HEADER};

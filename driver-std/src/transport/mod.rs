@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use skiff_core::Message;
 
-pub use tcp::{Hello, TcpOptions, TcpTransport, PROTOCOL_VERSION};
+pub use tcp::{TcpOptions, TcpTransport};
 
 /// Outgoing messages. Raft tolerates loss, so a transport never blocks the node: when a
 /// peer is slow or down it drops.

@@ -17,24 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use skiff_core::codec::{encode_frame, LEN_PREFIX};
+use skiff_core::wire::Hello;
 use skiff_core::{Message, NodeId};
 
 use super::{Inbox, Transport};
-
-/// Version of the peer protocol (handshake and message encoding).
-pub const PROTOCOL_VERSION: u32 = 1;
-const MAGIC: u32 = 0x534b_4946; // "SKIF"
-
-/// The first frame on every peer connection.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Hello {
-    pub magic: u32,
-    pub version: u32,
-    pub cluster_id: u64,
-    pub from: NodeId,
-}
 
 /// Settings of a [`TcpTransport`].
 #[derive(Clone, Debug)]
@@ -50,28 +37,6 @@ pub struct TcpOptions {
     /// Reconnection backoff: first delay, doubled up to the maximum.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-}
-
-impl Hello {
-    /// The greeting of node `from` of cluster `cluster_id`.
-    pub fn new(cluster_id: u64, from: NodeId) -> Hello {
-        Hello { magic: MAGIC, version: PROTOCOL_VERSION, cluster_id, from }
-    }
-
-    /// Whether node `me` of cluster `cluster_id`, whose peers are `peers`, accepts this
-    /// greeting; the error says why not.
-    pub fn check(&self, cluster_id: u64, me: NodeId, peers: &BTreeMap<NodeId, SocketAddr>) -> Result<(), String> {
-        if self.magic != MAGIC || self.version != PROTOCOL_VERSION {
-            return Err(format!("protocol version {} (we speak {PROTOCOL_VERSION})", self.version));
-        }
-        if self.cluster_id != cluster_id {
-            return Err(format!("cluster id {} (ours is {cluster_id})", self.cluster_id));
-        }
-        if self.from == me || !peers.contains_key(&self.from) {
-            return Err(format!("unknown node {}", self.from.0));
-        }
-        Ok(())
-    }
 }
 
 impl TcpOptions {
@@ -329,8 +294,8 @@ fn reader(shared: &Shared, stream: TcpStream, inbox: &Inbox) -> Result<(), Strin
         Ok(h) => h,
         Err(_) => return refuse("malformed handshake".into()),
     };
-    if let Err(why) = hello.check(opts.cluster_id, opts.id, &opts.peers) {
-        return refuse(why);
+    if let Err(why) = hello.check(opts.cluster_id, opts.id, |n| opts.peers.contains_key(&n)) {
+        return refuse(why.to_string());
     }
     r.get_ref().set_read_timeout(None).map_err(|e| e.to_string())?;
     let bad = |why: String| {

@@ -1,15 +1,13 @@
-//! The KV service in the simulator: every node hosts a `skiff_core::kv::KvState` and the
-//! server logic (writes through the log, reads through ReadIndex), and simulated clients run
-//! the pure `Clerk` against them over the simulated network (delays, drops, duplicates; a
-//! client reaches any live node, even one cut off from the others). Every operation is
-//! recorded with its call and return times; the history is checked for linearizability at
-//! the end of the run.
-
-use std::collections::BTreeMap;
+//! The KV service in the simulator: every node runs the very `skiff_core::kv::Service` that
+//! `skiff-node` and skiff-std run (writes through the log, reads through ReadIndex, deadlines,
+//! snapshots), and simulated clients run the pure `Clerk` against them over the simulated
+//! network (delays, drops, duplicates; a client reaches any live node, even one cut off from
+//! the others). Every operation is recorded with its call and return times; the history is
+//! checked for linearizability at the end of the run.
 
 use bytes::Bytes;
-use skiff_core::kv::{self, Applied, Clerk, ClerkStep, Command, KvState, Op, Reply};
-use skiff_core::{DropReason, Entry, Index, Input, Proposal, Snapshot, Term};
+use skiff_core::kv::{Action, Clerk, ClerkStep, Command, Op, Reply, Service, ServiceConfig};
+use skiff_core::{DropReason, Entry, Index, Input, NodeId, Proposal, Snapshot, Term};
 
 use super::network::fate;
 use super::{Event, Sim, Time, TICK};
@@ -19,6 +17,14 @@ use crate::rng::SimRng;
 
 /// How long a client waits for an answer before trying another server.
 const CLIENT_TIMEOUT: Time = 30 * TICK;
+/// How long a server keeps a request waiting before it answers `Timeout`.
+const SERVER_TIMEOUT: Time = 30 * TICK;
+/// Ids the services give the core carry this bit, so they never meet the ids of the
+/// proposals and reads the swarm issues itself.
+const KV_IDS: u64 = 1 << 62;
+
+/// Who waits for a server's reply: a client and its attempt.
+type Waiter = (usize, u64);
 
 /// The workload.
 #[derive(Clone, Debug)]
@@ -32,35 +38,23 @@ pub struct KvWorkload {
 /// Client-side and server-side KV events.
 #[derive(Debug, PartialEq, Eq)]
 pub enum KvEvent {
-    /// A client's request reaches a server.
-    Request { server: usize, client: usize, command: Command },
-    /// A server's answer reaches a client.
-    Reply { client: usize, server: usize, seq: u64, reply: Reply },
+    /// A client's attempt reaches a server.
+    Request { server: usize, client: usize, attempt: u64, command: Command },
+    /// A server's answer to an attempt reaches its client.
+    Reply { client: usize, attempt: u64, reply: Reply },
     /// A client's attempt `attempt` got no answer in time.
     Timeout { client: usize, attempt: u64 },
     /// A client's backoff (or think time) is over.
     Wake { client: usize, attempt: u64 },
 }
 
-/// A server's bookkeeping of requests in progress (lost when it crashes).
-#[derive(Debug, Default)]
-struct ServerSide {
-    /// Proposal id -> client waiting for it.
-    proposals: BTreeMap<u64, (usize, u64)>,
-    /// Log index -> (term, client, seq) of a write accepted there.
-    writes: BTreeMap<Index, (Term, usize, u64)>,
-    /// Read id -> (client, seq, key).
-    reads: BTreeMap<u64, (usize, u64, String)>,
-    /// Reads confirmed at an index, waiting for the state to apply it.
-    ready: Vec<(Index, usize, u64, String)>,
-}
-
 #[derive(Debug)]
 struct Client {
     clerk: Clerk,
-    /// The request to (re)send at the next wake, if backing off.
-    parked: Option<(u64, Command)>,
-    attempt: u64,
+    /// The attempt to send at the next wake, if backing off.
+    parked: Option<(NodeId, u64, Command)>,
+    /// Wakes and timeouts carry this; a newer step makes older ones void.
+    step: u64,
     /// Index in the history of the operation in progress.
     op: Option<usize>,
     rng: SimRng,
@@ -70,8 +64,9 @@ struct Client {
 #[derive(Debug)]
 pub struct KvWorld {
     workload: KvWorkload,
-    pub states: Vec<KvState>,
-    servers: Vec<ServerSide>,
+    /// Each node's service; `None` while the node is down (its requests in progress are lost
+    /// with it).
+    pub services: Vec<Option<Service<Waiter>>>,
     clients: Vec<Client>,
     pub history: Vec<Operation>,
     /// No new operations once false (the end of a run).
@@ -79,34 +74,45 @@ pub struct KvWorld {
     pub completed: u64,
 }
 
+fn service_config() -> ServiceConfig {
+    ServiceConfig { request_timeout: SERVER_TIMEOUT, ..ServiceConfig::default() }
+}
+
 impl KvWorld {
     pub fn new(workload: KvWorkload, nodes: usize, seed: u64) -> KvWorld {
+        let servers: Vec<NodeId> = (1..=nodes as u64).map(NodeId).collect();
         let clients = (0..workload.clients)
             .map(|c| Client {
-                clerk: Clerk::new(c as u64 + 1, nodes as u64),
+                clerk: Clerk::new(c as u64 + 1, servers.clone()),
                 parked: None,
-                attempt: 0,
+                step: 0,
                 op: None,
                 rng: SimRng::new(seed ^ (0xC11E_0000 + c as u64)),
             })
             .collect();
         KvWorld {
             workload,
-            states: (0..nodes).map(|_| KvState::new()).collect(),
-            servers: (0..nodes).map(|_| ServerSide::default()).collect(),
+            services: (0..nodes).map(|_| None).collect(),
             clients,
             history: Vec::new(),
             running: true,
             completed: 0,
         }
     }
+
+    /// The snapshot node `i`'s service takes now (the sim's policy decides when).
+    pub(super) fn snapshot(&mut self, i: usize, digest: u64) -> Option<Bytes> {
+        let (_, state) = self.services[i].as_mut()?.snapshot();
+        let mut data = digest.to_le_bytes().to_vec();
+        data.extend_from_slice(&state);
+        Some(Bytes::from(data))
+    }
 }
 
-/// The service snapshot in KV mode: the state digest (for the Raft checker), then the KV state.
-pub fn snapshot_data(digest: u64, state: &KvState) -> Bytes {
-    let mut data = digest.to_le_bytes().to_vec();
-    data.extend_from_slice(&state.snapshot());
-    Bytes::from(data)
+/// The service's part of a simulated snapshot: after the 8-byte state digest (for the Raft
+/// checker) come the KV state's bytes.
+fn service_part(snapshot: &Snapshot) -> Snapshot {
+    Snapshot { meta: snapshot.meta.clone(), data: snapshot.data.slice(8..) }
 }
 
 impl Sim {
@@ -120,38 +126,67 @@ impl Sim {
     }
 
     pub(super) fn kv_handle(&mut self, ev: KvEvent) -> Result<(), Violation> {
+        let kv = self.kv.as_mut().expect("kv mode");
         match ev {
-            KvEvent::Request { server, client, command } => self.kv_request(server, client, command),
-            KvEvent::Reply { client, server, seq, reply } => {
-                let kv = self.kv.as_mut().expect("kv mode");
-                let Some(step) = kv.clients[client].clerk.on_reply(server as u64, seq, reply) else { return Ok(()) };
+            KvEvent::Request { server, client, attempt, command } => {
+                let now = self.now;
+                let Some(Some(service)) = kv.services.get_mut(server) else { return Ok(()) };
+                service.request(command, (client, attempt), now);
+                self.kv_act(server)
+            }
+            KvEvent::Reply { client, attempt, reply } => {
+                let Some(step) = kv.clients[client].clerk.on_reply(attempt, reply) else { return Ok(()) };
                 self.kv_client_step(client, step);
                 Ok(())
             }
             KvEvent::Timeout { client, attempt } => {
-                let kv = self.kv.as_mut().expect("kv mode");
                 let c = &mut kv.clients[client];
-                if c.attempt != attempt || c.clerk.current().is_none() || c.parked.is_some() {
+                if c.parked.is_some() {
                     return Ok(());
                 }
-                let step = c.clerk.on_timeout();
+                let Some(step) = c.clerk.on_timeout(attempt) else { return Ok(()) };
                 self.kv_client_step(client, step);
                 Ok(())
             }
             KvEvent::Wake { client, attempt } => {
-                let kv = self.kv.as_mut().expect("kv mode");
                 let c = &mut kv.clients[client];
-                if c.attempt != attempt {
+                if c.step != attempt {
                     return Ok(());
                 }
-                if let Some((server, command)) = c.parked.take() {
-                    self.kv_send(client, server, command);
+                if let Some((to, attempt, command)) = c.parked.take() {
+                    self.kv_send(client, to, attempt, command);
                 } else if c.clerk.current().is_none() && kv.running {
                     self.kv_next_op(client);
                 }
                 Ok(())
             }
         }
+    }
+
+    /// Carries out what node `server`'s service asked for: proposals and reads go to its
+    /// core, replies to the clients over the network.
+    fn kv_act(&mut self, server: usize) -> Result<(), Violation> {
+        let Some(Some(service)) = self.kv.as_mut().map(|kv| &mut kv.services[server]) else { return Ok(()) };
+        for action in service.take_actions() {
+            match action {
+                Action::Propose(Proposal { id, data }) => {
+                    self.step(server, Input::Propose(Proposal { id: id | KV_IDS, data }))?
+                }
+                Action::Read { id } => self.step(server, Input::Read { id: id | KV_IDS })?,
+                Action::Reply { to: (client, attempt), reply } => self.kv_reply(client, attempt, reply),
+            }
+        }
+        Ok(())
+    }
+
+    /// Node `server`'s service, if up, with an id the core used translated back (`None` for
+    /// ids that are not the service's).
+    fn kv_service(&mut self, server: usize, id: u64) -> Option<(&mut Service<Waiter>, u64)> {
+        if id & KV_IDS == 0 {
+            return None;
+        }
+        let service = self.kv.as_mut()?.services[server].as_mut()?;
+        Some((service, id & !KV_IDS))
     }
 
     /// Client `client` starts a new random operation.
@@ -181,13 +216,13 @@ impl Sim {
         let now = self.now;
         let kv = self.kv.as_mut().expect("kv mode");
         let c = &mut kv.clients[client];
-        c.attempt += 1;
+        c.step += 1;
         match step {
-            ClerkStep::Send { server, command } => self.kv_send(client, server, command),
-            ClerkStep::Backoff { ticks, server, command } => {
-                c.parked = Some((server, command));
-                let attempt = c.attempt;
-                self.push(now + u64::from(ticks) * TICK, Event::Kv(KvEvent::Wake { client, attempt }));
+            ClerkStep::Send { to, attempt, command } => self.kv_send(client, to, attempt, command),
+            ClerkStep::Backoff { ticks, to, attempt, command } => {
+                c.parked = Some((to, attempt, command));
+                let wake = c.step;
+                self.push(now + u64::from(ticks) * TICK, Event::Kv(KvEvent::Wake { client, attempt: wake }));
             }
             ClerkStep::Failed(reason) => unreachable!("the simulated servers accept every request: {reason}"),
             ClerkStep::Done(value) => {
@@ -196,150 +231,96 @@ impl Sim {
                 kv.history[k].output = Some(value);
                 kv.completed += 1;
                 let think = c.rng.between(0, kv.workload.think_ticks) * TICK + 1;
-                let attempt = c.attempt;
-                self.push(now + think, Event::Kv(KvEvent::Wake { client, attempt }));
+                let wake = c.step;
+                self.push(now + think, Event::Kv(KvEvent::Wake { client, attempt: wake }));
             }
         }
     }
 
-    fn kv_send(&mut self, client: usize, server: u64, command: Command) {
-        let attempt = self.kv.as_ref().expect("kv mode").clients[client].attempt;
+    fn kv_send(&mut self, client: usize, to: NodeId, attempt: u64, command: Command) {
+        let server = (to.0 - 1) as usize;
         let copies: Vec<Time> = fate(&self.cfg.net, &mut self.rng).collect();
         for delay in copies {
-            let ev = KvEvent::Request { server: server as usize, client, command: command.clone() };
+            let ev = KvEvent::Request { server, client, attempt, command: command.clone() };
             self.push(self.now + delay.max(1), Event::Kv(ev));
         }
         self.push(self.now + CLIENT_TIMEOUT, Event::Kv(KvEvent::Timeout { client, attempt }));
     }
 
-    fn kv_reply(&mut self, server: usize, client: usize, seq: u64, reply: Reply) {
+    fn kv_reply(&mut self, client: usize, attempt: u64, reply: Reply) {
         let copies: Vec<Time> = fate(&self.cfg.net, &mut self.rng).collect();
         for delay in copies {
-            let ev = KvEvent::Reply { client, server, seq, reply: reply.clone() };
+            let ev = KvEvent::Reply { client, attempt, reply: reply.clone() };
             self.push(self.now + delay.max(1), Event::Kv(ev));
         }
     }
 
-    /// A server receives a request: writes are proposed, reads start a ReadIndex round.
-    fn kv_request(&mut self, server: usize, client: usize, command: Command) -> Result<(), Violation> {
-        if !self.is_up(server) {
-            return Ok(());
-        }
-        let id = self.next_proposal;
-        self.next_proposal += 1;
-        let side = &mut self.kv.as_mut().expect("kv mode").servers[server];
-        if let Op::Get { key } = &command.op {
-            side.reads.insert(id, (client, command.seq, key.clone()));
-            self.step(server, Input::Read { id })
-        } else {
-            side.proposals.insert(id, (client, command.seq));
-            let data = Bytes::from(kv::encode(&command));
-            self.step(server, Input::Propose(Proposal { id, data }))
-        }
-    }
-
-    fn kv_refuse(&mut self, server: usize, client: usize, seq: u64, reason: DropReason) {
-        let hint = match reason {
-            DropReason::NotLeader { hint } => hint.map(|h| h.0 - 1),
-            DropReason::Transferring { .. } => None,
-        };
-        self.kv_reply(server, client, seq, Reply::WrongLeader { hint });
-    }
-
     pub(super) fn kv_on_accepted(&mut self, server: usize, id: u64, index: Index, term: Term) {
-        let Some(kv) = self.kv.as_mut() else { return };
-        if let Some((client, seq)) = kv.servers[server].proposals.remove(&id) {
-            kv.servers[server].writes.insert(index, (term, client, seq));
+        if let Some((service, id)) = self.kv_service(server, id) {
+            service.accepted(id, index, term);
         }
     }
 
-    pub(super) fn kv_on_dropped(&mut self, server: usize, id: u64, reason: DropReason) {
-        let Some(kv) = self.kv.as_mut() else { return };
-        let side = &mut kv.servers[server];
-        let waiting = side.proposals.remove(&id).or_else(|| side.reads.remove(&id).map(|(c, s, _)| (c, s)));
-        if let Some((client, seq)) = waiting {
-            self.kv_refuse(server, client, seq, reason);
+    /// A proposal or a read of the service was refused.
+    pub(super) fn kv_on_dropped(&mut self, server: usize, id: u64, reason: DropReason, read: bool) {
+        if let Some((service, id)) = self.kv_service(server, id) {
+            if read {
+                service.read_dropped(id, &reason);
+            } else {
+                service.proposal_dropped(id, &reason);
+            }
+            let _ = self.kv_act(server);
         }
     }
 
     pub(super) fn kv_on_read_ready(&mut self, server: usize, id: u64, index: Index) {
-        let Some(kv) = self.kv.as_mut() else { return };
-        if let Some((client, seq, key)) = kv.servers[server].reads.remove(&id) {
-            kv.servers[server].ready.push((index, client, seq, key));
-            self.kv_serve_reads(server);
-        }
-    }
-
-    /// Answers reads whose index the state has applied.
-    fn kv_serve_reads(&mut self, server: usize) {
-        let kv = self.kv.as_mut().expect("kv mode");
-        let applied = kv.states[server].applied();
-        let ready = std::mem::take(&mut kv.servers[server].ready);
-        let (due, wait): (Vec<_>, Vec<_>) = ready.into_iter().partition(|r| r.0 <= applied);
-        kv.servers[server].ready = wait;
-        let answers: Vec<(usize, u64, String)> =
-            due.into_iter().map(|(_, client, seq, key)| (client, seq, kv.states[server].get(&key))).collect();
-        for (client, seq, value) in answers {
-            self.kv_reply(server, client, seq, Reply::Ok(value));
+        if let Some((service, id)) = self.kv_service(server, id) {
+            service.read_ready(id, index);
+            let _ = self.kv_act(server);
         }
     }
 
     pub(super) fn kv_on_apply(&mut self, server: usize, entries: &[Entry]) {
-        let Some(kv) = self.kv.as_mut() else { return };
-        let mut answers = Vec::new();
-        for e in entries {
-            let applied = kv.states[server].apply(e.index, &e.data);
-            if let Some((term, client, seq)) = kv.servers[server].writes.remove(&e.index) {
-                let reply = match applied {
-                    Applied::Reply { seq: s, reply, .. } if term == e.term && s == seq => Reply::Ok(reply),
-                    // Another entry took the place of the one accepted: the leader was deposed.
-                    _ => Reply::WrongLeader { hint: None },
-                };
-                answers.push((client, seq, reply));
-            }
-        }
-        for (client, seq, reply) in answers {
-            self.kv_reply(server, client, seq, reply);
-        }
-        self.kv_serve_reads(server);
+        let Some(Some(service)) = self.kv.as_mut().map(|kv| &mut kv.services[server]) else { return };
+        service.apply(entries);
+        let _ = self.kv_act(server);
     }
 
     pub(super) fn kv_on_snapshot(&mut self, server: usize, snapshot: &Snapshot) -> Result<(), Violation> {
-        let Some(kv) = self.kv.as_mut() else { return Ok(()) };
-        match KvState::restore(&snapshot.data[8..]) {
-            Ok(s) => kv.states[server] = s,
-            Err(_) => {
-                return Err(Violation {
-                    invariant: Invariant::SnapshotMismatch,
-                    detail: format!("n{} installed a KV snapshot that does not decode", server + 1),
-                })
-            }
-        }
-        // Writes waiting at indexes the snapshot covers: their outcome is in the sessions;
-        // the clients retry and get the stored reply.
-        let covered: Vec<Index> = kv.servers[server].writes.range(..=snapshot.meta.index).map(|(i, _)| *i).collect();
-        let mut answers = Vec::new();
-        for i in covered {
-            let (_, client, seq) = kv.servers[server].writes.remove(&i).expect("listed");
-            answers.push((client, seq));
-        }
-        for (client, seq) in answers {
-            self.kv_reply(server, client, seq, Reply::Timeout);
-        }
-        self.kv_serve_reads(server);
+        let Some(Some(service)) = self.kv.as_mut().map(|kv| &mut kv.services[server]) else { return Ok(()) };
+        service.install(&service_part(snapshot)).map_err(|e| Violation {
+            invariant: Invariant::SnapshotMismatch,
+            detail: format!("n{}: {e}", server + 1),
+        })?;
+        let _ = self.kv_act(server);
         Ok(())
     }
 
-    /// A crashed server forgets its requests in progress; its state comes back from its snapshot.
+    /// Time passed on node `server`: requests past their deadline are answered.
+    pub(super) fn kv_on_tick(&mut self, server: usize) {
+        let now = self.now;
+        let Some(Some(service)) = self.kv.as_mut().map(|kv| &mut kv.services[server]) else { return };
+        service.expire(now);
+        let _ = self.kv_act(server);
+    }
+
+    /// A crashed server forgets its requests in progress.
     pub(super) fn kv_on_crash(&mut self, server: usize) {
         if let Some(kv) = self.kv.as_mut() {
-            kv.servers[server] = ServerSide::default();
+            kv.services[server] = None;
         }
     }
 
-    pub(super) fn kv_on_start(&mut self, server: usize, snapshot: Option<&Snapshot>) {
-        let Some(kv) = self.kv.as_mut() else { return };
-        kv.states[server] = snapshot.and_then(|s| KvState::restore(&s.data[8..]).ok()).unwrap_or_default();
+    /// A server (re)starts from its stored snapshot, as every driver does.
+    pub(super) fn kv_on_start(&mut self, server: usize, snapshot: Option<&Snapshot>) -> Result<(), Violation> {
+        let Some(kv) = self.kv.as_mut() else { return Ok(()) };
+        let restored = snapshot.map(service_part);
+        let service = Service::new(service_config(), restored.as_ref()).map_err(|e| Violation {
+            invariant: Invariant::SnapshotMismatch,
+            detail: format!("n{}: {e}", server + 1),
+        })?;
+        kv.services[server] = Some(service);
+        Ok(())
     }
 
     /// Checks the recorded history (operations still in progress have unknown outcomes).

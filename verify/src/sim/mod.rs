@@ -287,7 +287,9 @@ impl Sim {
         let snapshot_index = n.state_index;
         let snapshot = n.disk.snapshot.clone();
         n.last_done = self.now;
-        self.kv_on_start(i, snapshot.as_ref());
+        if let Err(v) = self.kv_on_start(i, snapshot.as_ref()) {
+            self.deferred_violation.get_or_insert(v);
+        }
         self.checker.restarted(NodeId(i as u64 + 1), snapshot_index);
         let n = &mut self.nodes[i];
         let epoch = n.epoch;
@@ -428,7 +430,9 @@ impl Sim {
                 self.push(self.now + TICK, Event::Tick { node, epoch });
                 self.mix(node as u64);
                 self.tick_due = self.nodes[node].node.as_ref().map(Node::ticks_until_due);
-                self.step(node, Input::Tick)
+                self.step(node, Input::Tick)?;
+                self.kv_on_tick(node);
+                Ok(())
             }
             Event::Deliver(msg) => {
                 let (from, to) = (msg.from.0 as usize - 1, msg.to.0 as usize - 1);
@@ -516,8 +520,9 @@ impl Sim {
         if let (Some(every), Some(view)) = (self.cfg.snapshot_every, self.view(i)) {
             let n = &self.nodes[i];
             if n.state_index.0 >= view.snapshot_index.0 + every {
-                let data = match &self.kv {
-                    Some(kv) => kv::snapshot_data(n.state, &kv.states[i]),
+                let digest = n.state;
+                let data = match self.kv.as_mut().and_then(|kv| kv.snapshot(i, digest)) {
+                    Some(data) => data,
                     None => {
                         let words = self.cfg.snapshot_bytes.div_ceil(8).max(1);
                         Bytes::from((0..words).flat_map(|_| n.state.to_le_bytes()).collect::<Vec<u8>>())
@@ -603,7 +608,7 @@ impl Sim {
                 self.accepted = Some((id, index, term));
                 self.kv_on_accepted(i, id, index, term);
             }
-            Output::ProposalDropped { id, reason } => self.kv_on_dropped(i, id, reason),
+            Output::ProposalDropped { id, reason } => self.kv_on_dropped(i, id, reason, false),
             Output::ReadReady { id, index } => {
                 self.kv_on_read_ready(i, id, index);
                 if let Some(committed_at_issue) = self.reads.remove(&(i, id)) {
@@ -622,7 +627,7 @@ impl Sim {
                 self.log(|| format!("n{} read {id} ready at {}", i + 1, index.0));
             }
             Output::ReadDropped { id, reason } => {
-                self.kv_on_dropped(i, id, reason);
+                self.kv_on_dropped(i, id, reason, true);
                 self.reads.remove(&(i, id));
                 self.reads_dropped += 1;
             }

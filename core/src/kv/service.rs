@@ -1,0 +1,427 @@
+//! [`Service`]: the server side of the KV service, free of I/O, clocks and threads, written
+//! once for every driver and for the simulator. It takes client requests, the core's outputs
+//! that concern it (`Apply`, `ApplySnapshot`, `Accepted`, `ProposalDropped`, `ReadReady`,
+//! `ReadDropped`) and the time as a plain number; it hands back [`Action`]s: proposals and
+//! reads for the core, replies for the clients.
+//!
+//! Guarantees: a write is answered `Ok` only once the entry at the (index, term) where the
+//! core placed it, holding this very (client, seq), was applied here; another entry at that
+//! index answers `WrongLeader` (leadership was lost before it committed). A read is answered
+//! only after the leader confirmed its leadership at a read index (ReadIndex) and the state
+//! applied up to it. Anything uncertain (past its deadline, or covered by an installed
+//! snapshot) is `Timeout`, which the clerk retries with the same sequence number; the session
+//! table makes that retry safe. A snapshot that does not decode is an error: the driver must
+//! stop the node, since going on would diverge from the log.
+//!
+//! Obligations of the driver: give the core every [`Action::Propose`] and [`Action::Read`]
+//! in order, and feed back every output of the core named above (through
+//! [`Service::on_output`]); call [`Service::expire`] now and then (a tick) with a `now` that
+//! never decreases, in the unit `ServiceConfig::request_timeout` is given in.
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use bytes::Bytes;
+
+use super::{encode, Applied, Command, KvState, Op, Reply};
+use crate::io::{DropReason, Output, Proposal};
+use crate::types::{Entry, EntryKind, Index, NodeId, Snapshot, Term};
+
+/// Limits, deadlines and the snapshot policy of a [`Service`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Longest key accepted, in bytes.
+    pub max_key_bytes: usize,
+    /// Longest value accepted in one request, in bytes.
+    pub max_value_bytes: usize,
+    /// How long a request waits (in the caller's unit of `now`) before it is answered
+    /// `Timeout`.
+    pub request_timeout: u64,
+    /// Snapshot once the persisted Raft state reaches about this many bytes (never if `None`,
+    /// the lab's `maxraftstate = -1`).
+    pub max_raft_state: Option<u64>,
+}
+
+impl Default for ServiceConfig {
+    /// 1 KiB keys, 1 MiB values, a timeout of 1000 (milliseconds, if `now` counts those), no
+    /// snapshots.
+    fn default() -> Self {
+        ServiceConfig { max_key_bytes: 1024, max_value_bytes: 1 << 20, request_timeout: 1000, max_raft_state: None }
+    }
+}
+
+/// What the driver does for the service, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action<W> {
+    /// Give the core `Input::Propose` with this proposal (several may go in one
+    /// `Input::ProposeBatch`).
+    Propose(Proposal),
+    /// Give the core `Input::Read { id }`.
+    Read { id: u64 },
+    /// Answer the client waiting as `to`.
+    Reply { to: W, reply: Reply },
+}
+
+/// A request refused before it reaches the log: over a limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    KeyTooLong { len: usize, max: usize },
+    ValueTooLong { len: usize, max: usize },
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::KeyTooLong { len, max } => write!(f, "key of {len} bytes over the limit of {max}"),
+            RequestError::ValueTooLong { len, max } => write!(f, "value of {len} bytes over the limit of {max}"),
+        }
+    }
+}
+
+/// Why the service cannot go on: the node must stop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceError {
+    /// The snapshot at `index` does not decode as a KV state; `installed` says whether it
+    /// came from a leader (or else was restored from this node's disk).
+    BadSnapshot { index: Index, installed: bool },
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceError::BadSnapshot { index, installed } => write!(
+                f,
+                "the KV snapshot at index {} ({}) does not decode; the state machine would diverge \
+                 from the log, so the node stops (check the data directory, or rebuild this node \
+                 from an empty one so it receives the leader's snapshot)",
+                index.0,
+                if *installed { "sent by the leader" } else { "restored from disk" }
+            ),
+        }
+    }
+}
+
+/// Checks `op` against the key and value limits.
+pub fn validate_op(op: &Op, max_key: usize, max_value: usize) -> Result<(), RequestError> {
+    if op.key().len() > max_key {
+        return Err(RequestError::KeyTooLong { len: op.key().len(), max: max_key });
+    }
+    match op {
+        Op::Put { value, .. } | Op::Append { value, .. } if value.len() > max_value => {
+            Err(RequestError::ValueTooLong { len: value.len(), max: max_value })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The leader to hint at after a refusal: the node that leads, or the one leadership moves to.
+pub fn drop_hint(reason: &DropReason) -> Option<NodeId> {
+    match reason {
+        DropReason::NotLeader { hint } => *hint,
+        DropReason::Transferring { to } => Some(*to),
+    }
+}
+
+#[derive(Debug)]
+struct Write<W> {
+    to: W,
+    client: u64,
+    seq: u64,
+    deadline: u64,
+}
+
+#[derive(Debug)]
+struct Read<W> {
+    to: W,
+    key: String,
+    deadline: u64,
+}
+
+/// The KV server on one node: the replicated state and the requests waiting on it. `W` is
+/// whatever the driver needs to deliver a reply (a connection token, a channel, a client
+/// number). Invariant: every request taken is answered exactly once (an [`Action::Reply`]),
+/// unless the service is dropped first.
+#[derive(Debug)]
+pub struct Service<W> {
+    state: KvState,
+    config: ServiceConfig,
+    next_id: u64,
+    /// Writes proposed and not yet placed (the core answers within the same step).
+    proposed: BTreeMap<u64, Write<W>>,
+    /// Writes placed in the log, by index, with the term they were placed in.
+    placed: BTreeMap<Index, Vec<(Term, Write<W>)>>,
+    /// Reads waiting for the leader's confirmation.
+    confirming: BTreeMap<u64, Read<W>>,
+    /// Reads confirmed at an index, waiting for it to be applied.
+    ready: BTreeMap<Index, Vec<Read<W>>>,
+    actions: Vec<Action<W>>,
+    last_snapshot: Index,
+    installed: u64,
+}
+
+impl<W> Service<W> {
+    /// A service starting from `restored` (the snapshot the node restored, if any).
+    pub fn new(config: ServiceConfig, restored: Option<&Snapshot>) -> Result<Service<W>, ServiceError> {
+        let state = match restored {
+            Some(s) => KvState::restore(&s.data)
+                .map_err(|_| ServiceError::BadSnapshot { index: s.meta.index, installed: false })?,
+            None => KvState::new(),
+        };
+        Ok(Service {
+            last_snapshot: state.applied(),
+            state,
+            config,
+            next_id: 0,
+            proposed: BTreeMap::new(),
+            placed: BTreeMap::new(),
+            confirming: BTreeMap::new(),
+            ready: BTreeMap::new(),
+            actions: Vec::new(),
+            installed: 0,
+        })
+    }
+
+    /// The replicated state (read it only for status and tests: reads go through
+    /// [`Service::request`]).
+    pub fn state(&self) -> &KvState {
+        &self.state
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// Snapshots installed from a leader.
+    pub fn installed(&self) -> u64 {
+        self.installed
+    }
+
+    /// Takes one client request at time `now`; its answer comes as an [`Action::Reply`] to
+    /// `to`.
+    pub fn request(&mut self, command: Command, to: W, now: u64) {
+        if let Err(e) = validate_op(&command.op, self.config.max_key_bytes, self.config.max_value_bytes) {
+            self.actions.push(Action::Reply { to, reply: Reply::Invalid { reason: e.to_string() } });
+            return;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let deadline = now.saturating_add(self.config.request_timeout);
+        if let Op::Get { key } = command.op {
+            self.confirming.insert(id, Read { to, key, deadline });
+            self.actions.push(Action::Read { id });
+            return;
+        }
+        let data = Bytes::from(encode(&command));
+        self.proposed.insert(id, Write { to, client: command.client, seq: command.seq, deadline });
+        self.actions.push(Action::Propose(Proposal { id, data }));
+    }
+
+    /// Feeds one output of the core. Returns whether it concerned the service (`Send`,
+    /// `Persist` and `RoleChanged` do not).
+    pub fn on_output(&mut self, output: &Output) -> Result<bool, ServiceError> {
+        match output {
+            Output::Apply(entries) => self.apply(entries),
+            Output::ApplySnapshot(s) => self.install(s)?,
+            Output::Accepted { id, index, term } => self.accepted(*id, *index, *term),
+            Output::ProposalDropped { id, reason } => self.proposal_dropped(*id, reason),
+            Output::ReadReady { id, index } => self.read_ready(*id, *index),
+            Output::ReadDropped { id, reason } => self.read_dropped(*id, reason),
+            Output::Send(_) | Output::Persist(_) | Output::RoleChanged { .. } => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The core placed proposal `id` at `index` in `term`.
+    pub fn accepted(&mut self, id: u64, index: Index, term: Term) {
+        if let Some(w) = self.proposed.remove(&id) {
+            self.placed.entry(index).or_default().push((term, w));
+        }
+    }
+
+    /// The core refused proposal `id`.
+    pub fn proposal_dropped(&mut self, id: u64, reason: &DropReason) {
+        if let Some(w) = self.proposed.remove(&id) {
+            let reply = Reply::WrongLeader { hint: drop_hint(reason) };
+            self.actions.push(Action::Reply { to: w.to, reply });
+        }
+    }
+
+    /// The leader confirmed read `id` at `index`.
+    pub fn read_ready(&mut self, id: u64, index: Index) {
+        if let Some(r) = self.confirming.remove(&id) {
+            self.ready.entry(index).or_default().push(r);
+            self.serve_reads();
+        }
+    }
+
+    /// Read `id` cannot be served here.
+    pub fn read_dropped(&mut self, id: u64, reason: &DropReason) {
+        if let Some(r) = self.confirming.remove(&id) {
+            let reply = Reply::WrongLeader { hint: drop_hint(reason) };
+            self.actions.push(Action::Reply { to: r.to, reply });
+        }
+    }
+
+    /// Applies committed entries (in index order; those at or below what the state holds are
+    /// skipped), answering the writes placed at their indexes.
+    pub fn apply(&mut self, entries: &[Entry]) {
+        for e in entries {
+            if e.index <= self.state.applied() {
+                continue; // below a snapshot already installed
+            }
+            let data: &[u8] = if e.kind == EntryKind::Command { &e.data } else { b"" };
+            let outcome = self.state.apply(e.index, data);
+            let Some(waiting) = self.placed.remove(&e.index) else { continue };
+            for (term, w) in waiting {
+                let reply = match &outcome {
+                    Applied::Reply { client, seq, reply } if term == e.term && *client == w.client && *seq == w.seq => {
+                        Reply::Ok(reply.clone())
+                    }
+                    // Another entry took the index: leadership was lost before ours committed.
+                    _ => Reply::WrongLeader { hint: None },
+                };
+                self.actions.push(Action::Reply { to: w.to, reply });
+            }
+        }
+        self.serve_reads();
+    }
+
+    /// Replaces the state with a snapshot from the leader. Writes waiting at indexes it
+    /// covers are answered `Timeout`: their outcome is in the sessions, the retry learns it.
+    pub fn install(&mut self, snapshot: &Snapshot) -> Result<(), ServiceError> {
+        let state = KvState::restore(&snapshot.data)
+            .map_err(|_| ServiceError::BadSnapshot { index: snapshot.meta.index, installed: true })?;
+        self.state = state;
+        self.installed += 1;
+        let applied = self.state.applied();
+        self.last_snapshot = applied;
+        while let Some(entry) = self.placed.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            for (_, w) in entry.remove() {
+                self.actions.push(Action::Reply { to: w.to, reply: Reply::Timeout });
+            }
+        }
+        self.serve_reads();
+        Ok(())
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.state.applied();
+        while let Some(entry) = self.ready.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            for r in entry.remove() {
+                let value = self.state.get(&r.key);
+                self.actions.push(Action::Reply { to: r.to, reply: Reply::Ok(value) });
+            }
+        }
+    }
+
+    /// Answers `Timeout` to every request whose deadline is at or before `now`.
+    pub fn expire(&mut self, now: u64) {
+        let mut late = Vec::new();
+        expire_each(&mut self.proposed, now, &mut late);
+        expire_each(&mut self.confirming, now, &mut late);
+        expire_lists(&mut self.placed, now, &mut late);
+        expire_lists(&mut self.ready, now, &mut late);
+        self.actions.extend(late.into_iter().map(|to| Action::Reply { to, reply: Reply::Timeout }));
+    }
+
+    /// Moves the actions produced since the last call to the end of `out` (in order).
+    pub fn take_actions_into(&mut self, out: &mut Vec<Action<W>>) {
+        out.append(&mut self.actions);
+    }
+
+    /// The actions produced since the last call, in order.
+    pub fn take_actions(&mut self) -> Vec<Action<W>> {
+        core::mem::take(&mut self.actions)
+    }
+
+    /// The snapshot policy: a snapshot to hand the core (`Input::Snapshot`) when the
+    /// persisted Raft state (`raft_state_bytes`, the driver's measure) reached 9/10 of
+    /// `max_raft_state` and something was applied since the last one.
+    pub fn snapshot_due(&mut self, raft_state_bytes: u64) -> Option<(Index, Vec<u8>)> {
+        if self.state.applied() <= self.last_snapshot
+            || !KvState::should_snapshot(raft_state_bytes, self.config.max_raft_state)
+        {
+            return None;
+        }
+        Some(self.snapshot())
+    }
+
+    /// A snapshot of the state now, whatever the policy says: (the index it covers, its bytes).
+    pub fn snapshot(&mut self) -> (Index, Vec<u8>) {
+        self.last_snapshot = self.state.applied();
+        (self.last_snapshot, self.state.snapshot())
+    }
+
+    /// Whether no request is in progress (constant time).
+    pub fn idle(&self) -> bool {
+        self.proposed.is_empty() && self.placed.is_empty() && self.confirming.is_empty() && self.ready.is_empty()
+    }
+
+    /// Requests in progress (walks the waiting lists).
+    pub fn in_progress(&self) -> usize {
+        self.proposed.len()
+            + self.placed.values().map(Vec::len).sum::<usize>()
+            + self.confirming.len()
+            + self.ready.values().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// A request waiting for something, with its deadline.
+trait Waiting<W> {
+    fn deadline(&self) -> u64;
+    fn into_waiter(self) -> W;
+}
+
+impl<W> Waiting<W> for Write<W> {
+    fn deadline(&self) -> u64 {
+        self.deadline
+    }
+    fn into_waiter(self) -> W {
+        self.to
+    }
+}
+
+impl<W> Waiting<W> for (Term, Write<W>) {
+    fn deadline(&self) -> u64 {
+        self.1.deadline
+    }
+    fn into_waiter(self) -> W {
+        self.1.to
+    }
+}
+
+impl<W> Waiting<W> for Read<W> {
+    fn deadline(&self) -> u64 {
+        self.deadline
+    }
+    fn into_waiter(self) -> W {
+        self.to
+    }
+}
+
+/// Removes the requests of `map` due at `now`, adding their waiters to `late`.
+fn expire_each<K: Ord + Copy, T: Waiting<W>, W>(map: &mut BTreeMap<K, T>, now: u64, late: &mut Vec<W>) {
+    let due: Vec<K> = map.iter().filter(|(_, v)| v.deadline() <= now).map(|(k, _)| *k).collect();
+    late.extend(due.into_iter().filter_map(|k| map.remove(&k)).map(Waiting::into_waiter));
+}
+
+/// [`expire_each`] for lists of requests by key.
+fn expire_lists<K: Ord + Copy, T: Waiting<W>, W>(map: &mut BTreeMap<K, Vec<T>>, now: u64, late: &mut Vec<W>) {
+    let touched: Vec<K> = map.iter().filter(|(_, v)| v.iter().any(|r| r.deadline() <= now)).map(|(k, _)| *k).collect();
+    for k in touched {
+        let Some(list) = map.remove(&k) else { continue };
+        let (due, left): (Vec<T>, Vec<T>) = list.into_iter().partition(|r| r.deadline() <= now);
+        late.extend(due.into_iter().map(Waiting::into_waiter));
+        if !left.is_empty() {
+            map.insert(k, left);
+        }
+    }
+}

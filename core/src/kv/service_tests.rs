@@ -1,0 +1,199 @@
+//! Unit tests of [`Service`]: every request answered once, by its own entry, with clear
+//! refusals; deadlines; snapshots.
+
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::io::{DropReason, Output, Proposal};
+use crate::types::{Entry, EntryKind, Index, NodeId, Snapshot, SnapshotMeta, Term};
+
+fn put(seq: u64) -> Command {
+    Command { client: 7, seq, op: Op::Put { key: "k".into(), value: "v".into() } }
+}
+
+fn entry(index: u64, term: u64, cmd: &Command) -> Entry {
+    Entry { index: Index(index), term: Term(term), kind: EntryKind::Command, data: Bytes::from(encode(cmd)) }
+}
+
+fn service() -> Service<u32> {
+    let config = ServiceConfig { max_key_bytes: 16, max_value_bytes: 16, request_timeout: 100, max_raft_state: None };
+    Service::new(config, None).unwrap()
+}
+
+fn replies(s: &mut Service<u32>) -> Vec<(u32, Reply)> {
+    s.take_actions()
+        .into_iter()
+        .map(|a| match a {
+            Action::Reply { to, reply } => (to, reply),
+            other => panic!("not a reply: {other:?}"),
+        })
+        .collect()
+}
+
+fn proposal(s: &mut Service<u32>) -> Proposal {
+    match s.take_actions().as_slice() {
+        [Action::Propose(p)] => p.clone(),
+        other => panic!("not one proposal: {other:?}"),
+    }
+}
+
+#[test]
+fn a_write_is_answered_only_by_its_own_entry() {
+    let mut s = service();
+    s.request(put(1), 1, 0);
+    let p = proposal(&mut s);
+    s.accepted(p.id, Index(1), Term(2));
+    // Another leader's entry took index 1: not ours.
+    s.apply(&[entry(1, 3, &put(5))]);
+    assert_eq!(replies(&mut s), vec![(1, Reply::WrongLeader { hint: None })]);
+    // Same client and index, another term: not ours either.
+    s.request(put(6), 2, 0);
+    let p = proposal(&mut s);
+    s.accepted(p.id, Index(2), Term(2));
+    s.apply(&[entry(2, 3, &put(6))]);
+    assert_eq!(replies(&mut s), vec![(2, Reply::WrongLeader { hint: None })]);
+    s.request(put(7), 3, 0);
+    let p = proposal(&mut s);
+    assert!(s.on_output(&Output::Accepted { id: p.id, index: Index(3), term: Term(3) }).unwrap());
+    assert!(s.on_output(&Output::Apply(vec![entry(3, 3, &put(7))])).unwrap());
+    assert_eq!(replies(&mut s), vec![(3, Reply::Ok(String::new()))]);
+    assert!(s.idle());
+}
+
+#[test]
+fn reads_wait_for_their_index_and_everything_times_out() {
+    let mut s = service();
+    let get = Command { client: 1, seq: 1, op: Op::Get { key: "k".into() } };
+    s.request(get.clone(), 1, 0);
+    let [Action::Read { id }] = s.take_actions()[..] else { panic!("a read asks the core") };
+    s.read_ready(id, Index(1));
+    assert!(s.take_actions().is_empty(), "index 1 is not applied yet");
+    s.apply(&[entry(1, 1, &put(1))]);
+    assert_eq!(replies(&mut s), vec![(1, Reply::Ok("v".into()))]);
+    // One request of each kind waiting: all answered Timeout at their deadline, not before.
+    s.request(get.clone(), 2, 10);
+    s.request(get, 3, 10);
+    s.request(put(2), 4, 10);
+    s.request(put(3), 5, 10);
+    let actions = s.take_actions();
+    let ids: Vec<u64> = actions
+        .iter()
+        .map(|a| match a {
+            Action::Read { id } => *id,
+            Action::Propose(p) => p.id,
+            Action::Reply { .. } => panic!(),
+        })
+        .collect();
+    s.read_ready(ids[1], Index(9));
+    s.accepted(ids[2], Index(2), Term(1));
+    assert_eq!(s.in_progress(), 4);
+    s.expire(109);
+    assert!(s.take_actions().is_empty());
+    s.expire(110);
+    let mut got: Vec<u32> = replies(&mut s)
+        .into_iter()
+        .map(|(to, r)| {
+            assert_eq!(r, Reply::Timeout);
+            to
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, [2, 3, 4, 5]);
+    assert_eq!(s.in_progress(), 0);
+    assert!(s.idle());
+}
+
+#[test]
+fn a_snapshot_that_does_not_decode_is_an_error_not_a_silent_divergence() {
+    let bad = Snapshot {
+        meta: SnapshotMeta { index: Index(5), term: Term(1), voters: vec![NodeId(1)] },
+        data: Bytes::from_static(b"\xff\xff not a KV state"),
+    };
+    let err = Service::<u32>::new(ServiceConfig::default(), Some(&bad)).unwrap_err();
+    assert_eq!(err, ServiceError::BadSnapshot { index: Index(5), installed: false });
+    assert!(err.to_string().contains("index 5 (restored from disk)"), "{err}");
+    let mut s = service();
+    let err = s.on_output(&Output::ApplySnapshot(bad)).unwrap_err();
+    assert_eq!(err, ServiceError::BadSnapshot { index: Index(5), installed: true });
+}
+
+#[test]
+fn an_installed_snapshot_answers_the_writes_it_covers_and_the_reads_it_serves() {
+    let mut s = service();
+    s.request(put(1), 1, 0);
+    let p = proposal(&mut s);
+    s.accepted(p.id, Index(2), Term(1));
+    let get = Command { client: 1, seq: 1, op: Op::Get { key: "k".into() } };
+    s.request(get, 2, 0);
+    let [Action::Read { id }] = s.take_actions()[..] else { panic!() };
+    s.read_ready(id, Index(3));
+    // The leader's state through index 3, where k = v.
+    let mut leader = service();
+    leader.apply(&[entry(1, 1, &put(1)), entry(2, 1, &put(2)), entry(3, 1, &put(3))]);
+    let (index, data) = leader.snapshot();
+    assert_eq!(index, Index(3));
+    let snap = Snapshot { meta: SnapshotMeta { index, term: Term(1), voters: vec![] }, data: data.into() };
+    s.install(&snap).unwrap();
+    assert_eq!(replies(&mut s), vec![(1, Reply::Timeout), (2, Reply::Ok("v".into()))]);
+    assert_eq!((s.installed(), s.state().applied()), (1, Index(3)));
+    // Entries at or below the snapshot are skipped.
+    s.apply(&[entry(3, 1, &put(9))]);
+    assert_eq!(s.state().applied(), Index(3));
+}
+
+#[test]
+fn oversized_requests_and_refusals_get_clear_answers_with_node_hints() {
+    let mut s = service();
+    let big = Command { client: 1, seq: 1, op: Op::Put { key: "k".repeat(17), value: String::new() } };
+    s.request(big, 1, 0);
+    let long = Command { client: 1, seq: 2, op: Op::Append { key: "k".into(), value: "v".repeat(17) } };
+    s.request(long, 2, 0);
+    let r = replies(&mut s);
+    assert_eq!(r[0].1, Reply::Invalid { reason: "key of 17 bytes over the limit of 16".into() });
+    assert_eq!(r[1].1, Reply::Invalid { reason: "value of 17 bytes over the limit of 16".into() });
+    s.request(put(1), 3, 0);
+    let p = proposal(&mut s);
+    s.proposal_dropped(p.id, &DropReason::NotLeader { hint: Some(NodeId(42)) });
+    let mut got = replies(&mut s);
+    s.request(put(2), 4, 0);
+    let p = proposal(&mut s);
+    s.on_output(&Output::ProposalDropped { id: p.id, reason: DropReason::Transferring { to: NodeId(7) } }).unwrap();
+    got.extend(replies(&mut s));
+    let get = Command { client: 1, seq: 3, op: Op::Get { key: "k".into() } };
+    s.request(get, 5, 0);
+    let [Action::Read { id }] = s.take_actions()[..] else { panic!() };
+    s.read_dropped(id, &DropReason::NotLeader { hint: None });
+    got.extend(replies(&mut s));
+    assert_eq!(
+        got,
+        vec![
+            (3, Reply::WrongLeader { hint: Some(NodeId(42)) }),
+            (4, Reply::WrongLeader { hint: Some(NodeId(7)) }),
+            (5, Reply::WrongLeader { hint: None }),
+        ]
+    );
+    // Answers about requests it does not know are ignored.
+    s.accepted(999, Index(1), Term(1));
+    s.read_ready(999, Index(1));
+    assert!(s.take_actions().is_empty() && s.idle());
+}
+
+#[test]
+fn the_snapshot_policy_waits_for_the_bound_and_for_new_entries() {
+    let config = ServiceConfig { max_raft_state: Some(1000), ..ServiceConfig::default() };
+    let mut s: Service<u32> = Service::new(config, None).unwrap();
+    assert_eq!(s.snapshot_due(5000), None, "nothing applied");
+    s.apply(&[entry(1, 1, &put(1))]);
+    assert_eq!(s.snapshot_due(899), None, "under 9/10 of the bound");
+    let (index, data) = s.snapshot_due(900).expect("due");
+    assert_eq!(index, Index(1));
+    assert_eq!(KvState::restore(&data).unwrap().get("k"), "v");
+    assert_eq!(s.snapshot_due(5000), None, "nothing applied since");
+    let mut never: Service<u32> = Service::new(ServiceConfig::default(), None).unwrap();
+    never.apply(&[entry(1, 1, &put(1))]);
+    assert_eq!(never.snapshot_due(u64::MAX), None, "no bound, no snapshots");
+}

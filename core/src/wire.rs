@@ -1,0 +1,105 @@
+//! The wire types every driver shares, framed by [`crate::codec`]: the handshake that opens a
+//! peer connection ([`Hello`]) and the native client protocol ([`ClientRequest`] answered by
+//! [`ClientResponse`] with the same id).
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{Command, Reply};
+use crate::types::NodeId;
+
+/// Version of the peer protocol (handshake and message encoding).
+pub const PROTOCOL_VERSION: u32 = 1;
+const MAGIC: u32 = 0x534b_4946; // "SKIF"
+
+/// The first frame on every peer connection.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Hello {
+    pub magic: u32,
+    pub version: u32,
+    pub cluster_id: u64,
+    pub from: NodeId,
+}
+
+/// Why a peer's greeting is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// Not a skiff peer, or another version of the protocol.
+    Version { theirs: u32 },
+    /// A node of another cluster (check its `cluster_id`).
+    Cluster { theirs: u64, ours: u64 },
+    /// A node that is not one of our peers (or claims our own id).
+    UnknownNode(NodeId),
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::Version { theirs } => {
+                write!(f, "protocol version {theirs} (we speak {PROTOCOL_VERSION}); is this a skiff peer port?")
+            }
+            HandshakeError::Cluster { theirs, ours } => {
+                write!(f, "cluster id {theirs} (ours is {ours}); the two nodes belong to different clusters")
+            }
+            HandshakeError::UnknownNode(n) => write!(f, "unknown node {}: not in this node's peer list", n.0),
+        }
+    }
+}
+
+impl Hello {
+    /// The greeting of node `from` of cluster `cluster_id`.
+    pub fn new(cluster_id: u64, from: NodeId) -> Hello {
+        Hello { magic: MAGIC, version: PROTOCOL_VERSION, cluster_id, from }
+    }
+
+    /// Whether node `me` of cluster `cluster_id` accepts this greeting, `is_peer` telling
+    /// which ids are its peers.
+    pub fn check(&self, cluster_id: u64, me: NodeId, is_peer: impl Fn(NodeId) -> bool) -> Result<(), HandshakeError> {
+        if self.magic != MAGIC || self.version != PROTOCOL_VERSION {
+            return Err(HandshakeError::Version { theirs: self.version });
+        }
+        if self.cluster_id != cluster_id {
+            return Err(HandshakeError::Cluster { theirs: self.cluster_id, ours: cluster_id });
+        }
+        if self.from == me || !is_peer(self.from) {
+            return Err(HandshakeError::UnknownNode(self.from));
+        }
+        Ok(())
+    }
+}
+
+/// A native client's request; `id` is the client's, repeated in the answer (a clerk uses its
+/// attempt number, so a late answer to an earlier attempt is recognised).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    pub id: u64,
+    pub command: Command,
+}
+
+/// The server's answer to request `id` (id 0: a refusal of the connection's input, sent
+/// before the server closes it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientResponse {
+    pub id: u64,
+    pub reply: Reply,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greetings_from_strangers_are_refused_with_the_reason() {
+        let peers = |n: NodeId| n == NodeId(2) || n == NodeId(3);
+        assert_eq!(Hello::new(7, NodeId(2)).check(7, NodeId(1), peers), Ok(()));
+        assert_eq!(
+            Hello::new(8, NodeId(2)).check(7, NodeId(1), peers),
+            Err(HandshakeError::Cluster { theirs: 8, ours: 7 })
+        );
+        assert_eq!(Hello::new(7, NodeId(9)).check(7, NodeId(1), peers), Err(HandshakeError::UnknownNode(NodeId(9))));
+        assert_eq!(Hello::new(7, NodeId(1)).check(7, NodeId(1), peers), Err(HandshakeError::UnknownNode(NodeId(1))));
+        let old = Hello { version: 0, ..Hello::new(7, NodeId(2)) };
+        assert_eq!(old.check(7, NodeId(1), peers), Err(HandshakeError::Version { theirs: 0 }));
+    }
+}

@@ -1,0 +1,206 @@
+//! [`Engine`]: what the event loop runs besides sockets: the Raft core, the KV service, the
+//! storage thread, the ticks and the snapshot policy. It takes inputs and requests and leaves
+//! what must go out in two lists: messages for peers (`outbox`) and replies for waiters
+//! (`replies`). The loop routes both before it waits again, so every message the core emits
+//! is queued on its link within the same round (DESIGN §2).
+
+use std::path::PathBuf;
+use std::sync::mpsc::TryRecvError;
+use std::time::Instant;
+
+use skiff_core::kv::{Action, Command, Reply};
+use skiff_core::{Index, Input, Message, Node, Output, Proposal, Role};
+use skiff_std::runtime::batch_input;
+use skiff_std::storage::wal_size;
+
+use super::kv::{LocalKv, Waiter};
+use super::peers::PeerLink;
+use super::storage::{StorageEvent, StorageLink};
+use super::ServeError;
+
+/// Ticks between checks of the WAL size against the snapshot threshold.
+const SNAPSHOT_CHECK_TICKS: u64 = 10;
+
+#[derive(Debug)]
+pub(crate) struct Engine {
+    pub(crate) node: Node,
+    out: Vec<Output>,
+    pub(crate) kv: LocalKv,
+    pub(crate) storage: StorageLink,
+    /// Proposals gathered since the last step, given to the core as one batch.
+    batch: Vec<Proposal>,
+    /// Messages for peers, to route to their links.
+    pub(crate) outbox: Vec<Message>,
+    /// Answers for waiters, to deliver.
+    pub(crate) replies: Vec<(Waiter, Reply)>,
+    data_dir: PathBuf,
+    snapshot_threshold: Option<u64>,
+    ticks: u64,
+    /// Applied index at the last snapshot-policy check.
+    checked_at: Index,
+    /// Set when the node cannot go on (a snapshot that does not decode): the loop stops.
+    pub(crate) fatal: Option<ServeError>,
+}
+
+impl Engine {
+    pub(crate) fn new(
+        node: Node,
+        kv: LocalKv,
+        storage: StorageLink,
+        data_dir: PathBuf,
+        snapshot_threshold: Option<u64>,
+    ) -> Engine {
+        Engine {
+            node,
+            out: Vec::new(),
+            kv,
+            storage,
+            batch: Vec::new(),
+            outbox: Vec::new(),
+            replies: Vec::new(),
+            data_dir,
+            snapshot_threshold,
+            ticks: 0,
+            checked_at: Index(0),
+            fatal: None,
+        }
+    }
+
+    /// A client request for this node's service; it is acted on at the next
+    /// [`Engine::settle`].
+    pub(crate) fn submit(&mut self, command: Command, waiter: Waiter, now: Instant) {
+        self.kv.request(command, waiter, now);
+    }
+
+    /// Carries out what the service asked for until it asks nothing more: proposals are
+    /// batched for the core, reads go to the core, replies to `replies`.
+    pub(crate) fn settle(&mut self) {
+        loop {
+            let actions = self.kv.take_actions();
+            if actions.is_empty() {
+                if self.batch.is_empty() {
+                    return;
+                }
+                // Its step may answer requests (a refusal): look again.
+                self.flush_batch();
+                continue;
+            }
+            for action in actions {
+                match action {
+                    Action::Propose(p) => self.batch.push(p),
+                    Action::Read { id } => self.step(Input::Read { id }),
+                    Action::Reply { to, reply } => self.replies.push((to, reply)),
+                }
+            }
+        }
+    }
+
+    fn flush_batch(&mut self) {
+        if let Some(input) = batch_input(&mut self.batch) {
+            self.step(input);
+        }
+    }
+
+    pub(crate) fn step(&mut self, input: Input) {
+        if !matches!(input, Input::Propose(_) | Input::ProposeBatch(_)) {
+            self.flush_batch();
+        }
+        let mut out = std::mem::take(&mut self.out);
+        self.node.step_into(input, &mut out);
+        for o in out.drain(..) {
+            self.carry_out(o);
+        }
+        self.out = out;
+    }
+
+    fn carry_out(&mut self, o: Output) {
+        match o {
+            Output::Send(m) => self.outbox.push(m),
+            Output::Persist(p) => self.storage.persist(p),
+            Output::RoleChanged { role, term, leader } => {
+                let id = self.node.view().id.0;
+                tracing::info!(node = id, ?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
+            }
+            service_output => {
+                if let Err(e) = self.kv.on_output(&service_output) {
+                    self.fatal.get_or_insert(ServeError::Service(e));
+                }
+            }
+        }
+    }
+
+    /// What the storage thread reported: durable records go to the core.
+    pub(crate) fn storage_events(&mut self) -> Result<(), ServeError> {
+        loop {
+            match self.storage.events.try_recv() {
+                Ok(StorageEvent::Persisted(up_to)) => self.step(Input::Persisted { up_to }),
+                Ok(StorageEvent::Failed(e)) => return Err(ServeError::Storage(e)),
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => return Err(ServeError::StorageEnded),
+            }
+        }
+    }
+
+    /// `n` ticks of the clock passed: the core's, then request deadlines and the snapshot
+    /// policy.
+    pub(crate) fn ticks_elapsed(&mut self, n: u64, now: Instant) {
+        for _ in 0..n {
+            self.step(Input::Tick);
+        }
+        self.kv.expire(now);
+        self.ticks += 1;
+        // Only when something was applied since the last check: an idle node does no I/O.
+        let applied = self.node.view().applied;
+        if self.ticks % SNAPSHOT_CHECK_TICKS == 0 && self.snapshot_threshold.is_some() && applied > self.checked_at {
+            self.checked_at = applied;
+            let wal = wal_size(&self.data_dir);
+            if let Some((index, data)) = self.kv.snapshot_due(wal) {
+                tracing::debug!(index = index.0, wal, "snapshot");
+                self.step(Input::Snapshot { index, data: data.into() });
+            }
+        }
+    }
+
+    /// Ticks until the engine has something to do by itself: the core's
+    /// ([`Node::ticks_until_due`]), or one while requests wait for their deadlines.
+    pub(crate) fn ticks_until_due(&self) -> u32 {
+        if self.kv.idle() {
+            self.node.ticks_until_due()
+        } else {
+            1
+        }
+    }
+
+    /// The `INFO` text: the node's Raft state and, on a leader, each peer's match index.
+    pub(crate) fn info(&self, links: &[PeerLink]) -> String {
+        let v = self.node.view();
+        let mut s = format!(
+            "# Raft\r\nnode_id:{}\r\nrole:{:?}\r\nterm:{}\r\nleader:{}\r\ncommit_index:{}\r\napplied_index:{}\r\nlast_index:{}\r\nsnapshot_index:{}\r\n",
+            v.id.0,
+            v.role,
+            v.term.0,
+            v.leader.map_or("none".to_string(), |l| l.0.to_string()),
+            v.commit.0,
+            v.applied.0,
+            v.last_index.0,
+            v.snapshot_index.0
+        );
+        if v.role == Role::Leader {
+            for link in links {
+                if let Some(p) = self.node.progress(link.id) {
+                    s.push_str(&format!("peer_{}_match:{}\r\n", link.id.0, p.match_index.0));
+                }
+            }
+        }
+        for link in links {
+            s.push_str(&format!("peer_{}_dropped:{}\r\n", link.id.0, link.dropped));
+        }
+        s.push_str(&format!(
+            "# Keyspace\r\nkeys:{}\r\nrequests_in_progress:{}\r\nsnapshots_installed:{}\r\n",
+            self.kv.keys(),
+            self.kv.in_progress(),
+            self.kv.installed()
+        ));
+        s
+    }
+}
