@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::NodeId;
 
 pub use clerk::{Clerk, ClerkStep};
-pub use service::{drop_hint, validate_op, Action, RequestError, Service, ServiceConfig, ServiceError};
+pub use service::{drop_hint, validate_op, Action, RequestError, Service, ServiceConfig, ServiceError, SERVICE_IDS};
 pub use state::{encode, Applied, KvState, SnapshotError};
 
 /// A client's operation.

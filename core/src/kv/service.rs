@@ -52,6 +52,11 @@ impl Default for ServiceConfig {
     }
 }
 
+/// Every proposal and read id a [`Service`] gives the core has this bit set; ids without it
+/// are free for the driver's own proposals and reads, which the service then never mistakes
+/// for its own.
+pub const SERVICE_IDS: u64 = 1 << 63;
+
 /// What the driver does for the service, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action<W> {
@@ -206,7 +211,7 @@ impl<W> Service<W> {
             return;
         }
         self.next_id += 1;
-        let id = self.next_id;
+        let id = SERVICE_IDS | self.next_id;
         let deadline = now.saturating_add(self.config.request_timeout);
         if let Op::Get { key } = command.op {
             self.confirming.insert(id, Read { to, key, deadline });
@@ -219,11 +224,20 @@ impl<W> Service<W> {
     }
 
     /// Feeds one output of the core. Returns whether it concerned the service (`Send`,
-    /// `Persist` and `RoleChanged` do not).
+    /// `Persist` and `RoleChanged` do not; answers about ids without [`SERVICE_IDS`] are the
+    /// driver's own and are left alone).
     pub fn on_output(&mut self, output: &Output) -> Result<bool, ServiceError> {
         match output {
             Output::Apply(entries) => self.apply(entries),
             Output::ApplySnapshot(s) => self.install(s)?,
+            Output::Accepted { id, .. }
+            | Output::ProposalDropped { id, .. }
+            | Output::ReadReady { id, .. }
+            | Output::ReadDropped { id, .. }
+                if id & SERVICE_IDS == 0 =>
+            {
+                return Ok(false)
+            }
             Output::Accepted { id, index, term } => self.accepted(*id, *index, *term),
             Output::ProposalDropped { id, reason } => self.proposal_dropped(*id, reason),
             Output::ReadReady { id, index } => self.read_ready(*id, *index),

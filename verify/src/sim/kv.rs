@@ -6,8 +6,8 @@
 //! checked for linearizability at the end of the run.
 
 use bytes::Bytes;
-use skiff_core::kv::{Action, Clerk, ClerkStep, Command, Op, Reply, Service, ServiceConfig};
-use skiff_core::{DropReason, Entry, Index, Input, NodeId, Proposal, Snapshot, Term};
+use skiff_core::kv::{Action, Clerk, ClerkStep, Command, Op, Reply, Service, ServiceConfig, SERVICE_IDS};
+use skiff_core::{DropReason, Entry, Index, Input, NodeId, Snapshot, Term};
 
 use super::network::fate;
 use super::{Event, Sim, Time, TICK};
@@ -19,9 +19,6 @@ use crate::rng::SimRng;
 const CLIENT_TIMEOUT: Time = 30 * TICK;
 /// How long a server keeps a request waiting before it answers `Timeout`.
 const SERVER_TIMEOUT: Time = 30 * TICK;
-/// Ids the services give the core carry this bit, so they never meet the ids of the
-/// proposals and reads the swarm issues itself.
-const KV_IDS: u64 = 1 << 62;
 
 /// Who waits for a server's reply: a client and its attempt.
 type Waiter = (usize, u64);
@@ -169,24 +166,21 @@ impl Sim {
         let Some(Some(service)) = self.kv.as_mut().map(|kv| &mut kv.services[server]) else { return Ok(()) };
         for action in service.take_actions() {
             match action {
-                Action::Propose(Proposal { id, data }) => {
-                    self.step(server, Input::Propose(Proposal { id: id | KV_IDS, data }))?
-                }
-                Action::Read { id } => self.step(server, Input::Read { id: id | KV_IDS })?,
+                Action::Propose(p) => self.step(server, Input::Propose(p))?,
+                Action::Read { id } => self.step(server, Input::Read { id })?,
                 Action::Reply { to: (client, attempt), reply } => self.kv_reply(client, attempt, reply),
             }
         }
         Ok(())
     }
 
-    /// Node `server`'s service, if up, with an id the core used translated back (`None` for
-    /// ids that are not the service's).
-    fn kv_service(&mut self, server: usize, id: u64) -> Option<(&mut Service<Waiter>, u64)> {
-        if id & KV_IDS == 0 {
+    /// Node `server`'s service, if it is up and `id` is one of its ids (the swarm's own
+    /// proposals and reads are not).
+    fn kv_service(&mut self, server: usize, id: u64) -> Option<&mut Service<Waiter>> {
+        if id & SERVICE_IDS == 0 {
             return None;
         }
-        let service = self.kv.as_mut()?.services[server].as_mut()?;
-        Some((service, id & !KV_IDS))
+        self.kv.as_mut()?.services[server].as_mut()
     }
 
     /// Client `client` starts a new random operation.
@@ -256,14 +250,14 @@ impl Sim {
     }
 
     pub(super) fn kv_on_accepted(&mut self, server: usize, id: u64, index: Index, term: Term) {
-        if let Some((service, id)) = self.kv_service(server, id) {
+        if let Some(service) = self.kv_service(server, id) {
             service.accepted(id, index, term);
         }
     }
 
     /// A proposal or a read of the service was refused.
     pub(super) fn kv_on_dropped(&mut self, server: usize, id: u64, reason: DropReason, read: bool) {
-        if let Some((service, id)) = self.kv_service(server, id) {
+        if let Some(service) = self.kv_service(server, id) {
             if read {
                 service.read_dropped(id, &reason);
             } else {
@@ -274,7 +268,7 @@ impl Sim {
     }
 
     pub(super) fn kv_on_read_ready(&mut self, server: usize, id: u64, index: Index) {
-        if let Some((service, id)) = self.kv_service(server, id) {
+        if let Some(service) = self.kv_service(server, id) {
             service.read_ready(id, index);
             let _ = self.kv_act(server);
         }

@@ -170,8 +170,10 @@ pub struct Sim {
     pub trace: Vec<String>,
     /// Proposals accepted by a leader and not yet resolved: (leader, index) -> (term, id).
     awaiting: BTreeMap<(usize, Index), (Term, u64)>,
-    /// Commands acknowledged to the client: id -> where they committed.
-    pub acked: BTreeMap<u64, Acked>,
+    /// Commands acknowledged to the client: (acknowledging node, index) -> where they
+    /// committed (ids are not unique across nodes and restarts; a node acknowledges one entry
+    /// per index).
+    pub acked: BTreeMap<(usize, Index), Acked>,
     next_proposal: u64,
     /// Reads issued and not answered: (node, read id) -> committed history length at issue.
     reads: BTreeMap<(usize, u64), u64>,
@@ -576,9 +578,9 @@ impl Sim {
             }
             Output::Apply(entries) => {
                 for e in &entries {
-                    if let Some((term, id)) = self.awaiting.remove(&(i, e.index)) {
+                    if let Some((term, _)) = self.awaiting.remove(&(i, e.index)) {
                         if term == e.term {
-                            self.acked.insert(id, Acked { index: e.index, term });
+                            self.acked.insert((i, e.index), Acked { index: e.index, term });
                         }
                     }
                 }
@@ -683,13 +685,15 @@ impl Sim {
     /// the index where it was acknowledged.
     pub fn check_acknowledged(&self) -> Result<(), Violation> {
         let committed: Vec<(Index, Term)> = self.checker.committed().map(|(i, t, _)| (i, t)).collect();
-        for (id, a) in &self.acked {
+        for ((node, _), a) in &self.acked {
             if committed.get(a.index.0 as usize - 1).map(|c| c.1) != Some(a.term) {
                 return Err(Violation {
                     invariant: Invariant::AcknowledgedLost,
                     detail: format!(
-                        "command {id} acknowledged at index {} term {} is not in the committed history",
-                        a.index.0, a.term.0
+                        "a command acknowledged by n{} at index {} term {} is not in the committed history",
+                        node + 1,
+                        a.index.0,
+                        a.term.0
                     ),
                 });
             }
