@@ -164,6 +164,8 @@ pub struct Service<W> {
     actions: Vec<Action<W>>,
     last_snapshot: Index,
     installed: u64,
+    /// Set once the service cannot go on: it then takes nothing more (the driver stops).
+    failed: Option<ServiceError>,
 }
 
 impl<W> Service<W> {
@@ -185,6 +187,7 @@ impl<W> Service<W> {
             ready: BTreeMap::new(),
             actions: Vec::new(),
             installed: 0,
+            failed: None,
         })
     }
 
@@ -206,6 +209,10 @@ impl<W> Service<W> {
     /// Takes one client request at time `now`; its answer comes as an [`Action::Reply`] to
     /// `to`.
     pub fn request(&mut self, command: Command, to: W, now: u64) {
+        if self.failed.is_some() {
+            self.actions.push(Action::Reply { to, reply: Reply::Timeout });
+            return;
+        }
         if let Err(e) = validate_op(&command.op, self.config.max_key_bytes, self.config.max_value_bytes) {
             self.actions.push(Action::Reply { to, reply: Reply::Invalid { reason: e.to_string() } });
             return;
@@ -226,7 +233,11 @@ impl<W> Service<W> {
     /// Feeds one output of the core. Returns whether it concerned the service (`Send`,
     /// `Persist` and `RoleChanged` do not; answers about ids without [`SERVICE_IDS`] are the
     /// driver's own and are left alone).
+    /// After an error it takes nothing more and returns that error again.
     pub fn on_output(&mut self, output: &Output) -> Result<bool, ServiceError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         match output {
             Output::Apply(entries) => self.apply(entries),
             Output::ApplySnapshot(s) => self.install(s)?,
@@ -247,9 +258,16 @@ impl<W> Service<W> {
         Ok(true)
     }
 
-    /// The core placed proposal `id` at `index` in `term`.
+    /// The core placed proposal `id` at `index` in `term`. A driver that learns the
+    /// placement on another path than the applies (threads) may learn it after `index` was
+    /// applied: the outcome is then unknown here and the request is answered `Timeout` (its
+    /// retry learns the outcome from the session table).
     pub fn accepted(&mut self, id: u64, index: Index, term: Term) {
         if let Some(w) = self.proposed.remove(&id) {
+            if index <= self.state.applied() {
+                self.actions.push(Action::Reply { to: w.to, reply: Reply::Timeout });
+                return;
+            }
             self.placed.entry(index).or_default().push((term, w));
         }
     }
@@ -281,6 +299,9 @@ impl<W> Service<W> {
     /// Applies committed entries (in index order; those at or below what the state holds are
     /// skipped), answering the writes placed at their indexes.
     pub fn apply(&mut self, entries: &[Entry]) {
+        if self.failed.is_some() {
+            return;
+        }
         for e in entries {
             if e.index <= self.state.applied() {
                 continue; // below a snapshot already installed
@@ -304,9 +325,17 @@ impl<W> Service<W> {
 
     /// Replaces the state with a snapshot from the leader. Writes waiting at indexes it
     /// covers are answered `Timeout`: their outcome is in the sessions, the retry learns it.
+    /// One that does not decode is an error, and the service takes nothing more: applying
+    /// later entries to the old state would answer clients from a diverged state.
     pub fn install(&mut self, snapshot: &Snapshot) -> Result<(), ServiceError> {
-        let state = KvState::restore(&snapshot.data)
-            .map_err(|_| ServiceError::BadSnapshot { index: snapshot.meta.index, installed: true })?;
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let Ok(state) = KvState::restore(&snapshot.data) else {
+            let e = ServiceError::BadSnapshot { index: snapshot.meta.index, installed: true };
+            self.failed = Some(e.clone());
+            return Err(e);
+        };
         self.state = state;
         self.installed += 1;
         let applied = self.state.applied();

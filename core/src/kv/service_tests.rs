@@ -117,8 +117,29 @@ fn a_snapshot_that_does_not_decode_is_an_error_not_a_silent_divergence() {
     assert_eq!(err, ServiceError::BadSnapshot { index: Index(5), installed: false });
     assert!(err.to_string().contains("index 5 (restored from disk)"), "{err}");
     let mut s = service();
+    s.request(put(1), 1, 0);
+    let p = proposal(&mut s);
+    s.accepted(p.id, Index(1), Term(1));
     let err = s.on_output(&Output::ApplySnapshot(bad)).unwrap_err();
     assert_eq!(err, ServiceError::BadSnapshot { index: Index(5), installed: true });
+    // Nothing more is taken: the entry waited for is not applied to the old state.
+    assert_eq!(s.on_output(&Output::Apply(vec![entry(1, 1, &put(1))])), Err(err));
+    s.apply(&[entry(1, 1, &put(1))]);
+    assert_eq!(s.state().applied(), Index(0));
+    s.request(put(2), 2, 0);
+    assert_eq!(replies(&mut s), vec![(2, Reply::Timeout)]);
+}
+
+#[test]
+fn a_placement_learned_after_its_apply_is_answered_timeout() {
+    // A threaded driver learns placements and applies on two paths.
+    let mut s = service();
+    s.request(put(1), 1, 0);
+    let p = proposal(&mut s);
+    s.apply(&[entry(1, 1, &put(1))]);
+    s.accepted(p.id, Index(1), Term(1));
+    assert_eq!(replies(&mut s), vec![(1, Reply::Timeout)]);
+    assert!(s.idle());
 }
 
 #[test]

@@ -80,7 +80,9 @@ impl KvState {
     pub fn apply(&mut self, index: Index, data: &[u8]) -> Applied {
         debug_assert!(index > self.applied, "apply at {} after {}", index.0, self.applied.0);
         self.applied = index;
-        let Ok(cmd) = postcard::from_bytes::<Command>(data) else { return Applied::NotACommand };
+        // Exactly a command: bytes left over mean the entry is something else that happens to
+        // start like one.
+        let Ok((cmd, [])) = postcard::take_from_bytes::<Command>(data) else { return Applied::NotACommand };
         self.apply_command(cmd)
     }
 
@@ -162,7 +164,10 @@ mod tests {
         s.apply(Index(5), &cmd(8, 1, Op::Put { key: "k".to_string(), value: "z".to_string() }));
         assert_eq!(s.get("k"), "z");
         assert_eq!(s.apply(Index(6), b"noop"), Applied::NotACommand);
-        assert_eq!(s.applied(), Index(6));
+        let mut trailing = cmd(9, 1, append("k", "x"));
+        trailing.push(0);
+        assert_eq!(s.apply(Index(7), &trailing), Applied::NotACommand, "a command with bytes after it");
+        assert_eq!(s.applied(), Index(7));
     }
 
     #[test]

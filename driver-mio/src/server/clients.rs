@@ -392,7 +392,14 @@ impl Clients {
         f: impl FnOnce(&mut RespSession) -> Option<Need>,
         now: Instant,
     ) {
-        let Some(Accepted::Resp(mut session)) = self.accepted.remove(&token) else { return };
+        let mut session = match self.accepted.remove(&token) {
+            Some(Accepted::Resp(session)) => session,
+            Some(other) => {
+                self.accepted.insert(token, other);
+                return;
+            }
+            None => return,
+        };
         let need = f(&mut session);
         self.serve_need(&mut session, need, now, ctx);
         self.accepted.insert(token, Accepted::Resp(session));

@@ -1,8 +1,8 @@
 //! [`NativeSession`]: one connection of the native client protocol (`len | postcard` frames,
 //! a [`ClientRequest`] answered by a [`ClientResponse`] with the same id). Requests may be
 //! pipelined; answers go out as they are ready, each naming its request. A frame over the
-//! limit or one that does not decode is answered `Invalid` (id 0) after the answers to what
-//! came before it, and the connection closes; nothing after it is read.
+//! limit or one that does not decode is answered `Invalid` (id 0) at once, and the
+//! connection closes once the requests before it are answered; nothing after it is read.
 
 use skiff_core::codec::{decode_frame, encode_frame, CodecError};
 use skiff_core::kv::Reply;

@@ -3,9 +3,10 @@
 //! applier thread owns the apply stream, feeds it to the service, expires deadlines and takes
 //! snapshots by the service's policy. The service sits behind one lock.
 //!
-//! Ordering kept: a proposal's placement (`accepted`) reaches the service before the applier
-//! can apply the entry, because the proposing thread holds the lock from the request until
-//! the core answered the proposal. Guarantees are the service's: a write is answered `Ok` only
+//! Client threads propose without holding the lock, so a placement (`accepted`) may reach the
+//! service after the applier applied that entry; the service answers such a write `Timeout`
+//! and the clerk's retry learns its outcome from the session table. Guarantees are the
+//! service's: a write is answered `Ok` only
 //! after the entry holding that very command (same index and term) was applied here; a read
 //! only after this node confirmed its leadership at a read index and applied up to it.
 //! Anything uncertain is `Timeout`, which the clerk retries with the same sequence number.
@@ -149,24 +150,32 @@ impl KvService {
     /// Executes one client request (blocking up to about the request timeout).
     pub fn execute(&self, command: Command) -> Reply {
         let (tx, rx) = channel();
-        let mut inner = self.lock();
-        if inner.stopped {
-            return Reply::Timeout;
-        }
-        inner.service.request(command, tx, ms_since(self.epoch));
-        let own = send_replies(inner.service.take_actions());
+        let own = {
+            let mut inner = self.lock();
+            if inner.stopped {
+                return Reply::Timeout;
+            }
+            inner.service.request(command, tx, ms_since(self.epoch));
+            send_replies(inner.service.take_actions())
+        };
+        // Not under the lock, so that clients' proposals reach the core together (batched)
+        // and the applier is never held up. The placement may then reach the service after
+        // the applier applied the entry: the service answers that `Timeout`, and the clerk's
+        // retry learns the outcome from the session table.
         for action in own {
             match action {
-                // Under the lock: the applier cannot apply the entry before it is placed.
-                Action::Propose(p) => match self.raft.propose(p.data) {
-                    Ok((index, term)) => inner.service.accepted(p.id, index, term),
-                    Err(e) => inner.service.proposal_dropped(p.id, &drop_reason_of_propose(e)),
-                },
+                Action::Propose(p) => {
+                    let result = self.raft.propose(p.data);
+                    let mut inner = self.lock();
+                    match result {
+                        Ok((index, term)) => inner.service.accepted(p.id, index, term),
+                        Err(e) => inner.service.proposal_dropped(p.id, &drop_reason_of_propose(e)),
+                    }
+                    send_replies(inner.service.take_actions());
+                }
                 Action::Read { id } => {
-                    // Leadership confirmation may take a heartbeat round: not under the lock.
-                    drop(inner);
-                    let result = self.raft.read_index();
-                    inner = self.lock();
+                    let result = self.raft.read_index_within(self.timeout);
+                    let mut inner = self.lock();
                     match result {
                         Ok(index) => inner.service.read_ready(id, index),
                         Err(ReadError::NotLeader { hint }) => {
@@ -181,13 +190,11 @@ impl KvService {
                         // Its deadline answers it.
                         Err(ReadError::Timeout) => {}
                     }
+                    send_replies(inner.service.take_actions());
                 }
                 Action::Reply { .. } => unreachable!("replies were sent"),
             }
-            let rest = send_replies(inner.service.take_actions());
-            debug_assert!(rest.is_empty(), "one request makes one proposal or read");
         }
-        drop(inner);
         // The service answers by its deadline (the applier expires them); the margin covers
         // an applier that is late to wake.
         match rx.recv_timeout(self.timeout + EXPIRE_EVERY * 5) {
@@ -234,6 +241,8 @@ fn apply_loop(
         entries.clear();
         inner.service.expire(ms_since(epoch));
         if let Some(e) = failed {
+            // Answers of the entries applied before the bad snapshot go out first.
+            send_replies(inner.service.take_actions());
             tracing::error!("{e}");
             snapshotter.halt(e.to_string());
             break;

@@ -85,9 +85,14 @@ impl RaftHandle {
     /// A linearizable read point (ReadIndex): once the apply stream has delivered this index,
     /// the state machine reflects every write acknowledged before the call.
     pub fn read_index(&self) -> Result<Index, ReadError> {
+        self.read_index_within(READ_TIMEOUT)
+    }
+
+    /// [`RaftHandle::read_index`], waiting at most `timeout` for the confirmation.
+    pub fn read_index_within(&self, timeout: Duration) -> Result<Index, ReadError> {
         let (tx, rx) = channel();
         self.events.send(Event::Read(tx)).map_err(|_| ReadError::Stopped)?;
-        match rx.recv_timeout(READ_TIMEOUT) {
+        match rx.recv_timeout(timeout) {
             Ok(r) => r,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ReadError::Timeout),
             Err(_) => Err(ReadError::Stopped),

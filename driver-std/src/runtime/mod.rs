@@ -204,7 +204,11 @@ fn storage_thread(mut storage: impl Storage, rx: Receiver<Persist>, events: Send
         &rx,
         || crashed.load(Ordering::SeqCst),
         |result| match result {
-            Ok(up_to) => events.send(Event::Persisted(up_to)).is_ok(),
+            // Keep writing what was handed over even once nobody listens (a clean stop).
+            Ok(up_to) => {
+                let _ = events.send(Event::Persisted(up_to));
+                true
+            }
             Err(e) => {
                 tracing::error!("storage failed, stopping the node: {e}");
                 let _ = events.send(Event::Halt(e.to_string()));

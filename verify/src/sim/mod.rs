@@ -370,8 +370,9 @@ impl Sim {
         }
         let id = self.next_proposal;
         self.next_proposal += 1;
+        self.accepted = None;
         self.step(i, Input::Propose(Proposal { id, data }))?;
-        Ok(self.accepted.take())
+        Ok(self.accepted.take().filter(|(accepted, _, _)| *accepted == id))
     }
 
     /// Issues a linearizable read on node `i` (no-op if it is down). The answer is checked
