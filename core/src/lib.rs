@@ -58,6 +58,25 @@
 //! - **`Apply`** carries committed, locally durable entries in index order, each once.
 //! - **Bad network input is never an error**: it is ignored and counted in [`View::ignored`].
 //! - **Time is ticks** and **randomness is the seed in [`Config`]**.
+//!
+//! ## Memory
+//!
+//! The whole log since the last snapshot lives in memory (entries share their payloads with
+//! the `Persist` and `Apply` outputs, so the driver holds no second copy). Its size is bounded
+//! only by how often the service snapshots: a driver that never hands back
+//! `Input::Snapshot` grows the log without bound. The KV service's policy
+//! ([`kv::Service::snapshot_due`]) snapshots once the persisted Raft state reaches 9/10 of
+//! `ServiceConfig::max_raft_state`, which bounds the in-memory log to about that many bytes
+//! plus what arrives while the snapshot is taken.
+//!
+//! ## The KV service
+//!
+//! [`kv`] holds the replicated key/value service, written once for every runtime:
+//! [`kv::KvState`] (the state machine with exactly-once client sessions), [`kv::Service`] (the
+//! server side: client requests, the core's outputs and the time in; proposals, reads and
+//! replies out) and [`kv::Clerk`] (the client's retries). [`wire`] has the frames drivers
+//! exchange. `examples/tokio_cluster.rs` runs three nodes with the service on tokio tasks in
+//! about two hundred lines.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -69,6 +88,7 @@ mod io;
 pub mod kv;
 mod message;
 pub mod raft;
+pub mod rng;
 mod types;
 pub mod wire;
 

@@ -75,13 +75,58 @@ impl Default for NodeConfig {
     }
 }
 
-/// A configuration that cannot work, with what to fix.
+/// A configuration that cannot work; `Display` says what to fix.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// The file could not be read.
+    Unreadable {
+        path: String,
+        error: String,
+    },
+    /// The file is not valid TOML for a node (a syntax error, an unknown key, a wrong type).
+    Syntax {
+        path: String,
+        error: String,
+    },
+    /// `field` holds something that is not a socket address.
+    NotAnAddress {
+        field: String,
+        value: String,
+    },
+    /// A key of `table` (`peers`, `clients`) is not a node id.
+    NotANodeId {
+        table: &'static str,
+        key: String,
+    },
+    /// This node's id is not among the peers.
+    NotAPeer {
+        id: u64,
+        peers: Vec<String>,
+    },
+    /// A client address is given for a node that is not a peer.
+    ClientNotAPeer {
+        id: u64,
+    },
+    ZeroTick,
+    /// The Raft settings do not make a valid core configuration.
+    Raft(skiff_core::ConfigError),
+}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "configuration error: {}", self.0)
+        f.write_str("configuration error: ")?;
+        match self {
+            ConfigError::Unreadable { path, error } => write!(f, "cannot read {path}: {error}"),
+            ConfigError::Syntax { path, error } => write!(f, "{path}: {error}"),
+            ConfigError::NotAnAddress { field, value } => {
+                write!(f, "{field}: '{value}' is not an address like 127.0.0.1:7001")
+            }
+            ConfigError::NotANodeId { table, key } => write!(f, "{table}: '{key}' is not a node id (1, 2, ...)"),
+            ConfigError::NotAPeer { id, peers } => write!(f, "id {id} is not in peers ({peers:?}); add it there"),
+            ConfigError::ClientNotAPeer { id } => write!(f, "clients: node {id} is not in peers"),
+            ConfigError::ZeroTick => write!(f, "tick_ms must be at least 1"),
+            ConfigError::Raft(e) => write!(f, "{e}"),
+        }
     }
 }
 
@@ -101,15 +146,16 @@ pub struct Resolved {
 }
 
 fn addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse().map_err(|_| ConfigError(format!("{what}: '{s}' is not an address like 127.0.0.1:7001")))
+    s.parse().map_err(|_| ConfigError::NotAnAddress { field: what.to_string(), value: s.to_string() })
 }
 
 impl NodeConfig {
     /// Reads a TOML file. Unknown keys are errors (a typo must not be silently ignored).
     pub fn from_file(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+        let path_text = || path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Unreadable { path: path_text(), error: e.to_string() })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: path_text(), error: e.to_string() })
     }
 
     /// Checks everything that can be checked before starting.
@@ -118,13 +164,13 @@ impl NodeConfig {
         for (key, a) in &self.peers {
             let id = match key.parse::<u64>() {
                 Ok(id) if id > 0 => id,
-                _ => return Err(ConfigError(format!("peers: '{key}' is not a node id (1, 2, ...)"))),
+                _ => return Err(ConfigError::NotANodeId { table: "peers", key: key.clone() }),
             };
             peers.insert(NodeId(id), addr(&format!("peers.{id}"), a)?);
         }
         let own = *peers
             .get(&NodeId(self.id))
-            .ok_or_else(|| ConfigError(format!("id {} is not in peers ({:?})", self.id, self.peers.keys())))?;
+            .ok_or_else(|| ConfigError::NotAPeer { id: self.id, peers: self.peers.keys().cloned().collect() })?;
         let peer_listen = match &self.peer_listen {
             Some(a) => addr("peer_listen", a)?,
             None => own,
@@ -132,18 +178,18 @@ impl NodeConfig {
         let client_listen = addr("client_listen", &self.client_listen)?;
         let resp_listen = addr("resp_listen", &self.resp_listen)?;
         if self.tick_ms == 0 {
-            return Err(ConfigError("tick_ms must be at least 1".into()));
+            return Err(ConfigError::ZeroTick);
         }
         let raft = Config::builder(NodeId(self.id), peers.keys().copied(), self.id ^ self.cluster_id.rotate_left(17))
             .heartbeat_ticks(self.heartbeat_ticks)
             .election_ticks(self.election_ticks_min, self.election_ticks_max)
             .build()
-            .map_err(|e| ConfigError(e.to_string()))?;
+            .map_err(ConfigError::Raft)?;
         let mut clients = BTreeMap::new();
         for (key, a) in &self.clients {
-            let id: u64 = key.parse().map_err(|_| ConfigError(format!("clients: '{key}' is not a node id")))?;
+            let id: u64 = key.parse().map_err(|_| ConfigError::NotANodeId { table: "clients", key: key.clone() })?;
             if !peers.contains_key(&NodeId(id)) {
-                return Err(ConfigError(format!("clients: node {id} is not in peers")));
+                return Err(ConfigError::ClientNotAPeer { id });
             }
             clients.insert(id, addr(&format!("clients.{id}"), a)?);
         }

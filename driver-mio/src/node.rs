@@ -33,6 +33,10 @@ pub enum NodeError {
         what: String,
         source: io::Error,
     },
+    /// The core refused the state storage recovered.
+    Restore(skiff_core::RestoreError),
+    /// The event loop stopped on an error (storage failed, a snapshot does not decode, ...).
+    Serve(crate::server::ServeError),
 }
 
 impl fmt::Display for NodeError {
@@ -44,6 +48,8 @@ impl fmt::Display for NodeError {
                 write!(f, "{dir} belongs to cluster {found}, not {expected}: refusing to start")
             }
             NodeError::Io { what, source } => write!(f, "{what}: {source}"),
+            NodeError::Restore(e) => write!(f, "the stored state is refused: {e}"),
+            NodeError::Serve(e) => write!(f, "the node stopped: {e}"),
         }
     }
 }
@@ -86,10 +92,7 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
         client: bind(resolved.client_listen)?,
         resp: bind(resolved.resp_listen)?,
     };
-    let node = Node::new(resolved.raft.clone(), restored.clone()).map_err(|e| NodeError::Io {
-        what: "the stored state is refused".into(),
-        source: io::Error::other(e.to_string()),
-    })?;
+    let node = Node::new(resolved.raft.clone(), restored.clone()).map_err(NodeError::Restore)?;
     let opts = ServerOptions {
         cluster_id: cfg.cluster_id,
         tick: Duration::from_millis(cfg.tick_ms),
@@ -111,5 +114,5 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
     );
     let served = server::serve(node, &restored, storage, listeners, opts, &stop);
     tracing::info!(id = cfg.id, "stopped");
-    served.map_err(|e| NodeError::Io { what: "the node stopped".into(), source: io::Error::other(e.to_string()) })
+    served.map_err(NodeError::Serve)
 }

@@ -1,22 +1,21 @@
-//! The simulator's PRNG: splitmix64, so one `u64` seed reproduces a whole run.
+//! The simulator's random source: the core's splitmix64 ([`skiff_core::rng::SplitMix64`]),
+//! so one `u64` seed reproduces a whole run.
+
+use skiff_core::rng::SplitMix64;
 
 /// A deterministic random source for the simulator and its fault profiles.
 #[derive(Clone, Debug)]
 pub struct SimRng {
-    state: u64,
+    inner: SplitMix64,
 }
 
 impl SimRng {
     pub fn new(seed: u64) -> SimRng {
-        SimRng { state: seed ^ 0x5EED_5EED_5EED_5EED }
+        SimRng { inner: SplitMix64::new(seed ^ 0x5EED_5EED_5EED_5EED) }
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.inner.next_u64()
     }
 
     /// Uniform in `[lo, hi]` (inclusive); `lo` when `hi <= lo`.

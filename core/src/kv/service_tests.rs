@@ -218,3 +218,18 @@ fn the_snapshot_policy_waits_for_the_bound_and_for_new_entries() {
     never.apply(&[entry(1, 1, &put(1))]);
     assert_eq!(never.snapshot_due(u64::MAX), None, "no bound, no snapshots");
 }
+
+#[test]
+fn answers_about_the_drivers_own_ids_are_left_alone() {
+    let mut s = service();
+    s.request(put(1), 1, 0);
+    let p = proposal(&mut s);
+    assert_ne!(p.id & SERVICE_IDS, 0, "the service's ids carry the bit");
+    // The driver's own proposal number 1 is accepted at index 1; that is not the service's.
+    let own = Output::Accepted { id: p.id & !SERVICE_IDS, index: Index(1), term: Term(1) };
+    assert_eq!(s.on_output(&own), Ok(false));
+    assert_eq!(s.on_output(&Output::ReadDropped { id: 1, reason: DropReason::NotLeader { hint: None } }), Ok(false));
+    assert_eq!(s.in_progress(), 1, "still waiting for its own placement");
+    assert!(s.on_output(&Output::Accepted { id: p.id, index: Index(2), term: Term(1) }).unwrap());
+    assert!(s.take_actions().is_empty());
+}

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 
 use super::progress::Progress;
-use super::quorum::VoteResult;
+use super::quorum::{is_quorum, VoteResult};
 use super::Node;
 use crate::io::{Output, Role};
 use crate::message::{Message, MessageBody};
@@ -151,7 +151,7 @@ impl Node {
         for p in self.progress.values_mut() {
             p.recent_active = false;
         }
-        if active < self.cfg.quorum() {
+        if !is_quorum(active, self.cfg.quorum()) {
             self.become_follower(self.term, None);
         }
     }

@@ -33,7 +33,7 @@ impl RaftLog {
     /// A log restored from storage: an optional snapshot and the entries after it, all
     /// durable. The service restores its own state from the snapshot, so `applied` starts at
     /// the snapshot's index.
-    pub fn restored(snapshot: Option<Snapshot>, entries: Vec<Entry>, commit: Index) -> RaftLog {
+    pub(crate) fn restored(snapshot: Option<Snapshot>, entries: Vec<Entry>, commit: Index) -> RaftLog {
         let base = snapshot.as_ref().map_or(Index(0), |s| s.meta.index);
         let last = entries.last().map_or(base, |e| e.index);
         RaftLog {
@@ -164,7 +164,7 @@ impl RaftLog {
     }
 
     /// Leader path: append an entry that extends the log exactly.
-    pub fn append(&mut self, entry: Entry) {
+    pub(crate) fn append(&mut self, entry: Entry) {
         assert_eq!(entry.index, self.last_index().next(), "append out of place");
         assert!(entry.term >= self.last_term(), "append with a lower term");
         self.entries.push(entry);
@@ -176,7 +176,7 @@ impl RaftLog {
     /// first_appended)`: what storage must do.
     ///
     /// Panics if the conflict lies at or below the commit index (Raft guarantees it cannot).
-    pub fn merge(&mut self, entries: Vec<Entry>) -> (Option<Index>, Option<Index>) {
+    pub(crate) fn merge(&mut self, entries: Vec<Entry>) -> (Option<Index>, Option<Index>) {
         let k = entries.iter().take_while(|e| self.matches(e.index, e.term)).count();
         let Some(first) = entries.get(k).map(|e| e.index) else {
             return (None, None);
@@ -206,7 +206,7 @@ impl RaftLog {
 
     /// The service's snapshot of its state at `index` (which it has applied): drops every
     /// entry up to `index`. The caller checked `snapshot_index < index <= applied`.
-    pub fn compact(&mut self, meta: SnapshotMeta, data: bytes::Bytes) {
+    pub(crate) fn compact(&mut self, meta: SnapshotMeta, data: bytes::Bytes) {
         let index = meta.index;
         assert!(index > self.snapshot_index() && index <= self.applied, "compaction at {} out of range", index.0);
         let drop = (index.0 - self.snapshot_index().0) as usize;
@@ -218,7 +218,7 @@ impl RaftLog {
     /// hold its last entry (same index and term) the suffix after it is kept (Figure 13,
     /// rule 6); otherwise the whole log is discarded. Returns whether the log was discarded.
     /// `applied` moves only when the service installs it (see `Node`).
-    pub fn install(&mut self, snapshot: Snapshot) -> bool {
+    pub(crate) fn install(&mut self, snapshot: Snapshot) -> bool {
         let meta = &snapshot.meta;
         assert!(meta.index > self.commit, "install at {} below commit {}", meta.index.0, self.commit.0);
         let keep = self.matches(meta.index, meta.term);
@@ -240,18 +240,18 @@ impl RaftLog {
     }
 
     /// The service replaced its state with the snapshot.
-    pub fn snapshot_applied(&mut self) {
+    pub(crate) fn snapshot_applied(&mut self) {
         self.applied = self.applied.max(self.snapshot_index());
     }
 
     /// Records that a persist `seq` was issued covering the log as it is now.
-    pub fn note_persist(&mut self, seq: u64) {
+    pub(crate) fn note_persist(&mut self, seq: u64) {
         let last = self.last_index();
         self.unacked.push_back((seq, last));
     }
 
     /// Storage acknowledged every persist up to `seq`. Returns whether `durable` moved.
-    pub fn persisted(&mut self, up_to: u64) -> bool {
+    pub(crate) fn persisted(&mut self, up_to: u64) -> bool {
         let before = self.durable;
         while let Some(&(seq, last)) = self.unacked.front() {
             if seq > up_to {
@@ -264,7 +264,7 @@ impl RaftLog {
     }
 
     /// Raises the commit index (never lowers it). Returns whether it moved.
-    pub fn commit_to(&mut self, index: Index) -> bool {
+    pub(crate) fn commit_to(&mut self, index: Index) -> bool {
         let index = index.min(self.last_index());
         if index > self.commit {
             self.commit = index;
@@ -276,7 +276,7 @@ impl RaftLog {
 
     /// Takes the entries ready to apply: committed and durable, not yet applied. Nothing
     /// while a received snapshot waits to be installed by the service.
-    pub fn take_applicable(&mut self) -> Option<Vec<Entry>> {
+    pub(crate) fn take_applicable(&mut self) -> Option<Vec<Entry>> {
         let to = self.commit.min(self.durable);
         if to <= self.applied || self.applied < self.snapshot_index() {
             return None;
@@ -287,7 +287,8 @@ impl RaftLog {
     }
 
     /// Checks the invariants in the module doc; panics with context when one is broken.
-    pub fn assert_invariants(&self) {
+    #[cfg(test)]
+    pub(crate) fn assert_invariants(&self) {
         let base = self.snapshot_index();
         for (k, e) in self.entries.iter().enumerate() {
             assert_eq!(e.index.0, base.0 + k as u64 + 1, "log not contiguous");

@@ -5,11 +5,12 @@
 mod election;
 pub mod log;
 pub mod progress;
-pub mod quorum;
+#[cfg(test)]
+mod properties;
+mod quorum;
 mod read;
 mod receive;
 mod replication;
-mod rng;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -29,9 +30,9 @@ use self::log::RaftLog;
 use self::progress::Progress;
 use self::quorum::Tally;
 use self::read::Reads;
-use self::rng::Rng;
 use self::snapshot::Incoming;
 use self::transfer::Transfer;
+use crate::rng::SplitMix64 as Rng;
 
 /// One Raft node as a pure state machine. Feed it [`Input`]s with [`Node::step`]; carry out
 /// the [`Output`]s it returns. See the crate documentation for the driver loop.

@@ -7,7 +7,7 @@ use crate::types::Index;
 
 /// Replication mode of one follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Where the follower's log diverges is unknown: one append at a time, each waiting for
     /// its answer (or the next heartbeat answer, should it be lost).
     Probe,
@@ -28,24 +28,24 @@ pub enum Mode {
 #[derive(Clone, Debug)]
 pub struct Progress {
     pub match_index: Index,
-    pub next: Index,
-    pub mode: Mode,
+    pub(crate) next: Index,
+    pub(crate) mode: Mode,
     /// Probe: an append is outstanding, so sending is paused.
-    pub probe_sent: bool,
+    pub(crate) probe_sent: bool,
     inflight: VecDeque<(Index, u64)>,
     inflight_bytes: u64,
     /// The follower answered something since the last check-quorum round.
-    pub recent_active: bool,
+    pub(crate) recent_active: bool,
     /// The commit index carried by the last append sent to this follower.
-    pub commit_sent: Index,
+    pub(crate) commit_sent: Index,
     /// Pacing of empty appends that only announce a new commit index.
-    pub commit_notice: CommitNotice,
+    pub(crate) commit_notice: CommitNotice,
     /// The latest ReadIndex round this follower answered.
-    pub read_round_acked: u64,
+    pub(crate) read_round_acked: u64,
 }
 
 impl Progress {
-    pub fn new(next: Index) -> Progress {
+    pub(crate) fn new(next: Index) -> Progress {
         Progress {
             match_index: Index(0),
             next,
@@ -61,7 +61,7 @@ impl Progress {
     }
 
     /// Whether another append may go out now under the limits.
-    pub fn can_send(&self, max_msgs: usize, max_bytes: u64) -> bool {
+    pub(crate) fn can_send(&self, max_msgs: usize, max_bytes: u64) -> bool {
         match self.mode {
             Mode::Probe => !self.probe_sent,
             Mode::Replicate => self.inflight.len() < max_msgs && self.inflight_bytes < max_bytes,
@@ -70,12 +70,12 @@ impl Progress {
     }
 
     /// Room left under the byte limit (Replicate), for sizing the next message.
-    pub fn bytes_room(&self, max_bytes: u64) -> u64 {
+    pub(crate) fn bytes_room(&self, max_bytes: u64) -> u64 {
         max_bytes.saturating_sub(self.inflight_bytes)
     }
 
     /// An append ending at `last` with `bytes` of entries went out.
-    pub fn on_sent(&mut self, last: Index, bytes: u64) {
+    pub(crate) fn on_sent(&mut self, last: Index, bytes: u64) {
         match self.mode {
             Mode::Probe | Mode::Snapshot { .. } => self.probe_sent = true,
             Mode::Replicate => {
@@ -87,7 +87,7 @@ impl Progress {
     }
 
     /// The follower matches up to `index`. Returns whether `match_index` moved.
-    pub fn on_success(&mut self, index: Index) -> bool {
+    pub(crate) fn on_success(&mut self, index: Index) -> bool {
         self.recent_active = true;
         self.free_inflight_up_to(index);
         if index < self.match_index || (index == self.match_index && self.mode != Mode::Probe) {
@@ -135,7 +135,7 @@ impl Progress {
     /// The follower refused an append whose previous index was `rejected_prev`; `hint` is
     /// where the leader estimates the logs agree. Returns whether the rejection was current
     /// (a stale one changes nothing).
-    pub fn on_reject(&mut self, rejected_prev: Index, hint: Index) -> bool {
+    pub(crate) fn on_reject(&mut self, rejected_prev: Index, hint: Index) -> bool {
         self.recent_active = true;
         let current = match self.mode {
             Mode::Replicate => rejected_prev > self.match_index,
@@ -155,7 +155,7 @@ impl Progress {
 
     /// A heartbeat answer: the follower is alive. Unpauses a probe, and in Replicate frees
     /// one slot of a full window so a lost answer cannot stall the pipe forever.
-    pub fn on_heartbeat_response(&mut self, max_msgs: usize, max_bytes: u64) {
+    pub(crate) fn on_heartbeat_response(&mut self, max_msgs: usize, max_bytes: u64) {
         self.recent_active = true;
         self.probe_sent = false;
         if let Mode::Snapshot { sent, acked, rewind: rewind @ true, .. } = &mut self.mode {
@@ -174,7 +174,7 @@ impl Progress {
     /// one is stalled (a chunk or an answer was lost): the answer will rewind it. Judging by
     /// the beat, not by each answer, resends a window at most once per interval, and never
     /// the window of a transfer that is moving.
-    pub fn on_heartbeat_sent(&mut self) {
+    pub(crate) fn on_heartbeat_sent(&mut self) {
         if let Mode::Snapshot { acked, acked_at_beat, rewind, .. } = &mut self.mode {
             *rewind = *acked_at_beat == Some(*acked);
             *acked_at_beat = Some(*acked);
@@ -182,30 +182,25 @@ impl Progress {
     }
 
     /// Starts streaming the snapshot at `index` from its first byte.
-    pub fn start_snapshot(&mut self, index: Index) {
+    pub(crate) fn start_snapshot(&mut self, index: Index) {
         self.mode = Mode::Snapshot { index, sent: 0, acked: 0, acked_at_beat: None, rewind: false };
         self.inflight.clear();
         self.inflight_bytes = 0;
     }
 
     /// The follower installed (or already held) everything up to `index`.
-    pub fn snapshot_done(&mut self, index: Index) {
+    pub(crate) fn snapshot_done(&mut self, index: Index) {
         self.recent_active = true;
         self.match_index = self.match_index.max(index);
         self.next = self.match_index.next();
         self.mode = Mode::Probe;
         self.probe_sent = false;
     }
-
-    /// Number of appends in flight (Replicate).
-    pub fn inflight_len(&self) -> usize {
-        self.inflight.len()
-    }
 }
 
 /// Leader: pacing of commit notices to one follower (see `Node::notify_commit`).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct CommitNotice {
-    pub sent_this_tick: bool,
-    pub deferred: bool,
+pub(crate) struct CommitNotice {
+    pub(crate) sent_this_tick: bool,
+    pub(crate) deferred: bool,
 }

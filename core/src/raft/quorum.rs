@@ -1,23 +1,28 @@
 //! Pure quorum arithmetic: the commit index a set of match indexes supports, and vote tallies.
 
 use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
 
-use crate::types::{Index, NodeId};
+use crate::types::NodeId;
 
-/// The highest index held by at least `quorum` of `matches` (the `quorum`-th largest).
-/// Returns `Index(0)` when fewer than `quorum` values are given.
-pub fn quorum_index(matches: &mut [Index], quorum: usize) -> Index {
-    if quorum == 0 || matches.len() < quorum {
-        return Index(0);
+/// The highest value held by at least `quorum` of `values` (the `quorum`-th largest): the
+/// commit index a set of match indexes supports, or the read round a set of acknowledgements
+/// confirms. Returns the default (0) when fewer than `quorum` values are given.
+pub(crate) fn quorum_index<T: Ord + Copy + Default>(values: &mut [T], quorum: usize) -> T {
+    if quorum == 0 || values.len() < quorum {
+        return T::default();
     }
-    matches.sort_unstable_by(|a, b| b.cmp(a));
-    matches[quorum - 1]
+    values.sort_unstable_by(|a, b| b.cmp(a));
+    values[quorum - 1]
+}
+
+/// Whether `count` members (the node itself included) make a quorum of size `quorum`.
+pub(crate) fn is_quorum(count: usize, quorum: usize) -> bool {
+    count >= quorum
 }
 
 /// The outcome of an election so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VoteResult {
+pub(crate) enum VoteResult {
     Won,
     Lost,
     Pending,
@@ -25,13 +30,13 @@ pub enum VoteResult {
 
 /// Votes received in one (pre-)election, at most one per voter.
 #[derive(Clone, Debug, Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     votes: BTreeMap<NodeId, bool>,
 }
 
 impl Tally {
     /// Records `from`'s vote; a second answer from the same voter is ignored (returns false).
-    pub fn record(&mut self, from: NodeId, granted: bool) -> bool {
+    pub(crate) fn record(&mut self, from: NodeId, granted: bool) -> bool {
         if self.votes.contains_key(&from) {
             return false;
         }
@@ -40,10 +45,10 @@ impl Tally {
     }
 
     /// The outcome among `voters` with a majority of `quorum`.
-    pub fn result(&self, voters: &[NodeId], quorum: usize) -> VoteResult {
+    pub(crate) fn result(&self, voters: &[NodeId], quorum: usize) -> VoteResult {
         let granted = voters.iter().filter(|v| self.votes.get(v) == Some(&true)).count();
         let rejected = voters.iter().filter(|v| self.votes.get(v) == Some(&false)).count();
-        if granted >= quorum {
+        if is_quorum(granted, quorum) {
             VoteResult::Won
         } else if rejected > voters.len() - quorum {
             VoteResult::Lost
@@ -52,12 +57,7 @@ impl Tally {
         }
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.votes.clear();
-    }
-
-    /// Voters that granted, for traces.
-    pub fn granted(&self) -> Vec<NodeId> {
-        self.votes.iter().filter(|(_, g)| **g).map(|(id, _)| *id).collect()
     }
 }

@@ -9,6 +9,7 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
+use super::quorum::quorum_index;
 use super::Node;
 use crate::io::{DropReason, Output, Role};
 use crate::types::NodeId;
@@ -65,8 +66,7 @@ impl Node {
         }
         let mut acked: Vec<u64> = self.progress.values().map(|p| p.read_round_acked).collect();
         acked.push(self.reads.round); // our own answer to every round
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        let confirmed = acked[self.cfg.quorum() - 1];
+        let confirmed = quorum_index(&mut acked, self.cfg.quorum());
         self.reads.confirmed = self.reads.confirmed.max(confirmed);
         if self.log.term_at(self.log.commit()) != Some(self.term) {
             return; // Raft §8: not until our own no-op commits.

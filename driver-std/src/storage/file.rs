@@ -126,20 +126,6 @@ impl FileStorage {
         Ok((storage, restored))
     }
 
-    /// The data directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Bytes of WAL on disk (all segments).
-    pub fn wal_bytes(&self) -> u64 {
-        self.segments
-            .iter()
-            .filter_map(|s| fs::metadata(wal::segment_path(&self.wal_dir, s.number)).ok())
-            .map(|m| m.len())
-            .sum()
-    }
-
     /// Starts segment `number`, headed by the current hard state and snapshot marker.
     fn roll(&mut self, number: u64) -> Result<(), StorageError> {
         let path = wal::segment_path(&self.wal_dir, number);

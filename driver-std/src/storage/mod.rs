@@ -22,7 +22,6 @@ pub use file::{wal_size, FileStorage, FileStorageOptions};
 pub use group_commit::group_commit;
 pub use image::LogImage;
 pub use mem::{MemDisk, MemStorage};
-pub use wal::{WalRecord, RECORD_HEADER};
 
 /// Where persist records go.
 pub trait Storage: Send + 'static {

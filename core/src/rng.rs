@@ -1,15 +1,17 @@
-//! A tiny deterministic PRNG (splitmix64) owned by the core. The core never touches an OS
-//! random source: the seed comes from `Config`.
+//! [`SplitMix64`]: the one tiny deterministic PRNG of the project. The core draws election
+//! timeouts from it (never from an OS random source: the seed comes from `Config`), and the
+//! simulator builds its seeded random source on it.
 
-/// splitmix64: fast, 64-bit state, good enough to spread election timeouts.
+/// splitmix64: fast, 64-bit state, good enough to spread election timeouts and to drive a
+/// simulation. The same seed always gives the same sequence.
 #[derive(Clone, Debug)]
-pub struct Rng {
+pub struct SplitMix64 {
     state: u64,
 }
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng { state: seed }
+impl SplitMix64 {
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64 { state: seed }
     }
 
     pub fn next_u64(&mut self) -> u64 {
