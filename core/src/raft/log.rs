@@ -175,22 +175,25 @@ impl RaftLog {
     /// conflict, the suffix from there is truncated. Returns `(truncated_from,
     /// first_appended)`: what storage must do.
     ///
-    /// Panics if the conflict lies at or below the commit index (Raft guarantees it cannot).
-    pub(crate) fn merge(&mut self, entries: Vec<Entry>) -> (Option<Index>, Option<Index>) {
+    /// A conflict at or below the commit index (which Raft rules out from a real leader) is
+    /// refused with `Err(index of the conflict)`, changing nothing.
+    pub(crate) fn merge(&mut self, entries: Vec<Entry>) -> Result<(Option<Index>, Option<Index>), Index> {
         let k = entries.iter().take_while(|e| self.matches(e.index, e.term)).count();
         let Some(first) = entries.get(k).map(|e| e.index) else {
-            return (None, None);
+            return Ok((None, None));
         };
         let mut truncated = None;
         if first <= self.last_index() {
-            assert!(first > self.commit, "conflict at {} below commit {}", first.0, self.commit.0);
+            if first <= self.commit {
+                return Err(first);
+            }
             self.truncate_from(first);
             truncated = Some(first);
         }
         for e in entries.into_iter().skip(k) {
             self.append(e);
         }
-        (truncated, Some(first))
+        Ok((truncated, Some(first)))
     }
 
     fn truncate_from(&mut self, from: Index) {

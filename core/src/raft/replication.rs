@@ -112,7 +112,12 @@ impl Node {
             self.send(msg.from, MessageBody::AppendResponse(result), out);
             return;
         }
-        let (truncated, appended) = self.log.merge(entries);
+        let Ok((truncated, appended)) = self.log.merge(entries) else {
+            // The entries rewrite what this node committed: no leader of a later term can
+            // lack a committed entry (Leader Completeness), so the message is forged.
+            self.ignored.malformed += 1;
+            return;
+        };
         if let Some(t) = truncated {
             self.truncate_from = Some(self.truncate_from.map_or(t, |old| old.min(t)));
         }
@@ -164,6 +169,11 @@ impl Node {
                 }
             }
             AppendResult::Reject { rejected_prev, conflict_term, conflict_first, last_index } => {
+                // We never sent an append after an index we do not hold: a forgery or a bug.
+                if rejected_prev > self.log.last_index() {
+                    self.ignored.malformed += 1;
+                    return;
+                }
                 let hint = match conflict_term {
                     None => last_index.next(),
                     Some(t) => match self.log.last_index_of_term(t) {

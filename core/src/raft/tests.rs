@@ -173,3 +173,68 @@ fn election_timeouts_fall_in_the_configured_range() {
         assert_eq!(n.view().term, Term(0), "pre-vote does not bump the term");
     }
 }
+
+fn msg(from: u64, to: u64, term: Term, body: MessageBody) -> Input {
+    Input::Message(Message { from: NodeId(from), to: NodeId(to), term, body })
+}
+
+fn entries(from: u64, to: u64, term: u64) -> Vec<Entry> {
+    (from..=to)
+        .map(|i| Entry { term: Term(term), index: Index(i), kind: EntryKind::Command, data: Bytes::new() })
+        .collect()
+}
+
+/// Node 1 of 3, elected (without pre-vote) with node 2's vote, its no-op durable.
+fn leader_of_three() -> Node {
+    let cfg = Config::builder(NodeId(1), (1..=3).map(NodeId), 7).pre_vote(false).build().unwrap();
+    let mut n = Node::new(cfg, Restored::default()).unwrap();
+    let out = n.step(Input::Campaign);
+    let _ = n.step(Input::Persisted { up_to: persist_seq(&out).unwrap() });
+    let term = n.view().term;
+    let out = n.step(msg(2, 1, term, MessageBody::VoteResponse { granted: true }));
+    assert_eq!(n.view().role, Role::Leader);
+    let _ = n.step(Input::Persisted { up_to: persist_seq(&out).unwrap() });
+    n
+}
+
+#[test]
+fn a_forged_reject_beyond_the_leaders_log_is_ignored() {
+    let mut n = leader_of_three();
+    let term = n.view().term;
+    // Node 2 holds the no-op: its progress goes to Replicate.
+    let _ = n.step(msg(2, 1, term, MessageBody::AppendResponse(AppendResult::Success { match_index: Index(1) })));
+    let before = n.view().ignored.malformed;
+    let forged = AppendResult::Reject {
+        rejected_prev: Index(50),
+        conflict_term: None,
+        conflict_first: Index(0),
+        last_index: Index(60),
+    };
+    let _ = n.step(msg(2, 1, term, MessageBody::AppendResponse(forged)));
+    assert_eq!(n.view().ignored.malformed, before + 1);
+    // Replication to node 2 goes on.
+    let out = n.step(Input::Propose(Proposal { id: 1, data: Bytes::from_static(b"x") }));
+    assert!(sends(&out).iter().any(|m| m.to == NodeId(2) && matches!(m.body, MessageBody::Append { .. })));
+}
+
+#[test]
+fn an_append_conflicting_with_committed_entries_is_ignored() {
+    let mut n = node(2, 3);
+    let append = |term: u64, entries: Vec<Entry>, commit: u64| {
+        msg(
+            1,
+            2,
+            Term(term),
+            MessageBody::Append { prev_index: Index(0), prev_term: Term(0), entries, commit: Index(commit) },
+        )
+    };
+    let out = n.step(append(1, entries(1, 2, 1), 2));
+    let _ = n.step(Input::Persisted { up_to: persist_seq(&out).unwrap() });
+    assert_eq!(n.view().commit, Index(2));
+    let before = n.view().ignored.malformed;
+    // A leader of term 2 that rewrites committed index 1: impossible in Raft, so a forgery.
+    let out = n.step(append(2, entries(1, 3, 2), 2));
+    assert_eq!(n.view().ignored.malformed, before + 1);
+    assert!(persist_seq(&out).is_none() || n.view().last_index == Index(2), "nothing rewritten: {out:?}");
+    assert_eq!(n.view().commit, Index(2));
+}
