@@ -55,6 +55,7 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     let workload = workload(args)?;
     let began = Instant::now();
     let (mut kv_ops, mut kv_unknown) = (0u64, 0u64);
+    let mut unchecked = Vec::new();
     let mut stats = skiff_verify::sim::FeatureStats::default();
     let (mut violations, mut events, mut committed, mut reads) = (0u64, 0u64, 0u64, 0u64);
     for seed in start..start + seeds {
@@ -62,6 +63,10 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
         if let Some(kv) = &report.sim.kv {
             kv_ops += kv.history.len() as u64;
             kv_unknown += kv.history.iter().filter(|o| o.ret.is_none()).count() as u64;
+            if kv.unchecked {
+                println!("seed {seed}: the linearizability check ran out of time (no verdict)");
+                unchecked.push(seed);
+            }
         }
         events += report.events;
         committed += report.committed;
@@ -76,7 +81,7 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     }
     println!("committed_entries={committed} reads_served={reads}");
     if workload == Workload::Kv {
-        println!("kv_operations={kv_ops} kv_unknown_outcome={kv_unknown}");
+        println!("kv_operations={kv_ops} kv_unknown_outcome={kv_unknown} kv_unchecked_seeds={}", unchecked.len());
     }
     let s = stats;
     println!(
