@@ -26,6 +26,7 @@ pub struct Config {
     max_inflight_bytes: u64,
     snapshot_chunk_bytes: u64,
     max_inflight_snapshot_chunks: u64,
+    max_entry_bytes: usize,
 }
 
 /// Why a configuration was refused.
@@ -93,6 +94,7 @@ impl Config {
                 max_inflight_bytes: 16 << 20,
                 snapshot_chunk_bytes: 64 << 10,
                 max_inflight_snapshot_chunks: 4,
+                max_entry_bytes: 64 << 20,
             },
         }
     }
@@ -136,6 +138,9 @@ impl Config {
     }
     pub fn snapshot_chunk_bytes(&self) -> u64 {
         self.snapshot_chunk_bytes
+    }
+    pub fn max_entry_bytes(&self) -> usize {
+        self.max_entry_bytes
     }
     pub fn max_inflight_snapshot_chunks(&self) -> u64 {
         self.max_inflight_snapshot_chunks
@@ -209,6 +214,13 @@ impl ConfigBuilder {
     /// Unacknowledged InstallSnapshot chunks per follower.
     pub fn max_inflight_snapshot_chunks(mut self, n: u64) -> Self {
         self.config.max_inflight_snapshot_chunks = n;
+        self
+    }
+    /// Largest command a proposal may carry, in bytes (default 64 MiB); a larger one is
+    /// refused with [`crate::DropReason::TooLarge`] and never reaches the log. Storage
+    /// written for skiff accepts entries of this size: skiff-std's WAL takes up to 256 MiB.
+    pub fn max_entry_bytes(mut self, n: usize) -> Self {
+        self.config.max_entry_bytes = n;
         self
     }
 

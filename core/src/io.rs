@@ -78,6 +78,9 @@ pub enum DropReason {
     NotLeader { hint: Option<NodeId> },
     /// The leader is handing leadership to `to` and accepts no proposals meanwhile.
     Transferring { to: NodeId },
+    /// The command is `len` bytes, over the configured `max_entry_bytes`: it can never be
+    /// accepted (proposals only).
+    TooLarge { len: usize, max: usize },
 }
 
 /// A record to make durable, atomically: a crash leaves either all of it or none of it.

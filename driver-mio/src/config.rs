@@ -108,6 +108,12 @@ pub enum ConfigError {
         id: u64,
     },
     ZeroTick,
+    /// A command of the largest key and value would not fit in one log entry.
+    ValueOverEntryLimit {
+        max_key_bytes: usize,
+        max_value_bytes: usize,
+        max_entry_bytes: usize,
+    },
     /// The Raft settings do not make a valid core configuration.
     Raft(skiff_core::ConfigError),
 }
@@ -125,6 +131,11 @@ impl fmt::Display for ConfigError {
             ConfigError::NotAPeer { id, peers } => write!(f, "id {id} is not in peers ({peers:?}); add it there"),
             ConfigError::ClientNotAPeer { id } => write!(f, "clients: node {id} is not in peers"),
             ConfigError::ZeroTick => write!(f, "tick_ms must be at least 1"),
+            ConfigError::ValueOverEntryLimit { max_key_bytes, max_value_bytes, max_entry_bytes } => write!(
+                f,
+                "max_key_bytes ({max_key_bytes}) and max_value_bytes ({max_value_bytes}) allow commands over \
+                 the log's entry limit of {max_entry_bytes} bytes (with {COMMAND_OVERHEAD} for the rest of a command)"
+            ),
             ConfigError::Raft(e) => write!(f, "{e}"),
         }
     }
@@ -144,6 +155,9 @@ pub struct Resolved {
     /// numbers servers by position here).
     pub clients: Vec<(NodeId, SocketAddr)>,
 }
+
+/// Bytes of a KV command besides its key and value (client id, sequence, op, lengths).
+const COMMAND_OVERHEAD: usize = 64;
 
 fn addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
     s.parse().map_err(|_| ConfigError::NotAnAddress { field: what.to_string(), value: s.to_string() })
@@ -185,6 +199,11 @@ impl NodeConfig {
             .election_ticks(self.election_ticks_min, self.election_ticks_max)
             .build()
             .map_err(ConfigError::Raft)?;
+        let max_entry_bytes = raft.max_entry_bytes();
+        if self.max_key_bytes.saturating_add(self.max_value_bytes).saturating_add(COMMAND_OVERHEAD) > max_entry_bytes {
+            let (max_key_bytes, max_value_bytes) = (self.max_key_bytes, self.max_value_bytes);
+            return Err(ConfigError::ValueOverEntryLimit { max_key_bytes, max_value_bytes, max_entry_bytes });
+        }
         let mut clients = BTreeMap::new();
         for (key, a) in &self.clients {
             let id: u64 = key.parse().map_err(|_| ConfigError::NotANodeId { table: "clients", key: key.clone() })?;
@@ -231,5 +250,6 @@ mod tests {
         assert!(bad(|c| c.client_listen = "localhost".into()).contains("client_listen"));
         assert!(bad(|c| c.election_ticks_min = 5).contains("election"));
         assert!(bad(|c| c.tick_ms = 0).contains("tick_ms"));
+        assert!(bad(|c| c.max_value_bytes = 64 << 20).contains("entry limit"));
     }
 }

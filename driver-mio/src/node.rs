@@ -4,16 +4,14 @@
 //! directory, recovers storage, binds the ports and hands everything to the loop.
 
 use std::fmt;
-use std::fs;
 use std::io;
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_core::Node;
-use skiff_std::storage::{FileStorage, FileStorageOptions, StorageError};
+use skiff_std::storage::{check_cluster, FileStorage, FileStorageOptions, RealFs, StorageError};
 
 use crate::config::{ConfigError, NodeConfig};
 use crate::server::{self, Listeners, ServerOptions};
@@ -23,12 +21,6 @@ use crate::server::{self, Listeners, ServerOptions};
 pub enum NodeError {
     Config(ConfigError),
     Storage(StorageError),
-    /// The data directory belongs to another cluster.
-    WrongCluster {
-        dir: String,
-        found: String,
-        expected: u64,
-    },
     Io {
         what: String,
         source: io::Error,
@@ -44,9 +36,6 @@ impl fmt::Display for NodeError {
         match self {
             NodeError::Config(e) => write!(f, "{e}"),
             NodeError::Storage(e) => write!(f, "storage: {e}"),
-            NodeError::WrongCluster { dir, found, expected } => {
-                write!(f, "{dir} belongs to cluster {found}, not {expected}: refusing to start")
-            }
             NodeError::Io { what, source } => write!(f, "{what}: {source}"),
             NodeError::Restore(e) => write!(f, "the stored state is refused: {e}"),
             NodeError::Serve(e) => write!(f, "the node stopped: {e}"),
@@ -61,29 +50,11 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> NodeError {
     move |source| NodeError::Io { what, source }
 }
 
-/// The data directory records its cluster id; another cluster's directory is refused.
-fn check_cluster(dir: &Path, cluster_id: u64) -> Result<(), NodeError> {
-    fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
-    let marker = dir.join("cluster_id");
-    match fs::read_to_string(&marker) {
-        Ok(found) if found.trim() == cluster_id.to_string() => Ok(()),
-        Ok(found) => Err(NodeError::WrongCluster {
-            dir: dir.display().to_string(),
-            found: found.trim().to_string(),
-            expected: cluster_id,
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::write(&marker, cluster_id.to_string()).map_err(io_err(format!("cannot write {}", marker.display())))
-        }
-        Err(e) => Err(io_err(format!("cannot read {}", marker.display()))(e)),
-    }
-}
-
 /// Runs a node until `stop` is set, then shuts it down cleanly (what storage was handed is
 /// written; the ports close).
 pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
     let resolved = cfg.validate().map_err(NodeError::Config)?;
-    check_cluster(&cfg.data_dir, cfg.cluster_id)?;
+    check_cluster(&mut RealFs, &cfg.data_dir, cfg.cluster_id).map_err(NodeError::Storage)?;
     let (storage, restored) =
         FileStorage::open(&cfg.data_dir, FileStorageOptions::default()).map_err(NodeError::Storage)?;
     let bind = |a: std::net::SocketAddr| TcpListener::bind(a).map_err(io_err(format!("cannot listen on {a}")));

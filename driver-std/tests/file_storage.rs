@@ -180,3 +180,65 @@ fn a_missing_segment_or_a_damaged_snapshot_stops_recovery() {
     let err = FileStorage::open(dir.path(), opts).unwrap_err();
     assert!(matches!(&err, StorageError::Corrupt { path: p, .. } if *p == path), "{err}");
 }
+
+#[test]
+fn a_zero_filled_tail_is_torn_but_bit_rot_in_the_last_record_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let lens = write_batches(dir.path(), 5);
+    let path = segment(dir.path(), 1);
+    let good = fs::read(&path).unwrap();
+    // The size of a write reached the disk but not its data.
+    let mut zeroed = good.clone();
+    zeroed.resize(good.len() + 4096, 0);
+    fs::write(&path, &zeroed).unwrap();
+    let (_, r) = open(dir.path()).unwrap();
+    assert_eq!(indexes(&r), vec![1, 2, 3, 4, 5]);
+    assert_eq!(fs::metadata(&path).unwrap().len(), good.len() as u64, "the zeros are cut away");
+    // ... or only its first part did.
+    let mut half = good[..lens[3] as usize + 10].to_vec();
+    half.resize(good.len(), 0);
+    fs::write(&path, &half).unwrap();
+    assert_eq!(indexes(&open(dir.path()).unwrap().1), vec![1, 2, 3, 4]);
+    // A flipped byte inside the last, acknowledged record is not a torn write.
+    for at in [lens[3] + 2, lens[3] + 20, lens[4] - 1] {
+        let mut bad = good.clone();
+        bad[at as usize] ^= 0x10;
+        fs::write(&path, &bad).unwrap();
+        match open(dir.path()) {
+            Err(StorageError::Corrupt { path: p, offset, .. }) => assert_eq!((p, offset), (path.clone(), lens[3])),
+            other => panic!("byte {at} of the last record flipped: expected corruption, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_batch_larger_than_a_record_is_split_and_recovered_whole_and_an_oversized_entry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = FileStorageOptions { segment_bytes: 8 << 20, ..FileStorageOptions::default() };
+    let (mut s, _) = FileStorage::open(dir.path(), opts.clone()).unwrap();
+    let big = |i: u64| Entry {
+        index: Index(i),
+        term: Term(1),
+        kind: EntryKind::Command,
+        data: Bytes::from(vec![i as u8; 1 << 20]),
+    };
+    let batch: Vec<Entry> = (1..=40).map(big).collect();
+    s.append(&[persist(1, batch.clone())]).unwrap();
+    drop(s);
+    let sizes: Vec<u64> =
+        fs::read_dir(dir.path().join("wal")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).collect();
+    assert!(sizes.len() >= 3, "a 40 MiB batch spans 8 MiB segments: {sizes:?}");
+    let bound = opts.segment_bytes + opts.record_bytes as u64 + 4096;
+    assert!(sizes.iter().all(|&s| s <= bound), "no segment grows past a segment and a record: {sizes:?}");
+    let (mut s, r) = FileStorage::open(dir.path(), opts.clone()).unwrap();
+    assert_eq!(r.entries, batch);
+    // One entry larger than any record the reader accepts is refused before anything of it
+    // is written.
+    let huge = Entry { data: Bytes::from(vec![0u8; 257 << 20]), ..big(41) };
+    match s.append(&[persist(2, vec![huge])]) {
+        Err(e @ StorageError::TooLarge { .. }) => assert!(e.to_string().contains("exceeds the maximum"), "{e}"),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    drop(s);
+    assert_eq!(FileStorage::open(dir.path(), opts).unwrap().1.entries, batch);
+}

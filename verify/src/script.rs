@@ -583,6 +583,7 @@ fn render_reason(reason: &DropReason) -> String {
     match reason {
         DropReason::NotLeader { hint } => format!("NotLeader(hint={})", opt_node(*hint)),
         DropReason::Transferring { to } => format!("Transferring(to={to})"),
+        DropReason::TooLarge { len, max } => format!("TooLarge(len={len}, max={max})"),
     }
 }
 

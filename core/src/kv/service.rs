@@ -19,6 +19,7 @@
 //! never decreases, in the unit `ServiceConfig::request_timeout` is given in.
 
 use alloc::collections::BTreeMap;
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -126,6 +127,7 @@ pub fn drop_hint(reason: &DropReason) -> Option<NodeId> {
     match reason {
         DropReason::NotLeader { hint } => *hint,
         DropReason::Transferring { to } => Some(*to),
+        DropReason::TooLarge { .. } => None,
     }
 }
 
@@ -275,7 +277,12 @@ impl<W> Service<W> {
     /// The core refused proposal `id`.
     pub fn proposal_dropped(&mut self, id: u64, reason: &DropReason) {
         if let Some(w) = self.proposed.remove(&id) {
-            let reply = Reply::WrongLeader { hint: drop_hint(reason) };
+            let reply = match reason {
+                DropReason::TooLarge { len, max } => {
+                    Reply::Invalid { reason: format!("command of {len} bytes over the entry limit of {max}") }
+                }
+                _ => Reply::WrongLeader { hint: drop_hint(reason) },
+            };
             self.actions.push(Action::Reply { to: w.to, reply });
         }
     }

@@ -256,7 +256,12 @@ impl Node {
             return;
         }
         let mut any = false;
+        let max = self.cfg.max_entry_bytes();
         for p in proposals {
+            if p.data.len() > max {
+                out.push(Output::ProposalDropped { id: p.id, reason: DropReason::TooLarge { len: p.data.len(), max } });
+                continue;
+            }
             let index = self.log.last_index().next();
             self.append_local(Entry { term: self.term, index, kind: EntryKind::Command, data: p.data });
             out.push(Output::Accepted { id: p.id, index, term: self.term });

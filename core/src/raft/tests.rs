@@ -64,6 +64,23 @@ fn a_single_node_leads_commits_and_applies_only_after_persisting() {
 }
 
 #[test]
+fn a_proposal_over_the_entry_limit_is_refused_and_the_rest_of_its_batch_accepted() {
+    let cfg = Config::builder(NodeId(1), [NodeId(1)], 7).max_entry_bytes(4).build().unwrap();
+    let mut n = Node::new(cfg, Restored::default()).unwrap();
+    let out = n.step(Input::Campaign);
+    let out = n.step(Input::Persisted { up_to: persist_seq(&out).unwrap() });
+    let _ = n.step(Input::Persisted { up_to: persist_seq(&out).unwrap() });
+    let p = |id, data: &'static [u8]| Proposal { id, data: Bytes::from_static(data) };
+    let out = n.step(Input::ProposeBatch(vec![p(1, b"four"), p(2, b"fives"), p(3, b"ok")]));
+    assert!(out.contains(&Output::Accepted { id: 1, index: Index(2), term: Term(1) }), "{out:?}");
+    assert!(
+        out.contains(&Output::ProposalDropped { id: 2, reason: DropReason::TooLarge { len: 5, max: 4 } }),
+        "{out:?}"
+    );
+    assert!(out.contains(&Output::Accepted { id: 3, index: Index(3), term: Term(1) }), "{out:?}");
+}
+
+#[test]
 fn proposals_on_a_follower_are_dropped_with_a_hint() {
     let mut n = node(2, 3);
     let hb = Message {

@@ -96,6 +96,7 @@ fn drop_reason_of_propose(e: ProposeError) -> DropReason {
     match e {
         ProposeError::NotLeader { hint } => DropReason::NotLeader { hint },
         ProposeError::Transferring { to } => DropReason::Transferring { to },
+        ProposeError::TooLarge { len, max } => DropReason::TooLarge { len, max },
         ProposeError::Stopped => DropReason::NotLeader { hint: None },
     }
 }

@@ -44,6 +44,8 @@ pub enum ProposeError {
     NotLeader { hint: Option<NodeId> },
     /// The leader is handing leadership to `to`.
     Transferring { to: NodeId },
+    /// The command is `len` bytes, over the core's `max_entry_bytes` (`max`): never retried.
+    TooLarge { len: usize, max: usize },
     /// The node has stopped.
     Stopped,
 }
@@ -67,6 +69,7 @@ impl From<DropReason> for ProposeError {
         match r {
             DropReason::NotLeader { hint } => ProposeError::NotLeader { hint },
             DropReason::Transferring { to } => ProposeError::Transferring { to },
+            DropReason::TooLarge { len, max } => ProposeError::TooLarge { len, max },
         }
     }
 }
@@ -76,6 +79,8 @@ impl From<DropReason> for ReadError {
         match r {
             DropReason::NotLeader { hint } => ReadError::NotLeader { hint },
             DropReason::Transferring { to } => ReadError::Transferring { to },
+            // The core never gives this reason for a read.
+            DropReason::TooLarge { .. } => ReadError::NotLeader { hint: None },
         }
     }
 }
@@ -86,6 +91,7 @@ impl fmt::Display for ProposeError {
             ProposeError::NotLeader { hint: Some(l) } => write!(f, "not the leader (try node {})", l.0),
             ProposeError::NotLeader { hint: None } => write!(f, "not the leader (leader unknown)"),
             ProposeError::Transferring { to } => write!(f, "leadership is moving to node {}", to.0),
+            ProposeError::TooLarge { len, max } => write!(f, "command of {len} bytes over the entry limit of {max}"),
             ProposeError::Stopped => write!(f, "the node has stopped"),
         }
     }

@@ -1,30 +1,38 @@
 //! [`FileStorage`]: a data directory holding `wal/` (numbered segments of checksummed records)
-//! and `snapshot` (the latest snapshot, replaced atomically).
+//! and `snapshot` (the latest snapshot, replaced atomically), on any [`Fs`].
 //!
 //! Writing a batch: any snapshot it carries goes to the snapshot file first (durable before
-//! the WAL mentions it); then every record is appended with one `write` and one `fdatasync`
-//! (group commit). Once a snapshot's record is durable, segments whose entries it covers are
-//! deleted. A segment is rolled when it passes `segment_bytes`; each starts with the full hard
-//! state and snapshot marker, so deleting older ones loses nothing.
+//! the WAL mentions it); then every record is appended and the batch is synced once (group
+//! commit). A `Persist` too large for one record is split ([`wal::split`]). Once a snapshot's
+//! record is durable, segments whose entries it covers are deleted. A segment is rolled when
+//! it passes `segment_bytes`, also in the middle of a batch (after syncing what came before);
+//! each starts with the full hard state and snapshot marker, so deleting older ones loses
+//! nothing. A roll is atomic: the new segment is written and synced under a temporary name,
+//! then renamed into place and its directory synced.
 //!
-//! Recovery: read the snapshot, replay every segment in order; a torn last record of the last
-//! segment is truncated away (a crash mid-write), anything else damaged is an error naming the
-//! file and offset.
+//! Recovery: remove temporary files a crash left, read the snapshot, replay every segment in
+//! order; a torn tail of the last segment is cut away (see [`wal`] for torn versus corrupt),
+//! anything else damaged is an error naming the file and offset. If the snapshot file is newer
+//! than the WAL's last snapshot record (a crash between the two), the install rule decides:
+//! the log after the snapshot is kept only if it holds the snapshot's last entry, the term is
+//! raised to the snapshot's if it is behind, and a record saying so is written. Everything recovery read is synced before `open` returns, so the node
+//! never acts on bytes a power loss could still take back.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use skiff_core::{HardState, Index, Persist, Restored, SnapshotMeta};
+use skiff_core::{Entry, HardState, Index, Persist, Restored, SnapshotMeta};
 
+use super::fs::{Fs, RealFs};
 use super::wal::{self, RecordRef, Tail};
-use super::{snapshot_file, sync_dir, LogImage, Storage, StorageError};
+use super::{snapshot_file, LogImage, Storage, StorageError};
 
 /// Tuning of a [`FileStorage`].
 #[derive(Clone, Debug)]
 pub struct FileStorageOptions {
     /// A segment is closed and a new one started once it holds this many bytes.
     pub segment_bytes: u64,
+    /// A `Persist` whose entries exceed this many bytes is written as several records.
+    pub record_bytes: usize,
     /// fdatasync after every batch. Only for benchmarks that want to see the cost of the
     /// disk: without it, acknowledged writes can be lost by a power failure.
     pub sync: bool,
@@ -32,7 +40,7 @@ pub struct FileStorageOptions {
 
 impl Default for FileStorageOptions {
     fn default() -> Self {
-        FileStorageOptions { segment_bytes: 64 << 20, sync: true }
+        FileStorageOptions { segment_bytes: 64 << 20, record_bytes: 8 << 20, sync: true }
     }
 }
 
@@ -45,27 +53,42 @@ struct Segment {
 
 /// File-backed [`Storage`].
 #[derive(Debug)]
-pub struct FileStorage {
+pub struct FileStorage<F: Fs = RealFs> {
+    fs: F,
     dir: PathBuf,
     wal_dir: PathBuf,
     opts: FileStorageOptions,
     /// Oldest first; the last is the one being appended to.
     segments: Vec<Segment>,
-    active: File,
+    active: Option<F::File>,
     active_len: u64,
+    /// The hard state and snapshot marker as of the last record encoded.
     hard_state: HardState,
     snapshot: Option<SnapshotMeta>,
     buf: Vec<u8>,
 }
 
-impl FileStorage {
+impl FileStorage<RealFs> {
     /// Opens (or creates) the data directory `dir` and recovers what it holds.
     pub fn open(dir: impl AsRef<Path>, opts: FileStorageOptions) -> Result<(FileStorage, Restored), StorageError> {
+        FileStorage::open_on(RealFs, dir, opts)
+    }
+}
+
+impl<F: Fs> FileStorage<F> {
+    /// [`FileStorage::open`] on the file system `fs`.
+    pub fn open_on(
+        mut fs: F,
+        dir: impl AsRef<Path>,
+        opts: FileStorageOptions,
+    ) -> Result<(FileStorage<F>, Restored), StorageError> {
         let dir = dir.as_ref().to_path_buf();
         let wal_dir = dir.join("wal");
-        fs::create_dir_all(&wal_dir).map_err(|e| StorageError::io(&wal_dir, "create data directory", e))?;
-        let snapshot = snapshot_file::read(&dir)?;
-        let numbers = wal::list_segments(&wal_dir)?;
+        fs.create_dir_all(&wal_dir).map_err(|e| StorageError::io(&wal_dir, "create data directory", e))?;
+        remove_temporary(&mut fs, &dir, &wal_dir)?;
+        let snapshot = snapshot_file::read(&mut fs, &dir)?;
+        let names = fs.list(&wal_dir).map_err(|e| StorageError::io(&wal_dir, "list WAL directory", e))?;
+        let numbers = wal::segment_numbers(&wal_dir, &names)?;
         // Replay on top of the snapshot: entries it covers are skipped as they come, and after
         // trimming, the oldest segment left may start anywhere up to just past it.
         let stored = snapshot.as_ref().map_or(Index(0), |s| s.meta.index);
@@ -74,13 +97,17 @@ impl FileStorage {
         let mut segments = Vec::new();
         for (k, &number) in numbers.iter().enumerate() {
             let path = wal::segment_path(&wal_dir, number);
-            let (records, tail) = wal::read_segment(&path)?;
+            let bytes = fs.read(&path).map_err(|e| StorageError::io(&path, "read WAL segment", e))?;
+            let (records, tail) = wal::parse_segment(&path, &bytes)?;
             if let Tail::Torn { valid_len } = tail {
                 if k + 1 < numbers.len() {
                     return Err(StorageError::corrupt(&path, valid_len, "damaged record in a closed segment"));
                 }
                 tracing::warn!(file = %path.display(), offset = valid_len, "truncating a torn WAL tail");
-                truncate_file(&path, valid_len)?;
+                fs.set_len(&path, valid_len).map_err(|e| StorageError::io(&path, "truncate torn WAL tail", e))?;
+            }
+            if opts.sync {
+                fs.sync_path(&path).map_err(|e| StorageError::io(&path, "sync WAL segment", e))?;
             }
             let mut max_index = Index(0);
             for (r, record) in records.iter().enumerate() {
@@ -95,17 +122,38 @@ impl FileStorage {
         }
         // The snapshot file is written before the record that mentions it, so it may be newer
         // than the WAL knows (a crash in between), never older.
+        let snapshot_path = dir.join(snapshot_file::SNAPSHOT_FILE);
         if wal_snapshot > stored {
-            let path = dir.join(snapshot_file::SNAPSHOT_FILE);
             let what = format!("the WAL records a snapshot at {} but the file holds {}", wal_snapshot.0, stored.0);
-            return Err(StorageError::Inconsistent { path, what });
+            return Err(StorageError::Inconsistent { path: snapshot_path, what });
+        }
+        let unrecorded = snapshot.as_ref().filter(|s| s.meta.index > wal_snapshot).map(|s| s.meta.clone());
+        let discard = unrecorded.as_ref().is_some_and(|m| image.at_snapshot != Some(m.term));
+        if discard {
+            image.entries.clear();
+        }
+        // The install's hard state came in the lost record too; a snapshot of a later term
+        // than the stored one means the node had moved to that term (without a vote in it,
+        // or the vote would be durable).
+        let raised = unrecorded.as_ref().filter(|m| m.term > image.hard_state.term).map(|m| {
+            image.hard_state = HardState { term: m.term, vote: None, commit: image.hard_state.commit };
+            image.hard_state
+        });
+        if opts.sync {
+            for path in [&snapshot_path, &wal_dir, &dir] {
+                match fs.sync_path(path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == &snapshot_path => {}
+                    r => r.map_err(|e| StorageError::io(path, "sync", e))?,
+                }
+            }
         }
         let mut storage = FileStorage {
-            active: File::open(&dir).map_err(|e| StorageError::io(&dir, "open data directory", e))?,
+            fs,
             dir,
             wal_dir,
             opts,
             segments,
+            active: None,
             active_len: 0,
             hard_state: image.hard_state,
             snapshot: snapshot.as_ref().map(|s| s.meta.clone()),
@@ -114,102 +162,157 @@ impl FileStorage {
         match storage.segments.last() {
             Some(last) => {
                 let path = wal::segment_path(&storage.wal_dir, last.number);
-                storage.active = OpenOptions::new()
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| StorageError::io(&path, "open WAL segment", e))?;
-                storage.active_len = storage.active.metadata().map_err(|e| StorageError::io(&path, "stat", e))?.len();
+                let (file, len) =
+                    storage.fs.open_append(&path).map_err(|e| StorageError::io(&path, "open WAL segment", e))?;
+                storage.active = Some(file);
+                storage.active_len = len;
             }
             None => storage.roll(1)?,
+        }
+        if let Some(meta) = unrecorded {
+            // Record the install rule's outcome, so a later replay sees the snapshot where
+            // it is and the log after it as it was decided here.
+            let truncate_from = discard.then(|| meta.index.next());
+            let record = RecordRef { hard_state: raised, snapshot: Some(&meta), truncate_from, entries: &[] };
+            storage.buf.clear();
+            wal::encode_record(&record, &mut storage.buf).expect("a marker record is small");
+            storage.write_buf(true)?;
         }
         let restored = Restored { hard_state: image.hard_state, snapshot, entries: image.entries };
         Ok((storage, restored))
     }
 
-    /// Starts segment `number`, headed by the current hard state and snapshot marker.
+    /// Starts segment `number`, headed by the current hard state and snapshot marker, atomically.
     fn roll(&mut self, number: u64) -> Result<(), StorageError> {
         let path = wal::segment_path(&self.wal_dir, number);
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| StorageError::io(&path, "create WAL segment", e))?;
-        let mut header = Vec::new();
+        let temp = path.with_extension("wal.tmp");
+        let mut header = wal::SEGMENT_MAGIC.to_vec();
         let record = RecordRef {
             hard_state: Some(self.hard_state),
             snapshot: self.snapshot.as_ref(),
             truncate_from: None,
             entries: &[],
         };
-        wal::encode_record(&record, &mut header);
-        file.write_all(&header).and_then(|_| file.sync_data()).map_err(|e| StorageError::io(&path, "write WAL", e))?;
-        sync_dir(&self.wal_dir)?;
-        self.active = file;
+        wal::encode_record(&record, &mut header).expect("a segment header is small");
+        let fs = &mut self.fs;
+        let mut create = || -> std::io::Result<F::File> {
+            let mut file = fs.create(&temp)?;
+            fs.write(&mut file, &header)?;
+            fs.sync(&mut file)?;
+            Ok(file)
+        };
+        let file = create().map_err(|e| StorageError::io(&temp, "create WAL segment", e))?;
+        self.fs.rename(&temp, &path).map_err(|e| StorageError::io(&path, "rename WAL segment into place", e))?;
+        self.fs.sync_path(&self.wal_dir).map_err(|e| StorageError::io(&self.wal_dir, "sync directory", e))?;
+        self.active = Some(file);
         self.active_len = header.len() as u64;
         self.segments.push(Segment { number, max_index: Index(0) });
         Ok(())
     }
 
-    /// Deletes closed segments whose every entry is covered by the snapshot at `index`.
+    /// Rolls to the next segment if the active one is full.
+    fn roll_if_full(&mut self) -> Result<(), StorageError> {
+        if self.active_len >= self.opts.segment_bytes {
+            let next = self.segments.last().map_or(1, |s| s.number + 1);
+            self.roll(next)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the encoded records in `buf` to the active segment, synced if `sync`.
+    fn write_buf(&mut self, sync: bool) -> Result<(), StorageError> {
+        let number = self.segments.last().expect("an active segment").number;
+        let file = self.active.as_mut().expect("an active segment");
+        let fs = &mut self.fs;
+        let buf = &self.buf;
+        let mut write = || -> std::io::Result<()> {
+            fs.write(file, buf)?;
+            if sync {
+                fs.sync(file)?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| StorageError::io(&wal::segment_path(&self.wal_dir, number), "append to WAL", e))?;
+        self.active_len += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Deletes closed segments whose every entry is covered by the snapshot at `index`, oldest
+    /// first, syncing the directory after each: a crash leaves the sequence without a gap.
     fn trim(&mut self, index: Index) -> Result<(), StorageError> {
         let closed = self.segments.len() - 1;
         let removable = self.segments[..closed].iter().take_while(|s| s.max_index <= index).count();
         for s in self.segments.drain(..removable) {
             let path = wal::segment_path(&self.wal_dir, s.number);
-            fs::remove_file(&path).map_err(|e| StorageError::io(&path, "remove WAL segment", e))?;
+            self.fs.remove(&path).map_err(|e| StorageError::io(&path, "remove WAL segment", e))?;
+            self.fs.sync_path(&self.wal_dir).map_err(|e| StorageError::io(&self.wal_dir, "sync directory", e))?;
         }
-        if removable > 0 {
-            sync_dir(&self.wal_dir)?;
+        Ok(())
+    }
+
+    /// Encodes `record` into the buffer, tracking what it changes.
+    fn encode(&mut self, record: &RecordRef<'_>) -> Result<(), StorageError> {
+        wal::encode_record(record, &mut self.buf).map_err(|len| StorageError::TooLarge {
+            path: wal::segment_path(&self.wal_dir, self.segments.last().map_or(0, |s| s.number)),
+            len,
+            max: wal::MAX_RECORD as usize,
+        })?;
+        if let Some(hs) = record.hard_state {
+            self.hard_state = hs;
         }
+        if let Some(meta) = record.snapshot {
+            self.snapshot = Some(meta.clone());
+        }
+        let active = self.segments.last_mut().expect("an active segment");
+        active.max_index = record.entries.last().map_or(active.max_index, |e: &Entry| active.max_index.max(e.index));
         Ok(())
     }
 }
 
-impl Storage for FileStorage {
+impl<F: Fs> Storage for FileStorage<F> {
     fn append(&mut self, batch: &[Persist]) -> Result<(), StorageError> {
-        if self.active_len >= self.opts.segment_bytes {
-            let next = self.segments.last().map_or(1, |s| s.number + 1);
-            self.roll(next)?;
-        }
+        self.roll_if_full()?;
         self.buf.clear();
         let mut snapshot_index = None;
-        let mut max_index = Index(0);
         for p in batch {
             if let Some(s) = &p.snapshot {
-                snapshot_file::write(&self.dir, s)?;
-                self.snapshot = Some(s.meta.clone());
+                snapshot_file::write(&mut self.fs, &self.dir, s)?;
                 snapshot_index = Some(s.meta.index);
             }
-            if let Some(hs) = p.hard_state {
-                self.hard_state = hs;
+            for record in wal::split(p, self.hard_state.commit, self.opts.record_bytes) {
+                if !self.buf.is_empty() && self.active_len + self.buf.len() as u64 >= self.opts.segment_bytes {
+                    // What came before is synced before the next segment's header names it.
+                    self.write_buf(true)?;
+                    self.roll_if_full()?;
+                }
+                self.encode(&record)?;
             }
-            max_index = p.entries.last().map_or(max_index, |e| max_index.max(e.index));
-            let record = RecordRef {
-                hard_state: p.hard_state,
-                snapshot: p.snapshot.as_ref().map(|s| &s.meta),
-                truncate_from: p.truncate_from,
-                entries: &p.entries,
-            };
-            wal::encode_record(&record, &mut self.buf);
         }
-        let number = self.segments.last().expect("an active segment").number;
-        let write = |f: &mut File, buf: &[u8], sync: bool| -> std::io::Result<()> {
-            f.write_all(buf)?;
-            if sync {
-                f.sync_data()?;
-            }
-            Ok(())
-        };
-        write(&mut self.active, &self.buf, self.opts.sync)
-            .map_err(|e| StorageError::io(&wal::segment_path(&self.wal_dir, number), "append to WAL", e))?;
-        self.active_len += self.buf.len() as u64;
-        let active = self.segments.last_mut().expect("an active segment");
-        active.max_index = active.max_index.max(max_index);
+        self.write_buf(self.opts.sync)?;
         if let Some(index) = snapshot_index {
             self.trim(index)?;
         }
         Ok(())
     }
+}
+
+/// Removes what a crash during a snapshot write or a segment roll left behind.
+fn remove_temporary<F: Fs>(fs: &mut F, dir: &Path, wal_dir: &Path) -> Result<(), StorageError> {
+    let mut removed = false;
+    for d in [dir, wal_dir] {
+        let names = fs.list(d).map_err(|e| StorageError::io(d, "list directory", e))?;
+        for name in names.iter().filter(|n| n.ends_with(".tmp")) {
+            let path = d.join(name);
+            tracing::warn!(file = %path.display(), "removing a temporary file left by a crash");
+            fs.remove(&path).map_err(|e| StorageError::io(&path, "remove temporary file", e))?;
+            removed = true;
+        }
+        if removed {
+            fs.sync_path(d).map_err(|e| StorageError::io(d, "sync directory", e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Bytes of WAL segments in the data directory `dir` (the persisted Raft state besides the
@@ -218,15 +321,4 @@ pub fn wal_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir.join("wal"))
         .map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
         .unwrap_or(0)
-}
-
-fn truncate_file(path: &Path, len: u64) -> Result<(), StorageError> {
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|f| {
-            f.set_len(len)?;
-            f.sync_all()
-        })
-        .map_err(|e| StorageError::io(path, "truncate torn WAL tail", e))
 }

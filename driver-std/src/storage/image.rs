@@ -2,7 +2,7 @@
 //! snapshot covers, and the log after it. Both storages rebuild it the same way, so their
 //! durability rules cannot drift apart.
 
-use skiff_core::{Entry, HardState, Index};
+use skiff_core::{Entry, HardState, Index, Term};
 
 /// The stored Raft state besides the snapshot's data.
 ///
@@ -13,6 +13,10 @@ pub struct LogImage {
     pub hard_state: HardState,
     pub snapshot_index: Index,
     pub entries: Vec<Entry>,
+    /// The term of the entry at `snapshot_index` as the records last wrote it (`None` if
+    /// never written or cut since): recovery's install rule keeps the log after a snapshot
+    /// only if the log holds the snapshot's own last entry.
+    pub at_snapshot: Option<Term>,
 }
 
 impl LogImage {
@@ -38,6 +42,7 @@ impl LogImage {
         if let Some(s) = snapshot_index {
             if s > self.snapshot_index {
                 self.snapshot_index = s;
+                self.at_snapshot = self.entries.iter().find(|e| e.index == s).map(|e| e.term);
                 match self.first_index() {
                     Some(first) if first <= s => {
                         let drop = ((s.0 - first.0 + 1) as usize).min(self.entries.len());
@@ -59,6 +64,9 @@ impl LogImage {
             }
             // Entries the snapshot already covers are not kept.
             let skip = entries.iter().take_while(|e| e.index <= self.snapshot_index).count();
+            if let Some(e) = entries[..skip].last().filter(|e| e.index == self.snapshot_index) {
+                self.at_snapshot = Some(e.term);
+            }
             self.entries.extend(entries[skip..].iter().cloned());
         }
         if let Some(hs) = hard_state {
@@ -69,6 +77,9 @@ impl LogImage {
 
     /// Drops stored entries at `index` and after.
     fn truncate_from(&mut self, index: Index) {
+        if index <= self.snapshot_index {
+            self.at_snapshot = None;
+        }
         if let Some(first) = self.first_index() {
             let keep = index.0.saturating_sub(first.0) as usize;
             self.entries.truncate(keep);

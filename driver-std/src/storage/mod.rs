@@ -7,9 +7,12 @@
 //! loses at most the records of batches that had not returned.
 
 mod file;
+mod fs;
 mod group_commit;
 mod image;
+mod marker;
 mod mem;
+mod sim_fs;
 mod snapshot_file;
 mod wal;
 
@@ -19,9 +22,12 @@ use std::path::{Path, PathBuf};
 use skiff_core::{Persist, RestoreError};
 
 pub use file::{wal_size, FileStorage, FileStorageOptions};
+pub use fs::{Fs, RealFs};
 pub use group_commit::group_commit;
 pub use image::LogImage;
+pub use marker::{check_cluster, write_atomically, CLUSTER_MARKER};
 pub use mem::{MemDisk, MemStorage};
+pub use sim_fs::{DiskImage, SimFile, SimFs};
 
 /// Where persist records go.
 pub trait Storage: Send + 'static {
@@ -56,6 +62,20 @@ pub enum StorageError {
     },
     /// The recovered state is not one the core accepts.
     Restore(RestoreError),
+    /// One entry too large for a WAL record (`len` encoded bytes, at most `max`): its batch
+    /// is not durable, and like any storage error this stops the node. The core's
+    /// `max_entry_bytes` refuses such proposals before they reach the log.
+    TooLarge {
+        path: PathBuf,
+        len: usize,
+        max: usize,
+    },
+    /// The data directory belongs to another cluster (its marker at `path` says `found`).
+    WrongCluster {
+        path: PathBuf,
+        found: String,
+        expected: u64,
+    },
 }
 
 impl StorageError {
@@ -78,6 +98,16 @@ impl fmt::Display for StorageError {
             StorageError::MissingSegment { path } => write!(f, "{}: WAL segment missing", path.display()),
             StorageError::Inconsistent { path, what } => write!(f, "{}: inconsistent WAL: {what}", path.display()),
             StorageError::Restore(e) => write!(f, "recovered state refused: {e}"),
+            StorageError::TooLarge { path, len, max } => {
+                write!(f, "{}: a record of {len} bytes exceeds the maximum of {max}", path.display())
+            }
+            StorageError::WrongCluster { path, found, expected } => {
+                write!(
+                    f,
+                    "{}: the data directory belongs to cluster {found}, not {expected}: refusing to start",
+                    path.display()
+                )
+            }
         }
     }
 }
@@ -89,9 +119,4 @@ impl std::error::Error for StorageError {
             _ => None,
         }
     }
-}
-
-/// fsyncs a directory, so a file created, renamed or removed in it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StorageError::io(dir, "sync directory", e))
 }

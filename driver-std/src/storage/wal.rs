@@ -1,24 +1,40 @@
 //! WAL records and segment files.
 //!
-//! A segment is a sequence of records, each `len: u32 LE | crc32c(payload): u32 LE | payload`
-//! where the payload is a postcard-encoded [`WalRecord`]. Segments are named by a sequence
-//! number (`00000000000000000001.wal`, ...) and numbered without gaps; every segment starts with
-//! a record holding the full hard state and the snapshot marker current when it was opened, so
-//! older segments can be deleted once a snapshot covers their entries.
+//! A segment starts with [`SEGMENT_MAGIC`] (which names the format), then holds a sequence of
+//! records, each `len: u32 LE | crc32c(payload): u32 LE | crc32c(the 8 bytes before): u32 LE |
+//! payload | RECORD_END`, the payload a postcard-encoded [`WalRecord`]. The header's own
+//! checksum makes a damaged length visible at once, so a scan never has to search for where
+//! records resume; the non-zero end byte makes a record that was not wholly written visible
+//! in a zero-filled tail. Segments are named by a sequence number (`00000000000000000001.wal`,
+//! ...) and numbered without gaps; every segment starts with a record holding the full hard
+//! state and the snapshot marker current when it was opened, so older segments can be deleted
+//! once a snapshot covers their entries.
+//!
+//! Torn versus corrupt: only the end of the last segment can hold an unfinished write. A
+//! record is *torn* (cut away on recovery) when the file ends inside it, or when everything
+//! from some byte of it to the end of the file is zero (its end byte included): a crash that
+//! kept the file's size but not all of its data. Any other damage, anywhere, is corruption,
+//! reported with the file and offset, and never cut silently: bit rot in the last record
+//! leaves its end byte in place, and is told from a torn write by that.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use skiff_core::{Entry, HardState, Index, SnapshotMeta};
+use skiff_core::{Entry, HardState, Index, Persist, SnapshotMeta};
 
 use super::StorageError;
 
-/// Bytes before a record's payload: length and checksum.
-pub const RECORD_HEADER: usize = 8;
-/// Largest payload a record may announce; anything larger is corruption, never allocated.
-pub const MAX_RECORD: u32 = 1 << 30;
+/// The first bytes of every segment: "SKIFWAL" and the format number.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"SKIFWAL\x02";
+/// Bytes before a record's payload: length and two checksums.
+pub const RECORD_HEADER: usize = 12;
+/// Largest payload a record may hold. The writer never writes more (one entry that would not
+/// fit is refused); the reader treats more as corruption, never allocating it.
+pub const MAX_RECORD: u32 = 256 << 20;
+/// The last byte of every record (never zero; see the module docs).
+const RECORD_END: u8 = 0xa5;
+/// Upper bound of an entry's encoding besides its data (index, term, kind, length).
+const ENTRY_OVERHEAD: usize = 32;
 const SEGMENT_SUFFIX: &str = ".wal";
 
 /// One persisted record: what a `skiff_core::Persist` changes, with the snapshot reduced to
@@ -33,7 +49,7 @@ pub struct WalRecord {
 
 /// A record as written, borrowing from the `Persist` it comes from (so writing copies no
 /// entries). Encodes exactly as [`WalRecord`], which reads it back.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct RecordRef<'a> {
     pub hard_state: Option<HardState>,
     pub snapshot: Option<&'a SnapshotMeta>,
@@ -41,16 +57,61 @@ pub struct RecordRef<'a> {
     pub entries: &'a [Entry],
 }
 
-/// Appends `record` to `buf` with its header, encoding it in place.
-pub fn encode_record(record: &RecordRef<'_>, buf: &mut Vec<u8>) {
+/// The records one `Persist` is written as: one, unless its entries exceed `max_bytes`, then
+/// several, each holding at most `max_bytes` of entries (or a single entry). Replaying any
+/// prefix of them is a state the node could have been in: the first carries the snapshot,
+/// the truncation and the new term and vote (with the commit index of before, `prev_commit`),
+/// the last carries the full hard state.
+pub fn split(p: &Persist, prev_commit: Index, max_bytes: usize) -> Vec<RecordRef<'_>> {
+    let mut chunks: Vec<&[Entry]> = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (k, e) in p.entries.iter().enumerate() {
+        let size = e.data.len() + ENTRY_OVERHEAD;
+        if k > start && bytes + size > max_bytes {
+            chunks.push(&p.entries[start..k]);
+            (start, bytes) = (k, 0);
+        }
+        bytes += size;
+    }
+    chunks.push(&p.entries[start..]);
+    let last = chunks.len() - 1;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(k, entries)| {
+            let hard_state = match p.hard_state {
+                Some(hs) if k < last => (k == 0).then_some(HardState { commit: hs.commit.min(prev_commit), ..hs }),
+                hs => hs,
+            };
+            let first = k == 0;
+            RecordRef {
+                hard_state,
+                snapshot: p.snapshot.as_ref().map(|s| &s.meta).filter(|_| first),
+                truncate_from: p.truncate_from.filter(|_| first),
+                entries,
+            }
+        })
+        .collect()
+}
+
+/// Appends `record` to `buf` with its header and end byte, encoding it in place. Returns the
+/// payload's length, or `Err(len)` (leaving `buf` as it was) if it exceeds [`MAX_RECORD`].
+pub fn encode_record(record: &RecordRef<'_>, buf: &mut Vec<u8>) -> Result<usize, usize> {
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER]);
     *buf = postcard::to_extend(record, std::mem::take(buf)).expect("WAL records always encode");
-    let payload = &buf[start + RECORD_HEADER..];
-    let len = u32::try_from(payload.len()).expect("a WAL record fits in u32");
-    let crc = crc32c::crc32c(payload);
-    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    let len = buf.len() - start - RECORD_HEADER;
+    if len > MAX_RECORD as usize {
+        buf.truncate(start);
+        return Err(len);
+    }
+    let crc = crc32c::crc32c(&buf[start + RECORD_HEADER..]);
+    buf.push(RECORD_END);
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let header_crc = crc32c::crc32c(&buf[start..start + 8]);
+    buf[start + 8..start + 12].copy_from_slice(&header_crc.to_le_bytes());
+    Ok(len)
 }
 
 /// How a segment's scan ended.
@@ -58,67 +119,56 @@ pub fn encode_record(record: &RecordRef<'_>, buf: &mut Vec<u8>) {
 pub enum Tail {
     /// Every byte belongs to a whole, valid record.
     Clean,
-    /// The last record is incomplete or damaged and nothing follows it: a write cut short by
-    /// a crash. `valid_len` bytes are good.
+    /// The end of the file is an unfinished write (see the module docs). `valid_len` bytes
+    /// are good.
     Torn { valid_len: u64 },
 }
 
-/// Reads every record of one segment. A damaged record followed by more bytes is corruption
-/// (an error naming the file and offset); a damaged last record is a torn tail.
-pub fn read_segment(path: &Path) -> Result<(Vec<WalRecord>, Tail), StorageError> {
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| StorageError::io(path, "read WAL segment", e))?;
+/// Parses one segment's bytes (read from `path`, named in errors) in one pass. Damage that is
+/// not a torn tail is an error naming the file and offset.
+pub fn parse_segment(path: &Path, bytes: &[u8]) -> Result<(Vec<WalRecord>, Tail), StorageError> {
+    if bytes.len() < SEGMENT_MAGIC.len() || bytes[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
+        return Err(StorageError::corrupt(path, 0, "not a skiff WAL segment of format 2 (bad magic)"));
+    }
+    // Everything from `zeros` on is zero.
+    let zeros = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    // Whether a crash that kept the size but not the data explains damage before `limit`:
+    // the zeros reaching to the end of the file start before it.
+    let zero_tail = |limit: usize| zeros < limit;
     let mut records = Vec::new();
-    let mut at = 0usize;
+    let mut at = SEGMENT_MAGIC.len();
     while at < bytes.len() {
         let rest = &bytes[at..];
         let torn = Tail::Torn { valid_len: at as u64 };
         if rest.len() < RECORD_HEADER {
             return Ok((records, torn));
         }
-        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
-        let end = RECORD_HEADER as u64 + u64::from(len);
-        if len > MAX_RECORD || end > rest.len() as u64 {
-            // Runs past the end of the file: the write of the last record was cut short,
-            // unless an intact record follows (then this length was damaged in place).
-            return match intact_record_after(&bytes, at + 1) {
-                Some(next) => Err(StorageError::corrupt(
-                    path,
-                    at as u64,
-                    &format!("record length {len} runs past the end of the file, but an intact record follows at offset {next}"),
-                )),
-                None => Ok((records, torn)),
-            };
+        let word = |k: usize| u32::from_le_bytes(rest[k..k + 4].try_into().expect("4 bytes"));
+        let (len, crc, header_crc) = (word(0), word(4), word(8));
+        if crc32c::crc32c(&rest[..8]) != header_crc || len > MAX_RECORD {
+            if zero_tail(at + RECORD_HEADER) {
+                return Ok((records, torn));
+            }
+            return Err(StorageError::corrupt(path, at as u64, "damaged record header"));
         }
-        let payload = &rest[RECORD_HEADER..end as usize];
-        let last = at + end as usize == bytes.len();
-        let decoded = if crc32c::crc32c(payload) == crc {
-            postcard::from_bytes::<WalRecord>(payload).map_err(|_| "undecodable record")
-        } else {
-            Err("checksum mismatch")
-        };
-        match decoded {
+        let end = at + RECORD_HEADER + len as usize + 1;
+        if end > bytes.len() {
+            return Ok((records, torn)); // the file ends inside the record: its write was cut short
+        }
+        let payload = &bytes[at + RECORD_HEADER..end - 1];
+        if crc32c::crc32c(payload) != crc || bytes[end - 1] != RECORD_END {
+            if zero_tail(end) {
+                return Ok((records, torn));
+            }
+            return Err(StorageError::corrupt(path, at as u64, "record checksum mismatch"));
+        }
+        match postcard::from_bytes::<WalRecord>(payload) {
             Ok(r) => records.push(r),
-            Err(_) if last => return Ok((records, torn)),
-            Err(what) => return Err(StorageError::corrupt(path, at as u64, what)),
+            Err(_) => return Err(StorageError::corrupt(path, at as u64, "record does not decode")),
         }
-        at += end as usize;
+        at = end;
     }
     Ok((records, Tail::Clean))
-}
-
-/// The offset of the first intact record (length in range, checksum right) at or after
-/// `from`, if any. Only called on a damaged file, to tell a torn tail from damage in place.
-fn intact_record_after(bytes: &[u8], from: usize) -> Option<usize> {
-    (from..bytes.len().saturating_sub(RECORD_HEADER)).find(|&at| {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-        let end = at + RECORD_HEADER + len as usize;
-        len > 0 && len <= MAX_RECORD && end <= bytes.len() && crc32c::crc32c(&bytes[at + RECORD_HEADER..end]) == crc
-    })
 }
 
 /// The path of segment `number` in `dir`.
@@ -126,19 +176,11 @@ pub fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:020}{SEGMENT_SUFFIX}"))
 }
 
-/// The segment numbers present in `dir`, in order. A gap in the numbering is an error naming
-/// the missing file.
-pub fn list_segments(dir: &Path) -> Result<Vec<u64>, StorageError> {
-    let mut numbers = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, "list WAL directory", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StorageError::io(dir, "list WAL directory", e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(number) = name.strip_suffix(SEGMENT_SUFFIX).and_then(|n| n.parse::<u64>().ok()) {
-            numbers.push(number);
-        }
-    }
+/// The segment numbers among the file `names` of WAL directory `dir`, in order. A gap in the
+/// numbering is an error naming the missing file.
+pub fn segment_numbers(dir: &Path, names: &[String]) -> Result<Vec<u64>, StorageError> {
+    let mut numbers: Vec<u64> =
+        names.iter().filter_map(|n| n.strip_suffix(SEGMENT_SUFFIX)?.parse::<u64>().ok()).collect();
     numbers.sort_unstable();
     for pair in numbers.windows(2) {
         if pair[1] != pair[0] + 1 {
@@ -146,4 +188,40 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>, StorageError> {
         }
     }
     Ok(numbers)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use skiff_core::{EntryKind, NodeId, Term};
+
+    use super::*;
+
+    fn entry(i: u64, len: usize) -> Entry {
+        Entry { index: Index(i), term: Term(2), kind: EntryKind::Command, data: Bytes::from(vec![1u8; len]) }
+    }
+
+    #[test]
+    fn a_large_persist_splits_into_records_within_the_bound_whose_prefixes_are_states() {
+        let hs = HardState { term: Term(2), vote: Some(NodeId(1)), commit: Index(9) };
+        let entries: Vec<Entry> = (1..=10).map(|i| entry(i, 1000)).collect();
+        let p = Persist { seq: 1, snapshot: None, hard_state: Some(hs), truncate_from: Some(Index(1)), entries };
+        let records = split(&p, Index(3), 2500);
+        assert_eq!(records.iter().map(|r| r.entries.len()).collect::<Vec<_>>(), vec![2, 2, 2, 2, 2]);
+        assert_eq!(records[0].hard_state, Some(HardState { commit: Index(3), ..hs }), "term and vote first");
+        assert_eq!(records[0].truncate_from, Some(Index(1)));
+        assert!(records[1..4].iter().all(|r| r.hard_state.is_none() && r.truncate_from.is_none()));
+        assert_eq!(records[4].hard_state, Some(hs), "the commit index last");
+        let mut buf = Vec::new();
+        for r in &records {
+            assert!(encode_record(r, &mut buf).unwrap() <= 2500);
+        }
+        // One entry larger than the bound goes alone; one larger than the reader's is refused.
+        let one = Persist { entries: vec![entry(1, 5000)], ..p.clone() };
+        assert_eq!(split(&one, Index(0), 2500).len(), 1);
+        let huge = Persist { entries: vec![entry(1, MAX_RECORD as usize)], ..p };
+        let mut buf = vec![7];
+        assert!(encode_record(&split(&huge, Index(0), 2500)[0], &mut buf).is_err());
+        assert_eq!(buf, vec![7], "nothing of a refused record is left");
+    }
 }
