@@ -94,7 +94,7 @@ impl Config {
                 max_inflight_bytes: 16 << 20,
                 snapshot_chunk_bytes: 64 << 10,
                 max_inflight_snapshot_chunks: 4,
-                max_entry_bytes: 64 << 20,
+                max_entry_bytes: 16 << 20,
             },
         }
     }
@@ -216,9 +216,10 @@ impl ConfigBuilder {
         self.config.max_inflight_snapshot_chunks = n;
         self
     }
-    /// Largest command a proposal may carry, in bytes (default 64 MiB); a larger one is
-    /// refused with [`crate::DropReason::TooLarge`] and never reaches the log. Storage
-    /// written for skiff accepts entries of this size: skiff-std's WAL takes up to 256 MiB.
+    /// Largest command a proposal may carry, in bytes (default 16 MiB); a larger one is
+    /// refused with [`crate::DropReason::TooLarge`] and never reaches the log. Keep it below
+    /// the transport's frame limit (64 MiB in skiff-std and skiff-node), or an entry is
+    /// accepted that no append message can carry; skiff-std's WAL takes records to 256 MiB.
     pub fn max_entry_bytes(mut self, n: usize) -> Self {
         self.config.max_entry_bytes = n;
         self

@@ -83,7 +83,9 @@ pub enum DropReason {
     TooLarge { len: usize, max: usize },
 }
 
-/// A record to make durable, atomically: a crash leaves either all of it or none of it.
+/// A record to make durable. A crash before its `Persisted` may leave none of it, all of it,
+/// or (a storage splitting a large record) a prefix that is itself a state the node could
+/// have been in: never entries without the term they were written in.
 ///
 /// Obligations of the storage: apply records in `seq` order; when `entries` is non-empty,
 /// first discard every stored entry at an index `>= entries[0].index` (`truncate_from`

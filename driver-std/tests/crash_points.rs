@@ -79,6 +79,11 @@ fn workload() -> Vec<Vec<Persist>> {
             // The service's snapshot: segments it covers are deleted.
             vec![Persist { snapshot: Some(snapshot(b + 8, t + 1)), ..p(None, None, vec![]) }],
             vec![p(Some(hs(t + 1, b + 12)), None, entries(b + 13, b + 16, t + 1))],
+            // Entries, then a snapshot, in one batch: the snapshot must not outlive them.
+            vec![
+                p(Some(hs(t + 1, b + 16)), None, entries(b + 17, b + 18, t + 1)),
+                Persist { snapshot: Some(snapshot(b + 14, t + 1)), ..p(None, None, vec![]) },
+            ],
             // A leader's snapshot past the log discards it all.
             vec![
                 install(snapshot(b + 20, t + 2), hs(t + 2, b + 20), Some(b + 21)),

@@ -93,6 +93,12 @@ impl Node {
             }
             prev_index = base;
             prev_term = self.log.snapshot_term();
+            if entries.first().is_some_and(|e| e.term < prev_term) {
+                // Entries after our snapshot of a lower term than its own: forged (they were
+                // checked only against the message's `prev_term`).
+                self.ignored.malformed += 1;
+                return;
+            }
         }
         if !self.log.matches(prev_index, prev_term) {
             let last_index = self.log.last_index();

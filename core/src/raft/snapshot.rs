@@ -141,6 +141,12 @@ impl Node {
         let (from, term) = (msg.from, msg.term);
         let MessageBody::InstallSnapshot { meta, offset, data, done } = msg.body else { unreachable!() };
         let index = meta.index;
+        if meta.term > term {
+            // A leader's snapshot holds only entries of its term or earlier: forged. Taking it
+            // would leave a log whose last term is above the current one.
+            self.ignored.malformed += 1;
+            return;
+        }
         if index <= self.log.commit() {
             // Everything it covers is committed here already.
             self.incoming = None;

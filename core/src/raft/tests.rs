@@ -255,3 +255,39 @@ fn an_append_conflicting_with_committed_entries_is_ignored() {
     assert!(persist_seq(&out).is_none() || n.view().last_index == Index(2), "nothing rewritten: {out:?}");
     assert_eq!(n.view().commit, Index(2));
 }
+
+#[test]
+fn an_append_whose_entries_after_our_snapshot_have_a_lower_term_is_ignored() {
+    // Found by skiff-fuzz (target node): the entries were checked against the message's
+    // prev_term only, and the first one kept after the snapshot fell below its term.
+    let cfg = Config::builder(NodeId(1), (1..=3).map(NodeId), 7).build().unwrap();
+    let meta = crate::types::SnapshotMeta { index: Index(5), term: Term(3), voters: (1..=3).map(NodeId).collect() };
+    let restored = Restored {
+        hard_state: HardState { term: Term(3), vote: None, commit: Index(5) },
+        snapshot: Some(crate::types::Snapshot { meta, data: Bytes::new() }),
+        entries: Vec::new(),
+    };
+    let mut n = Node::new(cfg, restored).unwrap();
+    let e = |i, t| Entry { index: Index(i), term: Term(t), kind: EntryKind::Command, data: Bytes::new() };
+    let body = MessageBody::Append {
+        prev_index: Index(2),
+        prev_term: Term(1),
+        entries: vec![e(3, 1), e(4, 1), e(5, 1), e(6, 1), e(7, 2)],
+        commit: Index(5),
+    };
+    let _ = n.step(Input::Message(Message { from: NodeId(2), to: NodeId(1), term: Term(3), body }));
+    assert_eq!(n.view().last_index, Index(5));
+    assert_eq!(n.view().ignored.malformed, 1);
+}
+
+#[test]
+fn a_snapshot_of_a_later_term_than_its_sender_is_ignored() {
+    // Found by skiff-fuzz (target node): taking it left a log whose last term was above the
+    // node's, and winning the next election panicked appending the leader's no-op.
+    let mut n = node(1, 3);
+    let meta = crate::types::SnapshotMeta { index: Index(4), term: Term(9), voters: (1..=3).map(NodeId).collect() };
+    let body = MessageBody::InstallSnapshot { meta, offset: 0, data: Bytes::from_static(b"s"), done: true };
+    let _ = n.step(Input::Message(Message { from: NodeId(2), to: NodeId(1), term: Term(2), body }));
+    assert_eq!(n.view().snapshot_index, Index(0));
+    assert_eq!(n.view().ignored.malformed, 1);
+}

@@ -213,6 +213,10 @@ impl<F: Fs> FileStorage<F> {
     /// Rolls to the next segment if the active one is full.
     fn roll_if_full(&mut self) -> Result<(), StorageError> {
         if self.active_len >= self.opts.segment_bytes {
+            if !self.opts.sync {
+                // A closed segment must be whole, or recovery refuses it as damaged.
+                self.write_buf(true)?;
+            }
             let next = self.segments.last().map_or(1, |s| s.number + 1);
             self.roll(next)?;
         }
@@ -232,7 +236,14 @@ impl<F: Fs> FileStorage<F> {
             }
             Ok(())
         };
-        write().map_err(|e| StorageError::io(&wal::segment_path(&self.wal_dir, number), "append to WAL", e))?;
+        if let Err(e) = write() {
+            // Best effort: cut what this write left, so that a restart of the process (whose
+            // page cache may hold those bytes, and whose sync would then succeed) does not
+            // take a batch that failed for durable.
+            let path = wal::segment_path(&self.wal_dir, number);
+            let _ = self.fs.set_len(&path, self.active_len).and_then(|_| self.fs.sync_path(&path));
+            return Err(StorageError::io(&path, "append to WAL", e));
+        }
         self.active_len += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
@@ -277,6 +288,10 @@ impl<F: Fs> Storage for FileStorage<F> {
         let mut snapshot_index = None;
         for p in batch {
             if let Some(s) = &p.snapshot {
+                if !self.buf.is_empty() {
+                    // The records before it must not be lost while the snapshot survives.
+                    self.write_buf(true)?;
+                }
                 snapshot_file::write(&mut self.fs, &self.dir, s)?;
                 snapshot_index = Some(s.meta.index);
             }
@@ -289,7 +304,9 @@ impl<F: Fs> Storage for FileStorage<F> {
                 self.encode(&record)?;
             }
         }
-        self.write_buf(self.opts.sync)?;
+        // Without `sync`, a batch that trims is synced anyway: the snapshot's record must be
+        // durable before the segments it covers go.
+        self.write_buf(self.opts.sync || snapshot_index.is_some())?;
         if let Some(index) = snapshot_index {
             self.trim(index)?;
         }

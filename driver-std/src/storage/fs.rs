@@ -53,9 +53,8 @@ impl Fs for RealFs {
         fs::create_dir_all(dir)?;
         // Each new directory's name lives in its parent.
         for created in missing {
-            if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
-                File::open(parent)?.sync_all()?;
-            }
+            let parent = created.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            File::open(parent)?.sync_all()?;
         }
         Ok(())
     }

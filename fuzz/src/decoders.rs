@@ -1,0 +1,201 @@
+//! Decoder targets: each case decodes one random or mutated input (mutations of valid
+//! encodings reach deep into the formats) the way the node does, and checks that nothing
+//! panics, that progress is real, and that no allocation exceeds [`alloc::decoder_bound`].
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use skiff_core::codec::{decode_frame, encode_frame};
+use skiff_core::kv::{encode, Command, KvState, Op, Reply};
+use skiff_core::wire::{ClientRequest, ClientResponse, Hello};
+use skiff_core::{
+    Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Persist, Snapshot, SnapshotMeta, Term,
+};
+use skiff_mio::resp::{parse_command, Limits};
+use skiff_std::storage::{parse_snapshot_file, parse_wal_segment, FileStorage, FileStorageOptions, SimFs, Storage};
+
+use crate::alloc;
+use crate::mutate::{input, Rng};
+
+/// Frames a decoder is given at most (as the node's `max_peer_frame` bounds them).
+const MAX_FRAME: u64 = 1 << 20;
+
+fn within_bound(len: usize) -> Result<(), String> {
+    let (peak, bound) = (alloc::peak(), alloc::decoder_bound(len));
+    if peak > bound {
+        return Err(format!("an allocation of {peak} bytes for an input of {len} (bound {bound})"));
+    }
+    Ok(())
+}
+
+/// RESP: commands are taken from the front of the buffer until it needs more bytes or fails,
+/// as a connection does; every command taken consumes bytes.
+pub fn resp(seed: u64) -> Result<(), String> {
+    static VALID: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let valid = VALID.get_or_init(|| {
+        [
+            &b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n"[..],
+            b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n*1\r\n$4\r\nPING\r\n",
+            b"PING\r\nGET k\r\n",
+            b"*0\r\n*-1\r\n$-1\r\n",
+        ]
+        .iter()
+        .map(|v| v.to_vec())
+        .collect()
+    });
+    let mut rng = Rng::new(seed);
+    let buf = input(&mut rng, valid, 512);
+    let limits = Limits { max_bulk: 64, max_args: 8, max_inline: 128 };
+    let mut at = 0;
+    while at < buf.len() {
+        match parse_command(&buf[at..], &limits) {
+            Ok(Some((_, used))) if used == 0 || at + used > buf.len() => {
+                return Err(format!("a command took {used} bytes at {at} of {}", buf.len()));
+            }
+            Ok(Some((_, used))) => at += used,
+            Ok(None) | Err(_) => break,
+        }
+    }
+    within_bound(buf.len())
+}
+
+fn frames<T: serde::Serialize>(values: &[T]) -> Vec<Vec<u8>> {
+    values
+        .iter()
+        .map(|v| {
+            let mut buf = Vec::new();
+            encode_frame(v, &mut buf).expect("encodes");
+            buf
+        })
+        .collect()
+}
+
+/// Decodes frames from the front of `buf` until one is incomplete or refused.
+fn decode_all<T: serde::de::DeserializeOwned>(buf: &[u8]) -> Result<(), String> {
+    let mut at = 0;
+    while at < buf.len() {
+        match decode_frame::<T>(&buf[at..], MAX_FRAME) {
+            Ok(Some((_, 0))) => return Err(format!("a frame of 0 bytes at {at}")),
+            Ok(Some((_, used))) => at += used,
+            Ok(None) | Err(_) => break,
+        }
+    }
+    within_bound(buf.len())
+}
+
+/// Native client frames, both directions.
+pub fn native(seed: u64) -> Result<(), String> {
+    static VALID: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let valid = VALID.get_or_init(|| {
+        let op = |k: u64| match k {
+            0 => Op::Get { key: "k".into() },
+            1 => Op::Put { key: "key".into(), value: "value".into() },
+            _ => Op::Append { key: "a".into(), value: "xyz".into() },
+        };
+        let mut v = frames(
+            &(0..3)
+                .map(|k| ClientRequest { id: k, command: Command { client: 7, seq: k, op: op(k) } })
+                .collect::<Vec<_>>(),
+        );
+        v.extend(frames(&[
+            ClientResponse { id: 1, reply: Reply::Ok("v".into()) },
+            ClientResponse { id: 2, reply: Reply::WrongLeader { hint: Some(NodeId(2)) } },
+            ClientResponse { id: 3, reply: Reply::Invalid { reason: "no".into() } },
+        ]));
+        v
+    });
+    let mut rng = Rng::new(seed);
+    let buf = input(&mut rng, valid, 256);
+    decode_all::<ClientRequest>(&buf)?;
+    decode_all::<ClientResponse>(&buf)
+}
+
+fn sample_entries() -> Vec<Entry> {
+    (1..=3)
+        .map(|i| Entry {
+            index: Index(i),
+            term: Term(2),
+            kind: EntryKind::Command,
+            data: Bytes::from(vec![i as u8; 5]),
+        })
+        .collect()
+}
+
+/// Peer frames: the greeting and every message kind.
+pub fn peer(seed: u64) -> Result<(), String> {
+    static VALID: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let valid = VALID.get_or_init(|| {
+        let meta = SnapshotMeta { index: Index(3), term: Term(2), voters: vec![NodeId(1), NodeId(2)] };
+        let bodies = [
+            MessageBody::Vote { last_index: Index(3), last_term: Term(2), transfer: false },
+            MessageBody::Append {
+                prev_index: Index(0),
+                prev_term: Term(0),
+                entries: sample_entries(),
+                commit: Index(1),
+            },
+            MessageBody::InstallSnapshot { meta, offset: 0, data: Bytes::from_static(b"snap"), done: true },
+            MessageBody::Heartbeat { commit: Index(2), read_round: 4 },
+        ];
+        let mut v = frames(&bodies.map(|body| Message { from: NodeId(1), to: NodeId(2), term: Term(2), body }));
+        v.extend(frames(&[Hello::new(7, NodeId(1))]));
+        v
+    });
+    let mut rng = Rng::new(seed);
+    let buf = input(&mut rng, valid, 512);
+    decode_all::<Hello>(&buf)?;
+    decode_all::<Message>(&buf)
+}
+
+/// Files a short storage workload leaves: WAL segments and a snapshot file.
+fn storage_files() -> Vec<(String, Vec<u8>)> {
+    let fs = SimFs::new();
+    let (mut s, _) =
+        FileStorage::open_on(fs.clone(), "/d", FileStorageOptions { segment_bytes: 200, ..Default::default() })
+            .expect("a fresh storage opens");
+    let hs = HardState { term: Term(2), vote: Some(NodeId(1)), commit: Index(2) };
+    let p = |seq, snapshot, entries| Persist { seq, snapshot, hard_state: Some(hs), truncate_from: None, entries };
+    let snap = Snapshot {
+        meta: SnapshotMeta { index: Index(2), term: Term(2), voters: vec![NodeId(1)] },
+        data: Bytes::from_static(b"state"),
+    };
+    s.append(&[p(1, None, sample_entries())]).expect("writes");
+    s.append(&[p(2, Some(snap), vec![])]).expect("writes");
+    fs.image().files().into_iter().map(|(path, bytes)| (path.display().to_string(), bytes)).collect()
+}
+
+/// WAL segments, parsed as recovery parses them.
+pub fn wal(seed: u64) -> Result<(), String> {
+    static VALID: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let valid = VALID
+        .get_or_init(|| storage_files().into_iter().filter(|(p, _)| p.ends_with(".wal")).map(|(_, b)| b).collect());
+    let mut rng = Rng::new(seed);
+    let buf = input(&mut rng, valid, 512);
+    let _ = parse_wal_segment(Path::new("fuzz.wal"), &buf);
+    within_bound(buf.len())
+}
+
+/// Snapshot files, and the KV state inside a snapshot.
+pub fn snapshot(seed: u64) -> Result<(), String> {
+    static VALID: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let valid = VALID.get_or_init(|| {
+        let mut v: Vec<Vec<u8>> =
+            storage_files().into_iter().filter(|(p, _)| p.ends_with("snapshot")).map(|(_, b)| b).collect();
+        let mut kv = KvState::new();
+        for (i, op) in
+            [Op::Put { key: "a".into(), value: "1".into() }, Op::Append { key: "b".into(), value: "2".into() }]
+                .into_iter()
+                .enumerate()
+        {
+            kv.apply(Index(i as u64 + 1), &encode(&Command { client: 3, seq: i as u64, op }));
+        }
+        v.push(kv.snapshot());
+        v
+    });
+    let mut rng = Rng::new(seed);
+    let buf = input(&mut rng, valid, 512);
+    let _ = parse_snapshot_file(Path::new("fuzz.snapshot"), &buf);
+    let _ = KvState::restore(&buf);
+    within_bound(buf.len())
+}

@@ -1,0 +1,169 @@
+//! The node target: node 1 of a three-node cluster, driven through `step` by forged peers
+//! (random messages, and mutations of what the node itself sent: reflected, re-termed,
+//! re-indexed) and by its local clients and storage (proposals, reads, transfers, snapshots,
+//! `Persisted` acknowledgements true and false). After every step the `View` invariants must
+//! hold; nothing may panic.
+
+use bytes::Bytes;
+use skiff_core::{
+    AppendResult, Config, Entry, EntryKind, Index, Input, Message, MessageBody, Node, NodeId, Output, Proposal,
+    Restored, SnapshotMeta, Term, View,
+};
+
+use crate::mutate::Rng;
+
+/// Steps per case.
+const STEPS: usize = 200;
+
+fn near(rng: &mut Rng, around: u64, spread: u64) -> u64 {
+    (around + rng.below(2 * spread + 1)).saturating_sub(spread)
+}
+
+fn entries(rng: &mut Rng, after: Index, term: u64) -> Vec<Entry> {
+    let mut t = term.saturating_sub(rng.below(3));
+    (1..=rng.below(4))
+        .map(|k| {
+            t += rng.below(2);
+            let kind = if rng.below(4) == 0 { EntryKind::Noop } else { EntryKind::Command };
+            Entry {
+                index: Index(after.0 + k),
+                term: Term(t),
+                kind,
+                data: Bytes::from(vec![k as u8; rng.below(8) as usize]),
+            }
+        })
+        .collect()
+}
+
+/// A message of any kind, with numbers near the node's own so that many pass its checks.
+fn forged(rng: &mut Rng, v: &View) -> Message {
+    let (term, last) = (v.term.0, v.last_index.0);
+    let index = |rng: &mut Rng| Index(near(rng, last, 3));
+    // Mostly the node's own term, so that it can lead and follow for a while.
+    let t = |rng: &mut Rng| {
+        Term(match rng.below(20) {
+            0..=13 => term,
+            14..=16 => term + 1,
+            17 | 18 => term.saturating_sub(1 + rng.below(2)),
+            _ => term + 2,
+        })
+    };
+    let body = match rng.below(12) {
+        0 => MessageBody::PreVote { last_index: index(rng), last_term: t(rng) },
+        1 => MessageBody::PreVoteResponse { granted: rng.below(2) == 0 },
+        2 => MessageBody::Vote { last_index: index(rng), last_term: t(rng), transfer: rng.below(4) == 0 },
+        3 => MessageBody::VoteResponse { granted: rng.below(3) != 0 },
+        4 | 5 => {
+            let prev = index(rng);
+            let es = entries(rng, prev, term);
+            MessageBody::Append { prev_index: prev, prev_term: t(rng), entries: es, commit: index(rng) }
+        }
+        6 => MessageBody::AppendResponse(match rng.below(3) {
+            0 => AppendResult::Success { match_index: index(rng) },
+            1 => AppendResult::Reject {
+                rejected_prev: index(rng),
+                conflict_term: (rng.below(2) == 0).then(|| t(rng)),
+                conflict_first: index(rng),
+                last_index: index(rng),
+            },
+            _ => AppendResult::StaleTerm,
+        }),
+        7 => MessageBody::Heartbeat { commit: index(rng), read_round: rng.below(5) },
+        8 => MessageBody::HeartbeatResponse { read_round: rng.below(5) },
+        9 => MessageBody::TimeoutNow,
+        10 => {
+            let voters = [NodeId(1), NodeId(2), NodeId(3), NodeId(rng.below(6))][..2 + rng.below(3) as usize].to_vec();
+            MessageBody::InstallSnapshot {
+                meta: SnapshotMeta { index: index(rng), term: t(rng), voters },
+                offset: rng.below(3) * 4,
+                data: Bytes::from(vec![9u8; rng.below(6) as usize]),
+                done: rng.below(2) == 0,
+            }
+        }
+        _ => MessageBody::SnapshotResponse { index: index(rng), next_offset: rng.below(10), done: rng.below(2) == 0 },
+    };
+    let from = if rng.below(10) == 0 { NodeId(rng.below(6)) } else { NodeId(2 + rng.below(2)) };
+    let to = if rng.below(10) == 0 { NodeId(rng.below(4)) } else { NodeId(1) };
+    Message { from, to, term: t(rng), body }
+}
+
+/// A message the node sent, turned back on it: reflected as if from its addressee, with its
+/// term or indexes shifted.
+fn reflected(rng: &mut Rng, sent: &Message) -> Message {
+    let mut m = sent.clone();
+    std::mem::swap(&mut m.from, &mut m.to);
+    let shift = |rng: &mut Rng, x: u64| near(rng, x, 2);
+    if rng.below(2) == 0 {
+        m.term = Term(shift(rng, m.term.0));
+    }
+    match &mut m.body {
+        MessageBody::Append { prev_index, commit, .. } => {
+            *prev_index = Index(shift(rng, prev_index.0));
+            *commit = Index(shift(rng, commit.0));
+        }
+        MessageBody::Heartbeat { commit, .. } => *commit = Index(shift(rng, commit.0)),
+        MessageBody::InstallSnapshot { offset, .. } => *offset = shift(rng, *offset),
+        _ => {}
+    }
+    m
+}
+
+fn check(v: &View) -> Result<(), String> {
+    if v.applied > v.commit {
+        return Err(format!("applied {} above commit {}", v.applied.0, v.commit.0));
+    }
+    if v.applied > v.durable {
+        return Err(format!("applied {} above durable {}", v.applied.0, v.durable.0));
+    }
+    Ok(())
+}
+
+/// One case: a fresh node and [`STEPS`] hostile steps.
+pub fn run(seed: u64) -> Result<(), String> {
+    let mut rng = Rng::new(seed);
+    let cfg = Config::builder(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)], seed)
+        .pre_vote(rng.below(2) == 0)
+        .check_quorum(rng.below(2) == 0)
+        .max_entry_bytes(6)
+        .build()
+        .map_err(|e| format!("{e:?}"))?;
+    let mut node = Node::new(cfg, Restored::default()).map_err(|e| e.to_string())?;
+    let (mut issued, mut sent): (u64, Vec<Message>) = (0, Vec::new());
+    for step in 0..STEPS {
+        let v = node.view();
+        let input = match rng.below(20) {
+            0..=6 => Input::Message(forged(&mut rng, &v)),
+            7..=9 if !sent.is_empty() => {
+                let m = &sent[rng.below(sent.len() as u64) as usize];
+                Input::Message(reflected(&mut rng, m))
+            }
+            10..=12 => Input::Persisted { up_to: if rng.below(8) == 0 { rng.below(issued + 3) } else { issued } },
+            13 => Input::Tick,
+            14 => Input::Campaign,
+            15 => Input::Propose(Proposal { id: step as u64, data: Bytes::from(vec![1u8; rng.below(9) as usize]) }),
+            16 => Input::Read { id: step as u64 },
+            17 => Input::TransferLeadership { to: NodeId(rng.below(5)) },
+            18 => Input::Snapshot { index: Index(near(&mut rng, v.applied.0, 2)), data: Bytes::from_static(b"s") },
+            _ => {
+                for _ in 0..rng.below(25) {
+                    let _ = node.step(Input::Tick);
+                }
+                Input::Tick
+            }
+        };
+        for out in node.step(input) {
+            match out {
+                Output::Persist(p) => issued = issued.max(p.seq),
+                Output::Send(m) => {
+                    if sent.len() >= 32 {
+                        sent.remove(0);
+                    }
+                    sent.push(m);
+                }
+                _ => {}
+            }
+        }
+        check(&node.view()).map_err(|e| format!("after step {step}: {e}"))?;
+    }
+    Ok(())
+}
