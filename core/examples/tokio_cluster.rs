@@ -124,7 +124,7 @@ async fn call(net: &Net, clerk: &mut Clerk, op: Op) -> Result<String, String> {
     loop {
         let (to, attempt, command) = match step {
             ClerkStep::Done(value) => return Ok(value),
-            ClerkStep::Failed(reason) => return Err(reason),
+            ClerkStep::Failed(reason) | ClerkStep::InDoubt(reason) => return Err(reason),
             ClerkStep::Send { to, attempt, command } => (to, attempt, command),
             ClerkStep::Backoff { ticks, to, attempt, command } => {
                 sleep(TICK * ticks).await;

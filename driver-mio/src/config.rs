@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use skiff_core::kv::SessionLimits;
 use skiff_core::{Config, NodeId};
 
 /// Everything a node needs to start.
@@ -51,6 +52,18 @@ pub struct NodeConfig {
     pub snapshot_threshold: u64,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
+    /// Most client sessions the cluster keeps (each RESP connection that writes, each
+    /// `KvClerk`, holds one); past it the least recently active go.
+    pub max_sessions: u32,
+    /// A client session with no write for this many seconds expires.
+    pub session_ttl_s: u64,
+    /// Most client connections (native and RESP together); one past it is refused.
+    pub max_clients: usize,
+    /// Most bytes all client connections may hold in buffers together (input, commands
+    /// waiting, output); past it the one holding the most is closed.
+    pub max_client_buffer_bytes: usize,
+    /// How long an incoming peer connection may take to send its handshake.
+    pub peer_handshake_timeout_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -71,6 +84,11 @@ impl Default for NodeConfig {
             snapshot_threshold: 64 << 20,
             max_key_bytes: 1024,
             max_value_bytes: 1 << 20,
+            max_sessions: 10_000,
+            session_ttl_s: 3600,
+            max_clients: 10_000,
+            max_client_buffer_bytes: 256 << 20,
+            peer_handshake_timeout_ms: 5000,
         }
     }
 }
@@ -108,6 +126,8 @@ pub enum ConfigError {
         id: u64,
     },
     ZeroTick,
+    /// `max_sessions` or `session_ttl_s` is 0.
+    NoSessions,
     /// A command of the largest key and value would not fit in one log entry.
     ValueOverEntryLimit {
         max_key_bytes: usize,
@@ -131,6 +151,7 @@ impl fmt::Display for ConfigError {
             ConfigError::NotAPeer { id, peers } => write!(f, "id {id} is not in peers ({peers:?}); add it there"),
             ConfigError::ClientNotAPeer { id } => write!(f, "clients: node {id} is not in peers"),
             ConfigError::ZeroTick => write!(f, "tick_ms must be at least 1"),
+            ConfigError::NoSessions => write!(f, "max_sessions and session_ttl_s must be at least 1"),
             ConfigError::ValueOverEntryLimit { max_key_bytes, max_value_bytes, max_entry_bytes } => write!(
                 f,
                 "max_key_bytes ({max_key_bytes}) and max_value_bytes ({max_value_bytes}) allow commands over \
@@ -154,6 +175,7 @@ pub struct Resolved {
     /// Native client addresses of the cluster, in node id order (a RESP session's clerk
     /// numbers servers by position here).
     pub clients: Vec<(NodeId, SocketAddr)>,
+    pub sessions: SessionLimits,
 }
 
 /// Bytes of a KV command besides its key and value (client id, sequence, op, lengths).
@@ -194,6 +216,10 @@ impl NodeConfig {
         if self.tick_ms == 0 {
             return Err(ConfigError::ZeroTick);
         }
+        if self.max_sessions == 0 || self.session_ttl_s == 0 {
+            return Err(ConfigError::NoSessions);
+        }
+        let sessions = SessionLimits { max: self.max_sessions, ttl: self.session_ttl_s.saturating_mul(1000) };
         let raft = Config::builder(NodeId(self.id), peers.keys().copied(), self.id ^ self.cluster_id.rotate_left(17))
             .heartbeat_ticks(self.heartbeat_ticks)
             .election_ticks(self.election_ticks_min, self.election_ticks_max)
@@ -214,7 +240,7 @@ impl NodeConfig {
         }
         clients.entry(self.id).or_insert(client_listen);
         let clients = clients.into_iter().map(|(id, a)| (NodeId(id), a)).collect();
-        Ok(Resolved { raft, peers, peer_listen, client_listen, resp_listen, clients })
+        Ok(Resolved { raft, peers, peer_listen, client_listen, resp_listen, clients, sessions })
     }
 }
 
@@ -250,6 +276,7 @@ mod tests {
         assert!(bad(|c| c.client_listen = "localhost".into()).contains("client_listen"));
         assert!(bad(|c| c.election_ticks_min = 5).contains("election"));
         assert!(bad(|c| c.tick_ms = 0).contains("tick_ms"));
+        assert!(bad(|c| c.max_sessions = 0).contains("max_sessions"));
         assert!(bad(|c| c.max_value_bytes = 64 << 20).contains("entry limit"));
     }
 }

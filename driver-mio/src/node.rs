@@ -75,6 +75,10 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
         max_value_bytes: cfg.max_value_bytes,
         request_timeout: Duration::from_secs(1),
         max_peer_frame: 64 << 20,
+        sessions: resolved.sessions,
+        max_clients: cfg.max_clients,
+        max_client_buffers: cfg.max_client_buffer_bytes,
+        peer_handshake_timeout: Duration::from_millis(cfg.peer_handshake_timeout_ms),
     };
     tracing::info!(
         id = cfg.id,

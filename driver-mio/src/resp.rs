@@ -27,11 +27,14 @@ pub struct Limits {
     pub max_args: usize,
     /// Longest inline command line.
     pub max_inline: usize,
+    /// Most bytes of one command on the wire (headers included): an unfinished command is
+    /// refused as soon as what it declares passes this.
+    pub max_command: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bulk: 1 << 20, max_args: 1024, max_inline: 64 << 10 }
+        Limits { max_bulk: 1 << 20, max_args: 1024, max_inline: 64 << 10, max_command: (1 << 20) + (64 << 10) }
     }
 }
 
@@ -48,16 +51,20 @@ impl fmt::Display for ProtocolError {
 /// A parsed command (its arguments, and the bytes it took), or `None` when more are needed.
 pub type Parsed = Option<(Vec<Vec<u8>>, usize)>;
 
-/// Finds the end of the line starting at `at` (the index of its `\r`), if complete.
-fn line_end(buf: &[u8], at: usize) -> Option<usize> {
-    buf[at..].windows(2).position(|w| w == b"\r\n").map(|p| at + p)
-}
+/// What one [`Parser::parse`] call gives: the command if it completed, and the bytes
+/// consumed either way.
+pub type Step = (Option<Vec<Vec<u8>>>, usize);
+
+/// Longest integer line (`*N` or `$N`) accepted.
+const MAX_INT_LINE: usize = 32;
 
 /// Parses an integer line (after its type byte) starting at `at`; returns it and where the
-/// next line starts. `Ok(None)` if the line is incomplete.
+/// next line starts. `Ok(None)` if the line is incomplete. Looks at no more than a line's
+/// worth of bytes, however long `buf` is.
 fn int_line(buf: &[u8], at: usize, what: &str) -> Result<Option<(i64, usize)>, ProtocolError> {
-    let Some(end) = line_end(buf, at) else {
-        if buf.len() - at > 32 {
+    let window = &buf[at..buf.len().min(at + MAX_INT_LINE + 2)];
+    let Some(end) = window.windows(2).position(|w| w == b"\r\n").map(|p| at + p) else {
+        if buf.len() - at > MAX_INT_LINE {
             return Err(ProtocolError(format!("invalid {what}")));
         }
         return Ok(None);
@@ -69,24 +76,79 @@ fn int_line(buf: &[u8], at: usize, what: &str) -> Result<Option<(i64, usize)>, P
     Ok(Some((n, end + 2)))
 }
 
-/// Takes one command from the front of `buf`: its arguments and the bytes it used, or
-/// `Ok(None)` if more bytes are needed.
-pub fn parse_command(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
-    if buf.is_empty() {
-        return Ok(None);
+/// An incremental command parser: the arguments of a command whose bytes arrive over many
+/// reads are taken out of the buffer as each one completes, so every byte is looked at a
+/// bounded number of times (linear in the input, however the command is cut), and the bytes
+/// one unfinished command holds never pass [`Limits::max_command`].
+#[derive(Debug, Default)]
+pub struct Parser {
+    /// The command being read: its argument count, the arguments complete so far, and the
+    /// wire bytes they took.
+    partial: Option<(usize, Vec<Vec<u8>>, usize)>,
+}
+
+impl Parser {
+    /// Whether a command is partly read.
+    pub fn in_command(&self) -> bool {
+        self.partial.is_some()
     }
-    if buf[0] != b'*' {
-        return parse_inline(buf, limits);
+
+    /// Wire bytes of the partly read command's complete arguments (held here, out of the
+    /// caller's buffer).
+    pub fn held(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.2)
     }
-    let Some((count, mut at)) = int_line(buf, 1, "multibulk length")? else { return Ok(None) };
-    if count <= 0 {
-        return Ok(Some((Vec::new(), at)));
+
+    /// Takes what it can of one command from the front of `buf`. Returns the command when
+    /// complete (`None` when more bytes are needed) and how many bytes of `buf` it consumed
+    /// either way: the caller drops them and gives the rest, with what arrives after, next
+    /// time.
+    pub fn parse(&mut self, buf: &[u8], limits: &Limits) -> Result<Step, ProtocolError> {
+        let mut at = 0;
+        let (count, mut args, mut bytes) = match self.partial.take() {
+            Some(p) => p,
+            None => {
+                if buf.is_empty() {
+                    return Ok((None, 0));
+                }
+                if buf[0] != b'*' {
+                    return parse_inline(buf, limits).map(|p| match p {
+                        Some((args, used)) => (Some(args), used),
+                        None => (None, 0),
+                    });
+                }
+                let Some((count, next)) = int_line(buf, 1, "multibulk length")? else { return Ok((None, 0)) };
+                if count <= 0 {
+                    return Ok((Some(Vec::new()), next));
+                }
+                if count as u64 > limits.max_args as u64 {
+                    return Err(ProtocolError("invalid multibulk length".into()));
+                }
+                at = next;
+                (count as usize, Vec::with_capacity((count as usize).min(64)), next)
+            }
+        };
+        while args.len() < count {
+            let complete = self.bulk(buf, at, bytes, limits)?;
+            let Some((arg, next)) = complete else {
+                self.partial = Some((count, args, bytes));
+                return Ok((None, at));
+            };
+            bytes += next - at;
+            args.push(arg);
+            at = next;
+        }
+        Ok((Some(args), at))
     }
-    if count as u64 > limits.max_args as u64 {
-        return Err(ProtocolError("invalid multibulk length".into()));
-    }
-    let mut args = Vec::with_capacity(count as usize);
-    for _ in 0..count {
+
+    /// One bulk string at `at`, if complete: it and where the next one starts.
+    fn bulk(
+        &self,
+        buf: &[u8],
+        at: usize,
+        bytes: usize,
+        limits: &Limits,
+    ) -> Result<Option<(Vec<u8>, usize)>, ProtocolError> {
         if at >= buf.len() {
             return Ok(None);
         }
@@ -97,30 +159,47 @@ pub fn parse_command(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolErro
         if len < 0 || len as u64 > limits.max_bulk as u64 {
             return Err(ProtocolError("invalid bulk length".into()));
         }
-        let end = start + len as usize;
+        let len = len as usize;
+        if bytes + (start - at) + len + 2 > limits.max_command {
+            return Err(ProtocolError(format!("command over the limit of {} bytes", limits.max_command)));
+        }
+        let end = start + len;
         if buf.len() < end + 2 {
             return Ok(None);
         }
         if &buf[end..end + 2] != b"\r\n" {
             return Err(ProtocolError("bulk string not terminated by CRLF".into()));
         }
-        args.push(buf[start..end].to_vec());
-        at = end + 2;
+        Ok(Some((buf[start..end].to_vec(), end + 2)))
     }
-    Ok(Some((args, at)))
+}
+
+/// Takes one whole command from the front of `buf`: its arguments and the bytes it used, or
+/// `Ok(None)` if more bytes are needed (a fresh [`Parser`] that consumes nothing until the
+/// command is complete).
+pub fn parse_command(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
+    let mut p = Parser::default();
+    let mut at = 0;
+    loop {
+        let (args, used) = p.parse(&buf[at..], limits)?;
+        at += used;
+        match args {
+            Some(args) => return Ok(Some((args, at))),
+            None if used == 0 || at >= buf.len() => return Ok(None),
+            None => {}
+        }
+    }
 }
 
 /// An inline command: a line of space-separated words (what `telnet` sends).
 fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
-    let Some(nl) = buf.iter().position(|b| *b == b'\n') else {
+    let window = &buf[..buf.len().min(limits.max_inline + 1)];
+    let Some(nl) = window.iter().position(|b| *b == b'\n') else {
         if buf.len() > limits.max_inline {
             return Err(ProtocolError("too big inline request".into()));
         }
         return Ok(None);
     };
-    if nl > limits.max_inline {
-        return Err(ProtocolError("too big inline request".into()));
-    }
     let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
     let args: Vec<Vec<u8>> = line.split(|b| *b == b' ').filter(|w| !w.is_empty()).map(<[u8]>::to_vec).collect();
     if args.len() > limits.max_args {
@@ -183,6 +262,57 @@ mod tests {
         }
         let (args, used) = parse(b"PING\r\nGET x").unwrap().unwrap();
         assert_eq!((args, used), (vec![b"PING".to_vec()], 6));
+    }
+
+    #[test]
+    fn a_command_cut_anywhere_parses_the_same_consuming_each_argument_once() {
+        let wire = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n*1\r\n$4\r\nPING\r\n";
+        let limits = Limits::default();
+        for step in 1..wire.len() {
+            // Bytes arrive `step` at a time; consumed bytes are dropped from the buffer.
+            let (mut p, mut buf, mut got) = (Parser::default(), Vec::new(), Vec::new());
+            for chunk in wire.chunks(step) {
+                buf.extend_from_slice(chunk);
+                loop {
+                    let (args, used) = p.parse(&buf, &limits).unwrap();
+                    buf.drain(..used);
+                    match args {
+                        Some(a) => got.push(a),
+                        None => break,
+                    }
+                }
+            }
+            assert_eq!(got.len(), 2, "step {step}");
+            assert_eq!(got[0], vec![b"SET".to_vec(), b"k".to_vec(), b"hello".to_vec()]);
+            assert!(buf.is_empty() && !p.in_command());
+        }
+        // A big argument arriving in pieces is not copied until it is whole, and the
+        // arguments before it are not parsed again.
+        let mut p = Parser::default();
+        let mut big = b"*2\r\n$3\r\nGET\r\n$100000\r\n".to_vec();
+        let (args, used) = p.parse(&big, &Limits::default()).unwrap();
+        assert_eq!((args, used), (None, 13), "GET taken, the big bulk's header left");
+        big.drain(..used);
+        big.extend(std::iter::repeat_n(b'x', 100_000));
+        big.extend_from_slice(b"\r\n");
+        let (args, used) = p.parse(&big, &Limits::default()).unwrap();
+        assert_eq!((args.map(|a| a[1].len()), used), (Some(100_000), big.len()));
+    }
+
+    #[test]
+    fn a_command_over_the_limit_is_refused_before_its_bytes_arrive() {
+        let limits = Limits { max_bulk: 100, max_command: 250, ..Limits::default() };
+        let mut p = Parser::default();
+        // Three bulks of 100: each fits, all three do not.
+        let mut wire = b"*3\r\n".to_vec();
+        for _ in 0..2 {
+            wire.extend_from_slice(b"$100\r\n");
+            wire.extend(std::iter::repeat_n(b'a', 100));
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"$100\r\n");
+        let e = p.parse(&wire, &limits).unwrap_err();
+        assert_eq!(e.to_string(), "Protocol error: command over the limit of 250 bytes");
     }
 
     #[test]

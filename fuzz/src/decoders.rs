@@ -7,12 +7,12 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use skiff_core::codec::{decode_frame, encode_frame};
-use skiff_core::kv::{encode, Command, KvState, Op, Reply};
+use skiff_core::kv::{encode, Body, Command, KvState, LogEntry, Op, Reply, SessionLimits};
 use skiff_core::wire::{ClientRequest, ClientResponse, Hello};
 use skiff_core::{
     Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Persist, Snapshot, SnapshotMeta, Term,
 };
-use skiff_mio::resp::{parse_command, Limits};
+use skiff_mio::resp::{parse_command, Limits, Parser};
 use skiff_std::storage::{parse_snapshot_file, parse_wal_segment, FileStorage, FileStorageOptions, SimFs, Storage};
 
 use crate::alloc;
@@ -46,16 +46,56 @@ pub fn resp(seed: u64) -> Result<(), String> {
     });
     let mut rng = Rng::new(seed);
     let buf = input(&mut rng, valid, 512);
-    let limits = Limits { max_bulk: 64, max_args: 8, max_inline: 128 };
+    let limits = Limits { max_bulk: 64, max_args: 8, max_inline: 128, max_command: 200 };
     let mut at = 0;
+    let mut whole = Vec::new();
+    let mut whole_error = false;
     while at < buf.len() {
         match parse_command(&buf[at..], &limits) {
             Ok(Some((_, used))) if used == 0 || at + used > buf.len() => {
                 return Err(format!("a command took {used} bytes at {at} of {}", buf.len()));
             }
-            Ok(Some((_, used))) => at += used,
-            Ok(None) | Err(_) => break,
+            Ok(Some((args, used))) => {
+                whole.push(args);
+                at += used;
+            }
+            Ok(None) => break,
+            Err(_) => {
+                whole_error = true;
+                break;
+            }
         }
+    }
+    // The incremental parser, fed the same bytes in random pieces, must find the same
+    // commands and the same error.
+    let (mut parser, mut pending, mut pieces, mut fed) = (Parser::default(), Vec::new(), Vec::new(), 0);
+    let mut piece_error = false;
+    'feed: while fed < buf.len() {
+        let n = (1 + rng.below(64) as usize).min(buf.len() - fed);
+        pending.extend_from_slice(&buf[fed..fed + n]);
+        fed += n;
+        loop {
+            match parser.parse(&pending, &limits) {
+                Ok((cmd, used)) => {
+                    pending.drain(..used);
+                    match cmd {
+                        Some(args) => pieces.push(args),
+                        None => break,
+                    }
+                }
+                Err(_) => {
+                    piece_error = true;
+                    break 'feed;
+                }
+            }
+        }
+    }
+    if pieces != whole || piece_error != whole_error {
+        return Err(format!(
+            "fed in pieces: {} commands (error {piece_error}); whole: {} (error {whole_error})",
+            pieces.len(),
+            whole.len()
+        ));
     }
     within_bound(buf.len())
 }
@@ -183,12 +223,15 @@ pub fn snapshot(seed: u64) -> Result<(), String> {
         let mut v: Vec<Vec<u8>> =
             storage_files().into_iter().filter(|(p, _)| p.ends_with("snapshot")).map(|(_, b)| b).collect();
         let mut kv = KvState::new();
+        let register = Body::Register { limits: SessionLimits::default() };
+        kv.apply(Index(1), &encode(&LogEntry { time: 5, body: register }));
         for (i, op) in
             [Op::Put { key: "a".into(), value: "1".into() }, Op::Append { key: "b".into(), value: "2".into() }]
                 .into_iter()
                 .enumerate()
         {
-            kv.apply(Index(i as u64 + 1), &encode(&Command { client: 3, seq: i as u64, op }));
+            let body = Body::Request(Command { client: 1, seq: i as u64 + 1, op });
+            kv.apply(Index(i as u64 + 2), &encode(&LogEntry { time: 6, body }));
         }
         v.push(kv.snapshot());
         v

@@ -252,6 +252,8 @@ impl LabClerk {
             let (to, attempt, command) = match step {
                 ClerkStep::Done(v) => break v,
                 ClerkStep::Failed(reason) => panic!("the lab servers refused a request: {reason}"),
+                // The lab's few clients and minutes stay far inside the default session limits.
+                ClerkStep::InDoubt(reason) => panic!("a lab client lost its session: {reason}"),
                 ClerkStep::Send { to, attempt, command } => (to, attempt, command),
                 ClerkStep::Backoff { ticks, to, attempt, command } => {
                     thread::sleep(TICK * ticks);

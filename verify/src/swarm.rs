@@ -7,6 +7,7 @@ use crate::checker::{Invariant, Violation};
 use crate::rng::SimRng;
 use crate::sim::network::NetProfile;
 use crate::sim::{KvWorkload, Sim, SimConfig, TICK};
+use skiff_core::kv::SessionLimits;
 
 /// What a seed chose, beyond the network profile in its `SimConfig`.
 #[derive(Clone, Debug)]
@@ -117,7 +118,12 @@ pub enum Workload {
 /// The KV clients a seed draws.
 pub fn kv_workload(seed: u64) -> KvWorkload {
     let mut r = SimRng::new(seed ^ 0x0000_4B56_0000_0002);
-    KvWorkload { clients: r.pick(&[1, 3, 5, 8]), keys: r.pick(&[1, 2, 5]), think_ticks: r.pick(&[0, 3, 20]) }
+    let (clients, keys, think_ticks): (usize, usize, u64) =
+        (r.pick(&[1, 3, 5, 8]), r.pick(&[1, 2, 5]), r.pick(&[0, 3, 20]));
+    let max = r.pick(&[1000, clients as u32, clients.div_ceil(2) as u32]);
+    let ttl = r.pick(&[u64::MAX / 2, 200 * TICK, 60 * TICK]);
+    let max_clock_skew = r.pick(&[0, 5 * TICK, 100 * TICK]);
+    KvWorkload { clients, keys, think_ticks, sessions: SessionLimits { max, ttl }, max_clock_skew }
 }
 
 /// Ticks the KV clients have after the liveness check to finish what they started.

@@ -1,6 +1,13 @@
 //! [`Clerk`]: the client's logic, free of I/O and clocks. It guesses the leader, follows hints,
 //! rotates through servers, resends a request with the same sequence number until one answer
 //! comes back, and backs off (in ticks of the caller's clock) after a full round of refusals.
+//!
+//! Sessions: before its first write the clerk registers (an `Op::Register` request, answered
+//! with the id it then puts in every request). When the cluster answers that the session
+//! expired, the clerk registers again and resends the write under the new session, but only
+//! if the write was never in doubt (every attempt so far was refused for sure). If an attempt
+//! timed out, an earlier attempt may have been applied before the session expired, and a
+//! resend could apply it twice: the operation ends [`ClerkStep::InDoubt`].
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -23,22 +30,32 @@ pub enum ClerkStep {
     Backoff { ticks: u32, to: NodeId, attempt: u64, command: Command },
     /// The operation completed with this result.
     Done(String),
-    /// The operation was refused for good (see `Reply::Invalid`).
+    /// The operation was refused for good (see `Reply::Invalid`): it did not take effect.
     Failed(String),
+    /// The write may or may not have taken effect, and nobody can tell any more: its session
+    /// expired while it was in doubt.
+    InDoubt(String),
 }
 
-/// One client. Invariants: sequence numbers of its requests strictly increase and a request
-/// is resent only with its own number; attempt numbers strictly increase, and only the
-/// answer to (or the timeout of) the attempt in flight moves the clerk on, so a duplicated
-/// or late answer to an earlier attempt never starts another one.
+/// One client. Invariants: within a session, sequence numbers of its requests strictly
+/// increase and a request is resent only with its own number; attempt numbers strictly
+/// increase, and only the answer to (or the timeout of) the attempt in flight moves the clerk
+/// on, so a duplicated or late answer to an earlier attempt never starts another one; a write
+/// in doubt is never resent under another session.
 #[derive(Clone, Debug)]
 pub struct Clerk {
+    /// The session's id (0 before the first registration).
     id: u64,
     servers: Vec<NodeId>,
     /// Position in `servers` of the server the clerk believes leads.
     leader: usize,
     seq: u64,
+    /// The request in flight: the operation's, or the `Register` before it.
     current: Option<Command>,
+    /// The operation waiting for the `Register` in flight.
+    pending: Option<Op>,
+    /// Whether an attempt of the operation in flight went unanswered (it may have applied).
+    in_doubt: bool,
     /// The attempt in flight (or waiting out a backoff) and the server it goes to.
     attempt: u64,
     /// Refusals since the last success or backoff.
@@ -47,13 +64,26 @@ pub struct Clerk {
 }
 
 impl Clerk {
-    /// A clerk with a unique `id` talking to `servers` (in the order it tries them).
-    pub fn new(id: u64, servers: Vec<NodeId>) -> Clerk {
+    /// A clerk talking to `servers` (in the order it tries them), first to the one at
+    /// `first % servers.len()` (spread clients over the servers with it).
+    pub fn new(first: u64, servers: Vec<NodeId>) -> Clerk {
         assert!(!servers.is_empty(), "a clerk needs at least one server");
-        let leader = (id % servers.len() as u64) as usize;
-        Clerk { id, servers, leader, seq: 0, current: None, attempt: 0, refused: 0, backoff: BACKOFF_MIN }
+        let leader = (first % servers.len() as u64) as usize;
+        Clerk {
+            id: 0,
+            servers,
+            leader,
+            seq: 0,
+            current: None,
+            pending: None,
+            in_doubt: false,
+            attempt: 0,
+            refused: 0,
+            backoff: BACKOFF_MIN,
+        }
     }
 
+    /// The session's id, 0 until the first write registered one.
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -81,11 +111,46 @@ impl Clerk {
     /// Starts an operation (the previous one must be done).
     pub fn start(&mut self, op: Op) -> ClerkStep {
         debug_assert!(self.current.is_none(), "one operation at a time");
+        if op.is_write() && self.id == 0 {
+            return self.register(op);
+        }
+        self.begin(op)
+    }
+
+    /// Sends `op` under the session held.
+    fn begin(&mut self, op: Op) -> ClerkStep {
         self.seq += 1;
-        let command = Command { client: self.id, seq: self.seq, op };
+        self.in_doubt = false;
+        self.send_new(Command { client: self.id, seq: self.seq, op })
+    }
+
+    /// Opens a session, then sends `op` under it.
+    fn register(&mut self, op: Op) -> ClerkStep {
+        self.id = 0;
+        self.seq = 0;
+        self.pending = Some(op);
+        self.send_new(Command { client: 0, seq: 0, op: Op::Register })
+    }
+
+    fn send_new(&mut self, command: Command) -> ClerkStep {
         self.current = Some(command.clone());
         self.attempt += 1;
         ClerkStep::Send { to: self.leader(), attempt: self.attempt, command }
+    }
+
+    fn registering(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.op == Op::Register)
+    }
+
+    fn writing(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.op.is_write() && c.op != Op::Register)
+    }
+
+    fn done(&mut self) {
+        self.refused = 0;
+        self.backoff = BACKOFF_MIN;
+        self.current = None;
+        self.pending = None;
     }
 
     /// The reply to attempt `attempt`. `None` when that is not the attempt in flight (a
@@ -95,11 +160,31 @@ impl Clerk {
             return None;
         }
         Some(match reply {
+            // A `Register` is answered `Registered` only: anything else is not its answer.
+            Reply::Ok(_) | Reply::SessionExpired if self.registering() => return None,
+            Reply::Registered { .. } if !self.registering() => return None,
             Reply::Ok(value) => {
+                self.done();
+                ClerkStep::Done(value)
+            }
+            Reply::Registered { client } => {
+                let op = self.pending.take().expect("a registration is for an operation");
+                self.id = client;
                 self.refused = 0;
                 self.backoff = BACKOFF_MIN;
-                self.current = None;
-                ClerkStep::Done(value)
+                self.begin(op)
+            }
+            Reply::SessionExpired if self.in_doubt => {
+                // A new write under a new session will register first.
+                self.id = 0;
+                self.done();
+                ClerkStep::InDoubt(
+                    "the client session expired while a write was in doubt: it may or may not have taken effect".into(),
+                )
+            }
+            Reply::SessionExpired => {
+                let op = self.current.take().expect("a request in flight").op;
+                self.register(op)
             }
             Reply::WrongLeader { hint } => {
                 let asked = self.leader;
@@ -109,9 +194,12 @@ impl Clerk {
                 };
                 self.retry()
             }
-            Reply::Timeout => self.next_server(),
+            Reply::Timeout => {
+                self.in_doubt |= self.writing();
+                self.next_server()
+            }
             Reply::Invalid { reason } => {
-                self.current = None;
+                self.done();
                 ClerkStep::Failed(reason)
             }
         })
@@ -122,6 +210,7 @@ impl Clerk {
         if attempt != self.attempt || self.current.is_none() {
             return None;
         }
+        self.in_doubt |= self.writing();
         Some(self.next_server())
     }
 
@@ -176,6 +265,46 @@ mod tests {
         let ClerkStep::Send { to, attempt, command } = c.start(get()) else { panic!() };
         assert_eq!((to, attempt, command.seq), (NodeId(10), 3, 2));
         assert_eq!(c.on_reply(2, Reply::Timeout), None);
+    }
+
+    fn sent(step: Option<ClerkStep>) -> (NodeId, u64, Command) {
+        match step {
+            Some(ClerkStep::Send { to, attempt, command }) => (to, attempt, command),
+            other => panic!("not a send: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_first_write_registers_and_an_expired_session_registers_again_unless_in_doubt() {
+        let put = Op::Put { key: "k".to_string(), value: "v".to_string() };
+        let mut c = Clerk::new(0, nodes());
+        let (to, attempt, command) = sent(Some(c.start(put.clone())));
+        assert_eq!(command, Command { client: 0, seq: 0, op: Op::Register });
+        assert_eq!(c.on_reply(attempt, Reply::Ok(String::new())), None, "not the answer to a Register");
+        let (again, attempt, command) = sent(c.on_reply(attempt, Reply::Registered { client: 42 }));
+        assert_eq!((again, command.clone()), (to, Command { client: 42, seq: 1, op: put.clone() }));
+        assert_eq!(c.on_reply(attempt, Reply::Registered { client: 43 }), None, "not the answer to a write");
+        assert_eq!(c.on_reply(attempt, Reply::Ok(String::new())), Some(ClerkStep::Done(String::new())));
+        // Refused for sure, then expired: registers again and sends under the new session.
+        let (_, attempt, command) = sent(Some(c.start(put.clone())));
+        assert_eq!((command.client, command.seq), (42, 2));
+        let (_, attempt, _) = sent(c.on_reply(attempt, Reply::WrongLeader { hint: None }));
+        let (_, attempt, command) = sent(c.on_reply(attempt, Reply::SessionExpired));
+        assert_eq!(command.op, Op::Register);
+        let (_, attempt, command) = sent(c.on_reply(attempt, Reply::Registered { client: 50 }));
+        assert_eq!(command, Command { client: 50, seq: 1, op: put.clone() });
+        assert_eq!(c.on_reply(attempt, Reply::Ok(String::new())), Some(ClerkStep::Done(String::new())));
+        // Unanswered once, then expired: it may have applied, so it is not resent.
+        let (_, attempt, _) = sent(Some(c.start(put.clone())));
+        let (_, attempt, _) = sent(c.on_timeout(attempt));
+        assert!(matches!(c.on_reply(attempt, Reply::SessionExpired), Some(ClerkStep::InDoubt(_))));
+        assert_eq!((c.id(), c.current()), (0, None));
+        // A read needs no session; the next write opens one.
+        let (_, attempt, command) = sent(Some(c.start(get())));
+        assert_eq!((command.client, command.op), (0, get()));
+        assert_eq!(c.on_reply(attempt, Reply::Ok("v".to_string())), Some(ClerkStep::Done("v".to_string())));
+        let (_, _, command) = sent(Some(c.start(put)));
+        assert_eq!(command.op, Op::Register);
     }
 
     #[test]

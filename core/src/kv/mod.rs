@@ -6,13 +6,17 @@
 //!
 //! Semantics (the MIT 6.5840 KV lab): `Get` returns the value or `""` for a missing key, `Put`
 //! replaces it, `Append` appends to it (and answers the new length, as Redis does; the lab's
-//! clerks ignore it). Every client numbers its
-//! requests; a write applied once is never applied again, whatever the retries.
+//! clerks ignore it). A client that writes first registers a session through the log (its
+//! id is the index of its `Register` entry) and numbers its requests; a write applied once is
+//! never applied again, whatever the retries. Sessions expire, deterministically on every
+//! replica, by the time stamps leaders put on entries ([`LogEntry::time`]): see
+//! [`SessionLimits`].
 
 mod clerk;
 mod service;
 #[cfg(test)]
 mod service_tests;
+mod sessions;
 mod state;
 
 use alloc::string::String;
@@ -22,20 +26,33 @@ use crate::types::NodeId;
 
 pub use clerk::{Clerk, ClerkStep};
 pub use service::{drop_hint, validate_op, Action, RequestError, Service, ServiceConfig, ServiceError, SERVICE_IDS};
+pub use sessions::SessionLimits;
 pub use state::{encode, Applied, KvState, SnapshotError};
 
 /// A client's operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    Get { key: String },
-    Put { key: String, value: String },
-    Append { key: String, value: String },
+    Get {
+        key: String,
+    },
+    Put {
+        key: String,
+        value: String,
+    },
+    Append {
+        key: String,
+        value: String,
+    },
+    /// Open a session: answered [`Reply::Registered`] with the new client id. The
+    /// [`Clerk`] sends it before a client's first write (and after its session expired).
+    Register,
 }
 
 impl Op {
     pub fn key(&self) -> &str {
         match self {
             Op::Get { key } | Op::Put { key, .. } | Op::Append { key, .. } => key,
+            Op::Register => "",
         }
     }
 
@@ -46,6 +63,8 @@ impl Op {
 }
 
 /// A client request: `seq` numbers the client's requests from 1, one outstanding at a time.
+/// `client` is the id its `Register` answered (0 before: only reads and `Register` need
+/// none).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
     pub client: u64,
@@ -66,4 +85,29 @@ pub enum Reply {
     /// The request can never succeed (a key or value over the server's limits, a malformed
     /// request): not retried.
     Invalid { reason: String },
+    /// The session is open: its id, to put in every later request.
+    Registered { client: u64 },
+    /// The client's session expired (idle too long, or evicted past the bound) before this
+    /// write: it was not applied. Whether an earlier attempt of it was, nobody can tell any
+    /// more.
+    SessionExpired,
+}
+
+/// One log entry of the service: what a leader proposed, stamped with its clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The proposing leader's time. The replicated clock is the greatest stamp applied, so
+    /// it never goes back, even when a new leader's clock is behind; session expiry is
+    /// decided by it alone.
+    pub time: u64,
+    pub body: Body,
+}
+
+/// What a [`LogEntry`] does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// Open a session whose id is this entry's index, under these limits.
+    Register { limits: SessionLimits },
+    /// A client's write.
+    Request(Command),
 }

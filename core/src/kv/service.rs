@@ -15,8 +15,11 @@
 //!
 //! Obligations of the driver: give the core every [`Action::Propose`] and [`Action::Read`]
 //! in order, and feed back every output of the core named above (through
-//! [`Service::on_output`]); call [`Service::expire`] now and then (a tick) with a `now` that
-//! never decreases, in the unit `ServiceConfig::request_timeout` is given in.
+//! [`Service::on_output`]); call [`Service::expire`] now and then (a tick). `now` is in the
+//! unit of `ServiceConfig::request_timeout` and `SessionLimits::ttl`, and it is also the time
+//! stamp the service puts on the entries it proposes: every node of a cluster must give the
+//! same clock (the wall clock in milliseconds, in the real drivers; the simulated time in the
+//! simulator). A clock that goes back is taken as standing still.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -26,7 +29,7 @@ use core::fmt;
 
 use bytes::Bytes;
 
-use super::{encode, Applied, Command, KvState, Op, Reply};
+use super::{encode, Applied, Body, Command, KvState, LogEntry, Op, Reply, SessionLimits};
 use crate::io::{DropReason, Output, Proposal};
 use crate::types::{Entry, EntryKind, Index, NodeId, Snapshot, Term};
 
@@ -43,13 +46,22 @@ pub struct ServiceConfig {
     /// Snapshot once the persisted Raft state reaches about this many bytes (never if `None`,
     /// the lab's `maxraftstate = -1`).
     pub max_raft_state: Option<u64>,
+    /// The client sessions' bound and expiry, put in each `Register` entry this node
+    /// proposes as leader.
+    pub sessions: SessionLimits,
 }
 
 impl Default for ServiceConfig {
     /// 1 KiB keys, 1 MiB values, a timeout of 1000 (milliseconds, if `now` counts those), no
-    /// snapshots.
+    /// snapshots, [`SessionLimits::default`].
     fn default() -> Self {
-        ServiceConfig { max_key_bytes: 1024, max_value_bytes: 1 << 20, request_timeout: 1000, max_raft_state: None }
+        ServiceConfig {
+            max_key_bytes: 1024,
+            max_value_bytes: 1 << 20,
+            request_timeout: 1000,
+            max_raft_state: None,
+            sessions: SessionLimits::default(),
+        }
     }
 }
 
@@ -131,6 +143,8 @@ pub fn drop_hint(reason: &DropReason) -> Option<NodeId> {
     }
 }
 
+/// A write waiting for its entry. `client` 0 (never a session id: ids are log indexes) marks
+/// a `Register`.
 #[derive(Debug)]
 struct Write<W> {
     to: W,
@@ -168,6 +182,8 @@ pub struct Service<W> {
     installed: u64,
     /// Set once the service cannot go on: it then takes nothing more (the driver stops).
     failed: Option<ServiceError>,
+    /// The latest `now` given: the time stamp of the next proposal.
+    clock: u64,
 }
 
 impl<W> Service<W> {
@@ -190,6 +206,7 @@ impl<W> Service<W> {
             actions: Vec::new(),
             installed: 0,
             failed: None,
+            clock: 0,
         })
     }
 
@@ -219,16 +236,25 @@ impl<W> Service<W> {
             self.actions.push(Action::Reply { to, reply: Reply::Invalid { reason: e.to_string() } });
             return;
         }
+        self.clock = self.clock.max(now);
         self.next_id += 1;
         let id = SERVICE_IDS | self.next_id;
         let deadline = now.saturating_add(self.config.request_timeout);
-        if let Op::Get { key } = command.op {
-            self.confirming.insert(id, Read { to, key, deadline });
-            self.actions.push(Action::Read { id });
-            return;
-        }
-        let data = Bytes::from(encode(&command));
-        self.proposed.insert(id, Write { to, client: command.client, seq: command.seq, deadline });
+        let (write, body) = match command.op {
+            Op::Get { key } => {
+                self.confirming.insert(id, Read { to, key, deadline });
+                self.actions.push(Action::Read { id });
+                return;
+            }
+            Op::Register => {
+                (Write { to, client: 0, seq: 0, deadline }, Body::Register { limits: self.config.sessions })
+            }
+            _ => (Write { to, client: command.client, seq: command.seq, deadline }, Body::Request(command)),
+        };
+        // Never behind what the state applied: stamps this leader adds keep the clock moving.
+        let time = self.clock.max(self.state.clock());
+        let data = Bytes::from(encode(&LogEntry { time, body }));
+        self.proposed.insert(id, write);
         self.actions.push(Action::Propose(Proposal { id, data }));
     }
 
@@ -317,10 +343,11 @@ impl<W> Service<W> {
             let outcome = self.state.apply(e.index, data);
             let Some(waiting) = self.placed.remove(&e.index) else { continue };
             for (term, w) in waiting {
+                let ours = |client: u64, seq: u64| term == e.term && client == w.client && seq == w.seq;
                 let reply = match &outcome {
-                    Applied::Reply { client, seq, reply } if term == e.term && *client == w.client && *seq == w.seq => {
-                        Reply::Ok(reply.clone())
-                    }
+                    Applied::Reply { client, seq, reply } if ours(*client, *seq) => Reply::Ok(reply.clone()),
+                    Applied::Registered { client } if ours(0, 0) => Reply::Registered { client: *client },
+                    Applied::Expired { client, seq } if ours(*client, *seq) => Reply::SessionExpired,
                     // Another entry took the index: leadership was lost before ours committed.
                     _ => Reply::WrongLeader { hint: None },
                 };
@@ -374,6 +401,7 @@ impl<W> Service<W> {
 
     /// Answers `Timeout` to every request whose deadline is at or before `now`.
     pub fn expire(&mut self, now: u64) {
+        self.clock = self.clock.max(now);
         let mut late = Vec::new();
         expire_each(&mut self.proposed, now, &mut late);
         expire_each(&mut self.confirming, now, &mut late);

@@ -16,12 +16,20 @@ fn put(seq: u64) -> Command {
 }
 
 fn entry(index: u64, term: u64, cmd: &Command) -> Entry {
-    Entry { index: Index(index), term: Term(term), kind: EntryKind::Command, data: Bytes::from(encode(cmd)) }
+    let data = encode(&LogEntry { time: 0, body: Body::Request(cmd.clone()) });
+    Entry { index: Index(index), term: Term(term), kind: EntryKind::Command, data: Bytes::from(data) }
+}
+
+/// A service whose state has client 7's session open.
+fn service_with(config: ServiceConfig) -> Service<u32> {
+    let data = KvState::with_session(7).snapshot();
+    let start = Snapshot { meta: SnapshotMeta { index: Index(0), term: Term(0), voters: vec![] }, data: data.into() };
+    Service::new(config, Some(&start)).unwrap()
 }
 
 fn service() -> Service<u32> {
-    let config = ServiceConfig { max_key_bytes: 16, max_value_bytes: 16, request_timeout: 100, max_raft_state: None };
-    Service::new(config, None).unwrap()
+    let config = ServiceConfig { max_key_bytes: 16, max_value_bytes: 16, request_timeout: 100, ..Default::default() };
+    service_with(config)
 }
 
 fn replies(s: &mut Service<u32>) -> Vec<(u32, Reply)> {
@@ -206,7 +214,7 @@ fn oversized_requests_and_refusals_get_clear_answers_with_node_hints() {
 #[test]
 fn the_snapshot_policy_waits_for_the_bound_and_for_new_entries() {
     let config = ServiceConfig { max_raft_state: Some(1000), ..ServiceConfig::default() };
-    let mut s: Service<u32> = Service::new(config, None).unwrap();
+    let mut s = service_with(config);
     assert_eq!(s.snapshot_due(5000), None, "nothing applied");
     s.apply(&[entry(1, 1, &put(1))]);
     assert_eq!(s.snapshot_due(899), None, "under 9/10 of the bound");
@@ -214,7 +222,7 @@ fn the_snapshot_policy_waits_for_the_bound_and_for_new_entries() {
     assert_eq!(index, Index(1));
     assert_eq!(KvState::restore(&data).unwrap().get("k"), "v");
     assert_eq!(s.snapshot_due(5000), None, "nothing applied since");
-    let mut never: Service<u32> = Service::new(ServiceConfig::default(), None).unwrap();
+    let mut never = service_with(ServiceConfig::default());
     never.apply(&[entry(1, 1, &put(1))]);
     assert_eq!(never.snapshot_due(u64::MAX), None, "no bound, no snapshots");
 }
@@ -232,4 +240,31 @@ fn answers_about_the_drivers_own_ids_are_left_alone() {
     assert_eq!(s.in_progress(), 1, "still waiting for its own placement");
     assert!(s.on_output(&Output::Accepted { id: p.id, index: Index(2), term: Term(1) }).unwrap());
     assert!(s.take_actions().is_empty());
+}
+
+#[test]
+fn a_register_is_answered_with_its_index_and_writes_are_stamped_with_the_clock() {
+    let config = ServiceConfig { sessions: SessionLimits { max: 5, ttl: 50 }, ..ServiceConfig::default() };
+    let mut s: Service<u32> = Service::new(config, None).unwrap();
+    s.request(Command { client: 0, seq: 0, op: Op::Register }, 1, 30);
+    let p = proposal(&mut s);
+    let logged: LogEntry = postcard::from_bytes(&p.data).unwrap();
+    assert_eq!(logged, LogEntry { time: 30, body: Body::Register { limits: SessionLimits { max: 5, ttl: 50 } } });
+    s.accepted(p.id, Index(4), Term(1));
+    let registered = Entry { index: Index(4), term: Term(1), kind: EntryKind::Command, data: p.data };
+    s.apply(&[registered]);
+    assert_eq!(replies(&mut s), vec![(1, Reply::Registered { client: 4 })]);
+    assert_eq!(s.state().sessions(), 1);
+    // A clock that goes back stands still: stamps never decrease.
+    s.expire(100);
+    let late = Command { client: 4, seq: 1, op: Op::Put { key: "k".into(), value: "v".into() } };
+    s.request(late, 2, 20);
+    let p = proposal(&mut s);
+    let logged: LogEntry = postcard::from_bytes(&p.data).unwrap();
+    assert_eq!(logged.time, 100);
+    s.accepted(p.id, Index(5), Term(1));
+    s.apply(&[Entry { index: Index(5), term: Term(1), kind: EntryKind::Command, data: p.data }]);
+    // Idle since 30 with a ttl of 50: expired by the entry's own stamp, so not applied.
+    assert_eq!(replies(&mut s), vec![(2, Reply::SessionExpired)]);
+    assert_eq!((s.state().get("k"), s.state().sessions()), (String::new(), 0));
 }

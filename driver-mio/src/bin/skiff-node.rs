@@ -37,6 +37,16 @@ struct Args {
     tick_ms: Option<u64>,
     #[arg(long)]
     snapshot_threshold: Option<u64>,
+    #[arg(long)]
+    max_sessions: Option<u32>,
+    #[arg(long)]
+    session_ttl_s: Option<u64>,
+    #[arg(long)]
+    max_clients: Option<usize>,
+    #[arg(long)]
+    max_client_buffer_bytes: Option<usize>,
+    #[arg(long)]
+    peer_handshake_timeout_ms: Option<u64>,
 }
 
 fn config(a: Args) -> Result<NodeConfig, String> {
@@ -73,6 +83,21 @@ fn config(a: Args) -> Result<NodeConfig, String> {
     }
     if let Some(v) = a.snapshot_threshold {
         c.snapshot_threshold = v;
+    }
+    if let Some(v) = a.max_sessions {
+        c.max_sessions = v;
+    }
+    if let Some(v) = a.session_ttl_s {
+        c.session_ttl_s = v;
+    }
+    if let Some(v) = a.max_clients {
+        c.max_clients = v;
+    }
+    if let Some(v) = a.max_client_buffer_bytes {
+        c.max_client_buffer_bytes = v;
+    }
+    if let Some(v) = a.peer_handshake_timeout_ms {
+        c.peer_handshake_timeout_ms = v;
     }
     Ok(c)
 }

@@ -9,9 +9,10 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 use skiff_core::kv::{validate_op, Command, Reply};
+use skiff_core::wire::ClientResponse;
 use skiff_core::{Input, NodeId};
 
-use super::conn::{Conn, ReadState};
+use super::conn::{Conn, ReadState, MAX_OUTPUT};
 use super::engine::Engine;
 use super::forward::{Forward, SessionReply};
 use super::kv::Waiter;
@@ -22,8 +23,9 @@ use crate::resp::Limits;
 
 /// Requests of one client connection in progress (or queued) before reading from it waits.
 const MAX_PIPELINE: usize = 1024;
-/// Bytes of output waiting for a client to read before reading from it waits.
-const MAX_OUTPUT: usize = 8 << 20;
+/// Bytes of a RESP connection's parsed commands waiting their turn before reading from it
+/// waits.
+const MAX_QUEUED_BYTES: usize = 4 << 20;
 
 /// Which listener a connection came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,16 +38,35 @@ pub(crate) enum Port {
 /// An accepted connection.
 #[derive(Debug)]
 enum Accepted {
-    /// A peer dialling in; `from` is set by its handshake.
+    /// A peer dialling in; `from` is set by its handshake, due by `deadline`.
     Peer {
         conn: Conn,
         from: Option<NodeId>,
+        deadline: Instant,
     },
     Native(NativeSession),
     Resp(Box<RespSession>),
 }
 
 impl Accepted {
+    /// Bytes a client connection holds in its buffers (0 for peers: their frames are bounded
+    /// by the peer frame limit and their number by the peer port's).
+    fn buffered(&self) -> usize {
+        match self {
+            Accepted::Peer { .. } => 0,
+            Accepted::Native(s) => s.conn.rbuf.len() + s.conn.pending(),
+            Accepted::Resp(s) => s.buffered(),
+        }
+    }
+
+    fn port(&self) -> Port {
+        match self {
+            Accepted::Peer { .. } => Port::Peer,
+            Accepted::Native(_) => Port::Native,
+            Accepted::Resp(_) => Port::Resp,
+        }
+    }
+
     fn conn(&mut self) -> &mut Conn {
         match self {
             Accepted::Peer { conn, .. } => conn,
@@ -79,7 +100,9 @@ impl Accepted {
         match self {
             Accepted::Peer { .. } => false,
             Accepted::Native(s) => s.in_flight >= MAX_PIPELINE || s.conn.pending() >= MAX_OUTPUT,
-            Accepted::Resp(s) => s.queued() >= MAX_PIPELINE || s.conn.pending() >= MAX_OUTPUT,
+            Accepted::Resp(s) => {
+                s.queued() >= MAX_PIPELINE || s.queued_bytes() >= MAX_QUEUED_BYTES || s.conn.pending() >= MAX_OUTPUT
+            }
         }
     }
 }
@@ -102,7 +125,17 @@ pub(crate) struct ClientLimits {
     /// Largest answer read from a forward (answers may be larger than any request:
     /// appends grow values).
     pub(crate) max_forward_frame: u64,
+    /// Most client connections (native and RESP) at once; one past it is refused.
+    pub(crate) max_clients: usize,
+    /// Most bytes all client connections may hold in their buffers together (input, parsed
+    /// commands waiting, output); past it the connection holding the most is closed.
+    pub(crate) max_client_buffers: usize,
+    /// How long a connection to the peer port may take to send its handshake.
+    pub(crate) peer_handshake_timeout: std::time::Duration,
 }
+
+/// Connections to the peer port still waiting for their handshake, at most.
+const MAX_PENDING_PEERS: usize = 64;
 
 #[derive(Debug)]
 pub(crate) struct Clients {
@@ -120,6 +153,14 @@ pub(crate) struct Clients {
     forwards: Vec<Forward>,
     /// Answers for RESP sessions not delivered yet.
     replies: Vec<SessionReply>,
+    /// Each client connection's buffered bytes as last counted (see [`Clients::account`]);
+    /// its keys are exactly the client connections open.
+    usage: HashMap<Token, usize>,
+    /// The sum of `usage`.
+    buffered: usize,
+    /// Client connections refused or closed by the limits (for `INFO`).
+    pub(crate) refused: u64,
+    pub(crate) evicted: u64,
 }
 
 impl Clients {
@@ -144,6 +185,57 @@ impl Clients {
             paused: BTreeSet::new(),
             forwards,
             replies: Vec::new(),
+            usage: HashMap::new(),
+            buffered: 0,
+            refused: 0,
+            evicted: 0,
+        }
+    }
+
+    /// Bytes all client connections hold, as last counted.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// Client connections open.
+    pub(crate) fn open_clients(&self) -> usize {
+        self.usage.len()
+    }
+
+    /// Counts connection `token`'s buffers again (a closed one counts for nothing).
+    fn account(&mut self, token: Token) {
+        let now = self.accepted.get(&token).filter(|a| !matches!(a, Accepted::Peer { .. })).map(Accepted::buffered);
+        let before = match now {
+            Some(n) => self.usage.insert(token, n),
+            None => self.usage.remove(&token),
+        };
+        self.buffered = self.buffered - before.unwrap_or(0) + now.unwrap_or(0);
+    }
+
+    /// While the client buffers pass their bound, closes the connection holding the most,
+    /// with an error where its protocol has one (as Redis's client buffer limits do).
+    fn enforce_buffer_bound(&mut self, registry: &Registry) {
+        while self.buffered > self.limits.max_client_buffers {
+            let Some((&token, &bytes)) = self.usage.iter().max_by_key(|(_, b)| **b) else { return };
+            let Some(mut a) = self.accepted.remove(&token) else {
+                self.account(token);
+                continue;
+            };
+            tracing::warn!(
+                bytes,
+                total = self.buffered,
+                max = self.limits.max_client_buffers,
+                "closing the client connection holding the most buffered bytes: client buffers over their bound"
+            );
+            let why = "client buffers of the node over their limit; closing the connection holding the most";
+            let port = a.port();
+            let conn = a.conn();
+            conn.rbuf = Vec::new();
+            conn.wbuf = Vec::new();
+            refuse(port, &mut conn.stream, why);
+            conn.deregister(registry);
+            self.evicted += 1;
+            self.account(token);
         }
     }
 
@@ -171,15 +263,33 @@ impl Clients {
                 return;
             }
         };
+        let pending_peers =
+            || self.accepted.values().filter(|a| matches!(a, Accepted::Peer { from: None, .. })).count();
+        let full = match port {
+            Port::Peer => pending_peers() >= MAX_PENDING_PEERS,
+            Port::Native | Port::Resp => self.usage.len() >= self.limits.max_clients,
+        };
+        if full {
+            let mut conn = conn;
+            tracing::warn!(?port, "refusing a connection: too many open");
+            refuse(port, &mut conn.stream, "max number of clients reached");
+            conn.deregister(ctx.registry);
+            self.refused += 1;
+            return;
+        }
         let accepted = match port {
-            Port::Peer => Accepted::Peer { conn, from: None },
+            Port::Peer => Accepted::Peer { conn, from: None, deadline: now + self.limits.peer_handshake_timeout },
             Port::Native => Accepted::Native(NativeSession::new(conn)),
             Port::Resp => {
-                let clerk = skiff_core::kv::Clerk::new(skiff_std::kv::fresh_client_id(), self.servers.clone());
+                let clerk = skiff_core::kv::Clerk::new(t.0 as u64, self.servers.clone());
                 Accepted::Resp(Box::new(RespSession::new(conn, clerk)))
             }
         };
+        let client = !matches!(accepted, Accepted::Peer { .. });
         self.accepted.insert(t, accepted);
+        if client {
+            self.usage.insert(t, 0);
+        }
         // Bytes may have arrived with the connection: edge-triggered readiness for them may
         // already be spent, so read now.
         self.on_ready(t, now, ctx);
@@ -207,7 +317,7 @@ impl Clients {
             return;
         }
         let keep = match &mut a {
-            Accepted::Peer { conn, from } => self.read_peer_conn(conn, from, ctx),
+            Accepted::Peer { conn, from, .. } => self.read_peer_conn(conn, from, ctx),
             Accepted::Native(session) => self.read_native(session, now, ctx),
             Accepted::Resp(session) => self.read_resp(session, now, ctx),
         };
@@ -224,6 +334,7 @@ impl Clients {
             self.dirty.insert(token);
         } else {
             a.conn().deregister(ctx.registry);
+            self.account(token);
         }
     }
 
@@ -310,7 +421,15 @@ impl Clients {
         while let Some(n) = need.take() {
             match n {
                 Need::Info => {
-                    session.answer_info(ctx.engine.info(ctx.links));
+                    let mut info = ctx.engine.info(ctx.links);
+                    info.push_str(&format!(
+                        "# Clients\r\nconnected_clients:{}\r\nclient_buffer_bytes:{}\r\nrejected_connections:{}\r\nevicted_clients:{}\r\n",
+                        self.open_clients(),
+                        self.buffered(),
+                        self.refused,
+                        self.evicted
+                    ));
+                    session.answer_info(info);
                     need = session.drive(now);
                 }
                 Need::Send { to, attempt, command } => {
@@ -371,8 +490,21 @@ impl Clients {
         }
     }
 
-    /// Time passed: RESP sessions give up on servers that did not answer and end backoffs.
+    /// Time passed: RESP sessions give up on servers that did not answer and end backoffs;
+    /// peer connections that did not send their handshake in time are closed.
     pub(crate) fn on_tick(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        let late: Vec<Token> = self
+            .accepted
+            .iter()
+            .filter(|(_, a)| matches!(a, Accepted::Peer { from: None, deadline, .. } if *deadline <= now))
+            .map(|(t, _)| *t)
+            .collect();
+        for token in late {
+            if let Some(mut a) = self.accepted.remove(&token) {
+                tracing::warn!(node = self.me.0, "closing a peer connection that sent no handshake in time");
+                a.conn().deregister(ctx.registry);
+            }
+        }
         let busy: Vec<Token> = self
             .accepted
             .iter()
@@ -412,12 +544,15 @@ impl Clients {
             f.flush(registry, &mut self.replies);
         }
         for token in std::mem::take(&mut self.dirty) {
-            let Some(a) = self.accepted.get_mut(&token) else { continue };
-            if a.conn().flush(registry).is_err() || a.finished() {
-                a.conn().deregister(registry);
-                self.accepted.remove(&token);
+            if let Some(a) = self.accepted.get_mut(&token) {
+                if a.conn().flush(registry).is_err() || a.finished() {
+                    a.conn().deregister(registry);
+                    self.accepted.remove(&token);
+                }
             }
+            self.account(token);
         }
+        self.enforce_buffer_bound(registry);
     }
 
     /// Drops every accepted connection.
@@ -425,5 +560,23 @@ impl Clients {
         for (_, mut a) in self.accepted.drain() {
             a.conn().deregister(registry);
         }
+        self.usage.clear();
+        self.buffered = 0;
     }
+}
+
+/// Writes what a refused connection of `port` is told, in its protocol, as far as the socket
+/// takes it now (the connection closes right after).
+fn refuse(port: Port, stream: &mut TcpStream, why: &str) {
+    use std::io::Write;
+    let mut out = Vec::new();
+    match port {
+        Port::Resp => crate::resp::encode(&crate::resp::Frame::Error(format!("ERR {why}")), &mut out),
+        Port::Native => {
+            let reply = ClientResponse { id: 0, reply: Reply::Invalid { reason: why.to_string() } };
+            let _ = skiff_core::codec::encode_frame(&reply, &mut out);
+        }
+        Port::Peer => {}
+    }
+    let _ = stream.write(&out);
 }

@@ -10,7 +10,17 @@ use mio::{Interest, Registry, Token};
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 << 10;
 /// Bytes read before the caller parses them (see [`ReadState::More`]).
-const READ_BUDGET: usize = 1 << 20;
+pub(crate) const READ_BUDGET: usize = 1 << 20;
+/// Bytes of output waiting for a client to read before the node stops reading from it and
+/// stops answering its queued commands.
+pub(crate) const MAX_OUTPUT: usize = 8 << 20;
+
+/// Gives back most of a buffer's capacity when it holds little of it.
+fn shrink(buf: &mut Vec<u8>) {
+    if buf.capacity() > 2 * READ_BUDGET && buf.len() < buf.capacity() / 4 {
+        buf.shrink_to(buf.len().max(READ_CHUNK));
+    }
+}
 
 /// A connection and its buffers. Invariant: `wbuf[wpos..]` is what is still to be written;
 /// the registered interest includes `WRITABLE` exactly when that is not empty.
@@ -104,6 +114,9 @@ impl Conn {
             self.wbuf.drain(..self.wpos);
             self.wpos = 0;
         }
+        // Memory a burst took is given back once the burst is over.
+        shrink(&mut self.wbuf);
+        shrink(&mut self.rbuf);
         let want_write = self.pending() > 0;
         if want_write != self.writable_registered {
             let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
@@ -120,6 +133,9 @@ impl Conn {
     }
 
     pub(crate) fn deregister(&mut self, registry: &Registry) {
+        self.rbuf = Vec::new();
+        self.wbuf = Vec::new();
+        self.wpos = 0;
         let _ = registry.deregister(&mut self.stream);
     }
 }

@@ -196,8 +196,9 @@ impl Engine {
             s.push_str(&format!("peer_{}_dropped:{}\r\n", link.id.0, link.dropped));
         }
         s.push_str(&format!(
-            "# Keyspace\r\nkeys:{}\r\nrequests_in_progress:{}\r\nsnapshots_installed:{}\r\n",
+            "# Keyspace\r\nkeys:{}\r\nkv_sessions:{}\r\nrequests_in_progress:{}\r\nsnapshots_installed:{}\r\n",
             self.kv.keys(),
+            self.kv.sessions(),
             self.kv.in_progress(),
             self.kv.installed()
         ));

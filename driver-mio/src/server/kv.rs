@@ -17,12 +17,15 @@ pub(crate) enum Waiter {
     Resp { token: Token, attempt: u64 },
 }
 
-/// The service and the loop's clock (milliseconds since the loop started, the unit of
-/// `ServiceConfig::request_timeout` here).
+/// The service and its clock, in milliseconds: the wall clock read at start
+/// ([`skiff_std::kv::wall_ms`]) advanced by the loop's monotonic clock, so it never goes back.
+/// It is the unit of `ServiceConfig::request_timeout` and of the sessions' ttl here, and it
+/// stamps the entries this node proposes as leader: the nodes' clocks must be roughly in step.
 #[derive(Debug)]
 pub(crate) struct LocalKv {
     service: Service<Waiter>,
     epoch: Instant,
+    epoch_ms: u64,
 }
 
 impl LocalKv {
@@ -33,11 +36,11 @@ impl LocalKv {
         snapshot: Option<&Snapshot>,
         now: Instant,
     ) -> Result<LocalKv, ServiceError> {
-        Ok(LocalKv { service: Service::new(config, snapshot)?, epoch: now })
+        Ok(LocalKv { service: Service::new(config, snapshot)?, epoch: now, epoch_ms: skiff_std::kv::wall_ms() })
     }
 
     fn ms(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_millis() as u64
+        self.epoch_ms + now.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     /// Takes one client request; its answer comes out of [`LocalKv::take_actions`].
@@ -79,6 +82,11 @@ impl LocalKv {
     /// Keys held.
     pub(crate) fn keys(&self) -> usize {
         self.service.state().len()
+    }
+
+    /// Client sessions held.
+    pub(crate) fn sessions(&self) -> usize {
+        self.service.state().sessions()
     }
 
     /// Snapshots installed from a leader.

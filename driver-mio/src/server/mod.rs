@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use skiff_core::kv::{ServiceConfig, ServiceError};
+use skiff_core::kv::{ServiceConfig, ServiceError, SessionLimits};
 use skiff_core::wire::Hello;
 use skiff_core::{Node, NodeId, Restored};
 use skiff_std::storage::Storage;
@@ -78,6 +78,14 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     /// Largest peer message frame.
     pub max_peer_frame: u64,
+    /// The client sessions' bound and expiry (the ttl in milliseconds).
+    pub sessions: SessionLimits,
+    /// Most client connections (native and RESP together) open at once.
+    pub max_clients: usize,
+    /// Most bytes all client connections' buffers hold together.
+    pub max_client_buffers: usize,
+    /// How long an incoming peer connection may take to send its handshake.
+    pub peer_handshake_timeout: Duration,
 }
 
 /// Bound listening sockets.
@@ -179,16 +187,24 @@ pub fn serve<S: Storage>(
         max_value_bytes: opts.max_value_bytes,
         request_timeout: opts.request_timeout.as_millis() as u64,
         max_raft_state: opts.snapshot_threshold,
+        sessions: opts.sessions,
     };
     let kv = LocalKv::new(config, restored.snapshot.as_ref(), now).map_err(ServeError::Service)?;
     let check =
         PeerCheck { cluster_id: opts.cluster_id, me: id, peers: opts.peers.clone(), max_frame: opts.max_peer_frame };
     let limits = ClientLimits {
-        resp: Limits { max_bulk: opts.max_value_bytes.max(opts.max_key_bytes) + 1024, ..Limits::default() },
+        resp: Limits {
+            max_bulk: opts.max_value_bytes.max(opts.max_key_bytes) + 1024,
+            max_command: opts.max_key_bytes + opts.max_value_bytes + 4096,
+            ..Limits::default()
+        },
         max_native_frame: (opts.max_key_bytes + opts.max_value_bytes + 1024) as u64,
         max_key_bytes: opts.max_key_bytes,
         max_value_bytes: opts.max_value_bytes,
         max_forward_frame: opts.max_peer_frame,
+        max_clients: opts.max_clients,
+        max_client_buffers: opts.max_client_buffers,
+        peer_handshake_timeout: opts.peer_handshake_timeout,
     };
     let engine = Engine::new(node, kv, storage, opts.data_dir.clone(), opts.snapshot_threshold);
     let mut server = Server {

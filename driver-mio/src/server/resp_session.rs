@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use skiff_core::kv::{Clerk, ClerkStep, Command, Op, Reply};
 use skiff_core::NodeId;
 
-use super::conn::Conn;
-use crate::resp::{encode, parse_command, Frame, Limits};
+use super::conn::{Conn, MAX_OUTPUT};
+use crate::resp::{encode, Frame, Limits, Parser};
 
 /// A request sent to a server and not answered within this time is sent elsewhere.
 pub(crate) const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -58,6 +58,9 @@ pub(crate) struct RespSession {
     pub(crate) conn: Conn,
     clerk: Clerk,
     queue: VecDeque<Item>,
+    /// Bytes of the arguments in `queue`.
+    queued_bytes: usize,
+    parser: Parser,
     /// The operation in flight: its kind (the form of its reply) and what it waits for.
     flight: Option<(Kind, Wait)>,
 }
@@ -72,7 +75,7 @@ fn text(b: &[u8]) -> Option<String> {
 
 impl RespSession {
     pub(crate) fn new(conn: Conn, clerk: Clerk) -> RespSession {
-        RespSession { conn, clerk, queue: VecDeque::new(), flight: None }
+        RespSession { conn, clerk, queue: VecDeque::new(), queued_bytes: 0, parser: Parser::default(), flight: None }
     }
 
     /// Parses what was read into commands. After a protocol error nothing more is read; the
@@ -80,14 +83,18 @@ impl RespSession {
     pub(crate) fn parse(&mut self, limits: &Limits) {
         let mut used = 0;
         while !self.conn.stop_reading {
-            match parse_command(&self.conn.rbuf[used..], limits) {
-                Ok(Some((args, n))) => {
+            match self.parser.parse(&self.conn.rbuf[used..], limits) {
+                Ok((Some(args), n)) => {
                     used += n;
                     if !args.is_empty() {
+                        self.queued_bytes += args.iter().map(Vec::len).sum::<usize>();
                         self.queue.push_back(Item::Command(args));
                     }
                 }
-                Ok(None) => break,
+                Ok((None, n)) => {
+                    used += n;
+                    break;
+                }
                 Err(e) => {
                     self.queue.push_back(Item::ProtocolError(format!("ERR {e}")));
                     self.conn.stop_reading = true;
@@ -101,6 +108,17 @@ impl RespSession {
     /// Commands read and not answered yet (the one in flight included).
     pub(crate) fn queued(&self) -> usize {
         self.queue.len() + usize::from(self.flight.is_some())
+    }
+
+    /// Bytes of the commands queued.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Bytes this connection holds: unparsed input, the partly read command, queued commands
+    /// and unwritten output.
+    pub(crate) fn buffered(&self) -> usize {
+        self.conn.rbuf.len() + self.parser.held() + self.queued_bytes + self.conn.pending()
     }
 
     /// Whether the session waits on nothing and has nothing queued.
@@ -117,11 +135,20 @@ impl RespSession {
         self.reply(&Frame::Bulk(Some(text.into_bytes())));
     }
 
-    /// Answers queued commands until one needs something from the loop.
+    /// Answers queued commands until one needs something from the loop, or until
+    /// [`MAX_OUTPUT`] bytes of answers wait for the client to read them (the loop drives the
+    /// session again once they drain).
     pub(crate) fn drive(&mut self, now: Instant) -> Option<Need> {
-        while self.flight.is_none() {
+        while self.flight.is_none() && self.conn.pending() < MAX_OUTPUT {
             let item = self.queue.pop_front()?;
             let args = match item {
+                Item::Command(args) => {
+                    self.queued_bytes -= args.iter().map(Vec::len).sum::<usize>();
+                    Item::Command(args)
+                }
+                other => other,
+            };
+            let args = match args {
                 Item::Command(args) => args,
                 Item::ProtocolError(e) => {
                     self.reply(&Frame::Error(e));
@@ -200,7 +227,9 @@ impl RespSession {
                 };
                 self.reply(&frame);
             }
-            ClerkStep::Failed(reason) => self.reply(&Frame::Error(format!("ERR {reason}"))),
+            ClerkStep::Failed(reason) | ClerkStep::InDoubt(reason) => {
+                self.reply(&Frame::Error(format!("ERR {reason}")))
+            }
         }
         self.flight = None;
         None
@@ -263,8 +292,12 @@ mod tests {
             b"PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\nINFO\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nNOPE\r\n",
         );
         s.parse(&Limits::default());
-        let (to, attempt, cmd) = sent(s.drive(now));
+        let (_, attempt, register) = sent(s.drive(now));
         assert_eq!(s.conn.wbuf, b"+PONG\r\n");
+        // The first write opens the connection's session.
+        assert_eq!(register.op, Op::Register);
+        let (to, attempt, cmd) = sent(s.on_reply(attempt, Reply::Registered { client: 9 }, now));
+        assert_eq!((cmd.client, cmd.seq), (9, 1));
         // The current leader guess refuses with a hint; the clerk follows it.
         let (next, again, resent) = sent(s.on_reply(attempt, Reply::WrongLeader { hint: Some(NodeId(2)) }, now));
         assert_eq!((to, next, resent.seq), (NodeId(3), NodeId(2), cmd.seq));

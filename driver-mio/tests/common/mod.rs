@@ -25,6 +25,8 @@ pub struct Cluster {
     pub children: Vec<Option<Child>>,
     /// Each node's log (stderr), appended across restarts: `node-<id>.log`.
     pub logs: tempfile::TempDir,
+    /// Flags every node gets besides the addresses and the data directory.
+    pub flags: Vec<String>,
 }
 
 fn map(ports: &[u16]) -> String {
@@ -33,6 +35,11 @@ fn map(ports: &[u16]) -> String {
 
 impl Cluster {
     pub fn new(n: usize) -> Cluster {
+        Cluster::with_flags(n, &[])
+    }
+
+    /// A cluster whose nodes get `flags` too.
+    pub fn with_flags(n: usize, flags: &[&str]) -> Cluster {
         let all = ports(3 * n);
         let mut c = Cluster {
             peer: all[..n].to_vec(),
@@ -41,6 +48,7 @@ impl Cluster {
             dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
             children: (0..n).map(|_| None).collect(),
             logs: tempfile::tempdir().unwrap(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         for i in 0..n {
             c.start(i);
@@ -56,6 +64,7 @@ impl Cluster {
             .args(["--resp-listen", &format!("127.0.0.1:{}", self.resp[i])])
             .arg("--data-dir")
             .arg(dir)
+            .args(&self.flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null());
         cmd

@@ -21,14 +21,18 @@ const MAX_RESPONSE: u64 = 64 << 20;
 /// Why an operation failed for good.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClerkError {
-    /// The servers refused the request (over a limit, malformed).
+    /// The servers refused the request (over a limit, malformed): it did not take effect.
     Invalid(String),
+    /// The write may or may not have taken effect (its session expired while it was in
+    /// doubt): read the state to find out.
+    InDoubt(String),
 }
 
 impl fmt::Display for ClerkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClerkError::Invalid(r) => write!(f, "request refused: {r}"),
+            ClerkError::InDoubt(r) => write!(f, "outcome unknown: {r}"),
         }
     }
 }
@@ -46,11 +50,11 @@ pub struct KvClerk {
 
 static CLERKS: AtomicU64 = AtomicU64::new(0);
 
-/// A client id unlikely to collide with any other client's, across processes.
-pub fn fresh_client_id() -> u64 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let n = CLERKS.fetch_add(1, Ordering::Relaxed);
-    (nanos ^ (u64::from(std::process::id()) << 40) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1
+/// A number to spread clerks over the servers they try first (not an id: sessions get theirs
+/// from the log).
+fn spread() -> u64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    u64::from(nanos) ^ u64::from(std::process::id()) ^ CLERKS.fetch_add(1, Ordering::Relaxed)
 }
 
 impl KvClerk {
@@ -59,7 +63,7 @@ impl KvClerk {
     pub fn new(servers: Vec<(NodeId, SocketAddr)>, timeout: Duration) -> KvClerk {
         let n = servers.len();
         KvClerk {
-            clerk: Clerk::new(fresh_client_id(), servers.iter().map(|(id, _)| *id).collect()),
+            clerk: Clerk::new(spread(), servers.iter().map(|(id, _)| *id).collect()),
             conns: (0..n).map(|_| None).collect(),
             servers,
             timeout,
@@ -86,6 +90,7 @@ impl KvClerk {
             let (to, attempt, command) = match step {
                 ClerkStep::Done(v) => return Ok(v),
                 ClerkStep::Failed(reason) => return Err(ClerkError::Invalid(reason)),
+                ClerkStep::InDoubt(reason) => return Err(ClerkError::InDoubt(reason)),
                 ClerkStep::Send { to, attempt, command } => (to, attempt, command),
                 ClerkStep::Backoff { ticks, to, attempt, command } => {
                     std::thread::sleep(TICK * ticks);

@@ -5,6 +5,6 @@ mod clerk;
 mod server;
 mod service;
 
-pub use clerk::{fresh_client_id, ClerkError, KvClerk};
+pub use clerk::{ClerkError, KvClerk};
 pub use server::KvServer;
-pub use service::{KvOptions, KvService};
+pub use service::{wall_ms, KvOptions, KvService};

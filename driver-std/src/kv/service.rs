@@ -14,9 +14,9 @@
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use skiff_core::kv::{Action, Command, Reply, Service, ServiceConfig, ServiceError};
+use skiff_core::kv::{Action, Command, Reply, Service, ServiceConfig, ServiceError, SessionLimits};
 use skiff_core::{DropReason, Snapshot};
 
 use crate::runtime::{Applied, ProposeError, RaftHandle, ReadError, Snapshotter};
@@ -31,6 +31,8 @@ pub struct KvOptions {
     pub max_value_bytes: usize,
     /// How long a request waits to be applied before answering `Timeout`.
     pub request_timeout: Duration,
+    /// Client sessions: the bound and the idle time (in milliseconds) after which they expire.
+    pub sessions: SessionLimits,
 }
 
 impl std::fmt::Debug for KvOptions {
@@ -48,6 +50,7 @@ impl Default for KvOptions {
             max_key_bytes: c.max_key_bytes,
             max_value_bytes: c.max_value_bytes,
             request_timeout: Duration::from_millis(c.request_timeout),
+            sessions: c.sessions,
         }
     }
 }
@@ -70,12 +73,14 @@ pub struct KvService {
     raft: RaftHandle,
     inner: Arc<Mutex<Inner>>,
     timeout: Duration,
-    epoch: Instant,
 }
 
-/// Milliseconds since `epoch`: the service's clock.
-fn ms_since(epoch: Instant) -> u64 {
-    epoch.elapsed().as_millis() as u64
+/// The service's clock: the wall clock in milliseconds since the Unix epoch. It stamps the
+/// entries this node proposes as leader, so every node of a cluster must read the same clock
+/// (kept in step by NTP or the like; a clock behind the replicated one stands still, one far
+/// ahead expires sessions early).
+pub fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Sends the replies among `actions` and returns the rest (the caller's own proposal or read).
@@ -116,17 +121,17 @@ impl KvService {
             max_value_bytes: opts.max_value_bytes,
             request_timeout: opts.request_timeout.as_millis() as u64,
             max_raft_state: opts.max_raft_state,
+            sessions: opts.sessions,
         };
         let service = Service::new(config, snapshot)?;
         let inner = Arc::new(Mutex::new(Inner { service, stopped: false }));
-        let epoch = Instant::now();
         let (shared, snapshotter) = (inner.clone(), raft.snapshotter());
         let timeout = opts.request_timeout;
         let applier = thread::Builder::new()
             .name(format!("skiff-kv-{}", raft.id().0))
-            .spawn(move || apply_loop(&shared, &applied, &snapshotter, &opts, epoch))
+            .spawn(move || apply_loop(&shared, &applied, &snapshotter, &opts))
             .expect("spawn the KV applier");
-        Ok((KvService { raft, inner, timeout, epoch }, applier))
+        Ok((KvService { raft, inner, timeout }, applier))
     }
 
     /// The Raft node under the service.
@@ -156,7 +161,7 @@ impl KvService {
             if inner.stopped {
                 return Reply::Timeout;
             }
-            inner.service.request(command, tx, ms_since(self.epoch));
+            inner.service.request(command, tx, wall_ms());
             send_replies(inner.service.take_actions())
         };
         // Not under the lock, so that clients' proposals reach the core together (batched)
@@ -207,13 +212,7 @@ impl KvService {
 
 /// The applier: applies what the node commits, expires deadlines, snapshots by the policy.
 /// A snapshot that does not decode stops the node (the state would diverge from the log).
-fn apply_loop(
-    shared: &Mutex<Inner>,
-    applied: &Receiver<Applied>,
-    snapshotter: &Snapshotter,
-    opts: &KvOptions,
-    epoch: Instant,
-) {
+fn apply_loop(shared: &Mutex<Inner>, applied: &Receiver<Applied>, snapshotter: &Snapshotter, opts: &KvOptions) {
     let mut since_check = 0u32;
     let mut entries = Vec::new();
     loop {
@@ -240,7 +239,7 @@ fn apply_loop(
         inner.service.apply(&entries);
         let any = !entries.is_empty();
         entries.clear();
-        inner.service.expire(ms_since(epoch));
+        inner.service.expire(wall_ms());
         if let Some(e) = failed {
             // Answers of the entries applied before the bad snapshot go out first.
             send_replies(inner.service.take_actions());

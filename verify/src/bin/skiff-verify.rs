@@ -54,7 +54,7 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     let start = flag(args, "--start")?.unwrap_or(0);
     let workload = workload(args)?;
     let began = Instant::now();
-    let (mut kv_ops, mut kv_unknown) = (0u64, 0u64);
+    let (mut kv_ops, mut kv_unknown, mut kv_in_doubt) = (0u64, 0u64, 0u64);
     let mut unchecked = Vec::new();
     let mut stats = skiff_verify::sim::FeatureStats::default();
     let (mut violations, mut events, mut committed, mut reads) = (0u64, 0u64, 0u64, 0u64);
@@ -63,6 +63,7 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
         if let Some(kv) = &report.sim.kv {
             kv_ops += kv.history.len() as u64;
             kv_unknown += kv.history.iter().filter(|o| o.ret.is_none()).count() as u64;
+            kv_in_doubt += kv.in_doubt;
             if kv.unchecked {
                 println!("seed {seed}: the linearizability check ran out of time (no verdict)");
                 unchecked.push(seed);
@@ -81,7 +82,10 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     }
     println!("committed_entries={committed} reads_served={reads}");
     if workload == Workload::Kv {
-        println!("kv_operations={kv_ops} kv_unknown_outcome={kv_unknown} kv_unchecked_seeds={}", unchecked.len());
+        println!(
+            "kv_operations={kv_ops} kv_unknown_outcome={kv_unknown} kv_expired_in_doubt={kv_in_doubt} kv_unchecked_seeds={}",
+            unchecked.len()
+        );
     }
     let s = stats;
     println!(

@@ -6,7 +6,9 @@
 //! checked for linearizability at the end of the run.
 
 use bytes::Bytes;
-use skiff_core::kv::{Action, Clerk, ClerkStep, Command, Op, Reply, Service, ServiceConfig, SERVICE_IDS};
+use skiff_core::kv::{
+    Action, Clerk, ClerkStep, Command, Op, Reply, Service, ServiceConfig, SessionLimits, SERVICE_IDS,
+};
 use skiff_core::{DropReason, Entry, Index, Input, NodeId, Snapshot, Term};
 
 use super::network::fate;
@@ -30,6 +32,12 @@ pub struct KvWorkload {
     pub keys: usize,
     /// Ticks a client waits between operations (drawn up to this).
     pub think_ticks: u64,
+    /// The session bound and ttl (in simulated time) the services register sessions with:
+    /// small ones make clients lose their sessions while writes are in flight.
+    pub sessions: SessionLimits,
+    /// Each node's clock runs ahead of the simulated time by up to this much (drawn per node):
+    /// the services stamp entries with their own, skewed, clocks.
+    pub max_clock_skew: Time,
 }
 
 /// Client-side and server-side KV events.
@@ -71,10 +79,14 @@ pub struct KvWorld {
     pub completed: u64,
     /// Set when the linearizability check ran out of time: the history got no verdict.
     pub unchecked: bool,
+    /// How far each node's clock runs ahead of the simulated time.
+    skew: Vec<Time>,
+    /// Writes whose session expired while they were in doubt (their outcome is unknown).
+    pub in_doubt: u64,
 }
 
-fn service_config() -> ServiceConfig {
-    ServiceConfig { request_timeout: SERVER_TIMEOUT, ..ServiceConfig::default() }
+fn service_config(sessions: SessionLimits) -> ServiceConfig {
+    ServiceConfig { request_timeout: SERVER_TIMEOUT, sessions, ..ServiceConfig::default() }
 }
 
 impl KvWorld {
@@ -89,7 +101,11 @@ impl KvWorld {
                 rng: SimRng::new(seed ^ (0xC11E_0000 + c as u64)),
             })
             .collect();
+        let mut skew_rng = SimRng::new(seed ^ 0x5C3E_0000_0000_0001);
+        let skew = (0..nodes).map(|_| skew_rng.between(0, workload.max_clock_skew)).collect();
         KvWorld {
+            skew,
+            in_doubt: 0,
             workload,
             services: (0..nodes).map(|_| None).collect(),
             clients,
@@ -129,7 +145,7 @@ impl Sim {
         let kv = self.kv.as_mut().expect("kv mode");
         match ev {
             KvEvent::Request { server, client, attempt, command } => {
-                let now = self.now;
+                let now = self.now + kv.skew[server];
                 let Some(Some(service)) = kv.services.get_mut(server) else { return Ok(()) };
                 service.request(command, (client, attempt), now);
                 self.kv_act(server)
@@ -202,6 +218,7 @@ impl Sim {
             Op::Get { key } => linearizability::Input::Get { key: key.clone() },
             Op::Put { key, value } => linearizability::Input::Put { key: key.clone(), value: value.clone() },
             Op::Append { key, value } => linearizability::Input::Append { key: key.clone(), value: value.clone() },
+            Op::Register => unreachable!("clients start reads and writes only"),
         };
         kv.history.push(Operation { client: client as u64, input, call: self.now, ret: None, output: None });
         c.op = Some(n);
@@ -222,6 +239,14 @@ impl Sim {
                 self.push(now + u64::from(ticks) * TICK, Event::Kv(KvEvent::Wake { client, attempt: wake }));
             }
             ClerkStep::Failed(reason) => unreachable!("the simulated servers accept every request: {reason}"),
+            ClerkStep::InDoubt(_) => {
+                // Left without a return: the checker lets it take effect at any time after its
+                // call, or never.
+                c.op = None;
+                kv.in_doubt += 1;
+                let wake = c.step;
+                self.push(now + 1, Event::Kv(KvEvent::Wake { client, attempt: wake }));
+            }
             ClerkStep::Done(value) => {
                 let k = c.op.take().expect("an operation in progress");
                 kv.history[k].ret = Some(now);
@@ -295,8 +320,9 @@ impl Sim {
 
     /// Time passed on node `server`: requests past their deadline are answered.
     pub(super) fn kv_on_tick(&mut self, server: usize) {
-        let now = self.now;
-        let Some(Some(service)) = self.kv.as_mut().map(|kv| &mut kv.services[server]) else { return };
+        let Some(kv) = self.kv.as_mut() else { return };
+        let now = self.now + kv.skew[server];
+        let Some(service) = kv.services[server].as_mut() else { return };
         service.expire(now);
         let _ = self.kv_act(server);
     }
@@ -312,7 +338,7 @@ impl Sim {
     pub(super) fn kv_on_start(&mut self, server: usize, snapshot: Option<&Snapshot>) -> Result<(), Violation> {
         let Some(kv) = self.kv.as_mut() else { return Ok(()) };
         let restored = snapshot.map(service_part);
-        let service = Service::new(service_config(), restored.as_ref()).map_err(|e| Violation {
+        let service = Service::new(service_config(kv.workload.sessions), restored.as_ref()).map_err(|e| Violation {
             invariant: Invariant::SnapshotMismatch,
             detail: format!("n{}: {e}", server + 1),
         })?;
