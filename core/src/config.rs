@@ -27,6 +27,7 @@ pub struct Config {
     snapshot_chunk_bytes: u64,
     max_inflight_snapshot_chunks: u64,
     max_entry_bytes: usize,
+    max_snapshot_bytes: u64,
 }
 
 /// Why a configuration was refused.
@@ -95,6 +96,7 @@ impl Config {
                 snapshot_chunk_bytes: 64 << 10,
                 max_inflight_snapshot_chunks: 4,
                 max_entry_bytes: 16 << 20,
+                max_snapshot_bytes: 4 << 30,
             },
         }
     }
@@ -141,6 +143,11 @@ impl Config {
     }
     pub fn max_entry_bytes(&self) -> usize {
         self.max_entry_bytes
+    }
+
+    /// Largest snapshot a follower takes from a leader, in bytes.
+    pub fn max_snapshot_bytes(&self) -> u64 {
+        self.max_snapshot_bytes
     }
     pub fn max_inflight_snapshot_chunks(&self) -> u64 {
         self.max_inflight_snapshot_chunks
@@ -222,6 +229,15 @@ impl ConfigBuilder {
     /// accepted that no append message can carry; skiff-std's WAL takes records to 256 MiB.
     pub fn max_entry_bytes(mut self, n: usize) -> Self {
         self.config.max_entry_bytes = n;
+        self
+    }
+
+    /// Largest snapshot a follower assembles from a leader's chunks, in bytes (default 4 GiB:
+    /// raise it if the state machine's snapshots can be larger). A transfer that passes it
+    /// is dropped and counted in `View::ignored.too_large_snapshot`, so a forged or runaway
+    /// transfer cannot grow a follower's memory without bound.
+    pub fn max_snapshot_bytes(mut self, n: u64) -> Self {
+        self.config.max_snapshot_bytes = n;
         self
     }
 

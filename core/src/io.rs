@@ -186,6 +186,8 @@ pub struct Ignored {
     pub bad_snapshot: u64,
     /// Snapshot chunks of a transfer the leader replaced by a later one.
     pub stale_chunk: u64,
+    /// Snapshot transfers dropped for passing `Config::max_snapshot_bytes`.
+    pub too_large_snapshot: u64,
 }
 
 /// Read-only status of a node, for drivers, tests and metrics.

@@ -464,6 +464,7 @@ impl Cluster {
             ("bad_transfer", ig.bad_transfer),
             ("bad_snapshot", ig.bad_snapshot),
             ("stale_chunk", ig.stale_chunk),
+            ("too_large_snapshot", ig.too_large_snapshot),
         ];
         let nonzero: Vec<String> = counts.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k}={n}")).collect();
         if !nonzero.is_empty() {

@@ -93,6 +93,16 @@ pub enum Reply {
     SessionExpired,
 }
 
+/// What a write applied answers; kept in its session for duplicates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    /// Done: `""` for a `Put`, the new length for an `Append`.
+    Ok(String),
+    /// Refused by the state, on every replica alike (an `Append` past the value limit): it
+    /// changed nothing.
+    Refused(String),
+}
+
 /// One log entry of the service: what a leader proposed, stamped with its clock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
@@ -110,4 +120,8 @@ pub enum Body {
     Register { limits: SessionLimits },
     /// A client's write.
     Request(Command),
+    /// A client's write that can grow a value past what one request carries (`Append`):
+    /// refused if the value would pass `max_value` bytes. The bound travels in the entry, so
+    /// every replica refuses alike.
+    Capped { command: Command, max_value: u64 },
 }

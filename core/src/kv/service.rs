@@ -29,7 +29,7 @@ use core::fmt;
 
 use bytes::Bytes;
 
-use super::{encode, Applied, Body, Command, KvState, LogEntry, Op, Reply, SessionLimits};
+use super::{encode, Answer, Applied, Body, Command, KvState, LogEntry, Op, Reply, SessionLimits};
 use crate::io::{DropReason, Output, Proposal};
 use crate::types::{Entry, EntryKind, Index, NodeId, Snapshot, Term};
 
@@ -38,7 +38,8 @@ use crate::types::{Entry, EntryKind, Index, NodeId, Snapshot, Term};
 pub struct ServiceConfig {
     /// Longest key accepted, in bytes.
     pub max_key_bytes: usize,
-    /// Longest value accepted in one request, in bytes.
+    /// Longest value accepted in one request, and longest an `Append` may grow a value to
+    /// (the bound goes in the entry), in bytes.
     pub max_value_bytes: usize,
     /// How long a request waits (in the caller's unit of `now`) before it is answered
     /// `Timeout`.
@@ -249,6 +250,10 @@ impl<W> Service<W> {
             Op::Register => {
                 (Write { to, client: 0, seq: 0, deadline }, Body::Register { limits: self.config.sessions })
             }
+            Op::Append { .. } => {
+                let write = Write { to, client: command.client, seq: command.seq, deadline };
+                (write, Body::Capped { command, max_value: self.config.max_value_bytes as u64 })
+            }
             _ => (Write { to, client: command.client, seq: command.seq, deadline }, Body::Request(command)),
         };
         // Never behind what the state applied: stamps this leader adds keep the clock moving.
@@ -345,7 +350,10 @@ impl<W> Service<W> {
             for (term, w) in waiting {
                 let ours = |client: u64, seq: u64| term == e.term && client == w.client && seq == w.seq;
                 let reply = match &outcome {
-                    Applied::Reply { client, seq, reply } if ours(*client, *seq) => Reply::Ok(reply.clone()),
+                    Applied::Reply { client, seq, reply } if ours(*client, *seq) => match reply {
+                        Answer::Ok(value) => Reply::Ok(value.clone()),
+                        Answer::Refused(reason) => Reply::Invalid { reason: reason.clone() },
+                    },
                     Applied::Registered { client } if ours(0, 0) => Reply::Registered { client: *client },
                     Applied::Expired { client, seq } if ours(*client, *seq) => Reply::SessionExpired,
                     // Another entry took the index: leadership was lost before ours committed.

@@ -268,3 +268,17 @@ fn a_register_is_answered_with_its_index_and_writes_are_stamped_with_the_clock()
     assert_eq!(replies(&mut s), vec![(2, Reply::SessionExpired)]);
     assert_eq!((s.state().get("k"), s.state().sessions()), (String::new(), 0));
 }
+
+#[test]
+fn an_append_that_would_pass_the_value_limit_is_refused_as_invalid() {
+    let mut s = service();
+    s.apply(&[entry(1, 1, &put(1))]);
+    let grow = Command { client: 7, seq: 2, op: Op::Append { key: "k".into(), value: "v".repeat(16) } };
+    s.request(grow, 1, 0);
+    let p = proposal(&mut s);
+    s.accepted(p.id, Index(2), Term(1));
+    s.apply(&[Entry { index: Index(2), term: Term(1), kind: EntryKind::Command, data: p.data }]);
+    let reason = "the value would be 17 bytes, over the limit of 16".to_string();
+    assert_eq!(replies(&mut s), vec![(1, Reply::Invalid { reason })]);
+    assert_eq!(s.state().get("k"), "v");
+}

@@ -2,6 +2,7 @@
 //! same commands in the same order on every server.
 
 use alloc::collections::BTreeMap;
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -9,7 +10,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::sessions::{Check, Sessions};
-use super::{Body, Command, LogEntry, Op};
+use super::{Answer, Body, Command, LogEntry, Op};
 use crate::types::Index;
 
 /// The replicated state. Invariant: for every session, the stored sequence number is the
@@ -29,7 +30,7 @@ pub struct KvState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// A write applied now (or the stored reply of its duplicate): answer the client.
-    Reply { client: u64, seq: u64, reply: String },
+    Reply { client: u64, seq: u64, reply: Answer },
     /// A session opened: its id is the entry's index.
     Registered { client: u64 },
     /// A write from a session that is not (or no longer) in the table: not applied.
@@ -105,16 +106,17 @@ impl KvState {
                 self.sessions.register(index.0, self.clock, limits);
                 Applied::Registered { client: index.0 }
             }
-            Body::Request(cmd) => self.apply_command(cmd),
+            Body::Request(cmd) => self.apply_command(cmd, None),
+            Body::Capped { command, max_value } => self.apply_command(command, Some(max_value)),
         }
     }
 
-    fn apply_command(&mut self, cmd: Command) -> Applied {
+    fn apply_command(&mut self, cmd: Command, max_value: Option<u64>) -> Applied {
         let Command { client, seq, op } = cmd;
         match self.sessions.check(client, seq) {
             Check::Unknown => return Applied::Expired { client, seq },
             Check::Stale => return Applied::Stale,
-            Check::Duplicate(reply) => return Applied::Reply { client, seq, reply: reply.to_string() },
+            Check::Duplicate(reply) => return Applied::Reply { client, seq, reply: reply.clone() },
             Check::New => {}
         }
         let reply = match op {
@@ -127,12 +129,22 @@ impl KvState {
                 String::new()
             }
             Op::Append { key, value } => {
+                let len = self.data.get(&key).map_or(0, String::len) + value.len();
+                match max_value {
+                    Some(max) if len as u64 > max => {
+                        let reply = Answer::Refused(format!("the value would be {len} bytes, over the limit of {max}"));
+                        self.sessions.record(client, seq, reply.clone(), self.clock);
+                        return Applied::Reply { client, seq, reply };
+                    }
+                    _ => {}
+                }
                 let v = self.data.entry(key).or_default();
                 v.push_str(&value);
                 // The new length, as Redis answers APPEND (the lab's clerks ignore it).
                 v.len().to_string()
             }
         };
+        let reply = Answer::Ok(reply);
         self.sessions.record(client, seq, reply.clone(), self.clock);
         Applied::Reply { client, seq, reply }
     }
@@ -201,7 +213,7 @@ mod tests {
         assert_eq!(s.apply(Index(1), &register(0)), Applied::Registered { client: 1 });
         assert_eq!(s.apply(Index(2), &register(0)), Applied::Registered { client: 2 });
         let first = s.apply(Index(3), &cmd(1, 1, append("k", "a")));
-        assert_eq!(first, Applied::Reply { client: 1, seq: 1, reply: "1".to_string() });
+        assert_eq!(first, Applied::Reply { client: 1, seq: 1, reply: Answer::Ok("1".to_string()) });
         // The same request, committed again after a leader change: answered, not applied.
         assert_eq!(s.apply(Index(4), &cmd(1, 1, append("k", "a"))), first);
         assert_eq!(s.get("k"), "a");
@@ -238,6 +250,24 @@ mod tests {
         s.apply(Index(7), &register(1600));
         s.apply(Index(8), &register(1601));
         assert_eq!(s.session_ids(), vec![7, 8]);
+    }
+
+    #[test]
+    fn an_append_past_the_cap_in_its_entry_is_refused_alike_everywhere() {
+        let mut s = KvState::new();
+        s.apply(Index(1), &register(0));
+        let capped = |seq, v: &str| {
+            at(0, Body::Capped { command: Command { client: 1, seq, op: append("k", v) }, max_value: 4 })
+        };
+        assert_eq!(
+            s.apply(Index(2), &capped(1, "abc")),
+            Applied::Reply { client: 1, seq: 1, reply: Answer::Ok("3".into()) }
+        );
+        let refused = Answer::Refused("the value would be 5 bytes, over the limit of 4".into());
+        assert_eq!(s.apply(Index(3), &capped(2, "de")), Applied::Reply { client: 1, seq: 2, reply: refused.clone() });
+        // Its retry gets the same refusal; nothing changed.
+        assert_eq!(s.apply(Index(4), &capped(2, "de")), Applied::Reply { client: 1, seq: 2, reply: refused });
+        assert_eq!(s.get("k"), "abc");
     }
 
     #[test]

@@ -165,6 +165,12 @@ impl Node {
             }
             _ => self.incoming = Some(Incoming::new(meta.clone(), from, term)),
         }
+        if offset.saturating_add(data.len() as u64) > self.cfg.max_snapshot_bytes() {
+            // Bigger than this node takes: the transfer is dropped, not buffered.
+            self.incoming = None;
+            self.ignored.too_large_snapshot += 1;
+            return;
+        }
         let max_ahead = self.cfg.snapshot_chunk_bytes() * self.cfg.max_inflight_snapshot_chunks();
         let inc = self.incoming.as_mut().expect("set above");
         inc.accept(offset, data, done, max_ahead);

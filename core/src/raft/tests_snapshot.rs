@@ -178,3 +178,19 @@ fn a_late_chunk_of_a_replaced_transfer_is_ignored() {
     let out = step_durably(&mut n, chunk(&new, 3, b"NEW", true));
     assert!(out.iter().any(|o| matches!(o, Output::ApplySnapshot(s) if s.data == "newNEW")), "{out:?}");
 }
+
+#[test]
+fn a_snapshot_transfer_over_the_limit_is_dropped_not_buffered() {
+    let hard_state = HardState { term: Term(1), vote: Some(NodeId(2)), commit: Index(0) };
+    let cfg = Config::builder(NodeId(1), (1..=3).map(NodeId), 7).max_snapshot_bytes(5).build().unwrap();
+    let mut n = Node::new(cfg, Restored { hard_state, snapshot: None, entries: vec![] }).unwrap();
+    let meta = SnapshotMeta { index: Index(9), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] };
+    assert_eq!(responses(&n.step(chunk(&meta, 0, b"abcd", false))), vec![(4, false)]);
+    // The next chunk would make it 6 bytes: the transfer is dropped and nothing answered.
+    assert!(responses(&n.step(chunk(&meta, 4, b"ef", true))).is_empty());
+    assert_eq!(n.view().ignored.too_large_snapshot, 1);
+    // A chunk far past the limit is not held either (however sparse), and nothing installs.
+    let _ = n.step(chunk(&meta, 1 << 40, b"x", true));
+    assert_eq!(n.view().ignored.too_large_snapshot, 2);
+    assert_eq!(n.view().snapshot_index, Index(0));
+}
