@@ -85,6 +85,8 @@ pub struct Parser {
     /// The command being read: its argument count, the arguments complete so far, and the
     /// wire bytes they took.
     partial: Option<(usize, Vec<Vec<u8>>, usize)>,
+    /// Bytes of an inline line already searched for its end.
+    inline_scanned: usize,
 }
 
 impl Parser {
@@ -112,10 +114,17 @@ impl Parser {
                     return Ok((None, 0));
                 }
                 if buf[0] != b'*' {
-                    return parse_inline(buf, limits).map(|p| match p {
-                        Some((args, used)) => (Some(args), used),
-                        None => (None, 0),
-                    });
+                    let from = self.inline_scanned.min(buf.len());
+                    return match parse_inline(buf, from, limits)? {
+                        Some((args, used)) => {
+                            self.inline_scanned = 0;
+                            Ok((Some(args), used))
+                        }
+                        None => {
+                            self.inline_scanned = buf.len();
+                            Ok((None, 0))
+                        }
+                    };
                 }
                 let Some((count, next)) = int_line(buf, 1, "multibulk length")? else { return Ok((None, 0)) };
                 if count <= 0 {
@@ -192,9 +201,10 @@ pub fn parse_command(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolErro
 }
 
 /// An inline command: a line of space-separated words (what `telnet` sends).
-fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
+/// `from` bytes are known to hold no line end (searched by an earlier call).
+fn parse_inline(buf: &[u8], from: usize, limits: &Limits) -> Result<Parsed, ProtocolError> {
     let window = &buf[..buf.len().min(limits.max_inline + 1)];
-    let Some(nl) = window.iter().position(|b| *b == b'\n') else {
+    let Some(nl) = window.iter().skip(from).position(|b| *b == b'\n').map(|p| p + from) else {
         if buf.len() > limits.max_inline {
             return Err(ProtocolError("too big inline request".into()));
         }

@@ -18,3 +18,19 @@ fn duplicated_answers_to_old_attempts_cause_no_message_storm() {
         assert!(kv.completed > 10, "seed {seed}: clients got little done");
     }
 }
+
+/// A put applied twice (the history lost an append between its two applies): the simulator
+/// delivered a request twice, one copy was refused (so the clerk took the attempt as not
+/// applied) while the other committed; the session then expired and the clerk resent the put
+/// under a new session. Requests travel over TCP, which never duplicates them: the simulator
+/// now delivers each at most once, as the clerk assumes (answers may still be duplicated).
+#[test]
+fn a_refused_copy_of_a_duplicated_request_is_not_taken_for_the_attempt() {
+    let seed = 644;
+    let r = run_seed_with(seed, false, Workload::Kv);
+    assert!(
+        r.violation.is_none(),
+        "seed {seed} violated {:?}; replay with: skiff-verify replay --seed {seed} --workload kv",
+        r.violation
+    );
+}

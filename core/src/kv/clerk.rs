@@ -9,6 +9,7 @@
 //! timed out, an earlier attempt may have been applied before the session expired, and a
 //! resend could apply it twice: the operation ends [`ClerkStep::InDoubt`].
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -37,7 +38,9 @@ pub enum ClerkStep {
     InDoubt(String),
 }
 
-/// One client. Invariants: within a session, sequence numbers of its requests strictly
+/// One client. It assumes each attempt reaches a server at most once (a TCP request, not a
+/// datagram that may be duplicated): a refusal of an attempt then says it was not applied.
+/// Invariants: within a session, sequence numbers of its requests strictly
 /// increase and a request is resent only with its own number; attempt numbers strictly
 /// increase, and only the answer to (or the timeout of) the attempt in flight moves the clerk
 /// on, so a duplicated or late answer to an earlier attempt never starts another one; a write
@@ -198,6 +201,14 @@ impl Clerk {
                 self.in_doubt |= self.writing();
                 self.next_server()
             }
+            // A refusal after an unanswered attempt says nothing of that attempt (the node
+            // that refused may have other limits than the one that took it).
+            Reply::Invalid { reason } if self.in_doubt => {
+                self.done();
+                ClerkStep::InDoubt(format!(
+                    "refused after an unanswered attempt, which may have taken effect: {reason}"
+                ))
+            }
             Reply::Invalid { reason } => {
                 self.done();
                 ClerkStep::Failed(reason)
@@ -303,8 +314,15 @@ mod tests {
         let (_, attempt, command) = sent(Some(c.start(get())));
         assert_eq!((command.client, command.op), (0, get()));
         assert_eq!(c.on_reply(attempt, Reply::Ok("v".to_string())), Some(ClerkStep::Done("v".to_string())));
-        let (_, _, command) = sent(Some(c.start(put)));
+        let (_, attempt, command) = sent(Some(c.start(put.clone())));
         assert_eq!(command.op, Op::Register);
+        // Unanswered, then refused (by a node with other limits): in doubt, not failed.
+        let (_, attempt, _) = sent(c.on_reply(attempt, Reply::Registered { client: 60 }));
+        let (_, attempt, _) = sent(c.on_reply(attempt, Reply::Timeout));
+        assert!(matches!(c.on_reply(attempt, Reply::Invalid { reason: "x".into() }), Some(ClerkStep::InDoubt(_))));
+        // Refused for sure on the first attempt: failed (it did not take effect).
+        let (_, attempt, _) = sent(Some(c.start(put)));
+        assert_eq!(c.on_reply(attempt, Reply::Invalid { reason: "y".into() }), Some(ClerkStep::Failed("y".into())));
     }
 
     #[test]

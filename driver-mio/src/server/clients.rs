@@ -27,6 +27,11 @@ const MAX_PIPELINE: usize = 1024;
 /// waits.
 const MAX_QUEUED_BYTES: usize = 4 << 20;
 
+/// Whether reading more from a RESP session should wait (see [`Accepted::saturated`]).
+fn resp_saturated(s: &RespSession) -> bool {
+    s.queued() >= MAX_PIPELINE || s.queued_bytes() >= MAX_QUEUED_BYTES || s.conn.pending() >= MAX_OUTPUT
+}
+
 /// Which listener a connection came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Port {
@@ -100,9 +105,7 @@ impl Accepted {
         match self {
             Accepted::Peer { .. } => false,
             Accepted::Native(s) => s.in_flight >= MAX_PIPELINE || s.conn.pending() >= MAX_OUTPUT,
-            Accepted::Resp(s) => {
-                s.queued() >= MAX_PIPELINE || s.queued_bytes() >= MAX_QUEUED_BYTES || s.conn.pending() >= MAX_OUTPUT
-            }
+            Accepted::Resp(s) => resp_saturated(s),
         }
     }
 }
@@ -230,9 +233,13 @@ impl Clients {
             let why = "client buffers of the node over their limit; closing the connection holding the most";
             let port = a.port();
             let conn = a.conn();
-            conn.rbuf = Vec::new();
-            conn.wbuf = Vec::new();
-            refuse(port, &mut conn.stream, why);
+            // A RESP client is told why, unless part of an answer already went out (the error
+            // would land inside it). A native client is not: its requests may still commit,
+            // and a refusal would tell its clerk they did not (a lost connection is in doubt).
+            if port == Port::Resp && !conn.mid_frame() {
+                conn.wbuf = Vec::new();
+                refuse(port, &mut conn.stream, why);
+            }
             conn.deregister(registry);
             self.evicted += 1;
             self.account(token);
@@ -380,7 +387,7 @@ impl Clients {
             }
             match state {
                 _ if session.conn.stop_reading => return true,
-                ReadState::More if session.in_flight < MAX_PIPELINE => continue,
+                ReadState::More if session.in_flight < MAX_PIPELINE && session.conn.pending() < MAX_OUTPUT => continue,
                 ReadState::Closed => {
                     session.conn.closing = true;
                     return false;
@@ -402,7 +409,7 @@ impl Clients {
             self.serve_need(session, need, now, ctx);
             match state {
                 _ if session.conn.stop_reading => return true,
-                ReadState::More if session.queued() < MAX_PIPELINE => continue,
+                ReadState::More if !resp_saturated(session) => continue,
                 ReadState::Closed => {
                     session.conn.closing = true;
                     return false;

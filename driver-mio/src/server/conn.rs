@@ -90,6 +90,11 @@ impl Conn {
         }
     }
 
+    /// Whether part of the output queued was written (the rest of a frame is pending).
+    pub(crate) fn mid_frame(&self) -> bool {
+        self.wpos > 0
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn pending(&self) -> usize {
         self.wbuf.len() - self.wpos

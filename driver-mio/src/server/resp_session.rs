@@ -154,6 +154,7 @@ impl RespSession {
                     self.reply(&Frame::Error(e));
                     self.conn.closing = true;
                     self.queue.clear();
+                    self.queued_bytes = 0;
                     return None;
                 }
             };
@@ -172,6 +173,7 @@ impl RespSession {
                     self.conn.closing = true;
                     self.conn.stop_reading = true;
                     self.queue.clear();
+                    self.queued_bytes = 0;
                     return None;
                 }
                 ("info", _) => return Some(Need::Info),

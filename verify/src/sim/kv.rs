@@ -261,7 +261,10 @@ impl Sim {
 
     fn kv_send(&mut self, client: usize, to: NodeId, attempt: u64, command: Command) {
         let server = (to.0 - 1) as usize;
-        let copies: Vec<Time> = fate(&self.cfg.net, &mut self.rng).collect();
+        // At most one copy: a request travels over TCP, which never duplicates it (the clerk
+        // relies on that: a refused attempt was not applied). Answers may still be
+        // duplicated, delayed or lost.
+        let copies: Vec<Time> = fate(&self.cfg.net, &mut self.rng).take(1).collect();
         for delay in copies {
             let ev = KvEvent::Request { server, client, attempt, command: command.clone() };
             self.push(self.now + delay.max(1), Event::Kv(ev));
