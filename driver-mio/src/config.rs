@@ -48,7 +48,8 @@ pub struct NodeConfig {
     pub heartbeat_ticks: u32,
     pub election_ticks_min: u32,
     pub election_ticks_max: u32,
-    /// Snapshot once the WAL passes this many bytes.
+    /// Snapshot once this many bytes of log were written since the last snapshot (the
+    /// snapshot is encoded off the event loop).
     pub snapshot_threshold: u64,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,

@@ -13,6 +13,7 @@
 //! [`SessionLimits`].
 
 mod clerk;
+mod keyspace;
 mod service;
 #[cfg(test)]
 mod service_tests;

@@ -440,6 +440,19 @@ impl<W> Service<W> {
         Some(self.snapshot())
     }
 
+    /// A frozen copy of the state now, to encode off the driver's critical path
+    /// ([`KvState::snapshot`], on another thread) and then hand the core as
+    /// `Input::Snapshot` at the index returned; `None` if nothing was applied since the last
+    /// snapshot. The copy costs about one reference count per data shard (see
+    /// [`KvState::freeze`]), so the driver may call it from its event loop.
+    pub fn freeze(&mut self) -> Option<(Index, KvState)> {
+        if self.state.applied() <= self.last_snapshot {
+            return None;
+        }
+        self.last_snapshot = self.state.applied();
+        Some((self.last_snapshot, self.state.freeze()))
+    }
+
     /// A snapshot of the state now, whatever the policy says: (the index it covers, its bytes).
     pub fn snapshot(&mut self) -> (Index, Vec<u8>) {
         self.last_snapshot = self.state.applied();

@@ -4,22 +4,21 @@
 //! (`replies`). The loop routes both before it waits again, so every message the core emits
 //! is queued on its link within the same round (DESIGN §2).
 
-use std::path::PathBuf;
-use std::sync::mpsc::TryRecvError;
+use std::sync::mpsc::{channel, Receiver, TryRecvError};
 use std::time::Instant;
 
 use skiff_core::kv::{Action, Command, Reply};
 use skiff_core::{Index, Input, Message, Node, Output, Proposal, Role};
 use skiff_std::runtime::batch_input;
-use skiff_std::storage::wal_size;
 
 use super::kv::{LocalKv, Waiter};
 use super::peers::PeerLink;
 use super::storage::{StorageEvent, StorageLink};
 use super::ServeError;
 
-/// Ticks between checks of the WAL size against the snapshot threshold.
-const SNAPSHOT_CHECK_TICKS: u64 = 10;
+/// Bytes a log entry costs in the WAL besides its data (record and entry headers), for the
+/// snapshot policy's count.
+const ENTRY_OVERHEAD: u64 = 32;
 
 #[derive(Debug)]
 pub(crate) struct Engine {
@@ -33,23 +32,21 @@ pub(crate) struct Engine {
     pub(crate) outbox: Vec<Message>,
     /// Answers for waiters, to deliver.
     pub(crate) replies: Vec<(Waiter, Reply)>,
-    data_dir: PathBuf,
+    /// Snapshot once this many bytes of log were written since the last one.
     snapshot_threshold: Option<u64>,
-    ticks: u64,
-    /// Applied index at the last snapshot-policy check.
-    checked_at: Index,
+    /// Bytes of log entries handed to storage since the last snapshot began.
+    logged: u64,
+    /// A snapshot being encoded on its own thread: the index it covers and where its bytes
+    /// arrive.
+    encoding: Option<(Index, Receiver<Vec<u8>>)>,
+    /// Snapshots this node took (for `INFO`).
+    snapshots_taken: u64,
     /// Set when the node cannot go on (a snapshot that does not decode): the loop stops.
     pub(crate) fatal: Option<ServeError>,
 }
 
 impl Engine {
-    pub(crate) fn new(
-        node: Node,
-        kv: LocalKv,
-        storage: StorageLink,
-        data_dir: PathBuf,
-        snapshot_threshold: Option<u64>,
-    ) -> Engine {
+    pub(crate) fn new(node: Node, kv: LocalKv, storage: StorageLink, snapshot_threshold: Option<u64>) -> Engine {
         Engine {
             node,
             out: Vec::new(),
@@ -58,10 +55,10 @@ impl Engine {
             batch: Vec::new(),
             outbox: Vec::new(),
             replies: Vec::new(),
-            data_dir,
             snapshot_threshold,
-            ticks: 0,
-            checked_at: Index(0),
+            logged: 0,
+            encoding: None,
+            snapshots_taken: 0,
             fatal: None,
         }
     }
@@ -116,7 +113,10 @@ impl Engine {
     fn carry_out(&mut self, o: Output) {
         match o {
             Output::Send(m) => self.outbox.push(m),
-            Output::Persist(p) => self.storage.persist(p),
+            Output::Persist(p) => {
+                self.logged += p.entries.iter().map(|e| e.data.len() as u64 + ENTRY_OVERHEAD).sum::<u64>();
+                self.storage.persist(p)
+            }
             Output::RoleChanged { role, term, leader } => {
                 let id = self.node.view().id.0;
                 tracing::info!(node = id, ?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
@@ -148,23 +148,55 @@ impl Engine {
             self.step(Input::Tick);
         }
         self.kv.expire(now);
-        self.ticks += 1;
-        // Only when something was applied since the last check: an idle node does no I/O.
-        let applied = self.node.view().applied;
-        if self.ticks % SNAPSHOT_CHECK_TICKS == 0 && self.snapshot_threshold.is_some() && applied > self.checked_at {
-            self.checked_at = applied;
-            let wal = wal_size(&self.data_dir);
-            if let Some((index, data)) = self.kv.snapshot_due(wal) {
-                tracing::debug!(index = index.0, wal, "snapshot");
-                self.step(Input::Snapshot { index, data: data.into() });
+        self.snapshot_policy();
+    }
+
+    /// The snapshot policy: once `snapshot_threshold` bytes of log were written since the
+    /// last snapshot, freeze the state (cheap: see `KvState::freeze`) and encode it on a
+    /// thread of its own, so the loop never stalls on a large state; when the bytes are ready,
+    /// hand them to the core, which compacts its log and has storage write the snapshot (and
+    /// trim the WAL). One snapshot at a time. Counting bytes written since the last snapshot,
+    /// rather than the WAL's size, means a WAL that trimming cannot shrink further (its active
+    /// segment) never triggers one snapshot after another.
+    fn snapshot_policy(&mut self) {
+        if let Some((index, rx)) = &self.encoding {
+            match rx.try_recv() {
+                Ok(data) => {
+                    let index = *index;
+                    self.encoding = None;
+                    self.snapshots_taken += 1;
+                    tracing::debug!(index = index.0, bytes = data.len(), "snapshot encoded");
+                    self.step(Input::Snapshot { index, data: data.into() });
+                }
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => {
+                    tracing::error!("the snapshot encoder ended without a snapshot");
+                    self.encoding = None;
+                }
             }
+            return;
+        }
+        let Some(threshold) = self.snapshot_threshold else { return };
+        if self.logged < threshold {
+            return;
+        }
+        let Some((index, state)) = self.kv.freeze() else { return };
+        self.logged = 0;
+        let (tx, rx) = channel();
+        let spawned = std::thread::Builder::new().name("skiff-snapshot".into()).spawn(move || {
+            let _ = tx.send(state.snapshot());
+        });
+        match spawned {
+            Ok(_) => self.encoding = Some((index, rx)),
+            Err(e) => tracing::error!(error = %e, "cannot start the snapshot encoder"),
         }
     }
 
     /// Ticks until the engine has something to do by itself: the core's
-    /// ([`Node::ticks_until_due`]), or one while requests wait for their deadlines.
+    /// ([`Node::ticks_until_due`]), or one while requests wait for their deadlines or a
+    /// snapshot is being encoded.
     pub(crate) fn ticks_until_due(&self) -> u32 {
-        if self.kv.idle() {
+        if self.kv.idle() && self.encoding.is_none() {
             self.node.ticks_until_due()
         } else {
             1
@@ -196,11 +228,12 @@ impl Engine {
             s.push_str(&format!("peer_{}_dropped:{}\r\n", link.id.0, link.dropped));
         }
         s.push_str(&format!(
-            "# Keyspace\r\nkeys:{}\r\nkv_sessions:{}\r\nrequests_in_progress:{}\r\nsnapshots_installed:{}\r\n",
+            "# Keyspace\r\nkeys:{}\r\nkv_sessions:{}\r\nrequests_in_progress:{}\r\nsnapshots_installed:{}\r\nsnapshots_taken:{}\r\n",
             self.kv.keys(),
             self.kv.sessions(),
             self.kv.in_progress(),
-            self.kv.installed()
+            self.kv.installed(),
+            self.snapshots_taken
         ));
         s
     }

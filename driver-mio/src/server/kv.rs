@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use mio::Token;
-use skiff_core::kv::{Action, Command, Service, ServiceConfig, ServiceError};
+use skiff_core::kv::{Action, Command, KvState, Service, ServiceConfig, ServiceError};
 use skiff_core::{Output, Snapshot};
 
 /// Who waits for a reply.
@@ -64,9 +64,9 @@ impl LocalKv {
         self.service.take_actions()
     }
 
-    /// See [`Service::snapshot_due`].
-    pub(crate) fn snapshot_due(&mut self, raft_bytes: u64) -> Option<(skiff_core::Index, Vec<u8>)> {
-        self.service.snapshot_due(raft_bytes)
+    /// See [`Service::freeze`].
+    pub(crate) fn freeze(&mut self) -> Option<(skiff_core::Index, KvState)> {
+        self.service.freeze()
     }
 
     /// Whether no request is in progress (constant time: the loop asks on every wakeup).

@@ -70,7 +70,7 @@ pub struct ServerOptions {
     /// Every node's native client address, in the order RESP sessions' clerks try them.
     pub clients: Vec<(NodeId, SocketAddr)>,
     pub data_dir: PathBuf,
-    /// Snapshot once the WAL reaches about this many bytes.
+    /// Snapshot once this many bytes of log were written since the last snapshot.
     pub snapshot_threshold: Option<u64>,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
@@ -206,7 +206,7 @@ pub fn serve<S: Storage>(
         max_client_buffers: opts.max_client_buffers,
         peer_handshake_timeout: opts.peer_handshake_timeout,
     };
-    let engine = Engine::new(node, kv, storage, opts.data_dir.clone(), opts.snapshot_threshold);
+    let engine = Engine::new(node, kv, storage, opts.snapshot_threshold);
     let mut server = Server {
         poll,
         engine,

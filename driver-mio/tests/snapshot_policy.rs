@@ -1,0 +1,40 @@
+//! The snapshot policy (issue 12, item 13): a node snapshots once per `snapshot_threshold`
+//! bytes of log written, not once per check while the WAL stays over the threshold (before,
+//! a WAL whose active segment alone passed the threshold made the node snapshot its whole
+//! state every 100 ms until the segment rolled).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{resp, Cluster, RespConn};
+
+fn info_field(port: u16, field: &str) -> u64 {
+    let info = resp(port, &["INFO"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("{info}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn snapshots_follow_the_bytes_written_not_the_size_of_the_wal() {
+    const THRESHOLD: u64 = 100_000;
+    let c = Cluster::with_flags(1, &["--snapshot-threshold", &THRESHOLD.to_string()]);
+    let port = c.resp[0];
+    assert_eq!(resp(port, &["SET", "k", "v"]).trim(), "+OK");
+    let mut conn = RespConn::connect(port, Duration::from_secs(10)).unwrap();
+    let value = "x".repeat(100);
+    // 2,000 writes of about 150 bytes of log each: about 300 KB, three thresholds' worth,
+    // spread over seconds (many policy checks).
+    for i in 0..2000 {
+        assert_eq!(conn.call(&["SET", &format!("key{}", i % 50), &value]).unwrap(), "+OK");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let taken = info_field(port, "snapshots_taken");
+    eprintln!("snapshots taken: {taken}");
+    assert!((2..=4).contains(&taken), "{taken} snapshots for about 300 KB of log at a threshold of {THRESHOLD}");
+    assert!(info_field(port, "snapshot_index") > 1000);
+}
