@@ -24,8 +24,11 @@ use skiff_core::{Entry, HardState, Index, Persist, SnapshotMeta};
 
 use super::StorageError;
 
-/// The first bytes of every segment: "SKIFWAL" and the format number.
-pub const SEGMENT_MAGIC: [u8; 8] = *b"SKIFWAL\x02";
+/// The first bytes of every segment: "SKIFWAL" and the format number. Format 3 is format 2's
+/// records holding the KV service's stamped `LogEntry` payloads (sessions through the log):
+/// the entries of a format-2 directory would not decode as commands, so it is refused rather
+/// than replayed as no-ops.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"SKIFWAL\x03";
 /// Bytes before a record's payload: length and two checksums.
 pub const RECORD_HEADER: usize = 12;
 /// Largest payload a record may hold. The writer never writes more (one entry that would not
@@ -128,7 +131,7 @@ pub enum Tail {
 /// not a torn tail is an error naming the file and offset.
 pub fn parse_segment(path: &Path, bytes: &[u8]) -> Result<(Vec<WalRecord>, Tail), StorageError> {
     if bytes.len() < SEGMENT_MAGIC.len() || bytes[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
-        return Err(StorageError::corrupt(path, 0, "not a skiff WAL segment of format 2 (bad magic)"));
+        return Err(StorageError::corrupt(path, 0, "not a skiff WAL segment of format 3 (bad magic)"));
     }
     // Everything from `zeros` on is zero.
     let zeros = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
