@@ -12,6 +12,7 @@ use skiff_core::kv::{validate_op, Command, Reply};
 use skiff_core::wire::ClientResponse;
 use skiff_core::{Input, NodeId};
 
+use super::budget::Budget;
 use super::conn::{Conn, ReadState, MAX_OUTPUT};
 use super::engine::Engine;
 use super::forward::{Forward, SessionReply};
@@ -156,14 +157,8 @@ pub(crate) struct Clients {
     forwards: Vec<Forward>,
     /// Answers for RESP sessions not delivered yet.
     replies: Vec<SessionReply>,
-    /// Each client connection's buffered bytes as last counted (see [`Clients::account`]);
-    /// its keys are exactly the client connections open.
-    usage: HashMap<Token, usize>,
-    /// The sum of `usage`.
-    buffered: usize,
-    /// Client connections refused or closed by the limits (for `INFO`).
-    pub(crate) refused: u64,
-    pub(crate) evicted: u64,
+    /// What the client connections hold, as last counted (see [`Clients::account`]).
+    budget: Budget,
 }
 
 impl Clients {
@@ -188,45 +183,28 @@ impl Clients {
             paused: BTreeSet::new(),
             forwards,
             replies: Vec::new(),
-            usage: HashMap::new(),
-            buffered: 0,
-            refused: 0,
-            evicted: 0,
+            budget: Budget::default(),
         }
-    }
-
-    /// Bytes all client connections hold, as last counted.
-    pub(crate) fn buffered(&self) -> usize {
-        self.buffered
-    }
-
-    /// Client connections open.
-    pub(crate) fn open_clients(&self) -> usize {
-        self.usage.len()
     }
 
     /// Counts connection `token`'s buffers again (a closed one counts for nothing).
     fn account(&mut self, token: Token) {
         let now = self.accepted.get(&token).filter(|a| !matches!(a, Accepted::Peer { .. })).map(Accepted::buffered);
-        let before = match now {
-            Some(n) => self.usage.insert(token, n),
-            None => self.usage.remove(&token),
-        };
-        self.buffered = self.buffered - before.unwrap_or(0) + now.unwrap_or(0);
+        self.budget.set(token, now);
     }
 
     /// While the client buffers pass their bound, closes the connection holding the most,
     /// with an error where its protocol has one (as Redis's client buffer limits do).
     fn enforce_buffer_bound(&mut self, registry: &Registry) {
-        while self.buffered > self.limits.max_client_buffers {
-            let Some((&token, &bytes)) = self.usage.iter().max_by_key(|(_, b)| **b) else { return };
+        while self.budget.total() > self.limits.max_client_buffers {
+            let Some((token, bytes)) = self.budget.largest() else { return };
             let Some(mut a) = self.accepted.remove(&token) else {
                 self.account(token);
                 continue;
             };
             tracing::warn!(
                 bytes,
-                total = self.buffered,
+                total = self.budget.total(),
                 max = self.limits.max_client_buffers,
                 "closing the client connection holding the most buffered bytes: client buffers over their bound"
             );
@@ -241,7 +219,7 @@ impl Clients {
                 refuse(port, &mut conn.stream, why);
             }
             conn.deregister(registry);
-            self.evicted += 1;
+            self.budget.evicted += 1;
             self.account(token);
         }
     }
@@ -274,14 +252,14 @@ impl Clients {
             || self.accepted.values().filter(|a| matches!(a, Accepted::Peer { from: None, .. })).count();
         let full = match port {
             Port::Peer => pending_peers() >= MAX_PENDING_PEERS,
-            Port::Native | Port::Resp => self.usage.len() >= self.limits.max_clients,
+            Port::Native | Port::Resp => self.budget.connections() >= self.limits.max_clients,
         };
         if full {
             let mut conn = conn;
             tracing::warn!(?port, "refusing a connection: too many open");
             refuse(port, &mut conn.stream, "max number of clients reached");
             conn.deregister(ctx.registry);
-            self.refused += 1;
+            self.budget.refused += 1;
             return;
         }
         let accepted = match port {
@@ -295,7 +273,7 @@ impl Clients {
         let client = !matches!(accepted, Accepted::Peer { .. });
         self.accepted.insert(t, accepted);
         if client {
-            self.usage.insert(t, 0);
+            self.budget.open(t);
         }
         // Bytes may have arrived with the connection: edge-triggered readiness for them may
         // already be spent, so read now.
@@ -431,10 +409,10 @@ impl Clients {
                     let mut info = ctx.engine.info(ctx.links);
                     info.push_str(&format!(
                         "# Clients\r\nconnected_clients:{}\r\nclient_buffer_bytes:{}\r\nrejected_connections:{}\r\nevicted_clients:{}\r\n",
-                        self.open_clients(),
-                        self.buffered(),
-                        self.refused,
-                        self.evicted
+                        self.budget.connections(),
+                        self.budget.total(),
+                        self.budget.refused,
+                        self.budget.evicted
                     ));
                     session.answer_info(info);
                     need = session.drive(now);
@@ -567,8 +545,7 @@ impl Clients {
         for (_, mut a) in self.accepted.drain() {
             a.conn().deregister(registry);
         }
-        self.usage.clear();
-        self.buffered = 0;
+        self.budget.clear();
     }
 }
 
