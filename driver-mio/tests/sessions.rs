@@ -71,3 +71,20 @@ fn a_hundred_thousand_short_connections_leave_at_most_the_bound_of_sessions() {
         assert!(size < 512 << 10, "node {}: a snapshot of {size} bytes", i + 1);
     }
 }
+
+#[test]
+fn a_connection_whose_session_was_evicted_registers_again_transparently() {
+    let c = Cluster::with_flags(1, &["--max-sessions", "1"]);
+    let port = c.resp[0];
+    assert_eq!(resp(port, &["PING"]).trim(), "+PONG", "the node is up");
+    let mut a = RespConn::connect(port, Duration::from_secs(10)).unwrap();
+    let mut b = RespConn::connect(port, Duration::from_secs(10)).unwrap();
+    assert_eq!(a.call(&["SET", "a", "1"]).unwrap(), "+OK");
+    // b's registration evicts a's session (the bound is 1).
+    assert_eq!(b.call(&["SET", "b", "1"]).unwrap(), "+OK");
+    // a's next write finds its session gone; nothing of it was in doubt, so it registers
+    // again and the write applies once.
+    assert_eq!(a.call(&["APPEND", "a", "2"]).unwrap(), ":2");
+    assert_eq!(a.call(&["GET", "a"]).unwrap(), "12");
+    assert_eq!(info_field(port, "kv_sessions"), 1);
+}
