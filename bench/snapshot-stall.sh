@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
 # Commit latency while a large state snapshots (issue 12, item 13). For a git revision (A) and
-# the working tree (B), alternating A, B, A, B, ... on the same machine: start 3 `skiff-node`s
-# (fsync on) with a low snapshot threshold, load KEYS distinct keys of 16-byte values through
-# the leader's RESP port, then measure SET latency with one connection (redis-benchmark,
-# random keys among the loaded ones) while the nodes snapshot the state. The same round also
-# measures B with snapshots off (the anchor: what the latency is without any). Prints each
-# run's p50/p99/max and the snapshots taken, then the medians.
+# the working tree (B), alternating A, B, ... on the same machine: start 3 `skiff-node`s
+# (fsync on) with snapshots off, load KEYS distinct keys of 16-byte values through the
+# leader's RESP port, restart them with a low snapshot threshold (they replay the log, then
+# snapshot as writes come), and measure SET latency with one connection (redis-benchmark,
+# random keys among the loaded ones) while the nodes snapshot the state. Each round also
+# measures B with snapshots off: the anchor. Prints each run's p50/p99/max and the last
+# snapshot index, then the medians.
 #
 # Needs: redis-tools (apt), git, python3. Usage:
 #   bench/snapshot-stall.sh REV [rounds] [keys] [requests]
+# THRESHOLD (bytes of log between snapshots, default 300000) puts several snapshots inside
+# one measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REV=${1:?usage: bench/snapshot-stall.sh REV [rounds] [keys] [requests]}
 ROUNDS=${2:-2}
 KEYS=${3:-1000000}
-REQS=${4:-20000}
-# Bytes of log between snapshots: several snapshots fall inside one measurement.
+REQS=${4:-5000}
 THRESHOLD=${THRESHOLD:-300000}
+OFF=1000000000000
 WORK=$(mktemp -d /tmp/skiff-snap.XXXXXX)
 pids=()
+started=()
+port=""
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -35,42 +40,76 @@ declare -A BIN=([A]="$WORK/target-a/release/skiff-node" [B]="$PWD/target/release
 PEERS="1=127.0.0.1:17001,2=127.0.0.1:17002,3=127.0.0.1:17003"
 CLIENTS="1=127.0.0.1:17101,2=127.0.0.1:17102,3=127.0.0.1:17103"
 
-run() { # run A|B|off ROUND
-  local side=$1 round=$2 bin=${BIN[$1]} dir="$WORK/data-$1-$2" threshold=$THRESHOLD
-  [ "$side" = off ] && threshold=1000000000000
-  local started=()
+LOADER='
+import socket, sys
+n, port = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port))
+batch = 1000
+for base in range(0, n, batch):
+    count = min(batch, n - base)
+    req = b"".join(
+        b"*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$16\r\n0123456789abcdef\r\n" % i
+        for i in range(base, base + count)
+    )
+    s.sendall(req)
+    want, got = count * 5, b""
+    while len(got) < want:
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            sys.exit("the connection closed")
+        got += chunk
+    if got != b"+OK\r\n" * count:
+        sys.exit("unexpected answers: %r" % got[:200])
+'
+
+start() { # start BIN DIR THRESHOLD: the 3 nodes; sets $port to the leader's RESP port
+  local bin=$1 dir=$2 threshold=$3 i p
+  started=()
   for i in 1 2 3; do
     mkdir -p "$dir/n$i"
     "$bin" --id "$i" --peers "$PEERS" --clients "$CLIENTS" --client-listen "127.0.0.1:1710$i" \
       --resp-listen "127.0.0.1:1638$i" --data-dir "$dir/n$i" --snapshot-threshold "$threshold" \
-      >"$dir/log$i" 2>&1 &
-    pids+=($!); started+=($!)
+      >>"$dir/log$i" 2>&1 &
+    pids+=($!)
+    started+=($!)
   done
-  local port="" p
-  for _ in $(seq 1 100); do
+  port=""
+  for _ in $(seq 1 600); do
     for p in 16381 16382 16383; do
       if redis-cli -p "$p" info 2>/dev/null | grep -q '^role:Leader'; then port=$p; fi
     done
-    [ -n "$port" ] && break
+    [ -n "$port" ] && return
     sleep 0.1
   done
-  python3 - "$KEYS" <<'EOF' | redis-cli -p "$port" --pipe >/dev/null
-import sys
-n = int(sys.argv[1])
-out = sys.stdout.buffer
-for i in range(n):
-    k = b"key:%012d" % i
-    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n0123456789abcdef\r\n" % (len(k), k))
-EOF
-  local line
+  echo "no leader" >&2
+  exit 1
+}
+
+stop() {
+  local p
+  for p in "${started[@]}"; do
+    kill "$p"
+    wait "$p" 2>/dev/null || true
+  done
+  pids=()
+}
+
+field() { # field PORT NAME
+  redis-cli -p "$1" info | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'
+}
+
+run() { # run A|B|off ROUND
+  local side=$1 round=$2 bin=${BIN[$1]} dir="$WORK/data-$1-$2" threshold=$THRESHOLD line
+  [ "$side" = off ] && threshold=$OFF
+  start "$bin" "$dir" "$OFF"
+  python3 -c "$LOADER" "$KEYS" "$port"
+  stop
+  start "$bin" "$dir" "$threshold"
   line=$(redis-benchmark -p "$port" -t set -c 1 -n "$REQS" -r "$KEYS" -d 16 2>/dev/null | tr '\r' '\n' \
     | awk '/latency summary/ { getline; getline; print $3, $5, $6 }')
-  local keys snaps
-  keys=$(redis-cli -p "$port" info | tr -d '\r' | awk -F: '/^keys:/ { print $2 }')
-  snaps=$(redis-cli -p "$port" info | tr -d '\r' | awk -F: '/^snapshot_index:/ { print $2 }')
-  echo "$side $round keys=$keys snapshot_index=$snaps p50/p99/max_ms=$line"
-  for p in "${started[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
-  pids=()
+  echo "$side $round keys=$(field "$port" keys) snapshot_index=$(field "$port" snapshot_index) p50/p99/max_ms=$line" \
+    | tee -a "$WORK/results"
+  stop
   rm -rf "$dir"
 }
 
@@ -78,7 +117,7 @@ for r in $(seq 1 "$ROUNDS"); do
   run A "$r"
   run B "$r"
   run off "$r"
-done | tee "$WORK/results"
+done
 
 python3 - "$WORK/results" <<'EOF'
 import statistics, sys
