@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{resp, Cluster, RespConn};
+use common::{info_field, resp, Cluster, RespConn};
 
 /// The node's resident memory, in bytes.
 fn rss(c: &Cluster) -> u64 {
@@ -22,16 +22,6 @@ fn rss(c: &Cluster) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS");
     kb * 1024
-}
-
-fn info_field(port: u16, field: &str) -> u64 {
-    let info = resp(port, &["INFO"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("{info}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// Reads until the peer closes (or `limit` passes); returns what came.

@@ -9,19 +9,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{leader, resp, Cluster, RespConn};
+use common::{info_field, leader, resp, Cluster, RespConn};
 
 /// Short connections: each connects, SETs one key, and closes.
 const CONNECTIONS: u64 = 100_000;
 const THREADS: u64 = 32;
 /// The default `max_sessions`.
 const BOUND: u64 = 10_000;
-
-fn info_field(port: u16, field: &str) -> u64 {
-    let info = resp(port, &["INFO"]);
-    let line = info.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).unwrap_or_else(|| panic!("{info}"));
-    line.trim().parse().unwrap()
-}
 
 #[test]
 fn a_hundred_thousand_short_connections_leave_at_most_the_bound_of_sessions() {

@@ -7,17 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{resp, Cluster, RespConn};
-
-fn info_field(port: u16, field: &str) -> u64 {
-    let info = resp(port, &["INFO"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("{info}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
+use common::{info_field, resp, Cluster, RespConn};
 
 #[test]
 fn snapshots_follow_the_bytes_written_not_the_size_of_the_wal() {

@@ -121,6 +121,13 @@ pub fn resp(port: u16, args: &[&str]) -> String {
     }
 }
 
+/// A numeric field of the node's `INFO` on RESP port `port`.
+pub fn info_field(port: u16, field: &str) -> u64 {
+    let info = resp(port, &["INFO"]);
+    let value = info.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).unwrap_or_else(|| panic!("{info}"));
+    value.trim().parse().unwrap()
+}
+
 pub fn leader(c: &Cluster) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
