@@ -187,7 +187,8 @@ pub fn serve<S: Storage>(
         max_key_bytes: opts.max_key_bytes,
         max_value_bytes: opts.max_value_bytes,
         request_timeout: opts.request_timeout.as_millis() as u64,
-        max_raft_state: opts.snapshot_threshold,
+        // The loop's own policy decides (`Engine::snapshot_policy`), not the lab's.
+        max_raft_state: None,
         sessions: opts.sessions,
     };
     let kv = LocalKv::new(config, restored.snapshot.as_ref(), now).map_err(ServeError::Service)?;

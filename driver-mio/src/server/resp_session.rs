@@ -144,12 +144,8 @@ impl RespSession {
             let args = match item {
                 Item::Command(args) => {
                     self.queued_bytes -= args.iter().map(Vec::len).sum::<usize>();
-                    Item::Command(args)
+                    args
                 }
-                other => other,
-            };
-            let args = match args {
-                Item::Command(args) => args,
                 Item::ProtocolError(e) => {
                     self.reply(&Frame::Error(e));
                     self.conn.closing = true;
