@@ -19,6 +19,7 @@ ROUNDS=${2:-2}
 KEYS=${3:-1000000}
 REQS=${4:-5000}
 THRESHOLD=${THRESHOLD:-300000}
+SIDES=${SIDES:-A B off} # SIDES="B off" skips the revision (its build, too)
 OFF=1000000000000
 WORK=$(mktemp -d /tmp/skiff-snap.XXXXXX)
 pids=()
@@ -32,8 +33,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-git worktree add -q --detach "$WORK/a" "$REV"
-( cd "$WORK/a" && cargo build -q --release -p skiff-mio --bin skiff-node --target-dir "$PWD/../target-a" )
+if [[ " $SIDES " == *" A "* ]]; then
+  git worktree add -q --detach "$WORK/a" "$REV"
+  ( cd "$WORK/a" && cargo build -q --release -p skiff-mio --bin skiff-node --target-dir "$PWD/../target-a" )
+fi
 cargo build -q --release -p skiff-mio --bin skiff-node
 declare -A BIN=([A]="$WORK/target-a/release/skiff-node" [B]="$PWD/target/release/skiff-node" [off]="$PWD/target/release/skiff-node")
 
@@ -109,14 +112,19 @@ run() { # run A|B|off ROUND
     | awk '/latency summary/ { getline; getline; print $3, $5, $6 }')
   echo "$side $round keys=$(field "$port" keys) snapshot_index=$(field "$port" snapshot_index) p50/p99/max_ms=$line" \
     | tee -a "$WORK/results"
+  for p in 16381 16382 16383; do # where the longest waits were, on revisions that report them
+    echo "  node $p: loop_round_max_us=$(field "$p" loop_round_max_us) slow=$(field "$p" loop_round_slow)" \
+      "storage_write_max_us=$(field "$p" storage_write_max_us) slow=$(field "$p" storage_write_slow)"
+  done
   stop
+  if [ -n "${KEEP_LOGS:-}" ]; then # KEEP_LOGS=DIR keeps each run's node logs there
+    mkdir -p "$KEEP_LOGS" && for i in 1 2 3; do cp "$dir/log$i" "$KEEP_LOGS/$side-$round-n$i.log"; done
+  fi
   rm -rf "$dir"
 }
 
 for r in $(seq 1 "$ROUNDS"); do
-  run A "$r"
-  run B "$r"
-  run off "$r"
+  for side in $SIDES; do run "$side" "$r"; done
 done
 
 python3 - "$WORK/results" <<'EOF'

@@ -97,7 +97,10 @@ pub struct Persist {
     /// Strictly increasing per node lifetime; a restart starts again from 1.
     pub seq: u64,
     /// When set, applied first: store this snapshot and discard every stored entry up to
-    /// its index.
+    /// its index. Unless `truncate_from` is also set, every entry it covers was handed to
+    /// storage in this or an earlier record (the service's compaction, or an install that
+    /// matched the log): a storage may then make the snapshot durable after reporting the
+    /// record, as long as it keeps those entries until it has.
     pub snapshot: Option<Snapshot>,
     pub hard_state: Option<HardState>,
     /// When set, the stored log held entries at `truncate_from..` that this record replaces.

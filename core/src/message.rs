@@ -73,6 +73,14 @@ pub enum MessageBody {
         next_offset: u64,
         done: bool,
     },
+    /// The follower will not take the snapshot at `index`: it is larger than the
+    /// `max_snapshot_bytes` (here `max_bytes`) the follower was configured with. The leader
+    /// stops streaming that snapshot to it (a later snapshot is tried again) and shows the
+    /// refusal in the follower's `Progress`, so an operator can raise the bound.
+    SnapshotRefused {
+        index: Index,
+        max_bytes: u64,
+    },
 }
 
 /// A follower's answer to an `Append`.
@@ -104,6 +112,7 @@ impl MessageBody {
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
             MessageBody::SnapshotResponse { .. } => "SnapshotResponse",
+            MessageBody::SnapshotRefused { .. } => "SnapshotRefused",
         }
     }
 

@@ -51,6 +51,10 @@ pub struct NodeConfig {
     /// Snapshot once this many bytes of log were written since the last snapshot (the
     /// snapshot is encoded off the event loop).
     pub snapshot_threshold: u64,
+    /// Largest snapshot this node takes from a leader; a larger one is refused (the leader
+    /// is told and `INFO` shows it as `peer_N_snapshot_refused` there), so set it above the
+    /// state's size on every node.
+    pub max_snapshot_bytes: u64,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
     /// Most client sessions the cluster keeps (each RESP connection that writes, each
@@ -83,6 +87,7 @@ impl Default for NodeConfig {
             election_ticks_min: 50,
             election_ticks_max: 100,
             snapshot_threshold: 64 << 20,
+            max_snapshot_bytes: 4 << 30,
             max_key_bytes: 1024,
             max_value_bytes: 1 << 20,
             max_sessions: 10_000,
@@ -224,6 +229,7 @@ impl NodeConfig {
         let raft = Config::builder(NodeId(self.id), peers.keys().copied(), self.id ^ self.cluster_id.rotate_left(17))
             .heartbeat_ticks(self.heartbeat_ticks)
             .election_ticks(self.election_ticks_min, self.election_ticks_max)
+            .max_snapshot_bytes(self.max_snapshot_bytes)
             .build()
             .map_err(ConfigError::Raft)?;
         let max_entry_bytes = raft.max_entry_bytes();

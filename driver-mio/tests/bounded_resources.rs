@@ -11,6 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{info_field, resp, Cluster, RespConn};
+use skiff_core::kv::Reply;
+use skiff_core::wire::ClientResponse;
 
 /// The node's resident memory, in bytes.
 fn rss(c: &Cluster) -> u64 {
@@ -86,6 +88,14 @@ fn connections_past_the_limit_are_refused_and_silent_peers_are_closed() {
     let mut extra = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (answer, closed) = read_to_close(&mut extra, Duration::from_secs(5));
     assert_eq!(String::from_utf8_lossy(&answer), "-ERR max number of clients reached\r\n");
+    assert!(closed);
+    // The native port shares the bound and refuses in its own protocol.
+    let mut native = TcpStream::connect(("127.0.0.1", c.native[0])).unwrap();
+    let (answer, closed) = read_to_close(&mut native, Duration::from_secs(5));
+    let (refusal, _) =
+        skiff_core::codec::decode_frame::<ClientResponse>(&answer, 1 << 20).expect("a frame").expect("a whole frame");
+    let reason = "max number of clients reached".to_string();
+    assert_eq!(refusal, ClientResponse { id: 0, reply: Reply::Invalid { reason } });
     assert!(closed);
     drop(held);
     // Once they are gone, new clients are taken again.

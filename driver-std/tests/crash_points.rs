@@ -16,13 +16,17 @@ use bytes::Bytes;
 use skiff_core::{
     Config, Entry, EntryKind, HardState, Index, Node, NodeId, Persist, Restored, Snapshot, SnapshotMeta, Term,
 };
-use skiff_std::storage::{DiskImage, FileStorage, FileStorageOptions, SimFs, Storage, StorageError};
+use skiff_std::storage::{DiskImage, FileStorage, FileStorageOptions, SimFs, SnapshotWrites, Storage, StorageError};
 
 const DIR: &str = "/data";
 
-fn opts() -> FileStorageOptions {
-    FileStorageOptions { segment_bytes: 300, record_bytes: 200, sync: true }
+fn opts(snapshot_writes: SnapshotWrites) -> FileStorageOptions {
+    FileStorageOptions { segment_bytes: 300, record_bytes: 200, sync: true, snapshot_writes }
 }
+
+/// Both orders a snapshot file can take: inside its batch, and after it (`Deferred`: the
+/// order `Background` takes, made deterministic).
+const WRITES: [SnapshotWrites; 2] = [SnapshotWrites::Inline, SnapshotWrites::Deferred];
 
 fn entry(i: u64, t: u64) -> Entry {
     Entry {
@@ -153,7 +157,25 @@ impl Model {
 /// The states a recovery may return when `acked` batches were acknowledged: those, plus any
 /// prefix of the next batch (and its snapshot without its record, and a Persist split into
 /// records cut after any of its entries, with the new term but the old commit index).
-fn allowed(batches: &[Vec<Persist>], acked: usize) -> Vec<Restored> {
+///
+/// With snapshot files written after their batch (`how` not `Inline`), the last acknowledged
+/// batch's or the in-flight batch's snapshots that discard nothing may not be recorded yet:
+/// the states without them are allowed too (they recover the same Raft state).
+fn allowed(batches: &[Vec<Persist>], acked: usize, how: SnapshotWrites) -> Vec<Restored> {
+    let mut states = allowed_in_order(batches, acked);
+    if how != SnapshotWrites::Inline {
+        let mut without = batches.to_vec();
+        for batch in without.iter_mut().skip(acked.saturating_sub(1)).take(2) {
+            for p in batch.iter_mut().filter(|p| p.truncate_from.is_none()) {
+                p.snapshot = None;
+            }
+        }
+        states.extend(allowed_in_order(&without, acked));
+    }
+    states
+}
+
+fn allowed_in_order(batches: &[Vec<Persist>], acked: usize) -> Vec<Restored> {
     let mut m = Model::default();
     batches[..acked].iter().flatten().for_each(|p| m.apply(p));
     let mut states = vec![m.restored()];
@@ -175,7 +197,8 @@ fn allowed(batches: &[Vec<Persist>], acked: usize) -> Vec<Restored> {
 
 fn open(image: DiskImage) -> (SimFs, Result<(FileStorage<SimFs>, Restored), StorageError>) {
     let fs = SimFs::from_image(image);
-    let opened = FileStorage::open_on(fs.clone(), DIR, opts());
+    // Recovery does not depend on how snapshots are written.
+    let opened = FileStorage::open_on(fs.clone(), DIR, opts(SnapshotWrites::Inline));
     (fs, opened)
 }
 
@@ -225,9 +248,9 @@ fn check_recovery(image: &DiskImage, allowed: &[Restored]) -> Result<(), String>
 
 /// Runs the workload on `fs` (recording), returning the number of operations after each
 /// acknowledged batch and the error that stopped it, if any.
-fn run(fs: &SimFs, batches: &[Vec<Persist>]) -> (Vec<u64>, Option<StorageError>) {
+fn run(fs: &SimFs, batches: &[Vec<Persist>], how: SnapshotWrites) -> (Vec<u64>, Option<StorageError>) {
     let mut acked_at = Vec::new();
-    let (mut storage, _) = match FileStorage::open_on(fs.clone(), DIR, opts()) {
+    let (mut storage, _) = match FileStorage::open_on(fs.clone(), DIR, opts(how)) {
         Ok(opened) => opened,
         Err(e) => return (acked_at, Some(e)),
     };
@@ -242,72 +265,80 @@ fn run(fs: &SimFs, batches: &[Vec<Persist>]) -> (Vec<u64>, Option<StorageError>)
 
 #[test]
 fn every_crash_state_of_every_crash_point_recovers_what_was_acknowledged() {
-    let batches = workload();
-    let fs = SimFs::new();
-    fs.record();
-    let (acked_at, failed) = run(&fs, &batches);
-    assert!(failed.is_none(), "{failed:?}");
-    let images = fs.images();
-    let segments: std::collections::BTreeSet<_> = images
-        .iter()
-        .flat_map(|i| i.files().into_keys())
-        .filter(|p| p.starts_with(Path::new(DIR).join("wal")) && p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    let rolled = segments.len();
-    let (mut states, mut failures) = (0, Vec::new());
-    for (k, image) in images.iter().enumerate() {
-        let acked = acked_at.iter().filter(|&&at| at <= k as u64).count();
-        let allowed = allowed(&batches, acked);
-        for (what, state) in image.crash_states() {
-            states += 1;
-            if let Err(why) = check_recovery(&state, &allowed) {
-                failures.push(format!("crash after operation {k} ({acked} batches acknowledged), {what}: {why}"));
+    for how in WRITES {
+        let batches = workload();
+        let fs = SimFs::new();
+        fs.record();
+        let (acked_at, failed) = run(&fs, &batches, how);
+        assert!(failed.is_none(), "{failed:?}");
+        let images = fs.images();
+        let segments: std::collections::BTreeSet<_> = images
+            .iter()
+            .flat_map(|i| i.files().into_keys())
+            .filter(|p| p.starts_with(Path::new(DIR).join("wal")) && p.extension().is_some_and(|e| e == "wal"))
+            .collect();
+        let rolled = segments.len();
+        let (mut states, mut failures) = (0, Vec::new());
+        for (k, image) in images.iter().enumerate() {
+            let acked = acked_at.iter().filter(|&&at| at <= k as u64).count();
+            let allowed = allowed(&batches, acked, how);
+            for (what, state) in image.crash_states() {
+                states += 1;
+                if let Err(why) = check_recovery(&state, &allowed) {
+                    failures.push(format!("crash after operation {k} ({acked} batches acknowledged), {what}: {why}"));
+                }
             }
         }
+        println!(
+            "crash_points ({how:?} snapshot writes): {} crash points, {states} crash states explored, {} failures",
+            images.len(),
+            failures.len()
+        );
+        assert!(
+            rolled >= 4 && images.len() > 60,
+            "the workload rolls segments: {rolled} segments, {} ops",
+            images.len()
+        );
+        assert!(
+            failures.is_empty(),
+            "{how:?}: {} of {states} crash states fail:\n{}",
+            failures.len(),
+            failures[..failures.len().min(20)].join("\n")
+        );
     }
-    println!(
-        "crash_points: {} crash points, {states} crash states explored, {} failures",
-        images.len(),
-        failures.len()
-    );
-    assert!(rolled >= 4 && images.len() > 60, "the workload rolls segments: {rolled} segments, {} ops", images.len());
-    assert!(
-        failures.is_empty(),
-        "{} of {states} crash states fail:\n{}",
-        failures.len(),
-        failures[..failures.len().min(20)].join("\n")
-    );
 }
 
 #[test]
 fn enospc_or_eio_on_any_operation_fails_its_batch_naming_the_file_and_loses_nothing_acknowledged() {
     let batches = workload();
-    let total = {
-        let fs = SimFs::new();
-        run(&fs, &batches);
-        fs.ops()
-    };
     let (mut cases, mut states, mut failures) = (0, 0, Vec::new());
-    for op in 1..=total {
-        for errno in [28, 5] {
-            cases += 1;
+    for how in WRITES {
+        let total = {
             let fs = SimFs::new();
-            fs.fail_at(op, errno);
-            let (acked_at, failed) = run(&fs, &batches);
-            let case = format!("errno {errno} on operation {op}");
-            let Some(e) = failed else {
-                failures.push(format!("{case}: no batch failed"));
-                continue;
-            };
-            let message = e.to_string();
-            if !matches!(e, StorageError::Io { .. }) || !message.contains(DIR) || !message.contains("planted") {
-                failures.push(format!("{case}: the error does not name the file and the cause: {message}"));
-            }
-            let allowed = allowed(&batches, acked_at.len());
-            for (what, state) in fs.image().crash_states() {
-                states += 1;
-                if let Err(why) = check_recovery(&state, &allowed) {
-                    failures.push(format!("{case}, then {what}: {why}"));
+            run(&fs, &batches, how);
+            fs.ops()
+        };
+        for op in 1..=total {
+            for errno in [28, 5] {
+                cases += 1;
+                let fs = SimFs::new();
+                fs.fail_at(op, errno);
+                let (acked_at, failed) = run(&fs, &batches, how);
+                let case = format!("{how:?}: errno {errno} on operation {op}");
+                let Some(e) = failed else {
+                    failures.push(format!("{case}: no batch failed"));
+                    continue;
+                };
+                let message = e.to_string();
+                if !matches!(e, StorageError::Io { .. }) || !message.contains(DIR) || !message.contains("planted") {
+                    failures.push(format!("{case}: the error does not name the file and the cause: {message}"));
+                }
+                let allowed = allowed(&batches, acked_at.len(), how);
+                for (what, state) in fs.image().crash_states() {
+                    states += 1;
+                    if let Err(why) = check_recovery(&state, &allowed) {
+                        failures.push(format!("{case}, then {what}: {why}"));
+                    }
                 }
             }
         }
@@ -320,7 +351,7 @@ fn enospc_or_eio_on_any_operation_fails_its_batch_naming_the_file_and_loses_noth
 fn any_flipped_byte_of_synced_data_is_a_corruption_error_naming_the_file() {
     let batches = workload();
     let fs = SimFs::new();
-    let (_, failed) = run(&fs, &batches);
+    let (_, failed) = run(&fs, &batches, SnapshotWrites::Inline);
     assert!(failed.is_none(), "{failed:?}");
     let disk = fs.image().power_loss();
     let (mut flips, mut failures) = (0, Vec::new());

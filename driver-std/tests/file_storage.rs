@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use skiff_core::{Entry, EntryKind, HardState, Index, NodeId, Persist, Restored, Snapshot, SnapshotMeta, Term};
-use skiff_std::storage::{FileStorage, FileStorageOptions, Storage, StorageError};
+use skiff_std::storage::{FileStorage, FileStorageOptions, SnapshotWrites, Storage, StorageError};
 
 fn entry(i: u64, t: u64) -> Entry {
     Entry { index: Index(i), term: Term(t), kind: EntryKind::Command, data: Bytes::from(format!("cmd-{i}")) }
@@ -108,8 +108,14 @@ fn snapshot(index: u64, term: u64) -> Snapshot {
 
 #[test]
 fn restart_after_a_snapshot_gives_the_snapshot_and_the_log_after_it_and_trims_segments() {
+    for how in [SnapshotWrites::Inline, SnapshotWrites::Deferred, SnapshotWrites::Background] {
+        restart_after_a_snapshot(how);
+    }
+}
+
+fn restart_after_a_snapshot(how: SnapshotWrites) {
     let dir = tempfile::tempdir().unwrap();
-    let opts = FileStorageOptions { segment_bytes: 512, ..FileStorageOptions::default() };
+    let opts = FileStorageOptions { segment_bytes: 512, snapshot_writes: how, ..FileStorageOptions::default() };
     let (mut s, _) = FileStorage::open(dir.path(), opts.clone()).unwrap();
     for i in 1..=100 {
         s.append(&[persist(i, vec![entry(i, 1)])]).unwrap();
@@ -124,8 +130,18 @@ fn restart_after_a_snapshot_gives_the_snapshot_and_the_log_after_it_and_trims_se
         entries: vec![],
     };
     s.append(&[p]).unwrap();
-    let segments_after = fs::read_dir(dir.path().join("wal")).unwrap().count();
-    assert!(segments_after < segments_before, "covered segments are deleted: {segments_before} -> {segments_after}");
+    if how == SnapshotWrites::Deferred {
+        // Its file is written, and its record follows, with the next batch.
+        s.append(&[Persist { hard_state: None, ..persist(102, vec![]) }]).unwrap();
+    }
+    if how != SnapshotWrites::Background {
+        let segments_after = fs::read_dir(dir.path().join("wal")).unwrap().count();
+        assert!(
+            segments_after < segments_before,
+            "covered segments are deleted: {segments_before} -> {segments_after}"
+        );
+    }
+    // Closing lets a background write finish; its record is then recovery's to write.
     drop(s);
     let (mut s, r) = FileStorage::open(dir.path(), opts.clone()).unwrap();
     assert_eq!(r.snapshot, Some(snapshot(80, 1)));

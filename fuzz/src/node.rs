@@ -48,7 +48,7 @@ fn forged(rng: &mut Rng, v: &View) -> Message {
             _ => term + 2,
         })
     };
-    let body = match rng.below(12) {
+    let body = match rng.below(13) {
         0 => MessageBody::PreVote { last_index: index(rng), last_term: t(rng) },
         1 => MessageBody::PreVoteResponse { granted: rng.below(2) == 0 },
         2 => MessageBody::Vote { last_index: index(rng), last_term: t(rng), transfer: rng.below(4) == 0 },
@@ -80,7 +80,8 @@ fn forged(rng: &mut Rng, v: &View) -> Message {
                 done: rng.below(2) == 0,
             }
         }
-        _ => MessageBody::SnapshotResponse { index: index(rng), next_offset: rng.below(10), done: rng.below(2) == 0 },
+        11 => MessageBody::SnapshotResponse { index: index(rng), next_offset: rng.below(10), done: rng.below(2) == 0 },
+        _ => MessageBody::SnapshotRefused { index: index(rng), max_bytes: rng.below(10) },
     };
     let from = if rng.below(10) == 0 { NodeId(rng.below(6)) } else { NodeId(2 + rng.below(2)) };
     let to = if rng.below(10) == 0 { NodeId(rng.below(4)) } else { NodeId(1) };

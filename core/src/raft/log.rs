@@ -11,6 +11,12 @@ use alloc::vec::Vec;
 
 use crate::types::{Entry, Index, Snapshot, SnapshotMeta, Term};
 
+/// Most entries one `Output::Apply` carries (the rest follow in the next steps).
+pub const MAX_APPLY_ENTRIES: usize = 16 * 1024;
+/// Most bytes of entry data one `Output::Apply` carries, unless its first entry alone is
+/// larger.
+pub const MAX_APPLY_BYTES: usize = 8 << 20;
+
 /// The log of one node, in memory. Storage holds the durable copy; `durable` says how much of
 /// this log is known to match it.
 #[derive(Debug)]
@@ -27,6 +33,10 @@ pub struct RaftLog {
     /// Persists issued but not acknowledged: `(seq, last index of the log when issued)`.
     /// Invariant: seqs increase; each `last` is clamped below any later truncation.
     unacked: VecDeque<(u64, Index)>,
+    /// Entries compacted away, no longer part of the log, freed a bounded number per step
+    /// ([`RaftLog::free_garbage`]): dropping a million entries at once would hold the node
+    /// up for a hundred milliseconds.
+    garbage: Vec<Entry>,
 }
 
 impl RaftLog {
@@ -43,6 +53,7 @@ impl RaftLog {
             applied: base,
             durable: last,
             unacked: VecDeque::new(),
+            garbage: Vec::new(),
         }
     }
 
@@ -213,8 +224,39 @@ impl RaftLog {
         let index = meta.index;
         assert!(index > self.snapshot_index() && index <= self.applied, "compaction at {} out of range", index.0);
         let drop = (index.0 - self.snapshot_index().0) as usize;
-        self.entries.drain(..drop);
+        self.discard_front(drop);
         self.snapshot = Some(Snapshot { meta, data });
+    }
+
+    /// Takes the first `n` entries out of the log into `garbage`, copying only the entries
+    /// that stay.
+    fn discard_front(&mut self, n: usize) {
+        let rest = self.entries.split_off(n.min(self.entries.len()));
+        let gone = core::mem::replace(&mut self.entries, rest);
+        if self.garbage.is_empty() {
+            self.garbage = gone;
+        } else {
+            self.garbage.extend(gone);
+        }
+    }
+
+    /// Frees up to `n` compacted entries.
+    pub(crate) fn free_garbage(&mut self, n: usize) {
+        let keep = self.garbage.len().saturating_sub(n);
+        self.garbage.truncate(keep);
+        if keep == 0 && self.garbage.capacity() > 0 {
+            self.garbage = Vec::new();
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn garbage_len(&self) -> usize {
+        self.garbage.len()
+    }
+
+    /// Whether compacted entries wait to be freed.
+    pub(crate) fn has_garbage(&self) -> bool {
+        !self.garbage.is_empty()
     }
 
     /// A snapshot received from the leader, not yet covered by our commit index. When we
@@ -227,11 +269,11 @@ impl RaftLog {
         let keep = self.matches(meta.index, meta.term);
         if keep {
             let drop = (meta.index.0 - self.snapshot_index().0) as usize;
-            self.entries.drain(..drop);
+            self.discard_front(drop);
         } else {
             // Entries up to our commit agree with the snapshot; nothing after it survives.
             let old_commit = self.commit;
-            self.entries.clear();
+            self.discard_front(self.entries.len());
             self.durable = self.durable.min(old_commit);
             for (_, last) in self.unacked.iter_mut() {
                 *last = (*last).min(old_commit);
@@ -277,15 +319,29 @@ impl RaftLog {
         }
     }
 
-    /// Takes the entries ready to apply: committed and durable, not yet applied. Nothing
-    /// while a received snapshot waits to be installed by the service.
+    /// Takes the entries ready to apply: committed and durable, not yet applied, at most
+    /// [`MAX_APPLY_ENTRIES`] or (past the first) [`MAX_APPLY_BYTES`] of them, so that a
+    /// restart with a long log, or a follower catching up, spreads its applying over steps
+    /// instead of holding its driver up in one. Nothing while a received snapshot waits to
+    /// be installed by the service.
     pub(crate) fn take_applicable(&mut self) -> Option<Vec<Entry>> {
         let to = self.commit.min(self.durable);
         if to <= self.applied || self.applied < self.snapshot_index() {
             return None;
         }
-        let out = self.range(self.applied.next(), to).to_vec();
-        self.applied = to;
+        let ready = self.range(self.applied.next(), to);
+        let mut bytes = 0;
+        let n = ready
+            .iter()
+            .take(MAX_APPLY_ENTRIES)
+            .take_while(|e| {
+                bytes += e.data.len();
+                bytes <= MAX_APPLY_BYTES
+            })
+            .count()
+            .max(1);
+        let out = ready[..n].to_vec();
+        self.applied = out.last().expect("one at least").index;
         Some(out)
     }
 

@@ -34,6 +34,12 @@ use self::snapshot::Incoming;
 use self::transfer::Transfer;
 use crate::rng::SplitMix64 as Rng;
 
+/// Compacted entries freed per tick (see `RaftLog::free_garbage`): a few hundred
+/// microseconds of work, so a compaction of a million entries costs no tick more than that
+/// (per step would not bound a driver's round, which may take many steps), and at 10 ms
+/// ticks a million are freed in under 3 s.
+const GARBAGE_PER_TICK: usize = 4096;
+
 /// One Raft node as a pure state machine. Feed it [`Input`]s with [`Node::step`]; carry out
 /// the [`Output`]s it returns. See the crate documentation for the driver loop.
 #[derive(Debug)]
@@ -138,7 +144,10 @@ impl Node {
     /// reuse one buffer.
     pub fn step_into(&mut self, input: Input, out: &mut Vec<Output>) {
         match input {
-            Input::Tick => self.tick(out),
+            Input::Tick => {
+                self.log.free_garbage(GARBAGE_PER_TICK);
+                self.tick(out)
+            }
             Input::Message(m) => self.step_message(m, out),
             Input::Propose(p) => self.propose(core::iter::once(p), out),
             Input::ProposeBatch(ps) => self.propose(ps.into_iter(), out),
@@ -182,7 +191,7 @@ impl Node {
     /// leadership transfer or a paced commit notice is pending, or when any step would emit
     /// something now (entries to apply, a role to report: a node just restored).
     pub fn ticks_until_due(&self) -> u32 {
-        if self.output_pending() {
+        if self.output_pending() || self.log.has_garbage() {
             return 1;
         }
         if self.role == Role::Leader {

@@ -42,6 +42,9 @@ pub struct Progress {
     pub(crate) commit_notice: CommitNotice,
     /// The latest ReadIndex round this follower answered.
     pub(crate) read_round_acked: u64,
+    /// The last snapshot the follower refused as too large, and the bound it gave: that
+    /// snapshot is not streamed to it again (a newer one is).
+    pub snapshot_refused: Option<(Index, u64)>,
 }
 
 impl Progress {
@@ -57,6 +60,7 @@ impl Progress {
             commit_sent: Index(0),
             commit_notice: Default::default(),
             read_round_acked: 0,
+            snapshot_refused: None,
         }
     }
 

@@ -99,6 +99,13 @@ impl Node {
                 }
                 self.handle_snapshot_response(msg.from, index, next_offset, done, out);
             }
+            MessageBody::SnapshotRefused { index, max_bytes } => {
+                if self.role != Role::Leader {
+                    self.ignored.stray_response += 1;
+                    return;
+                }
+                self.handle_snapshot_refused(msg.from, index, max_bytes);
+            }
         }
     }
 }

@@ -111,6 +111,9 @@ impl Node {
         let chunk = self.cfg.snapshot_chunk_bytes();
         let window = chunk * self.cfg.max_inflight_snapshot_chunks();
         let Some(pr) = self.progress.get_mut(&to) else { return };
+        if pr.snapshot_refused.is_some_and(|(index, _)| index == meta.index) {
+            return;
+        }
         match pr.mode {
             Mode::Snapshot { index, .. } if index == meta.index => {}
             _ => pr.start_snapshot(meta.index),
@@ -166,9 +169,12 @@ impl Node {
             _ => self.incoming = Some(Incoming::new(meta.clone(), from, term)),
         }
         if offset.saturating_add(data.len() as u64) > self.cfg.max_snapshot_bytes() {
-            // Bigger than this node takes: the transfer is dropped, not buffered.
+            // Bigger than this node takes: the transfer is dropped, not buffered, and the
+            // leader told, so that it stops sending it.
             self.incoming = None;
             self.ignored.too_large_snapshot += 1;
+            let max_bytes = self.cfg.max_snapshot_bytes();
+            self.send(from, MessageBody::SnapshotRefused { index, max_bytes }, out);
             return;
         }
         let max_ahead = self.cfg.snapshot_chunk_bytes() * self.cfg.max_inflight_snapshot_chunks();
@@ -236,5 +242,16 @@ impl Node {
             _ => return,
         }
         self.send_snapshot(from, out);
+    }
+
+    /// Leader: the follower will not take our snapshot at `index` (larger than its bound).
+    /// Streaming it stops; heartbeats go on, so the follower stays in the cluster, and the
+    /// next snapshot we take is offered again (it may be smaller).
+    pub(super) fn handle_snapshot_refused(&mut self, from: NodeId, index: Index, max_bytes: u64) {
+        let Some(pr) = self.progress.get_mut(&from) else { return };
+        pr.recent_active = true;
+        if matches!(pr.mode, Mode::Snapshot { index: current, .. } if current == index) {
+            pr.snapshot_refused = Some((index, max_bytes));
+        }
     }
 }

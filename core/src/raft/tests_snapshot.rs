@@ -194,3 +194,140 @@ fn a_snapshot_transfer_over_the_limit_is_dropped_not_buffered() {
     assert_eq!(n.view().ignored.too_large_snapshot, 2);
     assert_eq!(n.view().snapshot_index, Index(0));
 }
+
+/// Node 1 leading nodes 2 and 3 in term 1 (node 2 voted), commands 2..=5 committed with node
+/// 2 and applied, the log compacted at 5. Returns the node and its last output.
+fn compacted_leader_of_three() -> (Node, Vec<Output>) {
+    let cfg = Config::builder(NodeId(1), (1..=3).map(NodeId), 7).pre_vote(false).build().unwrap();
+    let mut n = Node::new(cfg, Restored::default()).unwrap();
+    step_durably(&mut n, Input::Campaign);
+    let term = n.view().term;
+    let vote = Message { from: NodeId(2), to: NodeId(1), term, body: MessageBody::VoteResponse { granted: true } };
+    step_durably(&mut n, Input::Message(vote));
+    for id in 2..=5 {
+        step_durably(&mut n, Input::Propose(Proposal { id, data: Bytes::from(vec![id as u8]) }));
+    }
+    let ack = MessageBody::AppendResponse(crate::message::AppendResult::Success { match_index: Index(5) });
+    step_durably(&mut n, Input::Message(Message { from: NodeId(2), to: NodeId(1), term, body: ack }));
+    assert_eq!(n.view().applied, Index(5));
+    let out = step_durably(&mut n, Input::Snapshot { index: Index(5), data: Bytes::from_static(b"state") });
+    assert_eq!(n.view().snapshot_index, Index(5));
+    (n, out)
+}
+
+fn snapshot_chunks_to(out: &[Output], to: u64) -> usize {
+    out.iter()
+        .filter(|o| matches!(o, Output::Send(m) if m.to == NodeId(to) && matches!(m.body, MessageBody::InstallSnapshot { .. })))
+        .count()
+}
+
+#[test]
+fn a_follower_refusing_an_oversized_snapshot_tells_the_leader_which_stops_sending_it() {
+    // The follower's side: a chunk past its bound is answered with a refusal.
+    let hard_state = HardState { term: Term(1), vote: Some(NodeId(2)), commit: Index(0) };
+    let small = Config::builder(NodeId(1), (1..=3).map(NodeId), 7).max_snapshot_bytes(3).build().unwrap();
+    let mut f = Node::new(small, Restored { hard_state, snapshot: None, entries: vec![] }).unwrap();
+    let meta = SnapshotMeta { index: Index(9), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] };
+    let out = f.step(chunk(&meta, 0, b"state", true));
+    let refusal = out.iter().find_map(|o| match o {
+        Output::Send(m) if matches!(m.body, MessageBody::SnapshotRefused { .. }) => Some(m.clone()),
+        _ => None,
+    });
+    let refusal = refusal.expect("the refusal is sent");
+    assert_eq!(
+        (refusal.to, &refusal.body),
+        (NodeId(2), &MessageBody::SnapshotRefused { index: Index(9), max_bytes: 3 })
+    );
+
+    // The leader's side: node 3 lost its log, so it needs the snapshot.
+    let (mut n, out) = compacted_leader_of_three();
+    let term = n.view().term;
+    let prev = out
+        .iter()
+        .rev()
+        .find_map(|o| match o {
+            Output::Send(Message { to: NodeId(3), body: MessageBody::Append { prev_index, .. }, .. }) => {
+                Some(*prev_index)
+            }
+            _ => None,
+        })
+        .unwrap_or(Index(0));
+    let reject = crate::message::AppendResult::Reject {
+        rejected_prev: prev,
+        conflict_term: None,
+        conflict_first: Index(0),
+        last_index: Index(0),
+    };
+    let from3 = |body| Input::Message(Message { from: NodeId(3), to: NodeId(1), term, body });
+    let mut out = n.step(from3(MessageBody::AppendResponse(reject)));
+    for _ in 0..20 {
+        if snapshot_chunks_to(&out, 3) > 0 {
+            break;
+        }
+        out = n.step(Input::Tick);
+        out.extend(n.step(from3(MessageBody::HeartbeatResponse { read_round: 0 })));
+    }
+    assert!(snapshot_chunks_to(&out, 3) > 0, "the leader streams its snapshot to node 3");
+    let _ = n.step(from3(MessageBody::SnapshotRefused { index: Index(5), max_bytes: 3 }));
+    assert_eq!(n.progress(NodeId(3)).unwrap().snapshot_refused, Some((Index(5), 3)));
+    // Heartbeats go on, the refused snapshot does not.
+    let mut resent = 0;
+    for _ in 0..50 {
+        resent += snapshot_chunks_to(&n.step(Input::Tick), 3);
+        resent += snapshot_chunks_to(&n.step(from3(MessageBody::HeartbeatResponse { read_round: 0 })), 3);
+    }
+    assert_eq!(resent, 0, "a refused snapshot is not streamed again");
+    // A newer snapshot is offered.
+    step_durably(&mut n, Input::Propose(Proposal { id: 6, data: Bytes::from_static(b"6") }));
+    let ack = MessageBody::AppendResponse(crate::message::AppendResult::Success { match_index: Index(6) });
+    let _ = step_durably(&mut n, Input::Message(Message { from: NodeId(2), to: NodeId(1), term, body: ack }));
+    let _ = step_durably(&mut n, Input::Snapshot { index: Index(6), data: Bytes::from_static(b"st") });
+    let mut offered = 0;
+    for _ in 0..20 {
+        offered += snapshot_chunks_to(&n.step(Input::Tick), 3);
+        offered += snapshot_chunks_to(&n.step(from3(MessageBody::HeartbeatResponse { read_round: 0 })), 3);
+    }
+    assert!(offered > 0, "the next snapshot is offered again");
+}
+
+#[test]
+fn compacted_entries_are_freed_a_bounded_number_per_tick() {
+    let mut n = single_leader(10_000);
+    let _ = n.step(Input::Snapshot { index: Index(10_000), data: Bytes::from_static(b"s") });
+    assert_eq!(n.view().snapshot_index, Index(10_000));
+    assert_eq!(n.log.garbage_len(), 10_000, "the compacted entries wait to be freed");
+    assert_eq!(n.ticks_until_due(), 1, "the driver ticks soon to free them");
+    // Other steps free nothing (a driver's round may take any number of them).
+    for id in 1..=20 {
+        step_durably(&mut n, Input::Propose(Proposal { id, data: Bytes::from_static(b"x") }));
+    }
+    assert_eq!(n.log.garbage_len(), 10_000);
+    let mut ticks = 0;
+    while n.log.garbage_len() > 0 {
+        let before = n.log.garbage_len();
+        let _ = n.step(Input::Tick);
+        assert!(before - n.log.garbage_len() <= super::GARBAGE_PER_TICK);
+        ticks += 1;
+    }
+    assert_eq!(ticks, 10_000usize.div_ceil(super::GARBAGE_PER_TICK));
+}
+
+#[test]
+fn a_long_committed_log_is_applied_a_bounded_batch_per_step() {
+    use crate::raft::log::MAX_APPLY_ENTRIES;
+    let total = MAX_APPLY_ENTRIES as u64 * 2 + 10;
+    let entries: Vec<Entry> = (1..=total).map(|i| command(i, 1)).collect();
+    let hard_state = HardState { term: Term(1), vote: Some(NodeId(1)), commit: Index(total) };
+    let mut n = Node::new(cfg(1, 3), Restored { hard_state, snapshot: None, entries }).unwrap();
+    let mut batches = Vec::new();
+    for _ in 0..10 {
+        assert!(n.ticks_until_due() == 1 || n.view().applied == Index(total));
+        for o in n.step(Input::Tick) {
+            if let Output::Apply(e) = o {
+                batches.push(e.len());
+            }
+        }
+    }
+    assert_eq!(batches, vec![MAX_APPLY_ENTRIES, MAX_APPLY_ENTRIES, 10]);
+    assert_eq!(n.view().applied, Index(total));
+}

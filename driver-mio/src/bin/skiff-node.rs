@@ -38,6 +38,8 @@ struct Args {
     #[arg(long)]
     snapshot_threshold: Option<u64>,
     #[arg(long)]
+    max_snapshot_bytes: Option<u64>,
+    #[arg(long)]
     max_sessions: Option<u32>,
     #[arg(long)]
     session_ttl_s: Option<u64>,
@@ -83,6 +85,9 @@ fn config(a: Args) -> Result<NodeConfig, String> {
     }
     if let Some(v) = a.snapshot_threshold {
         c.snapshot_threshold = v;
+    }
+    if let Some(v) = a.max_snapshot_bytes {
+        c.max_snapshot_bytes = v;
     }
     if let Some(v) = a.max_sessions {
         c.max_sessions = v;

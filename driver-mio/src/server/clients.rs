@@ -317,6 +317,11 @@ impl Clients {
             }
             self.accepted.insert(token, a);
             self.dirty.insert(token);
+            // Checked after every read, not once per round: a round reads up to a buffer's
+            // worth from each ready connection, so the total passes its bound by at most one
+            // read.
+            self.account(token);
+            self.enforce_buffer_bound(ctx.registry);
         } else {
             a.conn().deregister(ctx.registry);
             self.account(token);

@@ -13,6 +13,7 @@ use skiff_std::runtime::batch_input;
 
 use super::kv::{LocalKv, Waiter};
 use super::peers::PeerLink;
+use super::stall::Stalls;
 use super::storage::{StorageEvent, StorageLink};
 use super::ServeError;
 
@@ -38,9 +39,11 @@ pub(crate) struct Engine {
     logged: u64,
     /// A snapshot being encoded on its own thread: the index it covers and where its bytes
     /// arrive.
-    encoding: Option<(Index, Receiver<Vec<u8>>)>,
+    encoding: Option<(Index, Receiver<bytes::Bytes>)>,
     /// Snapshots this node took (for `INFO`).
     snapshots_taken: u64,
+    /// How long the event loop's rounds take (recorded by the loop).
+    pub(crate) loop_stalls: Stalls,
     /// Set when the node cannot go on (a snapshot that does not decode): the loop stops.
     pub(crate) fatal: Option<ServeError>,
 }
@@ -59,6 +62,7 @@ impl Engine {
             logged: 0,
             encoding: None,
             snapshots_taken: 0,
+            loop_stalls: Stalls::default(),
             fatal: None,
         }
     }
@@ -165,8 +169,11 @@ impl Engine {
                     let index = *index;
                     self.encoding = None;
                     self.snapshots_taken += 1;
-                    tracing::debug!(index = index.0, bytes = data.len(), "snapshot encoded");
-                    self.step(Input::Snapshot { index, data: data.into() });
+                    let began = Instant::now();
+                    let bytes = data.len();
+                    self.step(Input::Snapshot { index, data });
+                    let us = began.elapsed().as_micros() as u64;
+                    tracing::debug!(index = index.0, bytes, compaction_us = us, "snapshot taken");
                 }
                 Err(TryRecvError::Empty) => {}
                 Err(TryRecvError::Disconnected) => {
@@ -184,7 +191,8 @@ impl Engine {
         self.logged = 0;
         let (tx, rx) = channel();
         let spawned = std::thread::Builder::new().name("skiff-snapshot".into()).spawn(move || {
-            let _ = tx.send(state.snapshot());
+            // Made `Bytes` here: the conversion may copy (to fit the allocation).
+            let _ = tx.send(bytes::Bytes::from(state.snapshot()));
         });
         match spawned {
             Ok(_) => self.encoding = Some((index, rx)),
@@ -221,6 +229,12 @@ impl Engine {
             for link in links {
                 if let Some(p) = self.node.progress(link.id) {
                     s.push_str(&format!("peer_{}_match:{}\r\n", link.id.0, p.match_index.0));
+                    if let Some((index, max)) = p.snapshot_refused {
+                        s.push_str(&format!(
+                            "peer_{}_snapshot_refused:{} (its bound: {max} bytes)\r\n",
+                            link.id.0, index.0
+                        ));
+                    }
                 }
             }
         }
@@ -235,6 +249,9 @@ impl Engine {
             self.kv.installed(),
             self.snapshots_taken
         ));
+        s.push_str("# Stalls\r\n");
+        s.push_str(&self.loop_stalls.info("loop_round"));
+        s.push_str(&self.storage.stalls.info("storage_write"));
         s
     }
 }

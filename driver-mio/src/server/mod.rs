@@ -20,6 +20,7 @@ mod kv;
 mod native;
 mod peers;
 mod resp_session;
+mod stall;
 mod storage;
 
 use std::collections::HashMap;
@@ -264,6 +265,10 @@ impl Server {
             }
             if self.engine.storage.ended() {
                 return Err(ServeError::StorageEnded);
+            }
+            let took = now.elapsed();
+            if self.engine.loop_stalls.record(took) {
+                tracing::debug!(ms = took.as_millis() as u64, events = events.iter().count(), "slow loop round");
             }
         }
         Ok(())

@@ -6,10 +6,13 @@ use std::io;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use mio::Waker;
 use skiff_core::Persist;
 use skiff_std::storage::{group_commit, Storage, StorageError};
+
+use super::stall::Stalls;
 
 /// What the storage thread reports.
 #[derive(Debug)]
@@ -24,6 +27,8 @@ pub(crate) enum StorageEvent {
 pub(crate) struct StorageLink {
     tx: Option<Sender<Persist>>,
     pub(crate) events: Receiver<StorageEvent>,
+    /// How long each group commit took.
+    pub(crate) stalls: Arc<Stalls>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -31,8 +36,10 @@ impl StorageLink {
     pub(crate) fn start<S: Storage>(storage: S, waker: Arc<Waker>, name: String) -> io::Result<StorageLink> {
         let (tx, rx) = channel::<Persist>();
         let (events_tx, events) = channel();
-        let thread = thread::Builder::new().name(name).spawn(move || commit_loop(storage, rx, events_tx, waker))?;
-        Ok(StorageLink { tx: Some(tx), events, thread: Some(thread) })
+        let stalls = Arc::new(Stalls::default());
+        let timed = Timed { storage, stalls: stalls.clone() };
+        let thread = thread::Builder::new().name(name).spawn(move || commit_loop(timed, rx, events_tx, waker))?;
+        Ok(StorageLink { tx: Some(tx), events, stalls, thread: Some(thread) })
     }
 
     /// Queues a record (written with whatever else is queued when the thread gets to it).
@@ -59,6 +66,25 @@ impl StorageLink {
 impl Drop for StorageLink {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// A storage whose every append is timed.
+struct Timed<S> {
+    storage: S,
+    stalls: Arc<Stalls>,
+}
+
+impl<S: Storage> Storage for Timed<S> {
+    fn append(&mut self, batch: &[Persist]) -> Result<(), StorageError> {
+        let start = Instant::now();
+        let result = self.storage.append(batch);
+        let took = start.elapsed();
+        if self.stalls.record(took) {
+            let snapshot = batch.iter().find_map(|p| p.snapshot.as_ref()).map(|s| s.data.len());
+            tracing::debug!(ms = took.as_millis() as u64, records = batch.len(), ?snapshot, "slow storage write");
+        }
+        result
     }
 }
 

@@ -1,9 +1,15 @@
 //! [`FileStorage`]: a data directory holding `wal/` (numbered segments of checksummed records)
 //! and `snapshot` (the latest snapshot, replaced atomically), on any [`Fs`].
 //!
-//! Writing a batch: any snapshot it carries goes to the snapshot file first (durable before
-//! the WAL mentions it); then every record is appended and the batch is synced once (group
-//! commit). A `Persist` too large for one record is split ([`wal::split`]). Once a snapshot's
+//! Writing a batch: every record is appended and the batch is synced once (group commit). A
+//! snapshot's file is always durable before a WAL record names it. A snapshot that discards
+//! stored entries (an install past or against the log) is written first, inside its batch. One
+//! that discards none (the service's compaction, or an install matching the log) covers only
+//! entries already in the WAL, so until its file is durable the old snapshot plus the log
+//! recover the same state: its file is written on a thread of its own
+//! ([`SnapshotWrites::Background`]), started once its batch is synced, and the record naming it
+//! goes with the first batch after the file is durable. Large snapshots thus never hold up the
+//! batches behind them. A `Persist` too large for one record is split ([`wal::split`]). Once a snapshot's
 //! record is durable, segments whose entries it covers are deleted. A segment is rolled when
 //! it passes `segment_bytes`, also in the middle of a batch (after syncing what came before);
 //! each starts with the full hard state and snapshot marker, so deleting older ones loses
@@ -23,6 +29,7 @@ use std::path::{Path, PathBuf};
 use skiff_core::{Entry, HardState, Index, Persist, Restored, SnapshotMeta};
 
 use super::fs::{Fs, RealFs};
+use super::snapshot_file::{Pending, SnapshotWrites};
 use super::wal::{self, RecordRef, Tail};
 use super::{snapshot_file, LogImage, Storage, StorageError};
 
@@ -36,11 +43,20 @@ pub struct FileStorageOptions {
     /// fdatasync after every batch. Only for benchmarks that want to see the cost of the
     /// disk: without it, acknowledged writes can be lost by a power failure.
     pub sync: bool,
+    /// How a snapshot that covers only entries already stored (see the module docs) is
+    /// written: on its own thread by default, so the batches behind it do not wait for a
+    /// large file's write and sync.
+    pub snapshot_writes: SnapshotWrites,
 }
 
 impl Default for FileStorageOptions {
     fn default() -> Self {
-        FileStorageOptions { segment_bytes: 64 << 20, record_bytes: 8 << 20, sync: true }
+        FileStorageOptions {
+            segment_bytes: 64 << 20,
+            record_bytes: 8 << 20,
+            sync: true,
+            snapshot_writes: SnapshotWrites::Background,
+        }
     }
 }
 
@@ -66,6 +82,8 @@ pub struct FileStorage<F: Fs = RealFs> {
     hard_state: HardState,
     snapshot: Option<SnapshotMeta>,
     buf: Vec<u8>,
+    /// A snapshot file written apart from the WAL; its record follows once it is durable.
+    pending: Option<Pending>,
 }
 
 impl FileStorage<RealFs> {
@@ -158,6 +176,7 @@ impl<F: Fs> FileStorage<F> {
             hard_state: image.hard_state,
             snapshot: snapshot.as_ref().map(|s| s.meta.clone()),
             buf: Vec::new(),
+            pending: None,
         };
         match storage.segments.last() {
             Some(last) => {
@@ -281,21 +300,55 @@ impl<F: Fs> FileStorage<F> {
     }
 }
 
+impl<F: Fs> FileStorage<F> {
+    /// Waits for the pending snapshot file, if any, and encodes the record that names it.
+    /// Returns the index its segments may be trimmed to once that record is durable.
+    fn finish_pending(&mut self) -> Result<Option<Index>, StorageError> {
+        let Some(pending) = self.pending.take() else { return Ok(None) };
+        let meta = pending.finish(&mut self.fs, &self.dir)?;
+        let record = RecordRef { hard_state: None, snapshot: Some(&meta), truncate_from: None, entries: &[] };
+        self.encode(&record)?;
+        Ok(Some(meta.index))
+    }
+}
+
 impl<F: Fs> Storage for FileStorage<F> {
     fn append(&mut self, batch: &[Persist]) -> Result<(), StorageError> {
         self.roll_if_full()?;
         self.buf.clear();
-        let mut snapshot_index = None;
+        let mut trim_to = None;
+        if self.pending.as_ref().is_some_and(Pending::ready) {
+            trim_to = self.finish_pending()?;
+        }
+        let mut lazy = None;
         for p in batch {
+            // A snapshot that discards no stored entry (the service's compaction, or an
+            // install that matched the log) covers only entries stored in earlier records:
+            // until its file is durable, the old snapshot and the log recover the same state.
+            let deferred = p.snapshot.is_some()
+                && p.truncate_from.is_none()
+                && self.opts.snapshot_writes != SnapshotWrites::Inline;
             if let Some(s) = &p.snapshot {
-                if !self.buf.is_empty() {
-                    // The records before it must not be lost while the snapshot survives.
-                    self.write_buf(true)?;
+                // One snapshot file at a time, in order.
+                if let Some(index) = self.finish_pending()? {
+                    trim_to = Some(index);
                 }
-                snapshot_file::write(&mut self.fs, &self.dir, s)?;
-                snapshot_index = Some(s.meta.index);
+                if deferred {
+                    lazy = Some(s);
+                } else {
+                    lazy = None;
+                    if !self.buf.is_empty() {
+                        // The records before it must not be lost while the snapshot survives.
+                        self.write_buf(true)?;
+                    }
+                    snapshot_file::write(&mut self.fs, &self.dir, s)?;
+                    trim_to = Some(s.meta.index);
+                }
             }
-            for record in wal::split(p, self.hard_state.commit, self.opts.record_bytes) {
+            for mut record in wal::split(p, self.hard_state.commit, self.opts.record_bytes) {
+                if deferred {
+                    record.snapshot = None;
+                }
                 if !self.buf.is_empty() && self.active_len + self.buf.len() as u64 >= self.opts.segment_bytes {
                     // What came before is synced before the next segment's header names it.
                     self.write_buf(true)?;
@@ -306,11 +359,30 @@ impl<F: Fs> Storage for FileStorage<F> {
         }
         // Without `sync`, a batch that trims is synced anyway: the snapshot's record must be
         // durable before the segments it covers go.
-        self.write_buf(self.opts.sync || snapshot_index.is_some())?;
-        if let Some(index) = snapshot_index {
+        self.write_buf(self.opts.sync || trim_to.is_some())?;
+        if let Some(index) = trim_to {
             self.trim(index)?;
         }
+        // Started only now that every entry it covers is durable (some may have come in this
+        // batch), so the file never lands ahead of them.
+        if let Some(s) = lazy {
+            self.pending = Some(Pending::start(&self.fs, &self.dir, s, self.opts.snapshot_writes));
+        }
         Ok(())
+    }
+}
+
+impl<F: Fs> Drop for FileStorage<F> {
+    /// Lets a snapshot file being written finish (its record is left to recovery, which
+    /// finds the file newer than the WAL and takes it by the install rule).
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take().filter(|_| self.opts.snapshot_writes == SnapshotWrites::Background) {
+            {
+                if let Err(e) = p.finish(&mut self.fs, &self.dir) {
+                    tracing::warn!(error = %e, "a snapshot written in the background failed");
+                }
+            }
+        }
     }
 }
 

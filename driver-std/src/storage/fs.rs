@@ -13,7 +13,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 /// The operations [`super::FileStorage`] performs on disk.
-pub trait Fs: Send + 'static {
+/// Clones share one file system (a writer thread gets its own handle).
+pub trait Fs: Clone + Send + 'static {
     /// An open file, written at its end.
     type File: Send + fmt::Debug;
 

@@ -28,7 +28,7 @@ pub use image::LogImage;
 pub use marker::{check_cluster, write_atomically, CLUSTER_MARKER};
 pub use mem::{MemDisk, MemStorage};
 pub use sim_fs::{DiskImage, SimFile, SimFs};
-pub use snapshot_file::parse as parse_snapshot_file;
+pub use snapshot_file::{parse as parse_snapshot_file, SnapshotWrites};
 pub use wal::{parse_segment as parse_wal_segment, Tail, WalRecord};
 
 /// Where persist records go.

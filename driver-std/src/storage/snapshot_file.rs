@@ -3,9 +3,10 @@
 //! either the old snapshot or the new one, never a mix.
 
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
-use skiff_core::Snapshot;
+use skiff_core::{Snapshot, SnapshotMeta};
 
 use super::fs::Fs;
 use super::{write_atomically, StorageError};
@@ -49,4 +50,71 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
         return Err(StorageError::corrupt(path, HEADER as u64, "snapshot checksum mismatch"));
     }
     postcard::from_bytes(payload).map_err(|_| StorageError::corrupt(path, HEADER as u64, "snapshot does not decode"))
+}
+
+/// How a [`Pending`] snapshot file gets written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotWrites {
+    /// In the batch that carries it: the batch waits for it (and every batch behind it).
+    Inline,
+    /// On a thread of its own while batches go on (the default).
+    Background,
+    /// At the start of the next batch: the order `Background` may take, made deterministic
+    /// for crash-point tests.
+    Deferred,
+}
+
+/// A snapshot file being written apart from the WAL (see `FileStorage`).
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) meta: SnapshotMeta,
+    job: Job,
+}
+
+#[derive(Debug)]
+enum Job {
+    Thread(JoinHandle<Result<(), StorageError>>),
+    Later(Snapshot),
+}
+
+impl Pending {
+    /// Starts writing `snapshot` into `dir` as `how` says (`Background` or `Deferred`).
+    pub(crate) fn start<F: Fs>(fs: &F, dir: &Path, snapshot: &Snapshot, how: SnapshotWrites) -> Pending {
+        let meta = snapshot.meta.clone();
+        let job = match how {
+            SnapshotWrites::Background => {
+                let (mut fs, dir, copy) = (fs.clone(), dir.to_path_buf(), snapshot.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("skiff-snapshot-write".into())
+                    .spawn(move || write(&mut fs, &dir, &copy));
+                match spawned {
+                    Ok(handle) => Job::Thread(handle),
+                    // No thread to be had: written when finished, like `Deferred`.
+                    Err(_) => Job::Later(snapshot.clone()),
+                }
+            }
+            SnapshotWrites::Deferred | SnapshotWrites::Inline => Job::Later(snapshot.clone()),
+        };
+        Pending { meta, job }
+    }
+
+    /// Whether finishing would not wait (the thread is done, or there is none).
+    pub(crate) fn ready(&self) -> bool {
+        match &self.job {
+            Job::Thread(h) => h.is_finished(),
+            Job::Later(_) => true,
+        }
+    }
+
+    /// Waits for the file to be durable in `dir` (writing it now if that was left for later).
+    pub(crate) fn finish<F: Fs>(self, fs: &mut F, dir: &Path) -> Result<SnapshotMeta, StorageError> {
+        match self.job {
+            Job::Thread(h) => h.join().unwrap_or_else(|_| {
+                let path: PathBuf = dir.join(SNAPSHOT_FILE);
+                Err(StorageError::io(&path, "write snapshot", std::io::Error::other("the writer thread panicked")))
+            })?,
+            Job::Later(s) => write(fs, dir, &s)?,
+        }
+        Ok(self.meta)
+    }
 }

@@ -93,6 +93,9 @@ pub(super) fn render_body(body: &MessageBody) -> String {
         MessageBody::SnapshotResponse { index, next_offset, done } => {
             format!("SnapshotResponse{{at={}, next={next_offset}{}}}", index.0, if *done { ", done" } else { "" })
         }
+        MessageBody::SnapshotRefused { index, max_bytes } => {
+            format!("SnapshotRefused{{at={}, max={max_bytes}}}", index.0)
+        }
     }
 }
 
