@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 REV=${1:?usage: bench/ab.sh REV [rounds] [seconds]}
 ROUNDS=${2:-3}
 SECS=${3:-5}
+ONLY=${ONLY:-} # ONLY=p16: only the pipelined RESP SET load (more rounds in the same time)
 WORK=$(mktemp -d /tmp/skiff-ab.XXXXXX)
 pids=()
 cleanup() {
@@ -45,11 +46,13 @@ measure() { # measure A|B ROUND
   for p in 6381 6382 6383; do
     if redis-cli -p "$p" info | grep -q '^role:Leader'; then port=$p; fi
   done
-  for c in 1 50; do
-    echo "$side $round native-set-c$c $("$bin" bench --op set --connections "$c" --seconds "$SECS" | grep -o '[0-9]* ops/s' | cut -d' ' -f1)"
-  done
-  echo "$side $round native-get-c1 $("$bin" bench --op get --connections 1 --seconds "$SECS" | grep -o '[0-9]* ops/s' | cut -d' ' -f1)"
-  echo "$side $round resp-set-c50 $(rb "$port" set 50 1 $((20000 * SECS / 5)))"
+  if [ -z "$ONLY" ]; then
+    for c in 1 50; do
+      echo "$side $round native-set-c$c $("$bin" bench --op set --connections "$c" --seconds "$SECS" | grep -o '[0-9]* ops/s' | cut -d' ' -f1)"
+    done
+    echo "$side $round native-get-c1 $("$bin" bench --op get --connections 1 --seconds "$SECS" | grep -o '[0-9]* ops/s' | cut -d' ' -f1)"
+    echo "$side $round resp-set-c50 $(rb "$port" set 50 1 $((20000 * SECS / 5)))"
+  fi
   echo "$side $round resp-set-c50-P16 $(rb "$port" set 50 16 $((150000 * SECS / 5)))"
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
   unset 'pids[-1]'

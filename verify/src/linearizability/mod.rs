@@ -75,6 +75,29 @@ pub(crate) fn step(state: &str, input: &Input, output: &Output) -> Option<String
     }
 }
 
+/// The operations of one key that can bear on its verdict; leaving out the others only
+/// shrinks the search (unknown outcomes multiply it: each may take effect anywhere after its
+/// call, or never). Left out:
+/// - a read that never returned: it constrains nothing and changes no state;
+/// - a write with an unknown outcome whose value no returned read contains. Had it taken
+///   effect, every read until the next put would contain its value, so none came before the
+///   next put: any linearization with it stays one without it, and one without it is one
+///   where it never took effect.
+fn relevant(ops: Vec<Operation>) -> Vec<Operation> {
+    let seen: Vec<&str> = ops
+        .iter()
+        .filter(|o| o.ret.is_some() && matches!(o.input, Input::Get { .. }))
+        .filter_map(|o| o.output.as_deref())
+        .collect();
+    let bears = |o: &Operation| match &o.input {
+        _ if o.ret.is_some() => true,
+        Input::Get { .. } => false,
+        Input::Put { value, .. } | Input::Append { value, .. } => seen.iter().any(|r| r.contains(value.as_str())),
+    };
+    let keep: Vec<bool> = ops.iter().map(bears).collect();
+    ops.into_iter().zip(keep).filter_map(|(o, k)| k.then_some(o)).collect()
+}
+
 /// Checks a whole history, key by key. `timeout` bounds the total search time.
 pub fn check(history: &[Operation], timeout: Option<Duration>) -> Verdict {
     let mut keys: Vec<&str> = history.iter().map(|o| o.input.key()).collect();
@@ -83,13 +106,7 @@ pub fn check(history: &[Operation], timeout: Option<Duration>) -> Verdict {
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let mut unknown = false;
     for key in keys {
-        // A read that never returned constrains nothing (it may be linearized anywhere, and
-        // changes no state): leaving it out only shrinks the search.
-        let ops: Vec<Operation> = history
-            .iter()
-            .filter(|o| o.input.key() == key && !(o.ret.is_none() && matches!(o.input, Input::Get { .. })))
-            .cloned()
-            .collect();
+        let ops = relevant(history.iter().filter(|o| o.input.key() == key).cloned().collect());
         match check_partition(&ops, deadline) {
             Some(true) => {}
             Some(false) => {
