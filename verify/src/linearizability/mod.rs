@@ -8,7 +8,8 @@
 //!
 //! The search keeps the history as a list ordered by event time and repeatedly tries to
 //! linearize a pending operation that was called before any operation returned; a state
-//! (set of linearized operations, model value) seen before is not explored again.
+//! (set of linearized operations, model value) seen before is not explored again. The model
+//! of one key is its value: a get must read it, a put replaces it, an append extends it.
 
 mod search;
 
@@ -61,18 +62,6 @@ pub enum Verdict {
     },
     /// The search ran out of time.
     Unknown,
-}
-
-/// The sequential specification of one key: its value.
-pub(crate) fn step(state: &str, input: &Input, output: &Output) -> Option<String> {
-    match input {
-        Input::Get { .. } => match output {
-            Some(v) if v != state => None,
-            _ => Some(state.to_string()),
-        },
-        Input::Put { value, .. } => Some(value.clone()),
-        Input::Append { value, .. } => Some(format!("{state}{value}")),
-    }
 }
 
 /// The operations of one key that can bear on its verdict; leaving out the others only
