@@ -1,6 +1,7 @@
 //! The search over one key's history.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use super::{Input, Operation};
@@ -145,6 +146,56 @@ enum Undo {
     Length(usize),
 }
 
+/// A hasher for fingerprints, which are random already: it folds the words it is given.
+#[derive(Default)]
+struct Fold(u64);
+
+impl Hasher for Fold {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0 ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
+    fn write_u128(&mut self, x: u128) {
+        self.write_u64(x as u64);
+        self.write_u64((x >> 64) as u64);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+}
+
+/// Among the calls that may go first (those before the list's first return), a read that
+/// returned the current value. Linearizing it at once loses nothing: if any order of what is
+/// left works, the one with this read first does too (it changes no state, and nothing
+/// pending had to precede it), so its alternatives need no search.
+fn ready_read(list: &List, ops: &[Operation], state: &str) -> Option<usize> {
+    let mut at = list.nodes[HEAD].next;
+    while at != NIL && list.nodes[at].is_call {
+        let op = &ops[list.nodes[at].op];
+        if matches!(op.input, Input::Get { .. }) && op.output.as_deref() == Some(state) {
+            return Some(at);
+        }
+        at = list.nodes[at].next;
+    }
+    None
+}
+
+/// One linearized operation: its call node, how to undo it, the value hash before it, and
+/// whether it was forced (a ready read, whose alternatives are not searched).
+struct Choice {
+    call: usize,
+    undo: Undo,
+    hash: StrHash,
+    forced: bool,
+}
+
 /// Whether one key's operations are linearizable; `None` if the deadline passed.
 ///
 /// The state (the key's value) is changed in place and restored from an undo record, and a
@@ -152,6 +203,8 @@ enum Undo {
 /// random values, and a 122-bit hash of the value. So a step costs what its own value costs,
 /// however long the value has grown or however many operations the key has. (A fingerprint
 /// collision would prune a state not seen; at 2^-122 per pair it is left out of account.)
+/// Reads that can go now go at once ([`ready_read`]), so concurrent reads of one value do
+/// not multiply the search.
 pub fn check_partition(ops: &[Operation], deadline: Option<Instant>) -> Option<bool> {
     let mut list = List::build(ops);
     let pieces: Vec<(StrHash, StrHash)> = ops
@@ -162,11 +215,9 @@ pub fn check_partition(ops: &[Operation], deadline: Option<Instant>) -> Option<b
         })
         .collect();
     let marks: Vec<u128> = (0..ops.len()).map(zobrist).collect();
-    let empty = StrHash::of("").0;
-    let mut seen: HashSet<(u128, StrHash)> = HashSet::new();
-    let (mut state, mut hash, mut linearized) = (String::new(), empty, 0u128);
-    // (call node, undo record, hash before) for every operation linearized so far.
-    let mut stack: Vec<(usize, Undo, StrHash)> = Vec::new();
+    let mut seen: HashSet<(u128, StrHash), BuildHasherDefault<Fold>> = HashSet::default();
+    let (mut state, mut hash, mut linearized) = (String::new(), StrHash::of("").0, 0u128);
+    let mut stack: Vec<Choice> = Vec::new();
     let mut entry = list.nodes[HEAD].next;
     let mut steps = 0u64;
     while list.nodes[HEAD].next != NIL {
@@ -174,8 +225,12 @@ pub fn check_partition(ops: &[Operation], deadline: Option<Instant>) -> Option<b
         if steps.is_multiple_of(1024) && deadline.is_some_and(|d| Instant::now() > d) {
             return None;
         }
-        let node = list.nodes[entry];
+        let fresh = entry == list.nodes[HEAD].next;
+        let forced = if fresh { ready_read(&list, ops, &state) } else { None };
+        let node = list.nodes[forced.unwrap_or(entry)];
+        let mut failed = !node.is_call;
         if node.is_call {
+            let call = forced.unwrap_or(entry);
             let k = node.op;
             let op = &ops[k];
             let next_hash = match &op.input {
@@ -186,8 +241,8 @@ pub fn check_partition(ops: &[Operation], deadline: Option<Instant>) -> Option<b
                 Input::Put { .. } => Some(pieces[k].0),
                 Input::Append { .. } => Some(hash.append(pieces[k])),
             };
-            if let Some(next_hash) = next_hash {
-                if seen.insert((linearized ^ marks[k], next_hash)) {
+            match next_hash {
+                Some(next_hash) if seen.insert((linearized ^ marks[k], next_hash)) => {
                     let undo = match &op.input {
                         Input::Get { .. } => Undo::Nothing,
                         Input::Put { value, .. } => Undo::Value(std::mem::replace(&mut state, value.clone())),
@@ -197,27 +252,36 @@ pub fn check_partition(ops: &[Operation], deadline: Option<Instant>) -> Option<b
                             Undo::Length(before)
                         }
                     };
-                    stack.push((entry, undo, hash));
+                    stack.push(Choice { call, undo, hash, forced: forced.is_some() });
                     hash = next_hash;
                     linearized ^= marks[k];
-                    list.lift(entry);
+                    list.lift(call);
                     entry = list.nodes[HEAD].next;
                     continue;
                 }
+                // A ready read already explored from here: so was everything else.
+                _ if forced.is_some() => failed = true,
+                _ => entry = node.next,
             }
-            entry = node.next;
-        } else {
-            // A return before any pending call could go first: undo the last choice.
-            let Some((call, undo, before)) = stack.pop() else { return Some(false) };
-            match undo {
-                Undo::Nothing => {}
-                Undo::Value(v) => state = v,
-                Undo::Length(n) => state.truncate(n),
+        }
+        if failed {
+            // Nothing more can go first here: undo the last choice, and the ones before it
+            // while they were forced.
+            loop {
+                let Some(c) = stack.pop() else { return Some(false) };
+                match c.undo {
+                    Undo::Nothing => {}
+                    Undo::Value(v) => state = v,
+                    Undo::Length(n) => state.truncate(n),
+                }
+                hash = c.hash;
+                linearized ^= marks[list.nodes[c.call].op];
+                list.unlift(c.call);
+                if !c.forced {
+                    entry = list.nodes[c.call].next;
+                    break;
+                }
             }
-            hash = before;
-            linearized ^= marks[list.nodes[call].op];
-            list.unlift(call);
-            entry = list.nodes[call].next;
         }
     }
     Some(true)
