@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 REV=${1:?usage: bench/ab.sh REV [rounds] [seconds]}
 ROUNDS=${2:-3}
 SECS=${3:-5}
-ONLY=${ONLY:-} # ONLY=p16: only the pipelined RESP SET load (more rounds in the same time)
+ONLY=${ONLY:-} # ONLY=resp-set-c50-P16 (a load's name): only that load, more rounds in the same time
 WORK=$(mktemp -d /tmp/skiff-ab.XXXXXX)
 pids=()
 cleanup() {
@@ -46,14 +46,17 @@ measure() { # measure A|B ROUND
   for p in 6381 6382 6383; do
     if redis-cli -p "$p" info | grep -q '^role:Leader'; then port=$p; fi
   done
-  if [ -z "$ONLY" ]; then
-    for c in 1 50; do
-      echo "$side $round native-set-c$c $("$bin" bench --op set --connections "$c" --seconds "$SECS" | grep -o '[0-9]* ops/s' | cut -d' ' -f1)"
-    done
-    echo "$side $round native-get-c1 $("$bin" bench --op get --connections 1 --seconds "$SECS" | grep -o '[0-9]* ops/s' | cut -d' ' -f1)"
-    echo "$side $round resp-set-c50 $(rb "$port" set 50 1 $((20000 * SECS / 5)))"
-  fi
-  echo "$side $round resp-set-c50-P16 $(rb "$port" set 50 16 $((150000 * SECS / 5)))"
+  load() { # load NAME COMMAND...: one measurement, unless ONLY names another
+    local name=$1
+    shift
+    if [ -z "$ONLY" ] || [ "$ONLY" = "$name" ]; then echo "$side $round $name $("$@")"; fi
+  }
+  native() { "$bin" bench --op "$1" --connections "$2" --seconds "$SECS" | grep -o '[0-9]* ops/s' | cut -d' ' -f1; }
+  load native-set-c1 native set 1
+  load native-set-c50 native set 50
+  load native-get-c1 native get 1
+  load resp-set-c50 rb "$port" set 50 1 $((20000 * SECS / 5))
+  load resp-set-c50-P16 rb "$port" set 50 16 $((150000 * SECS / 5))
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
   unset 'pids[-1]'
 }

@@ -86,6 +86,7 @@ pub mod codec;
 mod config;
 mod io;
 pub mod kv;
+mod membership;
 mod message;
 pub mod raft;
 pub mod rng;
@@ -94,6 +95,7 @@ pub mod wire;
 
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use io::{DropReason, Ignored, Input, Output, Persist, Proposal, RestoreError, Restored, Role, View};
+pub use membership::{ChangeStep, JointPolicy, Membership, MembershipError, StepRefused};
 pub use message::{AppendResult, Message, MessageBody};
 pub use raft::Node;
 pub use types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term, ENTRY_OVERHEAD};
