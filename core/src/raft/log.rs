@@ -33,10 +33,20 @@ pub struct RaftLog {
     /// Persists issued but not acknowledged: `(seq, last index of the log when issued)`.
     /// Invariant: seqs increase; each `last` is clamped below any later truncation.
     unacked: VecDeque<(u64, Index)>,
-    /// Entries compacted away, no longer part of the log, freed a bounded number per step
+    /// Entries compacted away, no longer part of the log, freed a bounded number per tick
     /// ([`RaftLog::free_garbage`]): dropping a million entries at once would hold the node
     /// up for a hundred milliseconds.
-    garbage: Vec<Entry>,
+    garbage: Garbage,
+}
+
+/// Compacted entries waiting to be freed (`Debug` shows how many, not each one).
+#[derive(Default)]
+struct Garbage(Vec<Entry>);
+
+impl core::fmt::Debug for Garbage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} compacted entries", self.0.len())
+    }
 }
 
 impl RaftLog {
@@ -53,7 +63,7 @@ impl RaftLog {
             applied: base,
             durable: last,
             unacked: VecDeque::new(),
-            garbage: Vec::new(),
+            garbage: Garbage::default(),
         }
     }
 
@@ -233,30 +243,33 @@ impl RaftLog {
     fn discard_front(&mut self, n: usize) {
         let rest = self.entries.split_off(n.min(self.entries.len()));
         let gone = core::mem::replace(&mut self.entries, rest);
-        if self.garbage.is_empty() {
-            self.garbage = gone;
+        if self.garbage.0.is_empty() {
+            self.garbage.0 = gone;
         } else {
-            self.garbage.extend(gone);
+            self.garbage.0.extend(gone);
         }
     }
 
-    /// Frees up to `n` compacted entries.
+    /// Frees `n` compacted entries, or a sixteenth of those waiting if that is more: a
+    /// bounded cost per call, and a backlog that shrinks geometrically however fast entries
+    /// are compacted.
     pub(crate) fn free_garbage(&mut self, n: usize) {
-        let keep = self.garbage.len().saturating_sub(n);
-        self.garbage.truncate(keep);
-        if keep == 0 && self.garbage.capacity() > 0 {
-            self.garbage = Vec::new();
+        let waiting = self.garbage.0.len();
+        let keep = waiting.saturating_sub(n.max(waiting / 16));
+        self.garbage.0.truncate(keep);
+        if keep == 0 && self.garbage.0.capacity() > 0 {
+            self.garbage.0 = Vec::new();
         }
     }
 
     #[cfg(test)]
     pub(crate) fn garbage_len(&self) -> usize {
-        self.garbage.len()
+        self.garbage.0.len()
     }
 
     /// Whether compacted entries wait to be freed.
     pub(crate) fn has_garbage(&self) -> bool {
-        !self.garbage.is_empty()
+        !self.garbage.0.is_empty()
     }
 
     /// A snapshot received from the leader, not yet covered by our commit index. When we

@@ -34,10 +34,9 @@ use self::snapshot::Incoming;
 use self::transfer::Transfer;
 use crate::rng::SplitMix64 as Rng;
 
-/// Compacted entries freed per tick (see `RaftLog::free_garbage`): a few hundred
-/// microseconds of work, so a compaction of a million entries costs no tick more than that
-/// (per step would not bound a driver's round, which may take many steps), and at 10 ms
-/// ticks a million are freed in under 3 s.
+/// Compacted entries freed at least per tick (see `RaftLog::free_garbage`, which frees a
+/// sixteenth of a larger backlog): a few hundred microseconds of work. Per tick, because per
+/// step would not bound a driver's round, which may take many steps.
 const GARBAGE_PER_TICK: usize = 4096;
 
 /// One Raft node as a pure state machine. Feed it [`Input`]s with [`Node::step`]; carry out

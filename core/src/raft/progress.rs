@@ -43,9 +43,16 @@ pub struct Progress {
     /// The latest ReadIndex round this follower answered.
     pub(crate) read_round_acked: u64,
     /// The last snapshot the follower refused as too large, and the bound it gave: that
-    /// snapshot is not streamed to it again (a newer one is).
+    /// snapshot is not streamed to it again for [`REFUSAL_BEATS`] heartbeats (a newer one
+    /// is at once), so a follower whose bound was raised gets it in time. Cleared once the
+    /// follower holds a snapshot.
     pub snapshot_refused: Option<(Index, u64)>,
+    /// Heartbeats left before a refused snapshot is offered again.
+    refusal_wait: u32,
 }
+
+/// Heartbeats (at the defaults, 10 s) before a snapshot the follower refused is offered again.
+pub(crate) const REFUSAL_BEATS: u32 = 100;
 
 impl Progress {
     pub(crate) fn new(next: Index) -> Progress {
@@ -61,6 +68,7 @@ impl Progress {
             commit_notice: Default::default(),
             read_round_acked: 0,
             snapshot_refused: None,
+            refusal_wait: 0,
         }
     }
 
@@ -183,6 +191,18 @@ impl Progress {
             *rewind = *acked_at_beat == Some(*acked);
             *acked_at_beat = Some(*acked);
         }
+        self.refusal_wait = self.refusal_wait.saturating_sub(1);
+    }
+
+    /// The follower refused the snapshot at `index` (larger than its `max_bytes`).
+    pub(crate) fn snapshot_refused(&mut self, index: Index, max_bytes: u64) {
+        self.snapshot_refused = Some((index, max_bytes));
+        self.refusal_wait = REFUSAL_BEATS;
+    }
+
+    /// Whether the snapshot at `index` may be streamed now: not one refused a moment ago.
+    pub(crate) fn may_stream(&self, index: Index) -> bool {
+        self.refusal_wait == 0 || !self.snapshot_refused.is_some_and(|(i, _)| i == index)
     }
 
     /// Starts streaming the snapshot at `index` from its first byte.
@@ -195,6 +215,8 @@ impl Progress {
     /// The follower installed (or already held) everything up to `index`.
     pub(crate) fn snapshot_done(&mut self, index: Index) {
         self.recent_active = true;
+        self.snapshot_refused = None;
+        self.refusal_wait = 0;
         self.match_index = self.match_index.max(index);
         self.next = self.match_index.next();
         self.mode = Mode::Probe;

@@ -111,7 +111,7 @@ impl Node {
         let chunk = self.cfg.snapshot_chunk_bytes();
         let window = chunk * self.cfg.max_inflight_snapshot_chunks();
         let Some(pr) = self.progress.get_mut(&to) else { return };
-        if pr.snapshot_refused.is_some_and(|(index, _)| index == meta.index) {
+        if !pr.may_stream(meta.index) {
             return;
         }
         match pr.mode {
@@ -245,13 +245,14 @@ impl Node {
     }
 
     /// Leader: the follower will not take our snapshot at `index` (larger than its bound).
-    /// Streaming it stops; heartbeats go on, so the follower stays in the cluster, and the
-    /// next snapshot we take is offered again (it may be smaller).
+    /// Streaming it stops for a while (see `Progress::snapshot_refused`); heartbeats go on,
+    /// so the follower stays in the cluster, and the next snapshot we take is offered at once
+    /// (it may be smaller).
     pub(super) fn handle_snapshot_refused(&mut self, from: NodeId, index: Index, max_bytes: u64) {
         let Some(pr) = self.progress.get_mut(&from) else { return };
         pr.recent_active = true;
         if matches!(pr.mode, Mode::Snapshot { index: current, .. } if current == index) {
-            pr.snapshot_refused = Some((index, max_bytes));
+            pr.snapshot_refused(index, max_bytes);
         }
     }
 }

@@ -288,6 +288,23 @@ fn a_follower_refusing_an_oversized_snapshot_tells_the_leader_which_stops_sendin
         offered += snapshot_chunks_to(&n.step(from3(MessageBody::HeartbeatResponse { read_round: 0 })), 3);
     }
     assert!(offered > 0, "the next snapshot is offered again");
+    // Refused too, it is offered again after a while: the follower's bound may have been
+    // raised.
+    let _ = n.step(from3(MessageBody::SnapshotRefused { index: Index(6), max_bytes: 3 }));
+    let mut beats = 0;
+    loop {
+        let out = n.step(Input::Tick);
+        beats += out
+            .iter()
+            .filter(|o| matches!(o, Output::Send(m) if m.to == NodeId(3) && matches!(m.body, MessageBody::Heartbeat { .. })))
+            .count();
+        let out2 = n.step(from3(MessageBody::HeartbeatResponse { read_round: 0 }));
+        if snapshot_chunks_to(&out, 3) + snapshot_chunks_to(&out2, 3) > 0 {
+            break;
+        }
+        assert!(beats <= super::progress::REFUSAL_BEATS as usize + 1, "never offered again");
+    }
+    assert!(beats >= super::progress::REFUSAL_BEATS as usize, "offered again after only {beats} heartbeats");
 }
 
 #[test]
@@ -306,10 +323,25 @@ fn compacted_entries_are_freed_a_bounded_number_per_tick() {
     while n.log.garbage_len() > 0 {
         let before = n.log.garbage_len();
         let _ = n.step(Input::Tick);
-        assert!(before - n.log.garbage_len() <= super::GARBAGE_PER_TICK);
+        let freed = before - n.log.garbage_len();
+        assert!(freed <= super::GARBAGE_PER_TICK.max(before / 16), "{freed} of {before} at once");
         ticks += 1;
     }
     assert_eq!(ticks, 10_000usize.div_ceil(super::GARBAGE_PER_TICK));
+}
+
+#[test]
+fn a_large_backlog_of_compacted_entries_shrinks_geometrically() {
+    let mut n = single_leader(200_000);
+    let _ = n.step(Input::Snapshot { index: Index(200_000), data: Bytes::from_static(b"s") });
+    let _ = n.step(Input::Tick);
+    assert_eq!(n.log.garbage_len(), 200_000 - 200_000 / 16, "a sixteenth of a large backlog per tick");
+    let mut ticks = 1;
+    while n.log.garbage_len() > 0 {
+        let _ = n.step(Input::Tick);
+        ticks += 1;
+    }
+    assert!(ticks < 60, "{ticks} ticks to free 200,000 entries");
 }
 
 #[test]

@@ -8,8 +8,11 @@
 //! entries already in the WAL, so until its file is durable the old snapshot plus the log
 //! recover the same state: its file is written on a thread of its own
 //! ([`SnapshotWrites::Background`]), started once its batch is synced, and the record naming it
-//! goes with the first batch after the file is durable. Large snapshots thus never hold up the
-//! batches behind them. A `Persist` too large for one record is split ([`wal::split`]). Once a snapshot's
+//! goes with the first batch after the file is durable. Large snapshots thus do not hold up
+//! the batches behind them, unless another snapshot comes before the file is done (one is
+//! written at a time, so that batch waits for it). A background write that fails is reported
+//! as the error of the next batch (the node stops; the old snapshot and the WAL still recover
+//! everything). A `Persist` too large for one record is split ([`wal::split`]). Once a snapshot's
 //! record is durable, segments whose entries it covers are deleted. A segment is rolled when
 //! it passes `segment_bytes`, also in the middle of a batch (after syncing what came before);
 //! each starts with the full hard state and snapshot marker, so deleting older ones loses
