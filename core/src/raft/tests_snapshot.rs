@@ -179,14 +179,21 @@ fn a_late_chunk_of_a_replaced_transfer_is_ignored() {
     assert!(out.iter().any(|o| matches!(o, Output::ApplySnapshot(s) if s.data == "newNEW")), "{out:?}");
 }
 
+/// A follower of leader n2 in term 1 that takes snapshots of at most `max` bytes, and the
+/// meta of a snapshot n2 sends it.
+fn bounded_follower(max: u64) -> (Node, SnapshotMeta) {
+    let hard_state = HardState { term: Term(1), vote: Some(NodeId(2)), commit: Index(0) };
+    let cfg = Config::builder(NodeId(1), (1..=3).map(NodeId), 7).max_snapshot_bytes(max).build().unwrap();
+    let n = Node::new(cfg, Restored { hard_state, snapshot: None, entries: vec![] }).unwrap();
+    (n, SnapshotMeta { index: Index(9), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] })
+}
+
 #[test]
 fn a_snapshot_transfer_over_the_limit_is_dropped_not_buffered() {
-    let hard_state = HardState { term: Term(1), vote: Some(NodeId(2)), commit: Index(0) };
-    let cfg = Config::builder(NodeId(1), (1..=3).map(NodeId), 7).max_snapshot_bytes(5).build().unwrap();
-    let mut n = Node::new(cfg, Restored { hard_state, snapshot: None, entries: vec![] }).unwrap();
-    let meta = SnapshotMeta { index: Index(9), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] };
+    let (mut n, meta) = bounded_follower(5);
     assert_eq!(responses(&n.step(chunk(&meta, 0, b"abcd", false))), vec![(4, false)]);
-    // The next chunk would make it 6 bytes: the transfer is dropped and nothing answered.
+    // The next chunk would make it 6 bytes: the transfer is dropped, no progress answered
+    // (the refusal is the next test's).
     assert!(responses(&n.step(chunk(&meta, 4, b"ef", true))).is_empty());
     assert_eq!(n.view().ignored.too_large_snapshot, 1);
     // A chunk far past the limit is not held either (however sparse), and nothing installs.
@@ -224,10 +231,7 @@ fn snapshot_chunks_to(out: &[Output], to: u64) -> usize {
 #[test]
 fn a_follower_refusing_an_oversized_snapshot_tells_the_leader_which_stops_sending_it() {
     // The follower's side: a chunk past its bound is answered with a refusal.
-    let hard_state = HardState { term: Term(1), vote: Some(NodeId(2)), commit: Index(0) };
-    let small = Config::builder(NodeId(1), (1..=3).map(NodeId), 7).max_snapshot_bytes(3).build().unwrap();
-    let mut f = Node::new(small, Restored { hard_state, snapshot: None, entries: vec![] }).unwrap();
-    let meta = SnapshotMeta { index: Index(9), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] };
+    let (mut f, meta) = bounded_follower(3);
     let out = f.step(chunk(&meta, 0, b"state", true));
     let refusal = out.iter().find_map(|o| match o {
         Output::Send(m) if matches!(m.body, MessageBody::SnapshotRefused { .. }) => Some(m.clone()),
