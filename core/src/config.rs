@@ -1,19 +1,32 @@
 //! Node configuration, validated when built: a `Config` that exists is a valid one.
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
+use bytes::Bytes;
+
+use crate::membership::Membership;
 use crate::types::NodeId;
 
-/// A validated node configuration. Build one with [`Config::builder`].
+/// A validated node configuration. Build one with [`Config::builder`] (a node of a new
+/// cluster) or [`Config::joining`] (a node waiting to be added to a running one).
 ///
-/// Invariants: `voters` is sorted, free of duplicates and contains `id`;
+/// The voters given here are the *bootstrap* configuration: a node uses it only while its
+/// log and snapshot hold no configuration (a fresh node of a new cluster). Once changes are
+/// made, the configuration lives in the log ([`crate::Membership`]).
+///
+/// Invariants: `voters` is sorted, free of duplicates and contains `id` (empty when
+/// joining); `bootstrap` is built from `voters` and `initial_addresses`;
 /// `heartbeat_ticks >= 1`; `heartbeat_ticks < election_ticks_min < election_ticks_max`;
 /// every flow-control limit is at least 1.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     id: NodeId,
     voters: Vec<NodeId>,
+    initial_addresses: BTreeMap<NodeId, Bytes>,
+    joining: bool,
+    bootstrap: Membership,
     seed: u64,
     heartbeat_ticks: u32,
     election_ticks_min: u32,
@@ -39,6 +52,9 @@ pub enum ConfigError {
     SelfNotVoter { id: NodeId },
     /// The same id appears twice in the voter set.
     DuplicateVoter { id: NodeId },
+    /// An initial address is given for a node that is not a voter (or for a joining node,
+    /// which learns addresses from its cluster).
+    AddressOfNonVoter { id: NodeId },
     /// The heartbeat interval is zero ticks.
     ZeroHeartbeat,
     /// The minimum election timeout must exceed the heartbeat interval, or followers would
@@ -60,6 +76,9 @@ impl fmt::Display for ConfigError {
             ConfigError::DuplicateVoter { id } => {
                 write!(f, "node id {} appears twice in the voter set", id.0)
             }
+            ConfigError::AddressOfNonVoter { id } => {
+                write!(f, "an initial address is given for node id {}, which is not a bootstrap voter", id.0)
+            }
             ConfigError::ZeroHeartbeat => write!(f, "the heartbeat interval must be at least 1 tick"),
             ConfigError::ElectionNotAboveHeartbeat { election_min, heartbeat } => write!(
                 f,
@@ -75,14 +94,30 @@ impl fmt::Display for ConfigError {
 }
 
 impl Config {
-    /// Starts a configuration for node `id` in a cluster of `voters`, with `seed` for the
-    /// core's PRNG (drivers mix OS entropy with the node id; simulators derive it from the
-    /// run's seed). Every other setting has a default that suits a 10 ms tick.
+    /// Starts a configuration for node `id` of a cluster bootstrapped with `voters`, with
+    /// `seed` for the core's PRNG (drivers mix OS entropy with the node id; simulators derive
+    /// it from the run's seed). Every other setting has a default that suits a 10 ms tick.
+    /// `voters` matter only to a node whose storage holds no configuration yet.
     pub fn builder(id: NodeId, voters: impl IntoIterator<Item = NodeId>, seed: u64) -> ConfigBuilder {
+        Config::start(id, voters.into_iter().collect(), false, seed)
+    }
+
+    /// Starts a configuration for node `id` that joins a running cluster: it starts with
+    /// no configuration, never campaigns, and waits for a leader to add it (its first append
+    /// or snapshot brings the cluster's configuration). A node restarted with data uses the
+    /// configuration its storage holds, whichever constructor made its `Config`.
+    pub fn joining(id: NodeId, seed: u64) -> ConfigBuilder {
+        Config::start(id, Vec::new(), true, seed)
+    }
+
+    fn start(id: NodeId, voters: Vec<NodeId>, joining: bool, seed: u64) -> ConfigBuilder {
         ConfigBuilder {
             config: Config {
                 id,
-                voters: voters.into_iter().collect(),
+                voters,
+                initial_addresses: BTreeMap::new(),
+                joining,
+                bootstrap: Membership::empty(),
                 seed,
                 heartbeat_ticks: 2,
                 election_ticks_min: 10,
@@ -104,9 +139,18 @@ impl Config {
     pub fn id(&self) -> NodeId {
         self.id
     }
-    /// The voter set, sorted.
-    pub fn voters(&self) -> &[NodeId] {
+    /// The bootstrap voters, sorted (empty for a joining node).
+    pub fn initial_voters(&self) -> &[NodeId] {
         &self.voters
+    }
+    /// Whether this node was configured to join a running cluster.
+    pub fn is_joining(&self) -> bool {
+        self.joining
+    }
+    /// The configuration a node uses while its log and snapshot hold none: the bootstrap
+    /// voters with their initial addresses, or [`Membership::empty`] when joining.
+    pub fn bootstrap_membership(&self) -> &Membership {
+        &self.bootstrap
     }
     pub fn seed(&self) -> u64 {
         self.seed
@@ -165,6 +209,13 @@ pub struct ConfigBuilder {
 }
 
 impl ConfigBuilder {
+    /// Addresses of the bootstrap voters, opaque to the core (the driver defines the bytes):
+    /// they go into the cluster's configuration, so nodes added later learn where the first
+    /// ones are. Only for voters given to [`Config::builder`].
+    pub fn initial_addresses(mut self, addresses: BTreeMap<NodeId, Bytes>) -> Self {
+        self.config.initial_addresses = addresses;
+        self
+    }
     /// Heartbeat interval of a leader, in ticks.
     pub fn heartbeat_ticks(mut self, ticks: u32) -> Self {
         self.config.heartbeat_ticks = ticks;
@@ -244,15 +295,22 @@ impl ConfigBuilder {
     /// Validates and returns the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
         let mut c = self.config;
-        if c.voters.is_empty() {
-            return Err(ConfigError::NoVoters);
-        }
         c.voters.sort_unstable();
         if let Some(w) = c.voters.windows(2).find(|w| w[0] == w[1]) {
             return Err(ConfigError::DuplicateVoter { id: w[0] });
         }
-        if c.voters.binary_search(&c.id).is_err() {
-            return Err(ConfigError::SelfNotVoter { id: c.id });
+        if let Some(id) = c.initial_addresses.keys().find(|id| c.voters.binary_search(id).is_err()) {
+            return Err(ConfigError::AddressOfNonVoter { id: *id });
+        }
+        if !c.joining {
+            if c.voters.is_empty() {
+                return Err(ConfigError::NoVoters);
+            }
+            if c.voters.binary_search(&c.id).is_err() {
+                return Err(ConfigError::SelfNotVoter { id: c.id });
+            }
+            c.bootstrap = Membership::new(c.voters.iter().copied(), [], c.initial_addresses.clone())
+                .expect("sorted distinct voters with their own addresses");
         }
         if c.heartbeat_ticks == 0 {
             return Err(ConfigError::ZeroHeartbeat);

@@ -57,6 +57,31 @@ pub enum MembershipError {
     NoVoters,
 }
 
+/// `v=1,2,3`, then ` out=1,2,4` while joint and ` l=5` with learners; `empty` for
+/// [`Membership::empty`]. Addresses are left out.
+impl fmt::Display for Membership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return write!(f, "empty");
+        }
+        let list = |f: &mut fmt::Formatter<'_>, name: &str, ids: &[NodeId]| -> fmt::Result {
+            write!(f, "{name}=")?;
+            for (k, id) in ids.iter().enumerate() {
+                write!(f, "{}{}", if k == 0 { "" } else { "," }, id.0)?;
+            }
+            Ok(())
+        };
+        list(f, "v", &self.voters)?;
+        if self.is_joint() {
+            list(f, " out", &self.outgoing)?;
+        }
+        if !self.learners.is_empty() {
+            list(f, " l", &self.learners)?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for MembershipError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -174,6 +199,11 @@ impl Membership {
             return Err(MembershipError::NoVoters);
         }
         Membership::try_from(raw)
+    }
+
+    /// A configuration of `voters` alone: no learners, no addresses.
+    pub fn from_voters(voters: impl IntoIterator<Item = NodeId>) -> Result<Membership, MembershipError> {
+        Membership::new(voters, [], BTreeMap::new())
     }
 
     /// The configuration of a node that has not learned its cluster yet: no one votes.

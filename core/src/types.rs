@@ -5,6 +5,8 @@ use bytes::Bytes;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+use crate::membership::Membership;
+
 /// A Raft term. Terms only grow on a node; `Term(0)` is the term before any election.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Term(pub u64);
@@ -55,6 +57,11 @@ pub enum EntryKind {
     /// The empty entry a new leader appends to commit entries of earlier terms (Raft §5.4.2,
     /// §8). The service skips it, but it still occupies an index.
     Noop,
+    /// A new cluster configuration: `data` is a postcard-encoded
+    /// [`Membership`](crate::Membership), the whole configuration (never a delta). It takes
+    /// effect when appended, committed or not (Raft §4.1); the service skips it. Last, so
+    /// that entries written before it existed decode unchanged.
+    Config,
 }
 
 /// One log entry. Cloning is cheap: the payload is reference-counted.
@@ -89,12 +96,17 @@ pub struct HardState {
 }
 
 /// What a snapshot stands for: the state after applying every entry up to `index`, whose
-/// entry had `term`, in a cluster of `voters`.
+/// entry had `term`, in the configuration `membership`, set by the entry at
+/// `membership_index` (0: the bootstrap configuration, set by no entry).
+///
+/// Invariant: `membership_index <= index`. The core never makes a snapshot whose membership
+/// is empty: only the service's own starting state (index 0) has one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     pub index: Index,
     pub term: Term,
-    pub voters: alloc::vec::Vec<NodeId>,
+    pub membership: Membership,
+    pub membership_index: Index,
 }
 
 /// A snapshot of the service's state, opaque to the core. Cloning shares the bytes.

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::kv::{Command, Reply};
 use crate::types::NodeId;
 
-/// Version of the peer protocol (handshake and message encoding).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the peer protocol (handshake and message encoding). Version 2 carries a
+/// snapshot's configuration (`SnapshotMeta::membership`) and `Config` entries; nodes of
+/// different versions refuse each other at the handshake.
+pub const PROTOCOL_VERSION: u32 = 2;
 const MAGIC: u32 = 0x534b_4946; // "SKIF"
 
 /// The first frame on every peer connection.

@@ -14,7 +14,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 use skiff_core::{
-    Config, Entry, EntryKind, HardState, Index, Node, NodeId, Persist, Restored, Snapshot, SnapshotMeta, Term,
+    Config, Entry, EntryKind, HardState, Index, Membership, Node, NodeId, Persist, Restored, Snapshot, SnapshotMeta,
+    Term,
 };
 use skiff_std::storage::{DiskImage, FileStorage, FileStorageOptions, SimFs, SnapshotWrites, Storage, StorageError};
 
@@ -47,7 +48,12 @@ fn hs(term: u64, commit: u64) -> HardState {
 
 fn snapshot(index: u64, term: u64) -> Snapshot {
     Snapshot {
-        meta: SnapshotMeta { index: Index(index), term: Term(term), voters: vec![NodeId(1), NodeId(2), NodeId(3)] },
+        meta: SnapshotMeta {
+            index: Index(index),
+            term: Term(term),
+            membership: Membership::from_voters(vec![NodeId(1), NodeId(2), NodeId(3)]).unwrap(),
+            membership_index: Index(0),
+        },
         data: Bytes::from(vec![index as u8; 64]),
     }
 }

@@ -5,7 +5,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use skiff_core::{Entry, EntryKind, HardState, Index, NodeId, Persist, Restored, Snapshot, SnapshotMeta, Term};
+use skiff_core::{
+    Entry, EntryKind, HardState, Index, Membership, NodeId, Persist, Restored, Snapshot, SnapshotMeta, Term,
+};
 use skiff_std::storage::{FileStorage, FileStorageOptions, SnapshotWrites, Storage, StorageError};
 
 fn entry(i: u64, t: u64) -> Entry {
@@ -101,7 +103,12 @@ fn a_flipped_byte_before_the_tail_is_an_error_naming_file_and_offset() {
 
 fn snapshot(index: u64, term: u64) -> Snapshot {
     Snapshot {
-        meta: SnapshotMeta { index: Index(index), term: Term(term), voters: vec![NodeId(1), NodeId(2), NodeId(3)] },
+        meta: SnapshotMeta {
+            index: Index(index),
+            term: Term(term),
+            membership: Membership::from_voters(vec![NodeId(1), NodeId(2), NodeId(3)]).unwrap(),
+            membership_index: Index(0),
+        },
         data: Bytes::from(vec![7u8; 1000]),
     }
 }

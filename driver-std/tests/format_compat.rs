@@ -13,8 +13,9 @@
 use std::fs;
 use std::path::Path;
 
-use skiff_core::{EntryKind, HardState, Index, NodeId, Term};
-use skiff_std::storage::{FileStorage, FileStorageOptions};
+use bytes::Bytes;
+use skiff_core::{Entry, EntryKind, HardState, Index, Membership, NodeId, Persist, Snapshot, SnapshotMeta, Term};
+use skiff_std::storage::{FileStorage, FileStorageOptions, Storage};
 
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
@@ -34,11 +35,14 @@ fn a_format_3_data_directory_opens_with_its_snapshot_log_and_hard_state() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format3");
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixture, dir.path());
-    let (_, r) = FileStorage::open(dir.path(), FileStorageOptions::default()).expect("a format-3 directory opens");
+    let (mut storage, r) =
+        FileStorage::open(dir.path(), FileStorageOptions::default()).expect("a format-3 directory opens");
     assert_eq!(r.hard_state, HardState { term: Term(3), vote: Some(NodeId(3)), commit: Index(50) });
     let snapshot = r.snapshot.as_ref().expect("the snapshot");
     assert_eq!((snapshot.meta.index, snapshot.meta.term), (Index(30), Term(1)));
-    assert_eq!(snapshot.meta.voters, vec![NodeId(1), NodeId(2), NodeId(3)]);
+    // The voters of its time, as the bootstrap configuration (set by no entry).
+    assert_eq!(snapshot.meta.membership, Membership::from_voters([NodeId(1), NodeId(2), NodeId(3)]).unwrap());
+    assert_eq!(snapshot.meta.membership_index, Index(0));
     assert_eq!(snapshot.data.to_vec(), (0..1000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let got: Vec<(u64, u64, EntryKind, String)> =
         r.entries.iter().map(|e| (e.index.0, e.term.0, e.kind, String::from_utf8(e.data.to_vec()).unwrap())).collect();
@@ -57,4 +61,28 @@ fn a_format_3_data_directory_opens_with_its_snapshot_log_and_hard_state() {
         })
         .collect();
     assert_eq!(got, want);
+
+    // Writing goes on in a new segment of the current format (never appended to an old one),
+    // and a new snapshot file is of the current format; both read back.
+    let next = Entry { index: Index(61), term: Term(3), kind: EntryKind::Command, data: Bytes::from_static(b"new") };
+    let hs = HardState { term: Term(3), vote: Some(NodeId(3)), commit: Index(60) };
+    storage
+        .append(&[Persist { seq: 1, snapshot: None, hard_state: Some(hs), truncate_from: None, entries: vec![next] }])
+        .unwrap();
+    let mut names: Vec<String> =
+        fs::read_dir(dir.path().join("wal")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "a new segment: {names:?}");
+    let newest = fs::read(dir.path().join("wal").join(&names[2])).unwrap();
+    assert_eq!(&newest[..8], b"SKIFWAL\x04");
+    let meta = SnapshotMeta { index: Index(58), term: Term(3), ..snapshot.meta.clone() };
+    let snap = Snapshot { meta, data: Bytes::from_static(b"state at 58") };
+    let p = Persist { seq: 2, snapshot: Some(snap.clone()), hard_state: None, truncate_from: None, entries: vec![] };
+    storage.append(&[p]).unwrap();
+    drop(storage);
+    assert_eq!(&fs::read(dir.path().join("snapshot")).unwrap()[..8], b"SKIFSNP\x04");
+    let (_, r) = FileStorage::open(dir.path(), FileStorageOptions::default()).unwrap();
+    assert_eq!(r.snapshot, Some(snap));
+    assert_eq!(r.hard_state, hs);
+    assert_eq!(r.entries.iter().map(|e| e.index.0).collect::<Vec<_>>(), (59..=61).collect::<Vec<_>>());
 }

@@ -10,7 +10,7 @@ use skiff_core::codec::{decode_frame, encode_frame};
 use skiff_core::kv::{encode, Body, Command, KvState, LogEntry, Op, Reply, SessionLimits};
 use skiff_core::wire::{ClientRequest, ClientResponse, Hello};
 use skiff_core::{
-    Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Persist, Snapshot, SnapshotMeta, Term,
+    Entry, EntryKind, HardState, Index, Membership, Message, MessageBody, NodeId, Persist, Snapshot, SnapshotMeta, Term,
 };
 use skiff_mio::resp::{parse_command, Limits, Parser};
 use skiff_std::storage::{parse_snapshot_file, parse_wal_segment, FileStorage, FileStorageOptions, SimFs, Storage};
@@ -166,7 +166,12 @@ fn sample_entries() -> Vec<Entry> {
 pub fn peer(seed: u64) -> Result<(), String> {
     static VALID: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     let valid = VALID.get_or_init(|| {
-        let meta = SnapshotMeta { index: Index(3), term: Term(2), voters: vec![NodeId(1), NodeId(2)] };
+        let meta = SnapshotMeta {
+            index: Index(3),
+            term: Term(2),
+            membership: Membership::from_voters(vec![NodeId(1), NodeId(2)]).unwrap(),
+            membership_index: Index(0),
+        };
         let bodies = [
             MessageBody::Vote { last_index: Index(3), last_term: Term(2), transfer: false },
             MessageBody::Append {
@@ -197,7 +202,12 @@ fn storage_files() -> Vec<(String, Vec<u8>)> {
     let hs = HardState { term: Term(2), vote: Some(NodeId(1)), commit: Index(2) };
     let p = |seq, snapshot, entries| Persist { seq, snapshot, hard_state: Some(hs), truncate_from: None, entries };
     let snap = Snapshot {
-        meta: SnapshotMeta { index: Index(2), term: Term(2), voters: vec![NodeId(1)] },
+        meta: SnapshotMeta {
+            index: Index(2),
+            term: Term(2),
+            membership: Membership::from_voters(vec![NodeId(1)]).unwrap(),
+            membership_index: Index(0),
+        },
         data: Bytes::from_static(b"state"),
     };
     s.append(&[p(1, None, sample_entries())]).expect("writes");
@@ -205,11 +215,22 @@ fn storage_files() -> Vec<(String, Vec<u8>)> {
     fs.image().files().into_iter().map(|(path, bytes)| (path.display().to_string(), bytes)).collect()
 }
 
-/// WAL segments, parsed as recovery parses them.
+/// A data directory of format 3 (read, never written, by this release).
+const FORMAT3_SEGMENTS: [&[u8]; 2] = [
+    include_bytes!("../../driver-std/tests/fixtures/format3/wal/00000000000000000003.wal"),
+    include_bytes!("../../driver-std/tests/fixtures/format3/wal/00000000000000000004.wal"),
+];
+const FORMAT3_SNAPSHOT: &[u8] = include_bytes!("../../driver-std/tests/fixtures/format3/snapshot");
+
+/// WAL segments (of format 4 and 3), parsed as recovery parses them.
 pub fn wal(seed: u64) -> Result<(), String> {
     static VALID: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    let valid = VALID
-        .get_or_init(|| storage_files().into_iter().filter(|(p, _)| p.ends_with(".wal")).map(|(_, b)| b).collect());
+    let valid = VALID.get_or_init(|| {
+        let mut v: Vec<Vec<u8>> =
+            storage_files().into_iter().filter(|(p, _)| p.ends_with(".wal")).map(|(_, b)| b).collect();
+        v.extend(FORMAT3_SEGMENTS.iter().map(|b| b.to_vec()));
+        v
+    });
     let mut rng = Rng::new(seed);
     let buf = input(&mut rng, valid, 512);
     let _ = parse_wal_segment(Path::new("fuzz.wal"), &buf);
@@ -222,6 +243,7 @@ pub fn snapshot(seed: u64) -> Result<(), String> {
     let valid = VALID.get_or_init(|| {
         let mut v: Vec<Vec<u8>> =
             storage_files().into_iter().filter(|(p, _)| p.ends_with("snapshot")).map(|(_, b)| b).collect();
+        v.push(FORMAT3_SNAPSHOT.to_vec());
         let mut kv = KvState::new();
         let register = Body::Register { limits: SessionLimits::default() };
         kv.apply(Index(1), &encode(&LogEntry { time: 5, body: register }));

@@ -4,10 +4,12 @@
 //! `Persisted` acknowledgements true and false). After every step the `View` invariants must
 //! hold; nothing may panic.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use skiff_core::{
-    AppendResult, Config, Entry, EntryKind, Index, Input, Message, MessageBody, Node, NodeId, Output, Proposal,
-    Restored, SnapshotMeta, Term, View,
+    AppendResult, ChangeStep, Config, Entry, EntryKind, Index, Input, JointPolicy, Membership, Message, MessageBody,
+    Node, NodeId, Output, Proposal, Restored, SnapshotMeta, Term, View,
 };
 
 use crate::mutate::Rng;
@@ -19,18 +21,42 @@ fn near(rng: &mut Rng, around: u64, spread: u64) -> u64 {
     (around + rng.below(2 * spread + 1)).saturating_sub(spread)
 }
 
+/// A configuration of two to four voters out of n1..n5, some learners and, now and then,
+/// outgoing voters; sometimes empty (which no leader sends).
+fn membership(rng: &mut Rng) -> Membership {
+    fn pick(rng: &mut Rng, n: u64) -> Vec<NodeId> {
+        (0..n).map(|_| NodeId(1 + rng.below(5))).collect()
+    }
+    let (nv, nl) = (2 + rng.below(3), rng.below(2));
+    let (voters, learners) = (pick(rng, nv), pick(rng, nl));
+    let m = Membership::new(voters, learners, BTreeMap::new()).unwrap_or_else(|_| Membership::empty());
+    if rng.below(8) == 0 {
+        Membership::empty()
+    } else if rng.below(4) == 0 && !m.is_empty() {
+        let n = 1 + rng.below(3);
+        let out = pick(rng, n);
+        m.apply(&out.iter().map(|&node| ChangeStep::Remove { node }).collect::<Vec<_>>(), JointPolicy::Always)
+            .unwrap_or(m)
+    } else {
+        m
+    }
+}
+
 fn entries(rng: &mut Rng, after: Index, term: u64) -> Vec<Entry> {
     let mut t = term.saturating_sub(rng.below(3));
     (1..=rng.below(4))
         .map(|k| {
             t += rng.below(2);
-            let kind = if rng.below(4) == 0 { EntryKind::Noop } else { EntryKind::Command };
-            Entry {
-                index: Index(after.0 + k),
-                term: Term(t),
-                kind,
-                data: Bytes::from(vec![k as u8; rng.below(8) as usize]),
-            }
+            let (kind, data) = match rng.below(8) {
+                0 | 1 => (EntryKind::Noop, Bytes::new()),
+                // A configuration: valid, or bytes that do not decode as one.
+                2 if rng.below(2) == 0 => {
+                    (EntryKind::Config, Bytes::from(postcard::to_allocvec(&membership(rng)).expect("encodes")))
+                }
+                2 => (EntryKind::Config, Bytes::from(vec![k as u8; rng.below(8) as usize])),
+                _ => (EntryKind::Command, Bytes::from(vec![k as u8; rng.below(8) as usize])),
+            };
+            Entry { index: Index(after.0 + k), term: Term(t), kind, data }
         })
         .collect()
 }
@@ -72,9 +98,14 @@ fn forged(rng: &mut Rng, v: &View) -> Message {
         8 => MessageBody::HeartbeatResponse { read_round: rng.below(5) },
         9 => MessageBody::TimeoutNow,
         10 => {
-            let voters = [NodeId(1), NodeId(2), NodeId(3), NodeId(rng.below(6))][..2 + rng.below(3) as usize].to_vec();
+            let meta_index = index(rng);
             MessageBody::InstallSnapshot {
-                meta: SnapshotMeta { index: index(rng), term: t(rng), voters },
+                meta: SnapshotMeta {
+                    index: meta_index,
+                    term: t(rng),
+                    membership: membership(rng),
+                    membership_index: Index(near(rng, meta_index.0, 2)),
+                },
                 offset: rng.below(3) * 4,
                 data: Bytes::from(vec![9u8; rng.below(6) as usize]),
                 done: rng.below(2) == 0,

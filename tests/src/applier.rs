@@ -42,7 +42,7 @@ pub fn spawn(
                     if e.index.0 != s.log.len() as u64 + 1 && s.error.is_none() {
                         s.error = Some(format!("applied index {} after {}", e.index.0, s.log.len()));
                     }
-                    let data = if e.kind == EntryKind::Noop { Bytes::new() } else { e.data };
+                    let data = if e.kind == EntryKind::Command { e.data } else { Bytes::new() };
                     s.log.push(data);
                     if let Some(every) = snapshot_every {
                         if e.index.0 % every == 0 {

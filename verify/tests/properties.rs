@@ -38,6 +38,22 @@ fn config_validation_refuses_bad_configs() {
         e(Config::builder(NodeId(1), [NodeId(1)], 1).max_inflight_msgs(0)),
         ConfigError::ZeroLimit { name: "max_inflight_msgs" }
     );
+    let addresses = |ids: &[u64]| ids.iter().map(|&i| (NodeId(i), bytes::Bytes::from_static(b"addr"))).collect();
+    assert_eq!(
+        e(Config::builder(NodeId(1), [NodeId(1), NodeId(2)], 1).initial_addresses(addresses(&[1, 3]))),
+        ConfigError::AddressOfNonVoter { id: NodeId(3) }
+    );
+    // The bootstrap voters, with their addresses, are the configuration a fresh node uses.
+    let c = Config::builder(NodeId(2), [NodeId(2), NodeId(1)], 1).initial_addresses(addresses(&[1])).build().unwrap();
+    assert_eq!(c.bootstrap_membership().voters(), &[NodeId(1), NodeId(2)]);
+    assert_eq!(c.bootstrap_membership().addresses().len(), 1);
+    // A joining node starts with no configuration, and none is asked of it.
+    let j = Config::joining(NodeId(9), 1).build().unwrap();
+    assert!(j.is_joining() && j.bootstrap_membership().is_empty() && j.initial_voters().is_empty());
+    assert_eq!(
+        e(Config::joining(NodeId(9), 1).initial_addresses(addresses(&[1]))),
+        ConfigError::AddressOfNonVoter { id: NodeId(1) }
+    );
     // Every error says what is wrong in words.
     assert!(ConfigError::SelfNotVoter { id: NodeId(4) }.to_string().contains("node id 4"));
 }

@@ -1,6 +1,7 @@
 //! Unit tests of [`Service`]: every request answered once, by its own entry, with clear
 //! refusals; deadlines; snapshots.
 
+use crate::Membership;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -23,7 +24,15 @@ fn entry(index: u64, term: u64, cmd: &Command) -> Entry {
 /// A service whose state has client 7's session open.
 fn service_with(config: ServiceConfig) -> Service<u32> {
     let data = KvState::with_session(7).snapshot();
-    let start = Snapshot { meta: SnapshotMeta { index: Index(0), term: Term(0), voters: vec![] }, data: data.into() };
+    let start = Snapshot {
+        meta: SnapshotMeta {
+            index: Index(0),
+            term: Term(0),
+            membership: Membership::empty(),
+            membership_index: Index(0),
+        },
+        data: data.into(),
+    };
     Service::new(config, Some(&start)).unwrap()
 }
 
@@ -118,7 +127,12 @@ fn reads_wait_for_their_index_and_everything_times_out() {
 #[test]
 fn a_snapshot_that_does_not_decode_is_an_error_not_a_silent_divergence() {
     let bad = Snapshot {
-        meta: SnapshotMeta { index: Index(5), term: Term(1), voters: vec![NodeId(1)] },
+        meta: SnapshotMeta {
+            index: Index(5),
+            term: Term(1),
+            membership: Membership::from_voters(vec![NodeId(1)]).unwrap(),
+            membership_index: Index(0),
+        },
         data: Bytes::from_static(b"\xff\xff not a KV state"),
     };
     let err = Service::<u32>::new(ServiceConfig::default(), Some(&bad)).unwrap_err();
@@ -165,7 +179,10 @@ fn an_installed_snapshot_answers_the_writes_it_covers_and_the_reads_it_serves() 
     leader.apply(&[entry(1, 1, &put(1)), entry(2, 1, &put(2)), entry(3, 1, &put(3))]);
     let (index, data) = leader.snapshot();
     assert_eq!(index, Index(3));
-    let snap = Snapshot { meta: SnapshotMeta { index, term: Term(1), voters: vec![] }, data: data.into() };
+    let snap = Snapshot {
+        meta: SnapshotMeta { index, term: Term(1), membership: Membership::empty(), membership_index: Index(0) },
+        data: data.into(),
+    };
     s.install(&snap).unwrap();
     assert_eq!(replies(&mut s), vec![(1, Reply::Timeout), (2, Reply::Ok("v".into()))]);
     assert_eq!((s.installed(), s.state().applied()), (1, Index(3)));

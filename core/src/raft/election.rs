@@ -114,7 +114,7 @@ impl Node {
     }
 
     pub(super) fn check_election(&mut self, out: &mut Vec<Output>) {
-        match self.tally.result(self.cfg.voters(), self.cfg.quorum()) {
+        match self.tally.result(self.cfg.initial_voters(), self.cfg.quorum()) {
             VoteResult::Pending => {}
             VoteResult::Won if self.role == Role::PreCandidate => self.become_candidate(false, out),
             VoteResult::Won => self.become_leader(out),

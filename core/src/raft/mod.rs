@@ -232,7 +232,7 @@ impl Node {
 
     fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
         let me = self.cfg.id();
-        self.cfg.voters().iter().copied().filter(move |v| *v != me)
+        self.cfg.initial_voters().iter().copied().filter(move |v| *v != me)
     }
 
     fn tick(&mut self, out: &mut Vec<Output>) {
@@ -421,7 +421,7 @@ impl Node {
 
 fn validate_restored(cfg: &Config, r: &Restored) -> Result<(), RestoreError> {
     if let Some(vote) = r.hard_state.vote {
-        if cfg.voters().binary_search(&vote).is_err() {
+        if cfg.initial_voters().binary_search(&vote).is_err() {
             return Err(RestoreError::VoteForUnknown { vote });
         }
     }

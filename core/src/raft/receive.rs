@@ -10,7 +10,7 @@ use crate::message::{AppendResult, Message, MessageBody};
 impl Node {
     pub(super) fn step_message(&mut self, msg: Message, out: &mut Vec<Output>) {
         let me = self.cfg.id();
-        if msg.to != me || msg.from == me || self.cfg.voters().binary_search(&msg.from).is_err() {
+        if msg.to != me || msg.from == me || self.cfg.initial_voters().binary_search(&msg.from).is_err() {
             self.ignored.misaddressed += 1;
             return;
         }

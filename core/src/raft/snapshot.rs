@@ -91,7 +91,12 @@ impl Node {
             return;
         }
         let term = self.log.term_at(index).expect("applied entries above the snapshot are held");
-        let meta = SnapshotMeta { index, term, voters: self.cfg.voters().to_vec() };
+        let meta = SnapshotMeta {
+            index,
+            term,
+            membership: self.cfg.bootstrap_membership().clone(),
+            membership_index: Index(0),
+        };
         self.log.compact(meta, data);
         self.snapshot_unpersisted = true;
     }
@@ -144,9 +149,10 @@ impl Node {
         let (from, term) = (msg.from, msg.term);
         let MessageBody::InstallSnapshot { meta, offset, data, done } = msg.body else { unreachable!() };
         let index = meta.index;
-        if meta.term > term {
-            // A leader's snapshot holds only entries of its term or earlier: forged. Taking it
-            // would leave a log whose last term is above the current one.
+        if meta.term > term || meta.membership_index > index || meta.membership.is_empty() {
+            // A leader's snapshot holds only entries of its term or earlier (taking one of a
+            // later term would leave a log whose last term is above the current one), and a
+            // configuration set at or before its index: forged.
             self.ignored.malformed += 1;
             return;
         }

@@ -1,5 +1,6 @@
 //! Unit tests of the node against its contract: gating, refusals, restarts, bad input.
 
+use crate::Membership;
 use alloc::vec;
 use alloc::vec::Vec;
 use bytes::Bytes;
@@ -261,7 +262,12 @@ fn an_append_whose_entries_after_our_snapshot_have_a_lower_term_is_ignored() {
     // Found by skiff-fuzz (target node): the entries were checked against the message's
     // prev_term only, and the first one kept after the snapshot fell below its term.
     let cfg = Config::builder(NodeId(1), (1..=3).map(NodeId), 7).build().unwrap();
-    let meta = crate::types::SnapshotMeta { index: Index(5), term: Term(3), voters: (1..=3).map(NodeId).collect() };
+    let meta = crate::types::SnapshotMeta {
+        index: Index(5),
+        term: Term(3),
+        membership: Membership::from_voters((1..=3).map(NodeId)).unwrap(),
+        membership_index: Index(0),
+    };
     let restored = Restored {
         hard_state: HardState { term: Term(3), vote: None, commit: Index(5) },
         snapshot: Some(crate::types::Snapshot { meta, data: Bytes::new() }),
@@ -285,7 +291,12 @@ fn a_snapshot_of_a_later_term_than_its_sender_is_ignored() {
     // Found by skiff-fuzz (target node): taking it left a log whose last term was above the
     // node's, and winning the next election panicked appending the leader's no-op.
     let mut n = node(1, 3);
-    let meta = crate::types::SnapshotMeta { index: Index(4), term: Term(9), voters: (1..=3).map(NodeId).collect() };
+    let meta = crate::types::SnapshotMeta {
+        index: Index(4),
+        term: Term(9),
+        membership: Membership::from_voters((1..=3).map(NodeId)).unwrap(),
+        membership_index: Index(0),
+    };
     let body = MessageBody::InstallSnapshot { meta, offset: 0, data: Bytes::from_static(b"s"), done: true };
     let _ = n.step(Input::Message(Message { from: NodeId(2), to: NodeId(1), term: Term(2), body }));
     assert_eq!(n.view().snapshot_index, Index(0));

@@ -1,6 +1,7 @@
 //! Unit tests of snapshots: the service's compaction, restart from a snapshot and log tail, a
 //! follower's install (Figure 13 rule 6) and the assembly of reordered chunks.
 
+use crate::Membership;
 use alloc::vec;
 use alloc::vec::Vec;
 use bytes::Bytes;
@@ -58,7 +59,7 @@ fn a_snapshot_at_a_stale_or_unapplied_index_is_refused_and_counted() {
         panic!("the snapshot is persisted: {out:?}")
     };
     let meta = &p.snapshot.as_ref().expect("carries the snapshot").meta;
-    assert_eq!((meta.index, meta.term, meta.voters.clone()), (Index(3), Term(1), vec![NodeId(1)]));
+    assert_eq!((meta.index, meta.term, meta.membership.voters()), (Index(3), Term(1), &[NodeId(1)][..]));
     assert_eq!(n.view().snapshot_index, Index(3));
     assert!(n.log().entry(Index(3)).is_none() && n.log().entry(Index(4)).is_some());
 
@@ -72,7 +73,12 @@ fn a_snapshot_at_a_stale_or_unapplied_index_is_refused_and_counted() {
 #[test]
 fn restart_from_a_snapshot_and_log_tail_continues_after_it() {
     let snapshot = Snapshot {
-        meta: SnapshotMeta { index: Index(3), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] },
+        meta: SnapshotMeta {
+            index: Index(3),
+            term: Term(1),
+            membership: Membership::from_voters(vec![NodeId(1), NodeId(2), NodeId(3)]).unwrap(),
+            membership_index: Index(0),
+        },
         data: Bytes::from_static(b"state@3"),
     };
     let restored = Restored {
@@ -91,8 +97,15 @@ fn restart_from_a_snapshot_and_log_tail_continues_after_it() {
 
 #[test]
 fn a_restored_log_that_does_not_follow_its_snapshot_is_refused() {
-    let snapshot =
-        Snapshot { meta: SnapshotMeta { index: Index(3), term: Term(1), voters: vec![NodeId(1)] }, data: Bytes::new() };
+    let snapshot = Snapshot {
+        meta: SnapshotMeta {
+            index: Index(3),
+            term: Term(1),
+            membership: Membership::from_voters(vec![NodeId(1)]).unwrap(),
+            membership_index: Index(0),
+        },
+        data: Bytes::new(),
+    };
     let hard_state = HardState { term: Term(1), vote: None, commit: Index(3) };
     let gap = Restored { hard_state, snapshot: Some(snapshot), entries: vec![command(5, 1)] };
     assert!(Node::new(cfg(1, 1), gap).is_err());
@@ -127,7 +140,12 @@ fn follower(entries: Vec<Entry>) -> Node {
 #[test]
 fn a_follower_holding_the_snapshots_last_entry_keeps_its_log_after_it() {
     let mut n = follower((1..=5).map(|i| command(i, 1)).collect());
-    let meta = SnapshotMeta { index: Index(3), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] };
+    let meta = SnapshotMeta {
+        index: Index(3),
+        term: Term(1),
+        membership: Membership::from_voters(vec![NodeId(1), NodeId(2), NodeId(3)]).unwrap(),
+        membership_index: Index(0),
+    };
     let out = n.step(chunk(&meta, 0, b"state@3", true));
     assert!(responses(&out).is_empty(), "done is said only once the snapshot is durable: {out:?}");
     let Some(Output::Persist(p)) = out.iter().find(|o| matches!(o, Output::Persist(_))) else { panic!("{out:?}") };
@@ -142,7 +160,12 @@ fn a_follower_holding_the_snapshots_last_entry_keeps_its_log_after_it() {
 #[test]
 fn a_follower_whose_log_conflicts_with_the_snapshot_discards_it() {
     let mut n = follower(vec![command(1, 1)]);
-    let meta = SnapshotMeta { index: Index(3), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] };
+    let meta = SnapshotMeta {
+        index: Index(3),
+        term: Term(1),
+        membership: Membership::from_voters(vec![NodeId(1), NodeId(2), NodeId(3)]).unwrap(),
+        membership_index: Index(0),
+    };
     step_durably(&mut n, chunk(&meta, 0, b"state@3", true));
     let v = n.view();
     assert_eq!((v.snapshot_index, v.commit, v.last_index, v.applied), (Index(3), Index(3), Index(3), Index(3)));
@@ -151,7 +174,12 @@ fn a_follower_whose_log_conflicts_with_the_snapshot_discards_it() {
 #[test]
 fn reordered_chunks_are_assembled_without_a_resend() {
     let mut n = follower(vec![]);
-    let meta = SnapshotMeta { index: Index(9), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] };
+    let meta = SnapshotMeta {
+        index: Index(9),
+        term: Term(1),
+        membership: Membership::from_voters(vec![NodeId(1), NodeId(2), NodeId(3)]).unwrap(),
+        membership_index: Index(0),
+    };
     // Chunks arrive 2, 0, 0 again (a duplicate), then 1.
     let out = n.step(chunk(&meta, 4, b"cd", true));
     assert_eq!(responses(&out), vec![(0, false)]);
@@ -168,8 +196,18 @@ fn reordered_chunks_are_assembled_without_a_resend() {
 fn a_late_chunk_of_a_replaced_transfer_is_ignored() {
     let mut n = follower(vec![]);
     let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
-    let old = SnapshotMeta { index: Index(5), term: Term(1), voters: voters.clone() };
-    let new = SnapshotMeta { index: Index(8), term: Term(1), voters };
+    let old = SnapshotMeta {
+        index: Index(5),
+        term: Term(1),
+        membership: Membership::from_voters(voters.clone()).unwrap(),
+        membership_index: Index(0),
+    };
+    let new = SnapshotMeta {
+        index: Index(8),
+        term: Term(1),
+        membership: Membership::from_voters(voters).unwrap(),
+        membership_index: Index(0),
+    };
     let _ = n.step(chunk(&old, 0, b"old", false));
     let _ = n.step(chunk(&new, 0, b"new", false));
     let out = n.step(chunk(&old, 3, b"OLD", true));
@@ -185,7 +223,15 @@ fn bounded_follower(max: u64) -> (Node, SnapshotMeta) {
     let hard_state = HardState { term: Term(1), vote: Some(NodeId(2)), commit: Index(0) };
     let cfg = Config::builder(NodeId(1), (1..=3).map(NodeId), 7).max_snapshot_bytes(max).build().unwrap();
     let n = Node::new(cfg, Restored { hard_state, snapshot: None, entries: vec![] }).unwrap();
-    (n, SnapshotMeta { index: Index(9), term: Term(1), voters: vec![NodeId(1), NodeId(2), NodeId(3)] })
+    (
+        n,
+        SnapshotMeta {
+            index: Index(9),
+            term: Term(1),
+            membership: Membership::from_voters(vec![NodeId(1), NodeId(2), NodeId(3)]).unwrap(),
+            membership_index: Index(0),
+        },
+    )
 }
 
 #[test]

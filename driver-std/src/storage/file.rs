@@ -116,10 +116,12 @@ impl<F: Fs> FileStorage<F> {
         let mut image = LogImage { snapshot_index: stored, ..LogImage::default() };
         let mut wal_snapshot = Index(0);
         let mut segments = Vec::new();
+        let mut last_format = wal::Format::V4;
         for (k, &number) in numbers.iter().enumerate() {
             let path = wal::segment_path(&wal_dir, number);
             let bytes = fs.read(&path).map_err(|e| StorageError::io(&path, "read WAL segment", e))?;
-            let (records, tail) = wal::parse_segment(&path, &bytes)?;
+            let (records, tail, format) = wal::parse_segment(&path, &bytes)?;
+            last_format = format;
             if let Tail::Torn { valid_len } = tail {
                 if k + 1 < numbers.len() {
                     return Err(StorageError::corrupt(&path, valid_len, "damaged record in a closed segment"));
@@ -182,6 +184,8 @@ impl<F: Fs> FileStorage<F> {
             pending: None,
         };
         match storage.segments.last() {
+            // Records of the current format never go into a segment of an older one.
+            Some(last) if last_format != wal::Format::V4 => storage.roll(last.number + 1)?,
             Some(last) => {
                 let path = wal::segment_path(&storage.wal_dir, last.number);
                 let (file, len) =

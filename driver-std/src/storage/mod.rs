@@ -10,6 +10,7 @@ mod file;
 mod fs;
 mod group_commit;
 mod image;
+mod legacy;
 mod marker;
 mod mem;
 mod sim_fs;
@@ -29,7 +30,7 @@ pub use marker::{check_cluster, write_atomically, CLUSTER_MARKER};
 pub use mem::{MemDisk, MemStorage};
 pub use sim_fs::{DiskImage, SimFile, SimFs};
 pub use snapshot_file::{parse as parse_snapshot_file, SnapshotWrites};
-pub use wal::{parse_segment as parse_wal_segment, Tail, WalRecord};
+pub use wal::{parse_segment as parse_wal_segment, Format as WalFormat, Tail, WalRecord};
 
 /// Where persist records go.
 pub trait Storage: Send + 'static {

@@ -1,6 +1,10 @@
-//! The snapshot file: `len: u64 LE | crc32c(payload): u32 LE | payload`, the payload a
-//! postcard-encoded `skiff_core::Snapshot`, written with [`write_atomically`]: a crash leaves
-//! either the old snapshot or the new one, never a mix.
+//! The snapshot file: `SNAPSHOT_MAGIC | len: u64 LE | crc32c(payload): u32 LE | payload`,
+//! the payload a postcard-encoded `skiff_core::Snapshot`, written with [`write_atomically`]:
+//! a crash leaves either the old snapshot or the new one, never a mix.
+//!
+//! A file that does not start with the magic is read as format 3 (`len | crc | payload`,
+//! with the voter list of its time; see `legacy`). The two never look alike: a format-3
+//! length equal to the magic's first 8 bytes would be at least 2^58.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -9,15 +13,19 @@ use std::thread::JoinHandle;
 use skiff_core::{Snapshot, SnapshotMeta};
 
 use super::fs::Fs;
-use super::{write_atomically, StorageError};
+use super::{legacy, write_atomically, StorageError};
 
 pub const SNAPSHOT_FILE: &str = "snapshot";
+/// The first bytes of a snapshot file: "SKIFSNP" and the format number.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SKIFSNP\x04";
+/// Length and checksum, after the magic.
 const HEADER: usize = 12;
 
 /// Writes `snapshot` as the directory's snapshot, durably, replacing any older one.
 pub fn write<F: Fs>(fs: &mut F, dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
     let payload = postcard::to_allocvec(snapshot).expect("snapshots always encode");
-    let mut bytes = Vec::with_capacity(HEADER + payload.len());
+    let mut bytes = Vec::with_capacity(SNAPSHOT_MAGIC.len() + HEADER + payload.len());
+    bytes.extend_from_slice(&SNAPSHOT_MAGIC);
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
@@ -35,21 +43,31 @@ pub fn read<F: Fs>(fs: &mut F, dir: &Path) -> Result<Option<Snapshot>, StorageEr
     parse(&path, &bytes).map(Some)
 }
 
-/// Decodes a snapshot file's bytes (read from `path`, named in errors).
+/// Decodes a snapshot file's bytes (read from `path`, named in errors), of the current
+/// format or format 3.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
+    let current = bytes.starts_with(&SNAPSHOT_MAGIC);
+    let start = if current { SNAPSHOT_MAGIC.len() } else { 0 };
+    let bytes = &bytes[start..];
     if bytes.len() < HEADER {
-        return Err(StorageError::corrupt(path, 0, "snapshot header cut short"));
+        return Err(StorageError::corrupt(path, start as u64, "snapshot header cut short"));
     }
     let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     let crc = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if len != (bytes.len() - HEADER) as u64 {
-        return Err(StorageError::corrupt(path, 0, "snapshot length does not match the file"));
+        return Err(StorageError::corrupt(path, start as u64, "snapshot length does not match the file"));
     }
     let payload = &bytes[HEADER..];
+    let at = (start + HEADER) as u64;
     if crc32c::crc32c(payload) != crc {
-        return Err(StorageError::corrupt(path, HEADER as u64, "snapshot checksum mismatch"));
+        return Err(StorageError::corrupt(path, at, "snapshot checksum mismatch"));
     }
-    postcard::from_bytes(payload).map_err(|_| StorageError::corrupt(path, HEADER as u64, "snapshot does not decode"))
+    let decoded = if current {
+        postcard::from_bytes(payload).map_err(|_| "snapshot does not decode")
+    } else {
+        legacy::decode_snapshot_v3(payload)
+    };
+    decoded.map_err(|what| StorageError::corrupt(path, at, what))
 }
 
 /// How a [`Pending`] snapshot file gets written.

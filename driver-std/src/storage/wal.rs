@@ -22,13 +22,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use skiff_core::{Entry, HardState, Index, Persist, SnapshotMeta};
 
-use super::StorageError;
+use super::{legacy, StorageError};
 
-/// The first bytes of every segment: "SKIFWAL" and the format number. Format 3 is format 2's
-/// records holding the KV service's stamped `LogEntry` payloads (sessions through the log):
-/// the entries of a format-2 directory would not decode as commands, so it is refused rather
-/// than replayed as no-ops.
-pub const SEGMENT_MAGIC: [u8; 8] = *b"SKIFWAL\x03";
+/// The first bytes of every segment: "SKIFWAL" and the format number. Format 4 is format 3
+/// with a snapshot's configuration (`SnapshotMeta::membership` and `membership_index`) in
+/// place of its voter list; format-3 segments are still read (see `legacy`), and a directory
+/// holding them gets new segments of format 4. Format 3 was format 2's records holding the
+/// KV service's stamped `LogEntry` payloads: the entries of a format-2 directory would not
+/// decode as commands, so it is refused rather than replayed as no-ops.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"SKIFWAL\x04";
 /// Bytes before a record's payload: length and two checksums.
 pub const RECORD_HEADER: usize = 12;
 /// Largest payload a record may hold. The writer never writes more (one entry that would not
@@ -127,12 +129,30 @@ pub enum Tail {
     Torn { valid_len: u64 },
 }
 
+/// The format of a segment, named by its magic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Read only (see `legacy`): records are never appended to such a segment.
+    V3,
+    /// The current format ([`SEGMENT_MAGIC`]).
+    V4,
+}
+
 /// Parses one segment's bytes (read from `path`, named in errors) in one pass. Damage that is
 /// not a torn tail is an error naming the file and offset.
-pub fn parse_segment(path: &Path, bytes: &[u8]) -> Result<(Vec<WalRecord>, Tail), StorageError> {
-    if bytes.len() < SEGMENT_MAGIC.len() || bytes[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
-        return Err(StorageError::corrupt(path, 0, "not a skiff WAL segment of format 3 (bad magic)"));
-    }
+pub fn parse_segment(path: &Path, bytes: &[u8]) -> Result<(Vec<WalRecord>, Tail, Format), StorageError> {
+    let magic = bytes.get(..SEGMENT_MAGIC.len());
+    let format = if magic == Some(&SEGMENT_MAGIC[..]) {
+        Format::V4
+    } else if magic == Some(&legacy::SEGMENT_MAGIC_V3[..]) {
+        Format::V3
+    } else {
+        return Err(StorageError::corrupt(path, 0, "not a skiff WAL segment of format 3 or 4 (bad magic)"));
+    };
+    let decode = |payload: &[u8]| match format {
+        Format::V4 => postcard::from_bytes::<WalRecord>(payload).map_err(|_| "record does not decode"),
+        Format::V3 => legacy::decode_record_v3(payload),
+    };
     // Everything from `zeros` on is zero.
     let zeros = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
     // Whether a crash that kept the size but not the data explains damage before `limit`:
@@ -144,34 +164,34 @@ pub fn parse_segment(path: &Path, bytes: &[u8]) -> Result<(Vec<WalRecord>, Tail)
         let rest = &bytes[at..];
         let torn = Tail::Torn { valid_len: at as u64 };
         if rest.len() < RECORD_HEADER {
-            return Ok((records, torn));
+            return Ok((records, torn, format));
         }
         let word = |k: usize| u32::from_le_bytes(rest[k..k + 4].try_into().expect("4 bytes"));
         let (len, crc, header_crc) = (word(0), word(4), word(8));
         if crc32c::crc32c(&rest[..8]) != header_crc || len > MAX_RECORD {
             if zero_tail(at + RECORD_HEADER) {
-                return Ok((records, torn));
+                return Ok((records, torn, format));
             }
             return Err(StorageError::corrupt(path, at as u64, "damaged record header"));
         }
         let end = at + RECORD_HEADER + len as usize + 1;
         if end > bytes.len() {
-            return Ok((records, torn)); // the file ends inside the record: its write was cut short
+            return Ok((records, torn, format)); // the file ends inside the record: its write was cut short
         }
         let payload = &bytes[at + RECORD_HEADER..end - 1];
         if crc32c::crc32c(payload) != crc || bytes[end - 1] != RECORD_END {
             if zero_tail(end) {
-                return Ok((records, torn));
+                return Ok((records, torn, format));
             }
             return Err(StorageError::corrupt(path, at as u64, "record checksum mismatch"));
         }
-        match postcard::from_bytes::<WalRecord>(payload) {
+        match decode(payload) {
             Ok(r) => records.push(r),
-            Err(_) => return Err(StorageError::corrupt(path, at as u64, "record does not decode")),
+            Err(what) => return Err(StorageError::corrupt(path, at as u64, what)),
         }
         at = end;
     }
-    Ok((records, Tail::Clean))
+    Ok((records, Tail::Clean, format))
 }
 
 /// The path of segment `number` in `dir`.

@@ -2,7 +2,8 @@
 
 use bytes::Bytes;
 use skiff_core::{
-    AppendResult, DropReason, Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Output, Term,
+    AppendResult, DropReason, Entry, EntryKind, HardState, Index, Membership, Message, MessageBody, NodeId, Output,
+    Term,
 };
 
 pub(super) fn pos(index: Index, term: Term) -> String {
@@ -24,6 +25,10 @@ pub(super) fn render_entry(e: &Entry) -> String {
     match e.kind {
         EntryKind::Noop => format!("{} noop", pos(e.index, e.term)),
         EntryKind::Command => format!("{} {}", pos(e.index, e.term), render_data(&e.data)),
+        EntryKind::Config => match postcard::from_bytes::<Membership>(&e.data) {
+            Ok(m) => format!("{} config {m}", pos(e.index, e.term)),
+            Err(_) => format!("{} config (undecodable)", pos(e.index, e.term)),
+        },
     }
 }
 
