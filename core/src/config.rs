@@ -196,10 +196,6 @@ impl Config {
     pub fn max_inflight_snapshot_chunks(&self) -> u64 {
         self.max_inflight_snapshot_chunks
     }
-    /// The number of votes (or acknowledgements) that make a majority.
-    pub fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
-    }
 }
 
 /// Builds a [`Config`]; `build` validates it.

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 
 use super::progress::Progress;
-use super::quorum::{is_quorum, VoteResult};
+use super::quorum::{joint_quorum, VoteResult};
 use super::Node;
 use crate::io::{Output, Role};
 use crate::message::{Message, MessageBody};
@@ -30,8 +30,7 @@ impl Node {
         self.reset_election_timer();
         let body = MessageBody::PreVote { last_index: self.log.last_index(), last_term: self.log.last_term() };
         let term = Term(self.term.0 + 1);
-        let peers: Vec<NodeId> = self.peers().collect();
-        for to in peers {
+        for to in self.voter_peers() {
             // A pre-vote speaks of the term we would campaign in, not of our own.
             out.push(Output::Send(Message { from: self.cfg.id(), to, term, body: body.clone() }));
         }
@@ -52,8 +51,7 @@ impl Node {
         self.self_vote_seq = Some(self.next_seq);
         self.reset_election_timer();
         let body = MessageBody::Vote { last_index: self.log.last_index(), last_term: self.log.last_term(), transfer };
-        let peers: Vec<NodeId> = self.peers().collect();
-        for to in peers {
+        for to in self.voter_peers() {
             self.send(to, body.clone(), out);
         }
     }
@@ -114,7 +112,7 @@ impl Node {
     }
 
     pub(super) fn check_election(&mut self, out: &mut Vec<Output>) {
-        match self.tally.result(self.cfg.initial_voters(), self.cfg.quorum()) {
+        match self.tally.result(self.membership()) {
             VoteResult::Pending => {}
             VoteResult::Won if self.role == Role::PreCandidate => self.become_candidate(false, out),
             VoteResult::Won => self.become_leader(out),
@@ -129,8 +127,9 @@ impl Node {
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;
         let next = self.log.last_index().next();
-        let peers: Vec<NodeId> = self.peers().collect();
-        self.progress = peers.into_iter().map(|p| (p, Progress::new(next))).collect();
+        let me = self.cfg.id();
+        let members: Vec<NodeId> = self.membership().members().filter(|id| *id != me).collect();
+        self.progress = members.into_iter().map(|p| (p, Progress::new(next))).collect();
         self.transfer = None;
         self.reads = Default::default();
         // Raft §5.4.2 / §8: commit an entry of our own term to commit everything before it.
@@ -147,11 +146,14 @@ impl Node {
         if !self.cfg.check_quorum() {
             return;
         }
-        let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
+        let me = self.cfg.id();
+        let progress = &self.progress;
+        let active =
+            joint_quorum(self.membership(), |id| id == me || progress.get(&id).is_some_and(|p| p.recent_active));
         for p in self.progress.values_mut() {
             p.recent_active = false;
         }
-        if !is_quorum(active, self.cfg.quorum()) {
+        if !active {
             self.become_follower(self.term, None);
         }
     }

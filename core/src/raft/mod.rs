@@ -23,6 +23,7 @@ use alloc::vec::Vec;
 
 use crate::config::Config;
 use crate::io::{DropReason, Ignored, Input, Output, Persist, Proposal, RestoreError, Restored, Role, View};
+use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
 use crate::types::{Entry, EntryKind, HardState, Index, NodeId, Term};
 
@@ -230,9 +231,20 @@ impl Node {
         self.progress.get(&peer)
     }
 
-    fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        let me = self.cfg.id();
-        self.cfg.initial_voters().iter().copied().filter(move |v| *v != me)
+    /// The configuration this node acts on.
+    pub(crate) fn membership(&self) -> &Membership {
+        self.cfg.bootstrap_membership()
+    }
+
+    /// The other voters (incoming and outgoing): whom an election asks.
+    fn voter_peers(&self) -> Vec<NodeId> {
+        let (me, m) = (self.cfg.id(), self.membership());
+        m.members().filter(|id| *id != me && m.is_voter(*id)).collect()
+    }
+
+    /// Leader: whom it replicates to, in order.
+    fn followers(&self) -> Vec<NodeId> {
+        self.progress.keys().copied().collect()
     }
 
     fn tick(&mut self, out: &mut Vec<Output>) {

@@ -1,5 +1,5 @@
-//! quickcheck properties of the core's pure parts against simple models: quorum arithmetic
-//! against counting, the log's merge against a `Vec`.
+//! quickcheck properties of the core's pure parts against simple models: joint quorum
+//! arithmetic against counting over random configurations, the log's merge against a `Vec`.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -8,55 +8,86 @@ use bytes::Bytes;
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
 use super::log::RaftLog;
-use super::quorum::{quorum_index, Tally, VoteResult};
+use super::quorum::{joint_index, joint_quorum, Tally, VoteResult};
+use crate::membership::{ChangeStep, JointPolicy, Membership};
 use crate::types::{Entry, EntryKind, Index, NodeId, Term};
 
+/// A configuration over n1..n7 from bit masks: voters `old` (outgoing, while joint) changed
+/// to `new` through a joint phase, and learners `learn` (outside both). `old` and `new` must
+/// be non-empty; `old == new` gives a configuration that is not joint.
+fn config_of_masks(old: u8, new: u8, learn: u8) -> Membership {
+    let ids = |mask: u8| (0..7).filter(move |b| mask & (1 << b) != 0).map(|b| NodeId(b + 1));
+    let start = Membership::from_voters(ids(old)).expect("non-empty");
+    let mut steps: Vec<ChangeStep> =
+        ids(new & !old).map(|node| ChangeStep::AddVoter { node, address: Bytes::new() }).collect();
+    steps.extend(ids(old & !new).map(|node| ChangeStep::Remove { node }));
+    steps.extend(ids(learn & !old & !new).map(|node| ChangeStep::AddLearner { node, address: Bytes::new() }));
+    if steps.is_empty() {
+        return start;
+    }
+    start.apply(&steps, JointPolicy::Always).expect("a valid change")
+}
+
+/// Random configurations: (old voters, new voters, learners) as masks over n1..n7.
+fn masks(old: u8, new: u8, learn: u8) -> Option<Membership> {
+    let (old, new) = (old & 0x7f, new & 0x7f);
+    (old != 0 && new != 0).then(|| config_of_masks(old, new, learn & 0x7f))
+}
+
+/// Model: whether `holds` is true for a majority of each voting set, by counting.
+fn majorities(m: &Membership, holds: impl Fn(NodeId) -> bool) -> bool {
+    let sets: Vec<&[NodeId]> =
+        if m.is_joint() { alloc::vec![m.voters(), m.outgoing()] } else { alloc::vec![m.voters()] };
+    sets.iter().all(|set| set.iter().filter(|id| holds(**id)).count() * 2 > set.len())
+}
+
 #[test]
-fn quorum_index_is_the_majority_held_index() {
-    fn prop(matches: Vec<u16>) -> TestResult {
-        if matches.is_empty() {
-            return TestResult::discard();
-        }
-        let quorum = matches.len() / 2 + 1;
-        let mut idx: Vec<Index> = matches.iter().map(|m| Index(u64::from(*m))).collect();
-        let got = quorum_index(&mut idx, quorum);
-        // Model: the largest value that at least `quorum` entries reach.
-        let model = matches
-            .iter()
-            .map(|m| u64::from(*m))
-            .filter(|c| matches.iter().filter(|m| u64::from(**m) >= *c).count() >= quorum)
-            .max()
-            .unwrap_or(0);
+fn joint_index_is_the_highest_value_both_majorities_hold() {
+    fn prop(old: u8, new: u8, learn: u8, values: Vec<u8>) -> TestResult {
+        let Some(m) = masks(old, new, learn) else { return TestResult::discard() };
+        let value = |id: NodeId| Index(u64::from(values.get(id.0 as usize).copied().unwrap_or(0)));
+        let got = joint_index(&m, value);
+        // Model: the largest candidate that majorities of every set reach (0 always does).
+        let model = (0..=255u64).filter(|c| majorities(&m, |id| value(id).0 >= *c)).max().unwrap_or(0);
         TestResult::from_bool(got == Index(model))
     }
-    QuickCheck::new().tests(500).quickcheck(prop as fn(Vec<u16>) -> TestResult);
+    QuickCheck::new().tests(2000).quickcheck(prop as fn(u8, u8, u8, Vec<u8>) -> TestResult);
+}
+
+#[test]
+fn joint_quorum_needs_a_majority_of_every_voting_set() {
+    fn prop(old: u8, new: u8, learn: u8, yes: u8) -> TestResult {
+        let Some(m) = masks(old, new, learn) else { return TestResult::discard() };
+        let holds = |id: NodeId| yes & (1 << (id.0 - 1)) != 0;
+        TestResult::from_bool(joint_quorum(&m, holds) == majorities(&m, holds))
+    }
+    QuickCheck::new().tests(2000).quickcheck(prop as fn(u8, u8, u8, u8) -> TestResult);
+    assert!(!joint_quorum(&Membership::empty(), |_| true), "an empty configuration has no quorum");
 }
 
 #[test]
 fn tally_matches_counting() {
-    fn prop(votes: Vec<(u8, bool)>, size: u8) -> TestResult {
-        let n = 1 + (size % 7) as u64;
-        let voters: Vec<NodeId> = (1..=n).map(NodeId).collect();
-        let quorum = voters.len() / 2 + 1;
+    fn prop(old: u8, new: u8, learn: u8, votes: Vec<(u8, bool)>) -> TestResult {
+        let Some(m) = masks(old, new, learn) else { return TestResult::discard() };
         let mut tally = Tally::default();
         let mut first = BTreeMap::new();
         for (v, g) in votes {
-            let id = NodeId(1 + u64::from(v) % n);
+            let id = NodeId(1 + u64::from(v) % 8); // n8 is never a member
             tally.record(id, g);
             first.entry(id).or_insert(g);
         }
-        let yes = first.values().filter(|g| **g).count();
-        let no = first.values().filter(|g| !**g).count();
-        let model = if yes >= quorum {
+        let model = if majorities(&m, |id| first.get(&id) == Some(&true)) {
             VoteResult::Won
-        } else if no + quorum > voters.len() {
+        } else if !majorities(&m, |id| first.get(&id) != Some(&false)) {
+            // Even if every voter yet to answer granted, some set would lack a majority.
             VoteResult::Lost
         } else {
             VoteResult::Pending
         };
-        TestResult::from_bool(tally.result(&voters, quorum) == model)
+        TestResult::from_bool(tally.result(&m) == model)
     }
-    QuickCheck::new().tests(500).quickcheck(prop as fn(Vec<(u8, bool)>, u8) -> TestResult);
+    QuickCheck::new().tests(2000).quickcheck(prop as fn(u8, u8, u8, Vec<(u8, bool)>) -> TestResult);
+    assert_eq!(Tally::default().result(&Membership::empty()), VoteResult::Lost);
 }
 
 /// A follower-side operation on a log: an append from a leader of `term` after `prev`.

@@ -9,7 +9,7 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use super::quorum::quorum_index;
+use super::quorum::joint_index;
 use super::Node;
 use crate::io::{DropReason, Output, Role};
 use crate::types::NodeId;
@@ -64,9 +64,15 @@ impl Node {
         if self.role != Role::Leader || self.reads.pending.is_empty() {
             return;
         }
-        let mut acked: Vec<u64> = self.progress.values().map(|p| p.read_round_acked).collect();
-        acked.push(self.reads.round); // our own answer to every round
-        let confirmed = quorum_index(&mut acked, self.cfg.quorum());
+        let (me, round, progress) = (self.cfg.id(), self.reads.round, &self.progress);
+        // Our own answer confirms every round (where we vote).
+        let confirmed = joint_index(self.membership(), |id| {
+            if id == me {
+                round
+            } else {
+                progress.get(&id).map_or(0, |p| p.read_round_acked)
+            }
+        });
         self.reads.confirmed = self.reads.confirmed.max(confirmed);
         if self.log.term_at(self.log.commit()) != Some(self.term) {
             return; // Raft §8: not until our own no-op commits.

@@ -4,7 +4,7 @@
 use alloc::vec::Vec;
 
 use super::progress::Mode;
-use super::quorum::quorum_index;
+use super::quorum::joint_index;
 use super::Node;
 use crate::io::Output;
 use crate::message::{AppendResult, Message, MessageBody};
@@ -15,8 +15,7 @@ impl Node {
     /// `even_if_empty`, followers with nothing to receive still get an (empty) append, which
     /// carries the commit index.
     pub(super) fn broadcast_append(&mut self, even_if_empty: bool, out: &mut Vec<Output>) {
-        let peers: Vec<NodeId> = self.peers().collect();
-        for p in peers {
+        for p in self.followers() {
             self.send_append(p, even_if_empty, out);
         }
     }
@@ -210,12 +209,18 @@ impl Node {
         }
     }
 
-    /// Leader: advances the commit index to what a majority holds durably, counting only an
-    /// entry of the current term (Raft §5.4.2). Tells followers when it moves.
+    /// Leader: advances the commit index to what a majority (of both sets, while joint) holds
+    /// durably, counting only an entry of the current term (Raft §5.4.2), and our own log
+    /// only where we are a voter. Tells followers when it moves.
     pub(super) fn maybe_commit(&mut self, out: &mut Vec<Output>) {
-        let mut matches: Vec<Index> = self.progress.values().map(|p| p.match_index).collect();
-        matches.push(self.log.durable());
-        let candidate = quorum_index(&mut matches, self.cfg.quorum());
+        let (me, durable, progress) = (self.cfg.id(), self.log.durable(), &self.progress);
+        let candidate = joint_index(self.membership(), |id| {
+            if id == me {
+                durable
+            } else {
+                progress.get(&id).map_or(Index(0), |p| p.match_index)
+            }
+        });
         if candidate > self.log.commit()
             && self.log.term_at(candidate) == Some(self.term)
             && self.log.commit_to(candidate)
