@@ -4,6 +4,7 @@
 use alloc::vec::Vec;
 use bytes::Bytes;
 
+use crate::membership::Membership;
 use crate::message::Message;
 use crate::types::{Entry, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
 
@@ -69,6 +70,10 @@ pub enum Output {
     ReadReady { id: u64, index: Index },
     /// Read `id` cannot be served here.
     ReadDropped { id: u64, reason: DropReason },
+    /// The configuration this node acts on changed (an entry appended or truncated, a
+    /// snapshot installed), or became committed: it was set by the entry at `index` (0: the
+    /// bootstrap configuration). Not emitted at start; read [`crate::Node::view`] then.
+    MembershipChanged { index: Index, membership: Membership, committed: bool },
 }
 
 /// Why a proposal was refused.
@@ -137,10 +142,12 @@ pub enum RestoreError {
     TermDecreases { index: Index },
     /// An entry's term is above the stored current term.
     EntryAboveTerm { index: Index, entry_term: Term, term: Term },
-    /// The stored vote names a node outside the voter set.
-    VoteForUnknown { vote: NodeId },
     /// The snapshot's term is above the stored current term.
     SnapshotAboveTerm { meta: SnapshotMeta },
+    /// The snapshot's configuration is empty, or set by an entry past the snapshot.
+    BadSnapshotMembership { meta: SnapshotMeta },
+    /// The `Config` entry at `index` does not hold a valid configuration.
+    BadConfigEntry { index: Index },
 }
 
 impl core::fmt::Display for RestoreError {
@@ -158,8 +165,13 @@ impl core::fmt::Display for RestoreError {
             RestoreError::SnapshotAboveTerm { meta } => {
                 write!(f, "restored snapshot at index {} has term {} above the stored term", meta.index.0, meta.term.0)
             }
-            RestoreError::VoteForUnknown { vote } => {
-                write!(f, "restored vote for node {} outside the voter set", vote.0)
+            RestoreError::BadSnapshotMembership { meta } => write!(
+                f,
+                "restored snapshot at index {} has configuration '{}' set at index {}: empty or past the snapshot",
+                meta.index.0, meta.membership, meta.membership_index.0
+            ),
+            RestoreError::BadConfigEntry { index } => {
+                write!(f, "restored configuration entry {} does not decode as a configuration", index.0)
             }
         }
     }
@@ -170,7 +182,7 @@ impl core::fmt::Display for RestoreError {
 pub struct Ignored {
     /// Messages from a lower term (answered, when the answer helps the sender catch up).
     pub stale_term: u64,
-    /// Messages not addressed to this node, or from a node outside the voter set.
+    /// Messages not addressed to this node, or claiming to come from it.
     pub misaddressed: u64,
     /// Answers that reached a node no longer in the role that asked (a deposed leader, a
     /// finished election), or duplicate votes. Late append answers on a leader are normal
@@ -191,6 +203,9 @@ pub struct Ignored {
     pub stale_chunk: u64,
     /// Snapshot transfers dropped for passing `Config::max_snapshot_bytes`.
     pub too_large_snapshot: u64,
+    /// `Campaign` or `TimeoutNow` on a node that is not a voter of its configuration (a
+    /// learner, a node removed, or one waiting to join).
+    pub bad_campaign: u64,
 }
 
 /// Read-only status of a node, for drivers, tests and metrics.
@@ -215,5 +230,11 @@ pub struct View {
     pub transferring_to: Option<NodeId>,
     /// Leader: reads waiting for leadership confirmation.
     pub pending_reads: usize,
+    /// The configuration this node acts on: the latest in its log, committed or not.
+    pub membership: Membership,
+    /// The entry that set `membership` (0: the bootstrap configuration).
+    pub membership_index: Index,
+    /// Whether `membership_index <= commit`.
+    pub membership_committed: bool,
     pub ignored: Ignored,
 }

@@ -35,6 +35,8 @@
 //!             Output::ApplySnapshot(snapshot) => { /* replace the state machine */ let _ = snapshot; }
 //!             Output::Accepted { .. } | Output::ProposalDropped { .. } => {}
 //!             Output::RoleChanged { .. } => {}
+//!             // The configuration changed: update the transport's peers.
+//!             Output::MembershipChanged { .. } => {}
 //!             // ReadIndex: serve read `id` once `applied` reaches `index`.
 //!             Output::ReadReady { .. } | Output::ReadDropped { .. } => {}
 //!         }
@@ -51,6 +53,10 @@
 //!
 //! ## Contracts
 //!
+//! - **The configuration lives in the log.** A node acts on the latest configuration its
+//!   log holds (a `Config` entry, or its snapshot's), committed or not; `Config`'s voters
+//!   only bootstrap a node whose storage holds none. Entries of kind `Config` are skipped by
+//!   the service; `Output::MembershipChanged` reports each change.
 //! - **Persistence gating is inside the core.** Responses (vote grants, append
 //!   acknowledgements) are held until the persist that made them true is acknowledged; a
 //!   candidate counts its own vote, and a leader its own log, only once durable.

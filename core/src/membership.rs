@@ -17,6 +17,7 @@
 //! - every address belongs to a member (a voter, an outgoing voter or a learner).
 
 use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -25,14 +26,36 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::NodeId;
 
-/// A cluster configuration; see the module docs for its invariants.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A cluster configuration; see the module docs for its invariants. Cloning is cheap (the
+/// sets are shared), since every status view and snapshot carries one.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "RawMembership", into = "RawMembership")]
-pub struct Membership {
+pub struct Membership(Arc<Sets>);
+
+/// The sets of a [`Membership`], checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct Sets {
     voters: Vec<NodeId>,
     outgoing: Vec<NodeId>,
     learners: Vec<NodeId>,
     addresses: BTreeMap<NodeId, Bytes>,
+}
+
+impl Sets {
+    fn is_member(&self, id: NodeId) -> bool {
+        [&self.voters, &self.outgoing, &self.learners].iter().any(|set| set.binary_search(&id).is_ok())
+    }
+}
+
+impl fmt::Debug for Membership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Membership")
+            .field("voters", &self.0.voters)
+            .field("outgoing", &self.0.outgoing)
+            .field("learners", &self.0.learners)
+            .field("addresses", &self.0.addresses)
+            .finish()
+    }
 }
 
 /// The unchecked form a [`Membership`] is encoded as.
@@ -71,12 +94,12 @@ impl fmt::Display for Membership {
             }
             Ok(())
         };
-        list(f, "v", &self.voters)?;
+        list(f, "v", &self.0.voters)?;
         if self.is_joint() {
-            list(f, " out", &self.outgoing)?;
+            list(f, " out", &self.0.outgoing)?;
         }
-        if !self.learners.is_empty() {
-            list(f, " l", &self.learners)?;
+        if !self.0.learners.is_empty() {
+            list(f, " l", &self.0.learners)?;
         }
         Ok(())
     }
@@ -157,7 +180,7 @@ impl TryFrom<RawMembership> for Membership {
             }
             Ok(seen.into_iter().collect())
         };
-        let m = Membership {
+        let m = Sets {
             voters: sorted(raw.voters)?,
             outgoing: sorted(raw.outgoing)?,
             learners: sorted(raw.learners)?,
@@ -172,13 +195,14 @@ impl TryFrom<RawMembership> for Membership {
         if let Some(node) = m.addresses.keys().find(|id| !m.is_member(**id)) {
             return Err(MembershipError::AddressOfNonMember { node: *node });
         }
-        Ok(m)
+        Ok(Membership(Arc::new(m)))
     }
 }
 
 impl From<Membership> for RawMembership {
     fn from(m: Membership) -> RawMembership {
-        RawMembership { voters: m.voters, outgoing: m.outgoing, learners: m.learners, addresses: m.addresses }
+        let s = Arc::unwrap_or_clone(m.0);
+        RawMembership { voters: s.voters, outgoing: s.outgoing, learners: s.learners, addresses: s.addresses }
     }
 }
 
@@ -213,45 +237,46 @@ impl Membership {
 
     /// Whether this is [`Membership::empty`].
     pub fn is_empty(&self) -> bool {
-        self.voters.is_empty()
+        self.0.voters.is_empty()
     }
 
     /// The voters (while joint: the incoming ones).
     pub fn voters(&self) -> &[NodeId] {
-        &self.voters
+        &self.0.voters
     }
 
     /// While joint, the voters of the configuration being left; empty otherwise.
     pub fn outgoing(&self) -> &[NodeId] {
-        &self.outgoing
+        &self.0.outgoing
     }
 
     pub fn learners(&self) -> &[NodeId] {
-        &self.learners
+        &self.0.learners
     }
 
     pub fn addresses(&self) -> &BTreeMap<NodeId, Bytes> {
-        &self.addresses
+        &self.0.addresses
     }
 
     /// Whether a joint change is in progress.
     pub fn is_joint(&self) -> bool {
-        !self.outgoing.is_empty()
+        !self.0.outgoing.is_empty()
     }
 
     /// Whether `id` votes: a voter, or while joint, an outgoing voter.
     pub fn is_voter(&self, id: NodeId) -> bool {
-        self.voters.binary_search(&id).is_ok() || self.outgoing.binary_search(&id).is_ok()
+        self.0.voters.binary_search(&id).is_ok() || self.0.outgoing.binary_search(&id).is_ok()
     }
 
     /// Whether `id` is a member: it votes or learns.
     pub fn is_member(&self, id: NodeId) -> bool {
-        self.is_voter(id) || self.learners.binary_search(&id).is_ok()
+        self.is_voter(id) || self.0.learners.binary_search(&id).is_ok()
     }
 
     /// Every member once, in order.
     pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
-        let all: BTreeSet<NodeId> = self.voters.iter().chain(&self.outgoing).chain(&self.learners).copied().collect();
+        let all: BTreeSet<NodeId> =
+            self.0.voters.iter().chain(&self.0.outgoing).chain(&self.0.learners).copied().collect();
         all.into_iter()
     }
 
@@ -262,9 +287,9 @@ impl Membership {
     /// configuration's voters outgoing.
     pub fn apply(&self, steps: &[ChangeStep], joint: JointPolicy) -> Result<Membership, StepRefused> {
         debug_assert!(!self.is_joint(), "a change applied to a joint configuration");
-        let mut voters: BTreeSet<NodeId> = self.voters.iter().copied().collect();
-        let mut learners: BTreeSet<NodeId> = self.learners.iter().copied().collect();
-        let mut addresses = self.addresses.clone();
+        let mut voters: BTreeSet<NodeId> = self.0.voters.iter().copied().collect();
+        let mut learners: BTreeSet<NodeId> = self.0.learners.iter().copied().collect();
+        let mut addresses = self.0.addresses.clone();
         let set_address = |addresses: &mut BTreeMap<NodeId, Bytes>, node: NodeId, address: &Bytes| {
             if !address.is_empty() {
                 addresses.insert(node, address.clone());
@@ -310,40 +335,40 @@ impl Membership {
         if voters.is_empty() {
             return Err(StepRefused::NoVoters);
         }
-        let old: BTreeSet<NodeId> = self.voters.iter().copied().collect();
+        let old: BTreeSet<NodeId> = self.0.voters.iter().copied().collect();
         let changed_voters = old.symmetric_difference(&voters).count();
         // A change of learners or addresses alone never needs a joint phase.
         let one_step = changed_voters == 0 || (joint == JointPolicy::Auto && changed_voters == 1);
-        let mut next = Membership {
+        let mut next = Sets {
             voters: voters.into_iter().collect(),
-            outgoing: if one_step { Vec::new() } else { self.voters.clone() },
+            outgoing: if one_step { Vec::new() } else { self.0.voters.clone() },
             learners: learners.into_iter().collect(),
             addresses,
         };
         // Outgoing voters stay reachable until the joint configuration is left.
         for id in &next.outgoing {
-            if let Some(a) = self.addresses.get(id) {
+            if let Some(a) = self.0.addresses.get(id) {
                 next.addresses.entry(*id).or_insert_with(|| a.clone());
             }
         }
-        if next == *self {
+        if next == *self.0 {
             return Err(StepRefused::Empty);
         }
-        Ok(next)
+        Ok(Membership(Arc::new(next)))
     }
 
     /// The configuration a joint one becomes once it committed: the incoming voters and the
     /// learners; the outgoing voters that are neither lose their addresses.
     pub fn leave_joint(&self) -> Membership {
-        let mut next = Membership {
-            voters: self.voters.clone(),
+        let mut next = Sets {
+            voters: self.0.voters.clone(),
             outgoing: Vec::new(),
-            learners: self.learners.clone(),
+            learners: self.0.learners.clone(),
             addresses: BTreeMap::new(),
         };
         next.addresses =
-            self.addresses.iter().filter(|(id, _)| next.is_member(**id)).map(|(id, a)| (*id, a.clone())).collect();
-        next
+            self.0.addresses.iter().filter(|(id, _)| next.is_member(**id)).map(|(id, a)| (*id, a.clone())).collect();
+        Membership(Arc::new(next))
     }
 }
 

@@ -49,7 +49,7 @@ impl Cluster {
                 Output::Apply(entries) => self.applied[i] += entries.len() as u64,
                 Output::ApplySnapshot(s) => self.applied[i] = s.meta.index.0,
                 Output::Accepted { .. } | Output::ProposalDropped { .. } | Output::RoleChanged { .. } => {}
-                Output::ReadReady { .. } | Output::ReadDropped { .. } => {}
+                Output::ReadReady { .. } | Output::ReadDropped { .. } | Output::MembershipChanged { .. } => {}
             }
         }
         self.out = out;

@@ -286,7 +286,9 @@ impl<W> Service<W> {
             Output::ProposalDropped { id, reason } => self.proposal_dropped(*id, reason),
             Output::ReadReady { id, index } => self.read_ready(*id, *index),
             Output::ReadDropped { id, reason } => self.read_dropped(*id, reason),
-            Output::Send(_) | Output::Persist(_) | Output::RoleChanged { .. } => return Ok(false),
+            Output::Send(_) | Output::Persist(_) | Output::RoleChanged { .. } | Output::MembershipChanged { .. } => {
+                return Ok(false)
+            }
         }
         Ok(true)
     }

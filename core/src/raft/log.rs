@@ -4,12 +4,16 @@
 //! - entries are contiguous after the snapshot: `entries[k].index == snapshot_index + 1 + k`;
 //! - terms never decrease along the log, and none is below the snapshot's term;
 //! - `snapshot_index <= commit`, `applied <= commit` and `applied <= durable <= last_index`;
-//! - nothing at or below `commit` is ever truncated; commit and applied never move back.
+//! - nothing at or below `commit` is ever truncated; commit and applied never move back;
+//! - `configs` holds exactly the configurations of the `Config` entries after the snapshot,
+//!   and at its base the snapshot's (see [`ConfigHistory`]).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use crate::types::{Entry, Index, Snapshot, SnapshotMeta, Term};
+use super::configs::ConfigHistory;
+use crate::membership::Membership;
+use crate::types::{Entry, EntryKind, Index, Snapshot, SnapshotMeta, Term};
 
 /// Most entries one `Output::Apply` carries (the rest follow in the next steps).
 pub const MAX_APPLY_ENTRIES: usize = 16 * 1024;
@@ -37,6 +41,16 @@ pub struct RaftLog {
     /// ([`RaftLog::free_garbage`]): dropping a million entries at once would hold the node
     /// up for a hundred milliseconds.
     garbage: Garbage,
+    /// The configurations of the snapshot and of the `Config` entries.
+    configs: ConfigHistory,
+}
+
+/// The configuration a `Config` entry holds, if it holds a valid one with at least one voter.
+pub(crate) fn decode_config(entry: &Entry) -> Option<Membership> {
+    if entry.kind != EntryKind::Config {
+        return None;
+    }
+    postcard::from_bytes::<Membership>(&entry.data).ok().filter(|m| !m.is_empty())
 }
 
 /// Compacted entries waiting to be freed (`Debug` shows how many, not each one).
@@ -52,11 +66,25 @@ impl core::fmt::Debug for Garbage {
 impl RaftLog {
     /// A log restored from storage: an optional snapshot and the entries after it, all
     /// durable. The service restores its own state from the snapshot, so `applied` starts at
-    /// the snapshot's index.
-    pub(crate) fn restored(snapshot: Option<Snapshot>, entries: Vec<Entry>, commit: Index) -> RaftLog {
+    /// the snapshot's index. The configuration is the snapshot's, or `bootstrap` without
+    /// one, followed by those of the `Config` entries. Returns the index of a `Config` entry
+    /// that holds no valid configuration, if one does.
+    pub(crate) fn restored(
+        snapshot: Option<Snapshot>,
+        entries: Vec<Entry>,
+        commit: Index,
+        bootstrap: &Membership,
+    ) -> Result<RaftLog, Index> {
         let base = snapshot.as_ref().map_or(Index(0), |s| s.meta.index);
         let last = entries.last().map_or(base, |e| e.index);
-        RaftLog {
+        let mut configs = ConfigHistory::new(match &snapshot {
+            Some(s) => (s.meta.membership_index, s.meta.membership.clone()),
+            None => (Index(0), bootstrap.clone()),
+        });
+        for e in entries.iter().filter(|e| e.kind == EntryKind::Config) {
+            configs.push(e.index, decode_config(e).ok_or(e.index)?);
+        }
+        Ok(RaftLog {
             snapshot,
             entries,
             commit: commit.min(last).max(base),
@@ -64,7 +92,25 @@ impl RaftLog {
             durable: last,
             unacked: VecDeque::new(),
             garbage: Garbage::default(),
-        }
+            configs,
+        })
+    }
+
+    /// The configuration this node acts on: the latest in its log, committed or not.
+    pub fn membership(&self) -> &Membership {
+        self.configs.latest().1
+    }
+    /// The index of the entry that set [`RaftLog::membership`] (0: the bootstrap one).
+    pub fn membership_index(&self) -> Index {
+        self.configs.latest().0
+    }
+    /// The configuration in force at `index` and the index of the entry that set it.
+    pub(crate) fn membership_at(&self, index: Index) -> (Index, &Membership) {
+        self.configs.at(index)
+    }
+    /// Changes whenever [`RaftLog::membership`] may have changed.
+    pub(crate) fn config_version(&self) -> u64 {
+        self.configs.version()
     }
 
     /// The index the snapshot covers (0 without one).
@@ -184,10 +230,15 @@ impl RaftLog {
         }
     }
 
-    /// Leader path: append an entry that extends the log exactly.
+    /// Append an entry that extends the log exactly. A `Config` entry must hold a valid
+    /// configuration (the leader built it, or the follower checked the message it came in).
     pub(crate) fn append(&mut self, entry: Entry) {
         assert_eq!(entry.index, self.last_index().next(), "append out of place");
         assert!(entry.term >= self.last_term(), "append with a lower term");
+        if entry.kind == EntryKind::Config {
+            let m = decode_config(&entry).expect("a Config entry holds a valid configuration");
+            self.configs.push(entry.index, m);
+        }
         self.entries.push(entry);
     }
 
@@ -222,6 +273,7 @@ impl RaftLog {
         if let Some(p) = self.pos(from) {
             self.entries.truncate(p);
         }
+        self.configs.truncate_from(from);
         self.durable = self.durable.min(keep);
         for (_, last) in self.unacked.iter_mut() {
             *last = (*last).min(keep);
@@ -233,8 +285,10 @@ impl RaftLog {
     pub(crate) fn compact(&mut self, meta: SnapshotMeta, data: bytes::Bytes) {
         let index = meta.index;
         assert!(index > self.snapshot_index() && index <= self.applied, "compaction at {} out of range", index.0);
+        debug_assert_eq!(self.configs.at(index), (meta.membership_index, &meta.membership), "snapshot configuration");
         let drop = (index.0 - self.snapshot_index().0) as usize;
         self.discard_front(drop);
+        self.configs.compact_to(index);
         self.snapshot = Some(Snapshot { meta, data });
     }
 
@@ -291,6 +345,14 @@ impl RaftLog {
             for (_, last) in self.unacked.iter_mut() {
                 *last = (*last).min(old_commit);
             }
+        }
+        // The snapshot's configuration is the one in force at its index, whatever our log
+        // said there; configurations of a kept suffix stay.
+        let base = (meta.membership_index, meta.membership.clone());
+        if keep {
+            self.configs.rebase(meta.index, base);
+        } else {
+            self.configs.reset(base);
         }
         self.commit = meta.index;
         self.snapshot = Some(snapshot);
@@ -371,5 +433,15 @@ impl RaftLog {
         assert!(self.applied <= self.commit, "applied above commit");
         assert!(self.applied <= self.durable.max(base), "applied above durable");
         assert!(self.durable <= self.last_index(), "durable above last");
+        let in_log: Vec<(Index, Membership)> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Config)
+            .map(|e| (e.index, decode_config(e).expect("valid configuration")))
+            .collect();
+        assert_eq!(self.configs.later(), &in_log[..], "configuration history out of step with the log");
+        if let Some(s) = &self.snapshot {
+            assert_eq!(self.configs.base(), (s.meta.membership_index, &s.meta.membership), "base is the snapshot's");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! the end-of-step bookkeeping (persist, release held messages, apply, role reports); the
 //! protocol itself lives by concern in `election`, `replication` and `log`.
 
+mod configs;
 mod election;
 pub mod log;
 pub mod progress;
@@ -13,7 +14,11 @@ mod receive;
 mod replication;
 mod snapshot;
 #[cfg(test)]
+mod testkit;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_membership;
 #[cfg(test)]
 mod tests_snapshot;
 mod transfer;
@@ -89,6 +94,10 @@ pub struct Node {
     held: VecDeque<(u64, Message)>,
 
     reported: (Role, Term, Option<NodeId>),
+    /// The configuration last reported in `MembershipChanged` (index, membership, committed),
+    /// and the history's version then.
+    reported_membership: (Index, Membership, bool),
+    reported_config_version: u64,
     ignored: Ignored,
 }
 
@@ -96,11 +105,15 @@ impl Node {
     /// A node from its configuration and what storage recovered (`Restored::default()` for a
     /// fresh node). Refuses a recovered state that Raft could not have produced.
     pub fn new(cfg: Config, restored: Restored) -> Result<Node, RestoreError> {
-        validate_restored(&cfg, &restored)?;
+        validate_restored(&restored)?;
         let Restored { hard_state, snapshot, entries } = restored;
         let mut rng = Rng::new(cfg.seed() ^ cfg.id().0.wrapping_mul(0xA24B_AED4_963E_E407));
         let election_timeout = rng.range(cfg.election_ticks_min(), cfg.election_ticks_max());
-        let log = RaftLog::restored(snapshot, entries, hard_state.commit);
+        let log = RaftLog::restored(snapshot, entries, hard_state.commit, cfg.bootstrap_membership())
+            .map_err(|index| RestoreError::BadConfigEntry { index })?;
+        let reported_membership =
+            (log.membership_index(), log.membership().clone(), log.membership_index() <= log.commit());
+        let reported_config_version = log.config_version();
         let persisted_hard = HardState { commit: log.commit(), ..hard_state };
         Ok(Node {
             rng,
@@ -127,6 +140,8 @@ impl Node {
             truncate_from: None,
             held: VecDeque::new(),
             reported: (Role::Follower, hard_state.term, None),
+            reported_membership,
+            reported_config_version,
             ignored: Ignored::default(),
             cfg,
         })
@@ -153,7 +168,9 @@ impl Node {
             Input::ProposeBatch(ps) => self.propose(ps.into_iter(), out),
             Input::Persisted { up_to } => self.persisted(up_to, out),
             Input::Campaign => {
-                if self.role != Role::Leader {
+                if !self.promotable() {
+                    self.ignored.bad_campaign += 1;
+                } else if self.role != Role::Leader {
                     self.start_election(out);
                 }
             }
@@ -180,6 +197,9 @@ impl Node {
             snapshot_index: self.log.snapshot_index(),
             transferring_to: self.transfer.map(|t| t.to),
             pending_reads: self.reads.pending.len(),
+            membership: self.log.membership().clone(),
+            membership_index: self.log.membership_index(),
+            membership_committed: self.log.membership_index() <= self.log.commit(),
             ignored: self.ignored,
         }
     }
@@ -231,9 +251,15 @@ impl Node {
         self.progress.get(&peer)
     }
 
-    /// The configuration this node acts on.
+    /// The configuration this node acts on: the latest in its log, committed or not.
     pub(crate) fn membership(&self) -> &Membership {
-        self.cfg.bootstrap_membership()
+        self.log.membership()
+    }
+
+    /// Whether this node may campaign: it votes in its configuration. Learners, removed
+    /// nodes that know it, and nodes waiting to join never do.
+    fn promotable(&self) -> bool {
+        self.membership().is_voter(self.cfg.id())
     }
 
     /// The other voters (incoming and outgoing): whom an election asks.
@@ -262,7 +288,12 @@ impl Node {
                 self.check_quorum();
             }
         } else if self.election_elapsed >= self.election_timeout {
-            self.start_election(out);
+            if self.promotable() {
+                self.start_election(out);
+            } else {
+                // Not a voter: it waits, silent, for a leader (or to learn it is a voter).
+                self.reset_election_timer();
+            }
         }
     }
 
@@ -321,6 +352,23 @@ impl Node {
             }
             Role::Leader if moved => self.maybe_commit(out),
             _ => {}
+        }
+    }
+
+    /// Reports the configuration if it changed, or became committed, since last reported.
+    fn report_membership(&mut self, out: &mut Vec<Output>) {
+        let (index, committed) = (self.log.membership_index(), self.log.membership_index() <= self.log.commit());
+        let version = self.log.config_version();
+        if version == self.reported_config_version
+            && (index, committed) == (self.reported_membership.0, self.reported_membership.2)
+        {
+            return;
+        }
+        self.reported_config_version = version;
+        let now = (index, self.log.membership().clone(), committed);
+        if now != self.reported_membership {
+            self.reported_membership = now.clone();
+            out.push(Output::MembershipChanged { index: now.0, membership: now.1, committed: now.2 });
         }
     }
 
@@ -427,20 +475,22 @@ impl Node {
             self.reported = now;
             out.push(Output::RoleChanged { role: now.0, term: now.1, leader: now.2 });
         }
+        self.report_membership(out);
         debug_assert!(self.log.applied() <= self.log.commit());
     }
 }
 
-fn validate_restored(cfg: &Config, r: &Restored) -> Result<(), RestoreError> {
-    if let Some(vote) = r.hard_state.vote {
-        if cfg.initial_voters().binary_search(&vote).is_err() {
-            return Err(RestoreError::VoteForUnknown { vote });
-        }
-    }
+/// Refuses a restored state Raft could not have produced. A vote may name any node (one
+/// added in a configuration this node never received); `Config` entries are checked as the
+/// log is built.
+fn validate_restored(r: &Restored) -> Result<(), RestoreError> {
     let (base, mut prev_term) = r.snapshot.as_ref().map_or((Index(0), Term(0)), |s| (s.meta.index, s.meta.term));
     if let Some(s) = &r.snapshot {
         if s.meta.term > r.hard_state.term {
             return Err(RestoreError::SnapshotAboveTerm { meta: s.meta.clone() });
+        }
+        if s.meta.membership.is_empty() || s.meta.membership_index > s.meta.index {
+            return Err(RestoreError::BadSnapshotMembership { meta: s.meta.clone() });
         }
     }
     for (k, e) in r.entries.iter().enumerate() {

@@ -107,7 +107,8 @@ impl Arbitrary for AppendOp {
 #[test]
 fn log_merge_matches_a_vec_model() {
     fn prop(ops: Vec<AppendOp>) -> bool {
-        let mut log = RaftLog::restored(None, Vec::new(), Index(0));
+        let bootstrap = Membership::from_voters([NodeId(1)]).expect("one voter");
+        let mut log = RaftLog::restored(None, Vec::new(), Index(0), &bootstrap).expect("an empty log");
         let mut model: Vec<Term> = Vec::new();
         for op in ops {
             let prev = Index(u64::from(op.prev));

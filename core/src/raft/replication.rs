@@ -3,12 +3,13 @@
 
 use alloc::vec::Vec;
 
+use super::log::decode_config;
 use super::progress::Mode;
 use super::quorum::joint_index;
 use super::Node;
 use crate::io::Output;
 use crate::message::{AppendResult, Message, MessageBody};
-use crate::types::{Index, NodeId};
+use crate::types::{EntryKind, Index, NodeId};
 
 impl Node {
     /// Leader: sends every follower what it lacks, as flow control allows. With
@@ -74,6 +75,7 @@ impl Node {
             e.index.0 == prev_index.0 + 1 + k as u64
                 && e.term <= msg.term
                 && e.term >= if k == 0 { prev_term } else { entries[k - 1].term }
+                && (e.kind != EntryKind::Config || decode_config(e).is_some())
         }) && prev_term <= msg.term;
         if !well_formed {
             self.ignored.malformed += 1;

@@ -91,12 +91,14 @@ impl Node {
             return;
         }
         let term = self.log.term_at(index).expect("applied entries above the snapshot are held");
-        let meta = SnapshotMeta {
-            index,
-            term,
-            membership: self.cfg.bootstrap_membership().clone(),
-            membership_index: Index(0),
-        };
+        let (membership_index, membership) = self.log.membership_at(index);
+        if membership.is_empty() {
+            // A joining node that has not yet received its configuration: a snapshot must
+            // name one.
+            self.ignored.bad_snapshot += 1;
+            return;
+        }
+        let meta = SnapshotMeta { index, term, membership: membership.clone(), membership_index };
         self.log.compact(meta, data);
         self.snapshot_unpersisted = true;
     }

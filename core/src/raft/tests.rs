@@ -5,6 +5,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use bytes::Bytes;
 
+use super::testkit::{append, persist_seq};
 use super::Node;
 use crate::io::{DropReason, Input, Output, Proposal, RestoreError, Restored, Role};
 use crate::message::{AppendResult, Message, MessageBody};
@@ -18,10 +19,6 @@ fn node(id: u64, n: u64) -> Node {
 
 fn sends(out: &[Output]) -> Vec<&Message> {
     out.iter().filter_map(|o| if let Output::Send(m) = o { Some(m) } else { None }).collect()
-}
-
-fn persist_seq(out: &[Output]) -> Option<u64> {
-    out.iter().find_map(|o| if let Output::Persist(p) = o { Some(p.seq) } else { None })
 }
 
 fn vote_request(from: u64, to: u64, term: u64) -> Input {
@@ -100,25 +97,31 @@ fn bad_input_is_counted_never_a_panic() {
     let mut n = node(2, 3);
     let _ = n.step(vote_request(1, 2, 5));
     let before = n.view().ignored;
-    // Misaddressed, unknown sender, from ourselves.
+    // Misaddressed, from ourselves.
     let _ = n.step(vote_request(1, 3, 5));
-    let _ = n.step(vote_request(9, 2, 5));
     let _ = n.step(vote_request(2, 2, 5));
+    // A sender outside the configuration is heard (a node being added may be one): refused,
+    // since this term's vote went to n1.
+    let _ = n.step(vote_request(9, 2, 5));
+    assert_eq!(n.view().vote, Some(NodeId(1)));
     // An older term.
     let _ = n.step(vote_request(3, 2, 1));
     // An append whose entries do not follow prev.
-    let bad = Message {
-        from: NodeId(1),
-        to: NodeId(2),
-        term: Term(5),
-        body: MessageBody::Append {
-            prev_index: Index(0),
-            prev_term: Term(0),
-            entries: vec![Entry { term: Term(5), index: Index(7), kind: EntryKind::Command, data: Bytes::new() }],
-            commit: Index(0),
-        },
-    };
-    let _ = n.step(Input::Message(bad));
+    let _ = n.step(append(
+        1,
+        2,
+        5,
+        (0, 0),
+        vec![Entry { term: Term(5), index: Index(7), kind: EntryKind::Command, data: Bytes::new() }],
+        0,
+    ));
+    // An append whose configuration entry holds no configuration: nothing of it is taken.
+    let entries = vec![
+        Entry { term: Term(5), index: Index(1), kind: EntryKind::Noop, data: Bytes::new() },
+        Entry { term: Term(5), index: Index(2), kind: EntryKind::Config, data: Bytes::from_static(b"??") },
+    ];
+    let _ = n.step(append(1, 2, 5, (0, 0), entries, 0));
+    assert_eq!(n.view().last_index, Index(0));
     // A stray answer, and an acknowledgement of a persist never issued.
     let stray = Message {
         from: NodeId(1),
@@ -129,9 +132,9 @@ fn bad_input_is_counted_never_a_panic() {
     let _ = n.step(Input::Message(stray));
     let _ = n.step(Input::Persisted { up_to: 1000 });
     let after = n.view().ignored;
-    assert_eq!(after.misaddressed, before.misaddressed + 3);
+    assert_eq!(after.misaddressed, before.misaddressed + 2);
     assert_eq!(after.stale_term, before.stale_term + 1);
-    assert_eq!(after.malformed, before.malformed + 1);
+    assert_eq!(after.malformed, before.malformed + 2);
     assert_eq!(after.stray_response, before.stray_response + 1);
     assert_eq!(after.bad_persisted, before.bad_persisted + 1);
 }
@@ -170,8 +173,24 @@ fn impossible_restored_states_are_refused() {
     assert_eq!(Node::new(cfg(), down).unwrap_err(), RestoreError::TermDecreases { index: Index(2) });
     let above = Restored { hard_state: hs, snapshot: None, entries: vec![e(1, 3)] };
     assert!(matches!(Node::new(cfg(), above).unwrap_err(), RestoreError::EntryAboveTerm { .. }));
+    // A vote may name a node this one never heard of (added in a configuration it missed).
     let vote = Restored { hard_state: HardState { vote: Some(NodeId(9)), ..hs }, snapshot: None, entries: vec![] };
-    assert_eq!(Node::new(cfg(), vote).unwrap_err(), RestoreError::VoteForUnknown { vote: NodeId(9) });
+    assert!(Node::new(cfg(), vote).is_ok());
+    let config = |i, data: &[u8]| Entry { kind: EntryKind::Config, data: Bytes::copy_from_slice(data), ..e(i, 1) };
+    let bad = Restored { hard_state: hs, snapshot: None, entries: vec![e(1, 1), config(2, b"\xff\xff")] };
+    assert_eq!(Node::new(cfg(), bad).unwrap_err(), RestoreError::BadConfigEntry { index: Index(2) });
+    let empty = postcard::to_allocvec(&Membership::empty()).unwrap();
+    let bad = Restored { hard_state: hs, snapshot: None, entries: vec![config(1, &empty)] };
+    assert_eq!(Node::new(cfg(), bad).unwrap_err(), RestoreError::BadConfigEntry { index: Index(1) });
+    let meta = crate::types::SnapshotMeta {
+        index: Index(3),
+        term: Term(1),
+        membership: Membership::from_voters([NodeId(1)]).unwrap(),
+        membership_index: Index(4),
+    };
+    let snapshot = Some(crate::types::Snapshot { meta: meta.clone(), data: Bytes::new() });
+    let bad = Restored { hard_state: hs, snapshot, entries: vec![] };
+    assert_eq!(Node::new(cfg(), bad).unwrap_err(), RestoreError::BadSnapshotMembership { meta });
 }
 
 #[test]

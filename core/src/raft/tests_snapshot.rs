@@ -6,6 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use bytes::Bytes;
 
+use super::testkit::{persist_seq, step_durably};
 use super::Node;
 use crate::io::{Input, Output, Proposal, Restored};
 use crate::message::{Message, MessageBody};
@@ -18,22 +19,6 @@ fn cfg(id: u64, n: u64) -> Config {
 
 fn command(index: u64, term: u64) -> Entry {
     Entry { term: Term(term), index: Index(index), kind: EntryKind::Command, data: Bytes::from(vec![index as u8]) }
-}
-
-fn persist_seq(out: &[Output]) -> Option<u64> {
-    out.iter().find_map(|o| if let Output::Persist(p) = o { Some(p.seq) } else { None })
-}
-
-/// Steps `input`, then acknowledges every persist it caused (and those caused by that).
-fn step_durably(n: &mut Node, input: Input) -> Vec<Output> {
-    let mut out = n.step(input);
-    let mut all = Vec::new();
-    while let Some(seq) = persist_seq(&out) {
-        all.append(&mut out);
-        out = n.step(Input::Persisted { up_to: seq });
-    }
-    all.append(&mut out);
-    all
 }
 
 /// A single-node leader that committed and applied commands at 2..=`last` after its no-op.

@@ -19,7 +19,12 @@ pub(super) struct Transfer {
 
 impl Node {
     pub(super) fn transfer_leadership(&mut self, to: NodeId, out: &mut Vec<Output>) {
-        let valid = self.role == Role::Leader && to != self.cfg.id() && self.progress.contains_key(&to);
+        // Only to a voter of the configuration it would lead (not a learner, nor a voter
+        // being removed).
+        let valid = self.role == Role::Leader
+            && to != self.cfg.id()
+            && self.progress.contains_key(&to)
+            && self.membership().voters().contains(&to);
         if !valid {
             self.ignored.bad_transfer += 1;
             return;
@@ -58,6 +63,10 @@ impl Node {
     pub(super) fn handle_timeout_now(&mut self, from: NodeId, out: &mut Vec<Output>) {
         if self.role == Role::Leader || self.leader != Some(from) {
             self.ignored.stray_response += 1;
+            return;
+        }
+        if !self.promotable() {
+            self.ignored.bad_campaign += 1;
             return;
         }
         self.become_candidate(true, out);

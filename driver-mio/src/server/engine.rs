@@ -122,8 +122,12 @@ impl Engine {
                 self.storage.persist(p)
             }
             Output::RoleChanged { role, term, leader } => {
-                let id = self.node.view().id.0;
+                let id = self.node.config().id().0;
                 tracing::info!(node = id, ?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
+            }
+            Output::MembershipChanged { index, membership, committed } => {
+                let id = self.node.config().id().0;
+                tracing::info!(node = id, index = index.0, %membership, committed, "configuration changed");
             }
             service_output => {
                 if let Err(e) = self.kv.on_output(&service_output) {

@@ -94,7 +94,7 @@ impl<T: Transport> CoreLoop<T> {
                 return true;
             }
             Event::Halt(why) => {
-                tracing::error!(node = self.node.view().id.0, "stopping: {why}");
+                tracing::error!(node = self.node.config().id().0, "stopping: {why}");
                 return false;
             }
             Event::Stop => return false,
@@ -162,8 +162,12 @@ impl<T: Transport> CoreLoop<T> {
                 }
             }
             Output::RoleChanged { role, term, leader } => {
-                let id = self.node.view().id.0;
+                let id = self.node.config().id().0;
                 tracing::info!(node = id, ?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
+            }
+            Output::MembershipChanged { index, membership, committed } => {
+                let id = self.node.config().id().0;
+                tracing::info!(node = id, index = index.0, %membership, committed, "configuration changed");
             }
         }
     }

@@ -142,5 +142,8 @@ pub(super) fn render_output(o: &Output) -> String {
         Output::RoleChanged { role, term, leader } => {
             format!("RoleChanged {role:?} t{} leader={}", term.0, opt_node(*leader))
         }
+        Output::MembershipChanged { index, membership, committed } => {
+            format!("MembershipChanged i{} {membership} committed={committed}", index.0)
+        }
     }
 }

@@ -167,6 +167,11 @@ impl Sim {
                 self.mix(0x3000 + role as u64 + term.0 * 8);
                 self.log(|| format!("n{} is {role:?} in term {} (leader {leader:?})", i + 1, term.0));
             }
+            Output::MembershipChanged { index, membership, committed } => {
+                self.log(|| {
+                    format!("n{} acts on configuration {membership} of i{} (committed: {committed})", i + 1, index.0)
+                });
+            }
         }
     }
 }
