@@ -4,7 +4,7 @@
 use alloc::vec::Vec;
 use bytes::Bytes;
 
-use crate::membership::Membership;
+use crate::membership::{ChangeRefused, Membership, MembershipChange};
 use crate::message::Message;
 use crate::types::{Entry, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
 
@@ -21,6 +21,12 @@ pub enum Input {
     Propose(Proposal),
     /// Propose several commands at once; they are appended in order and replicated together.
     ProposeBatch(Vec<Proposal>),
+    /// Propose a change of the configuration (leader only; one at a time, and only once the
+    /// leader has committed an entry of its term). Answered like a proposal: `Accepted` with
+    /// the index of its `Config` entry, whose commit [`Output::MembershipChanged`] reports,
+    /// or `ProposalDropped` with [`DropReason::Membership`] saying why. A change of more than
+    /// one voter goes through a joint configuration, left automatically once committed.
+    ChangeMembership(MembershipChange),
     /// Every `Persist` with `seq <= up_to` is durable.
     Persisted { up_to: u64 },
     /// Start an election now (pre-vote first when enabled), as if the timer had fired.
@@ -86,6 +92,8 @@ pub enum DropReason {
     /// The command is `len` bytes, over the configured `max_entry_bytes`: it can never be
     /// accepted (proposals only).
     TooLarge { len: usize, max: usize },
+    /// A membership change was refused (membership changes only).
+    Membership(ChangeRefused),
 }
 
 /// A record to make durable. A crash before its `Persisted` may leave none of it, all of it,

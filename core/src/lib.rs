@@ -101,7 +101,9 @@ pub mod wire;
 
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use io::{DropReason, Ignored, Input, Output, Persist, Proposal, RestoreError, Restored, Role, View};
-pub use membership::{ChangeStep, JointPolicy, Membership, MembershipError, StepRefused};
+pub use membership::{
+    ChangeRefused, ChangeStep, JointPolicy, Membership, MembershipChange, MembershipError, StepRefused,
+};
 pub use message::{AppendResult, Message, MessageBody};
 pub use raft::Node;
 pub use types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term, ENTRY_OVERHEAD};

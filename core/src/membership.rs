@@ -24,7 +24,7 @@ use core::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::types::NodeId;
+use crate::types::{Index, NodeId};
 
 /// A cluster configuration; see the module docs for its invariants. Cloning is cheap (the
 /// sets are shared), since every status view and snapshot carries one.
@@ -140,6 +140,45 @@ pub enum JointPolicy {
     Auto,
     /// Always through a joint configuration.
     Always,
+}
+
+/// A request to change the configuration: `steps` applied in order, in one step or through
+/// a joint configuration as `joint` says. `id` answers it as a proposal's id does
+/// ([`crate::Output::Accepted`] or [`crate::Output::ProposalDropped`]); it shares the
+/// proposals' id space.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MembershipChange {
+    pub id: u64,
+    pub steps: Vec<ChangeStep>,
+    pub joint: JointPolicy,
+}
+
+/// Why a leader refused a membership change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeRefused {
+    /// The configuration set at `index` is not committed yet, or is joint and not yet left:
+    /// one change at a time.
+    Pending { index: Index },
+    /// This leader has not yet committed an entry of its own term. Until it has, a change
+    /// could overlap one of an earlier leader that it does not know committed (the
+    /// single-server change bug, raft-dev 2015).
+    OwnTermUncommitted,
+    /// The change does not apply to the configuration.
+    Invalid(StepRefused),
+}
+
+impl fmt::Display for ChangeRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeRefused::Pending { index } => {
+                write!(f, "the configuration set at index {} is still in progress: one change at a time", index.0)
+            }
+            ChangeRefused::OwnTermUncommitted => {
+                write!(f, "the leader has not yet committed an entry of its term: retry in a moment")
+            }
+            ChangeRefused::Invalid(why) => write!(f, "{why}"),
+        }
+    }
 }
 
 /// Why a change cannot be made to a configuration (as far as the configuration alone says;

@@ -140,7 +140,7 @@ pub fn drop_hint(reason: &DropReason) -> Option<NodeId> {
     match reason {
         DropReason::NotLeader { hint } => *hint,
         DropReason::Transferring { to } => Some(*to),
-        DropReason::TooLarge { .. } => None,
+        DropReason::TooLarge { .. } | DropReason::Membership(_) => None,
     }
 }
 

@@ -3,12 +3,11 @@
 use alloc::vec::Vec;
 use bytes::Bytes;
 
-use super::progress::Progress;
 use super::quorum::{joint_quorum, VoteResult};
 use super::Node;
 use crate::io::{Output, Role};
 use crate::message::{Message, MessageBody};
-use crate::types::{Entry, EntryKind, NodeId, Term};
+use crate::types::{Entry, EntryKind, Term};
 
 impl Node {
     /// The election timer fired (or `Campaign` was asked): pre-vote first when enabled.
@@ -126,14 +125,13 @@ impl Node {
         self.tally.clear();
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;
-        let next = self.log.last_index().next();
-        let me = self.cfg.id();
-        let members: Vec<NodeId> = self.membership().members().filter(|id| *id != me).collect();
-        self.progress = members.into_iter().map(|p| (p, Progress::new(next))).collect();
+        self.progress.clear();
         self.transfer = None;
+        self.sync_progress();
         self.reads = Default::default();
         // Raft §5.4.2 / §8: commit an entry of our own term to commit everything before it.
-        let entry = Entry { term: self.term, index: next, kind: EntryKind::Noop, data: Bytes::new() };
+        let index = self.log.last_index().next();
+        let entry = Entry { term: self.term, index, kind: EntryKind::Noop, data: Bytes::new() };
         self.append_local(entry);
         self.broadcast_append(true, out);
         // A single-node cluster commits on its own durability.

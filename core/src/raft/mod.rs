@@ -2,6 +2,7 @@
 //! the end-of-step bookkeeping (persist, release held messages, apply, role reports); the
 //! protocol itself lives by concern in `election`, `replication` and `log`.
 
+mod change;
 mod configs;
 mod election;
 pub mod log;
@@ -17,6 +18,8 @@ mod snapshot;
 mod testkit;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_change;
 #[cfg(test)]
 mod tests_membership;
 #[cfg(test)]
@@ -176,6 +179,7 @@ impl Node {
             }
             Input::Read { id } => self.read(id, out),
             Input::TransferLeadership { to } => self.transfer_leadership(to, out),
+            Input::ChangeMembership(change) => self.change_membership(change, out),
             Input::Snapshot { index, data } => self.compact(index, data),
         }
         self.finish_step(out);

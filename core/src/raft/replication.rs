@@ -227,9 +227,15 @@ impl Node {
             && self.log.term_at(candidate) == Some(self.term)
             && self.log.commit_to(candidate)
         {
+            // Before the broadcast, so that the entry leaving a joint configuration goes out
+            // with it.
+            self.maybe_leave_joint();
             self.broadcast_append(false, out);
             self.notify_commit(out);
             self.advance_reads(out);
+            // After the commit notices, so that nodes whose removal just committed hear of it.
+            self.sync_progress();
+            self.maybe_step_down_removed(out);
         }
     }
 

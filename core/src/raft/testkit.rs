@@ -36,3 +36,73 @@ pub(super) fn install(from: u64, to: u64, term: u64, meta: SnapshotMeta, data: &
     let body = MessageBody::InstallSnapshot { meta, offset: 0, data: bytes::Bytes::from_static(data), done: true };
     Input::Message(Message { from: NodeId(from), to: NodeId(to), term: Term(term), body })
 }
+
+/// Nodes wired together by instant delivery and instant persistence, for rule-by-rule tests
+/// of several nodes. Messages to or from a node in `cut` are dropped.
+pub(super) struct Cluster {
+    pub nodes: alloc::collections::BTreeMap<u64, Node>,
+    pub cut: alloc::collections::BTreeSet<u64>,
+    /// Messages for which this says true are dropped too.
+    pub drop: fn(&Message) -> bool,
+    /// Every output of every step, with the node that emitted it.
+    pub log: Vec<(u64, Output)>,
+}
+
+impl Cluster {
+    /// Nodes `1..=n` bootstrapped as voters of one cluster, plus `joiners` waiting to join.
+    pub(super) fn new(n: u64, joiners: &[u64]) -> Cluster {
+        let mut nodes = alloc::collections::BTreeMap::new();
+        for id in 1..=n {
+            let cfg = crate::Config::builder(NodeId(id), (1..=n).map(NodeId), id).build().unwrap();
+            nodes.insert(id, Node::new(cfg, crate::io::Restored::default()).unwrap());
+        }
+        for &id in joiners {
+            let cfg = crate::Config::joining(NodeId(id), id).build().unwrap();
+            nodes.insert(id, Node::new(cfg, crate::io::Restored::default()).unwrap());
+        }
+        Cluster { nodes, cut: Default::default(), drop: |_| false, log: Vec::new() }
+    }
+
+    /// Steps `input` on node `id`, then carries out everything that follows until no
+    /// message or persist is left. Returns the outputs of that first node's steps.
+    pub(super) fn step(&mut self, id: u64, input: Input) -> Vec<Output> {
+        let mut queue = alloc::collections::VecDeque::from([(id, input)]);
+        let mut first = Vec::new();
+        while let Some((at, input)) = queue.pop_front() {
+            let out = self.nodes.get_mut(&at).expect("a node").step(input);
+            for o in &out {
+                match o {
+                    Output::Send(m) if self.delivers(m) => queue.push_back((m.to.0, Input::Message(m.clone()))),
+                    Output::Persist(p) => queue.push_back((at, Input::Persisted { up_to: p.seq })),
+                    _ => {}
+                }
+                if at == id {
+                    first.push(o.clone());
+                }
+                self.log.push((at, o.clone()));
+            }
+        }
+        first
+    }
+
+    fn delivers(&self, m: &Message) -> bool {
+        let cut = self.cut.contains(&m.from.0) || self.cut.contains(&m.to.0);
+        !cut && !(self.drop)(m) && self.nodes.contains_key(&m.to.0)
+    }
+
+    /// `Campaign` on `id`, and checks that it leads.
+    pub(super) fn elect(&mut self, id: u64) {
+        let _ = self.step(id, Input::Campaign);
+        assert_eq!(self.nodes[&id].view().role, crate::io::Role::Leader, "n{id} leads");
+    }
+
+    /// Ticks every node once, `n` times.
+    pub(super) fn tick(&mut self, n: usize) {
+        for _ in 0..n {
+            let ids: Vec<u64> = self.nodes.keys().copied().collect();
+            for id in ids {
+                let _ = self.step(id, Input::Tick);
+            }
+        }
+    }
+}

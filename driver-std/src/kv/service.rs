@@ -102,6 +102,7 @@ fn drop_reason_of_propose(e: ProposeError) -> DropReason {
         ProposeError::NotLeader { hint } => DropReason::NotLeader { hint },
         ProposeError::Transferring { to } => DropReason::Transferring { to },
         ProposeError::TooLarge { len, max } => DropReason::TooLarge { len, max },
+        ProposeError::Membership(why) => DropReason::Membership(why),
         ProposeError::Stopped => DropReason::NotLeader { hint: None },
     }
 }

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use skiff_core::{
-    Config, DropReason, Entry, Index, Input, Message, Node, NodeId, Persist, Proposal, RestoreError, Restored,
-    Snapshot, Term, View,
+    ChangeRefused, Config, DropReason, Entry, Index, Input, Message, Node, NodeId, Persist, Proposal, RestoreError,
+    Restored, Snapshot, Term, View,
 };
 
 use crate::storage::{group_commit, Storage};
@@ -46,6 +46,8 @@ pub enum ProposeError {
     Transferring { to: NodeId },
     /// The command is `len` bytes, over the core's `max_entry_bytes` (`max`): never retried.
     TooLarge { len: usize, max: usize },
+    /// A membership change was refused.
+    Membership(ChangeRefused),
     /// The node has stopped.
     Stopped,
 }
@@ -70,6 +72,7 @@ impl From<DropReason> for ProposeError {
             DropReason::NotLeader { hint } => ProposeError::NotLeader { hint },
             DropReason::Transferring { to } => ProposeError::Transferring { to },
             DropReason::TooLarge { len, max } => ProposeError::TooLarge { len, max },
+            DropReason::Membership(why) => ProposeError::Membership(why),
         }
     }
 }
@@ -79,8 +82,8 @@ impl From<DropReason> for ReadError {
         match r {
             DropReason::NotLeader { hint } => ReadError::NotLeader { hint },
             DropReason::Transferring { to } => ReadError::Transferring { to },
-            // The core never gives this reason for a read.
-            DropReason::TooLarge { .. } => ReadError::NotLeader { hint: None },
+            // The core never gives these reasons for a read.
+            DropReason::TooLarge { .. } | DropReason::Membership(_) => ReadError::NotLeader { hint: None },
         }
     }
 }
@@ -92,6 +95,7 @@ impl fmt::Display for ProposeError {
             ProposeError::NotLeader { hint: None } => write!(f, "not the leader (leader unknown)"),
             ProposeError::Transferring { to } => write!(f, "leadership is moving to node {}", to.0),
             ProposeError::TooLarge { len, max } => write!(f, "command of {len} bytes over the entry limit of {max}"),
+            ProposeError::Membership(why) => write!(f, "membership change refused: {why}"),
             ProposeError::Stopped => write!(f, "the node has stopped"),
         }
     }

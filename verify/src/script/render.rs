@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 use skiff_core::{
-    AppendResult, DropReason, Entry, EntryKind, HardState, Index, Membership, Message, MessageBody, NodeId, Output,
-    Term,
+    AppendResult, ChangeRefused, DropReason, Entry, EntryKind, HardState, Index, Membership, Message, MessageBody,
+    NodeId, Output, Term,
 };
 
 pub(super) fn pos(index: Index, term: Term) -> String {
@@ -109,6 +109,11 @@ pub(super) fn render_reason(reason: &DropReason) -> String {
         DropReason::NotLeader { hint } => format!("NotLeader(hint={})", opt_node(*hint)),
         DropReason::Transferring { to } => format!("Transferring(to={to})"),
         DropReason::TooLarge { len, max } => format!("TooLarge(len={len}, max={max})"),
+        DropReason::Membership(why) => match why {
+            ChangeRefused::Pending { index } => format!("Membership(pending at i{})", index.0),
+            ChangeRefused::OwnTermUncommitted => "Membership(own term uncommitted)".to_string(),
+            ChangeRefused::Invalid(step) => format!("Membership({step})"),
+        },
     }
 }
 

@@ -1,0 +1,150 @@
+//! The leader's side of membership changes (Raft §6, thesis §4): proposing a change as a
+//! `Config` entry, replicating to the members of the configurations in play, leaving a joint
+//! configuration once it commits, and stepping down once a configuration without it commits.
+//!
+//! Rules, each enforced here:
+//! - **One change at a time.** A change is refused while the latest configuration is not
+//!   committed, or is joint (its leave entry is still to come or to commit).
+//! - **Own term first.** A leader makes no change before it has committed an entry of its
+//!   own term: otherwise a change of an earlier leader it cannot see committed may overlap
+//!   its own, and two configurations without a common quorum commit (the single-server change
+//!   bug, raft-dev 2015).
+//! - **Auto-leave.** The moment a joint configuration commits, the leader appends the
+//!   configuration that leaves it, inside the same step that broadcasts the commit (so the
+//!   entry goes out at once), and a new leader that inherits a joint configuration leaves it
+//!   as soon as its no-op commits.
+//! - **Replication targets** are the members of the latest configuration and of the latest
+//!   committed one: a removed node keeps receiving the log until its removal commits, so it
+//!   learns it was removed and stops campaigning.
+//! - **A leader that is no longer a voter** (removed, or demoted to learner) keeps leading
+//!   without counting itself until the configuration without it commits, then steps down and
+//!   hands off with `TimeoutNow` to the most up-to-date voter.
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use bytes::Bytes;
+
+use super::progress::{Mode, Progress};
+use super::Node;
+use crate::io::{DropReason, Output, Role};
+use crate::membership::{ChangeRefused, Membership, MembershipChange};
+use crate::message::{Message, MessageBody};
+use crate::types::{Entry, EntryKind, NodeId};
+
+impl Node {
+    /// Leader: proposes `change` (see the module docs for when it is refused).
+    pub(super) fn change_membership(&mut self, change: MembershipChange, out: &mut Vec<Output>) {
+        let id = change.id;
+        match self.new_configuration(&change) {
+            Ok(next) => {
+                let data = Bytes::from(postcard::to_allocvec(&next).expect("a configuration encodes"));
+                let max = self.cfg.max_entry_bytes();
+                if data.len() > max {
+                    out.push(Output::ProposalDropped { id, reason: DropReason::TooLarge { len: data.len(), max } });
+                    return;
+                }
+                let index = self.log.last_index().next();
+                self.append_local(Entry { term: self.term, index, kind: EntryKind::Config, data });
+                self.sync_progress();
+                out.push(Output::Accepted { id, index, term: self.term });
+                self.broadcast_append(false, out);
+                // A single voter commits on its own durability; the others' answers commit it.
+                self.maybe_commit(out);
+            }
+            Err(reason) => out.push(Output::ProposalDropped { id, reason }),
+        }
+    }
+
+    /// The configuration `change` leads to, or why this node cannot make it now.
+    fn new_configuration(&self, change: &MembershipChange) -> Result<Membership, DropReason> {
+        if self.role != Role::Leader {
+            return Err(DropReason::NotLeader { hint: self.leader });
+        }
+        if let Some(t) = self.transfer {
+            return Err(DropReason::Transferring { to: t.to });
+        }
+        let (index, latest) = (self.log.membership_index(), self.log.membership());
+        if index > self.log.commit() || latest.is_joint() {
+            return Err(DropReason::Membership(ChangeRefused::Pending { index }));
+        }
+        if self.log.term_at(self.log.commit()) != Some(self.term) {
+            return Err(DropReason::Membership(ChangeRefused::OwnTermUncommitted));
+        }
+        latest.apply(&change.steps, change.joint).map_err(|e| DropReason::Membership(ChangeRefused::Invalid(e)))
+    }
+
+    /// Leader: makes `progress` match the replication targets (the members of the latest
+    /// configuration and of the latest committed one, but us). A new target starts probing
+    /// after our last entry (its answer says where its log ends); one no longer targeted is
+    /// dropped, with a transfer to it.
+    pub(super) fn sync_progress(&mut self) {
+        let me = self.cfg.id();
+        let committed = self.log.membership_at(self.log.commit()).1;
+        let targets: BTreeSet<NodeId> =
+            self.log.membership().members().chain(committed.members()).filter(|id| *id != me).collect();
+        self.progress.retain(|id, _| targets.contains(id));
+        let next = self.log.last_index().next();
+        for id in targets {
+            self.progress.entry(id).or_insert_with(|| Progress::new(next));
+        }
+        if self.transfer.is_some_and(|t| !self.progress.contains_key(&t.to)) {
+            self.transfer = None;
+        }
+    }
+
+    /// Leader, after the commit moved: appends the configuration that leaves a joint one
+    /// that is now committed. Our own term's entry has just committed, so the guard holds.
+    pub(super) fn maybe_leave_joint(&mut self) {
+        let latest = self.log.membership();
+        if self.role != Role::Leader || !latest.is_joint() || self.log.membership_index() > self.log.commit() {
+            return;
+        }
+        let next = latest.leave_joint();
+        let data = Bytes::from(postcard::to_allocvec(&next).expect("a configuration encodes"));
+        let index = self.log.last_index().next();
+        self.append_local(Entry { term: self.term, index, kind: EntryKind::Config, data });
+        self.sync_progress();
+    }
+
+    /// Leader, after the commit moved: once a configuration in which we do not vote is
+    /// committed (and not joint), steps down, first sending `TimeoutNow` to the voter whose
+    /// log matches ours, if one does, so that the cluster elects it without waiting for a
+    /// timeout.
+    pub(super) fn maybe_step_down_removed(&mut self, out: &mut Vec<Output>) {
+        let latest = self.log.membership();
+        let me = self.cfg.id();
+        if self.role != Role::Leader
+            || latest.is_joint()
+            || latest.is_voter(me)
+            || self.log.membership_index() > self.log.commit()
+        {
+            return;
+        }
+        let last = self.log.last_index();
+        let successor = latest
+            .voters()
+            .iter()
+            .filter_map(|id| self.progress.get(id).map(|p| (p.match_index, *id)))
+            .max()
+            .filter(|(matched, _)| *matched == last)
+            .map(|(_, id)| id);
+        if let Some(to) = successor {
+            let msg = Message { from: me, to, term: self.term, body: MessageBody::TimeoutNow };
+            out.push(Output::Send(msg));
+        }
+        self.become_follower(self.term, None);
+    }
+
+    /// Leader: whether `peer` has caught up: it is replicating (not probing or taking a
+    /// snapshot) and its log is within `within` entries of ours. `None` unless this node
+    /// leads and replicates to `peer`. Promote a learner once this holds, so that adding it
+    /// to the voters does not stall commits while it catches up.
+    pub fn caught_up(&self, peer: NodeId, within: u64) -> Option<bool> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let pr = self.progress.get(&peer)?;
+        let behind = self.log.last_index().0.saturating_sub(pr.match_index.0);
+        Some(pr.mode == Mode::Replicate && behind <= within)
+    }
+}
