@@ -34,6 +34,8 @@ pub struct Faults {
     pub propose_everywhere: bool,
     /// Ticks of the safety phase.
     pub safety_ticks: u64,
+    /// Membership changes (none for most seeds).
+    pub churn: crate::churn::ChurnProfile,
 }
 
 /// Ticks the cluster has after healing to elect a leader and commit a fresh command on every
@@ -75,6 +77,7 @@ pub fn profile(seed: u64) -> (SimConfig, Faults) {
         transfer_rate: r.pick(&[0.0, 0.0, 0.005, 0.02]),
         propose_everywhere: false,
         safety_ticks: r.between(200, 800),
+        churn: crate::churn::profile(seed),
     };
     if r.chance(0.25) {
         // The Figure 8 swarm: leaders die often, with entries on a minority.
@@ -91,6 +94,7 @@ pub fn profile(seed: u64) -> (SimConfig, Faults) {
         faults.leader_isolate = r.chance(0.5);
         faults.safety_ticks = r.between(500, 1500);
     }
+    cfg.slots = cfg.nodes + faults.churn.spare_slots;
     (cfg, faults)
 }
 
@@ -144,12 +148,16 @@ pub fn run_seed_with(seed: u64, trace: bool, workload: Workload) -> Report {
     }
     let mut sim = Sim::new(cfg);
     let mut rng = SimRng::new(seed ^ 0xFA17_0000);
-    let result = safety_phase(&mut sim, &faults, &mut rng).and_then(|()| liveness_phase(&mut sim)).and_then(|()| {
-        let Some(kv) = sim.kv.as_mut() else { return Ok(()) };
-        kv.running = false;
-        sim.run_ticks(KV_DRAIN_TICKS)?;
-        sim.kv_check()
-    });
+    let mut faults = faults;
+    let mut churn_rng = crate::churn::rng(seed);
+    let result = safety_phase(&mut sim, &mut faults, &mut rng, &mut churn_rng)
+        .and_then(|()| liveness_phase_with(&mut sim, &mut faults.churn, &mut churn_rng))
+        .and_then(|()| {
+            let Some(kv) = sim.kv.as_mut() else { return Ok(()) };
+            kv.running = false;
+            sim.run_ticks(KV_DRAIN_TICKS)?;
+            sim.kv_check()
+        });
     Report {
         seed,
         events: sim.events,
@@ -161,10 +169,12 @@ pub fn run_seed_with(seed: u64, trace: bool, workload: Workload) -> Report {
     }
 }
 
-fn safety_phase(sim: &mut Sim, f: &Faults, rng: &mut SimRng) -> Result<(), Violation> {
-    let n = sim.cfg.nodes;
+fn safety_phase(sim: &mut Sim, f: &mut Faults, rng: &mut SimRng, churn_rng: &mut SimRng) -> Result<(), Violation> {
+    // Every server there may be (spare ones are down until churn adds them).
+    let n = sim.cfg.slots;
     for _ in 0..f.safety_ticks {
         sim.run_ticks(1)?;
+        crate::churn::tick(sim, &mut f.churn, churn_rng)?;
         if rng.chance(f.partition_rate) {
             change_partition(sim, rng);
         }
@@ -186,7 +196,7 @@ fn safety_phase(sim: &mut Sim, f: &Faults, rng: &mut SimRng) -> Result<(), Viola
             sim.connect(i);
         }
         if rng.chance(f.restart_rate) {
-            let down: Vec<usize> = (0..n).filter(|i| !sim.is_up(*i)).collect();
+            let down: Vec<usize> = (0..n).filter(|i| !sim.is_up(*i) && sim.nodes[*i].spawned).collect();
             if !down.is_empty() {
                 let i = rng.pick(&down);
                 sim.restart(i);
@@ -231,8 +241,17 @@ fn safety_phase(sim: &mut Sim, f: &Faults, rng: &mut SimRng) -> Result<(), Viola
     Ok(())
 }
 
+/// Whether every member of the leader's configuration applied `index` (every server, without
+/// a leader to ask).
+fn members_applied(sim: &Sim, index: u64) -> bool {
+    let members = sim.leader().and_then(|l| sim.view(l)).map(|v| v.membership);
+    (0..sim.cfg.slots)
+        .filter(|i| members.as_ref().is_none_or(|m| m.is_member(skiff_core::NodeId(*i as u64 + 1))))
+        .all(|i| sim.view(i).is_some_and(|v| v.applied.0 >= index))
+}
+
 fn change_partition(sim: &mut Sim, rng: &mut SimRng) {
-    let n = sim.cfg.nodes;
+    let n = sim.cfg.slots;
     match rng.below(4) {
         0 => sim.heal(),
         1 => {
@@ -258,22 +277,33 @@ fn change_partition(sim: &mut Sim, rng: &mut SimRng) {
 /// Heals everything, then requires a leader and a fresh command applied on every node within
 /// [`LIVENESS_TICKS`]; finally checks that no acknowledged command was lost.
 pub fn liveness_phase(sim: &mut Sim) -> Result<(), Violation> {
+    liveness_phase_with(sim, &mut Default::default(), &mut SimRng::new(0))
+}
+
+/// [`liveness_phase`] after membership churn: every server that ever ran is restarted, the
+/// probe must reach every member of the leader's configuration, and removed servers are
+/// stopped where the configuration leaves them able to disrupt (see `churn::retire_removed`).
+fn liveness_phase_with(sim: &mut Sim, churn: &mut crate::churn::ChurnProfile, r: &mut SimRng) -> Result<(), Violation> {
     sim.heal();
     // A healed network is a healthy one: no loss, no duplicates, LAN-like delays.
     sim.cfg.net = NetProfile::reliable();
-    for i in 0..sim.cfg.nodes {
-        sim.restart(i);
+    for i in 0..sim.cfg.slots {
+        if sim.nodes[i].spawned {
+            sim.restart(i);
+        }
     }
+    let unprotected = !sim.cfg.pre_vote && !sim.cfg.check_quorum;
     let mut probe = None;
     for _ in 0..LIVENESS_TICKS {
         sim.run_ticks(1)?;
+        if churn.rate > 0.0 {
+            crate::churn::retire_removed(sim, churn, r, unprotected);
+        }
         if let Some((index, term)) = probe {
             let landed = sim.checker.committed().nth(index as usize - 1).map(|c| c.1);
             if landed.is_some_and(|t| t != term) {
                 probe = None; // overwritten before commit: propose again
-            } else if landed == Some(term)
-                && (0..sim.cfg.nodes).all(|i| sim.view(i).is_some_and(|v| v.applied.0 >= index))
-            {
+            } else if landed == Some(term) && members_applied(sim, index) {
                 return sim.check_acknowledged();
             }
         }

@@ -7,7 +7,7 @@ use super::quorum::{joint_quorum, VoteResult};
 use super::Node;
 use crate::io::{Output, Role};
 use crate::message::{Message, MessageBody};
-use crate::types::{Entry, EntryKind, Term};
+use crate::types::{Entry, EntryKind, Index, Term};
 
 impl Node {
     /// The election timer fired (or `Campaign` was asked): pre-vote first when enabled.
@@ -130,8 +130,18 @@ impl Node {
         self.sync_progress();
         self.reads = Default::default();
         // Raft §5.4.2 / §8: commit an entry of our own term to commit everything before it.
+        // While the configuration in force is one no entry set (the bootstrap one), that
+        // entry writes it down, so that the log says who the cluster is from its first
+        // index: a node that joins and receives the log from there learns it, and can
+        // compact before the entry that added it.
         let index = self.log.last_index().next();
-        let entry = Entry { term: self.term, index, kind: EntryKind::Noop, data: Bytes::new() };
+        let (kind, data) = if self.log.membership_index() == Index(0) {
+            let m = postcard::to_allocvec(self.membership()).expect("a configuration encodes");
+            (EntryKind::Config, Bytes::from(m))
+        } else {
+            (EntryKind::Noop, Bytes::new())
+        };
+        let entry = Entry { term: self.term, index, kind, data };
         self.append_local(entry);
         self.broadcast_append(true, out);
         // A single-node cluster commits on its own durability.

@@ -260,10 +260,15 @@ impl Node {
         self.log.membership()
     }
 
-    /// Whether this node may campaign: it votes in its configuration. Learners, removed
-    /// nodes that know it, and nodes waiting to join never do.
+    /// Whether this node may campaign: it votes in its latest configuration, or in the
+    /// latest one it knows committed (its removal is not committed yet: were it barred, a
+    /// leader that removed itself and restarted before the removal reached the new voters
+    /// would leave them stuck without the entry, and unable to win with their shorter logs).
+    /// Votes are counted in the latest configuration either way. Learners, removed nodes that
+    /// know their removal committed, and nodes waiting to join never campaign.
     fn promotable(&self) -> bool {
-        self.membership().is_voter(self.cfg.id())
+        let me = self.cfg.id();
+        self.membership().is_voter(me) || self.log.membership_at(self.log.commit()).1.is_voter(me)
     }
 
     /// The other voters (incoming and outgoing): whom an election asks.

@@ -43,9 +43,13 @@ fn voters(ids: &[u64]) -> Membership {
 #[test]
 fn a_change_is_refused_off_the_leader_before_its_own_term_commits_and_while_one_is_pending() {
     let mut c = Cluster::new(3, &[4]);
-    // n2 wins, but no append gets through: its no-op is not committed.
+    // n1 leads and hands over to n2, but no append of n2 gets through: its no-op is not
+    // committed.
+    c.elect(1);
+    c.tick(2);
     c.drop = |m| matches!(m.body, MessageBody::Append { .. });
-    c.elect(2);
+    let _ = c.step(1, Input::TransferLeadership { to: NodeId(2) });
+    assert_eq!(c.nodes[&2].view().role, Role::Leader);
     let out = c.step(2, change(1, vec![add_learner(4)], JointPolicy::Auto));
     assert_eq!(dropped(&out), Some(DropReason::Membership(ChangeRefused::OwnTermUncommitted)));
     let out = c.step(1, change(2, vec![add_learner(4)], JointPolicy::Auto));

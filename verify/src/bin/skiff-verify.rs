@@ -57,6 +57,7 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     let (mut kv_ops, mut kv_unknown, mut kv_in_doubt) = (0u64, 0u64, 0u64);
     let mut unchecked = Vec::new();
     let mut stats = skiff_verify::sim::FeatureStats::default();
+    let (mut churn, mut churn_seeds) = (skiff_verify::sim::membership::ChurnStats::default(), 0u64);
     let (mut violations, mut events, mut committed, mut reads) = (0u64, 0u64, 0u64, 0u64);
     for seed in start..start + seeds {
         let report = run_seed_with(seed, false, workload);
@@ -73,6 +74,10 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
         committed += report.committed;
         reads += report.sim.reads_served;
         stats.add(&report.sim.stats);
+        let mut c = report.sim.churn;
+        (c.committed, c.joint_committed) = report.sim.checker.configs_committed();
+        churn_seeds += u64::from(c.proposed > 0);
+        churn.add(&c);
         if let Some(v) = report.violation {
             violations += 1;
             println!("seed {seed} violated {v}");
@@ -97,6 +102,10 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
         s.snapshot_chunk_bytes,
         s.largest_snapshot_chunk,
         s.timeout_now
+    );
+    println!(
+        "churn_seeds={churn_seeds} changes_proposed={} accepted={} refused={} configs_committed={} joint_committed={} leader_removed={} learners_promoted={}",
+        churn.proposed, churn.accepted, churn.refused, churn.committed, churn.joint_committed, churn.leader_removed, churn.learners_promoted
     );
     println!("seeds={seeds} violations={violations} events={events} elapsed_s={:.1}", began.elapsed().as_secs_f64());
     Ok(if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })

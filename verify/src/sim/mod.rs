@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use skiff_core::{
-    Config, Index, Input, Message, MessageBody, Node, NodeId, Output, Persist, Proposal, Role, Term, View,
+    Config, Index, Input, Membership, Message, MessageBody, Node, NodeId, Output, Persist, Proposal, Role, Term, View,
 };
 
 use crate::checker::{Checker, Durable, Invariant, Violation, EMPTY_DIGEST};
@@ -18,6 +18,7 @@ use crate::rng::SimRng;
 use network::{Links, NetProfile, Time};
 
 pub mod kv;
+pub mod membership;
 mod outputs;
 pub use kv::{KvWorkload, KvWorld};
 
@@ -57,7 +58,11 @@ impl FeatureStats {
 /// How to build a simulated cluster.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// Voters the cluster is bootstrapped with: nodes 1..=`nodes`.
     pub nodes: usize,
+    /// Servers there may ever be (at least `nodes`): nodes past `nodes` start down, with
+    /// empty disks, and join when `Sim::spawn` starts them (they must then be added).
+    pub slots: usize,
     pub seed: u64,
     pub net: NetProfile,
     /// Range of the time a persist takes to become durable, in units.
@@ -86,6 +91,7 @@ impl SimConfig {
     pub fn new(nodes: usize, seed: u64) -> SimConfig {
         SimConfig {
             nodes,
+            slots: nodes,
             seed,
             net: NetProfile::reliable(),
             persist_delay: (1, 20),
@@ -116,6 +122,10 @@ pub struct SimNode {
     pub pending: VecDeque<Persist>,
     /// Time the last pending persist completes (persists complete in order).
     last_done: Time,
+    /// Whether this server was ever started (a spare slot is not until it joins).
+    pub spawned: bool,
+    /// The state index of the service's last snapshot attempt (not retried there).
+    snapshot_refused_at: Option<Index>,
     /// The simulated service: a digest of everything applied, and how far it got.
     pub state: u64,
     pub state_index: Index,
@@ -188,6 +198,8 @@ pub struct Sim {
     tick_due: Option<u32>,
     /// The last `Accepted` output, taken by `propose`.
     accepted: Option<(u64, Index, Term)>,
+    /// The membership change being proposed, and its answer once given.
+    change_answer: Option<(u64, Option<Result<Index, ()>>)>,
     /// Messages delivered, and their entry payload bytes, for the lab's RPC limits.
     pub delivered: u64,
     /// Requests delivered (messages that are not answers): the lab's RPC count.
@@ -196,6 +208,8 @@ pub struct Sim {
     /// What the feature mix exercised: snapshot chunks delivered and their bytes, snapshots
     /// the service took, snapshots nodes installed, TimeoutNow (transfer) messages delivered.
     pub stats: FeatureStats,
+    /// Membership changes proposed, and what became of them.
+    pub churn: membership::ChurnStats,
     /// The KV workload, when the configuration asks for one.
     pub kv: Option<KvWorld>,
     out: Vec<Output>,
@@ -207,7 +221,9 @@ impl Sim {
         let mut sim = Sim {
             nodes: Vec::new(),
             links: Links::default(),
-            checker: Checker::new(cfg.nodes),
+            checker: Checker::new(
+                Membership::from_voters((1..=cfg.nodes as u64).map(NodeId)).expect("at least one node"),
+            ),
             now: 0,
             queue: BinaryHeap::new(),
             order: 0,
@@ -218,6 +234,7 @@ impl Sim {
             acked: BTreeMap::new(),
             next_proposal: 1,
             accepted: None,
+            change_answer: None,
             reads: BTreeMap::new(),
             reads_served: 0,
             reads_dropped: 0,
@@ -227,16 +244,18 @@ impl Sim {
             delivered_requests: 0,
             delivered_bytes: 0,
             stats: FeatureStats::default(),
+            churn: Default::default(),
             kv: None,
             out: Vec::new(),
             rng: SimRng::new(rng.fork()),
             cfg,
         };
         if let Some(w) = sim.cfg.kv.clone() {
-            sim.kv = Some(KvWorld::new(w, sim.cfg.nodes, sim.cfg.seed));
+            sim.kv = Some(KvWorld::new(w, sim.cfg.slots, sim.cfg.seed));
             sim.checker.opaque_snapshot_tail = true;
         }
-        for i in 0..sim.cfg.nodes {
+        assert!(sim.cfg.slots >= sim.cfg.nodes, "slots include the bootstrap voters");
+        for i in 0..sim.cfg.slots {
             sim.nodes.push(SimNode {
                 id: NodeId(i as u64 + 1),
                 node: None,
@@ -244,10 +263,16 @@ impl Sim {
                 disk: Durable::default(),
                 pending: VecDeque::new(),
                 last_done: 0,
+                spawned: false,
+                snapshot_refused_at: None,
                 state: EMPTY_DIGEST,
                 state_index: Index(0),
             });
-            sim.start(i);
+            if i < sim.cfg.nodes {
+                sim.start(i);
+            } else {
+                sim.checker.register(NodeId(i as u64 + 1), Membership::empty());
+            }
         }
         sim.kv_start_clients();
         sim
@@ -263,7 +288,13 @@ impl Sim {
 
     fn config_for(&mut self, i: usize) -> Config {
         let c = &self.cfg;
-        Config::builder(NodeId(i as u64 + 1), (1..=c.nodes as u64).map(NodeId), self.rng.fork())
+        let id = NodeId(i as u64 + 1);
+        let builder = if i < c.nodes {
+            Config::builder(id, (1..=c.nodes as u64).map(NodeId), self.rng.fork())
+        } else {
+            Config::joining(id, self.rng.fork())
+        };
+        builder
             .heartbeat_ticks(c.heartbeat_ticks)
             .election_ticks(c.election_ticks.0, c.election_ticks.1)
             .pre_vote(c.pre_vote)
@@ -282,6 +313,7 @@ impl Sim {
         let node = Node::new(cfg, restored).expect("the simulated disk holds a valid state");
         let n = &mut self.nodes[i];
         n.node = Some(node);
+        n.spawned = true;
         // The service restores itself from the stored snapshot.
         (n.state, n.state_index) = match &n.disk.snapshot {
             Some(s) => (u64::from_le_bytes(s.data[..8].try_into().expect("8-byte digest")), s.meta.index),
@@ -328,7 +360,7 @@ impl Sim {
     }
 
     pub fn disconnect(&mut self, i: usize) {
-        self.links.isolate(i, self.cfg.nodes);
+        self.links.isolate(i, self.cfg.slots);
         self.log(|| format!("disconnect n{}", i + 1));
     }
 

@@ -51,7 +51,7 @@ impl Sim {
         // The service snapshots when enough was applied since its last snapshot.
         if let (Some(every), Some(view)) = (self.cfg.snapshot_every, self.view(i)) {
             let n = &self.nodes[i];
-            if n.state_index.0 >= view.snapshot_index.0 + every {
+            if n.state_index.0 >= view.snapshot_index.0 + every && n.snapshot_refused_at != Some(n.state_index) {
                 let digest = n.state;
                 let data = match self.kv.as_mut().and_then(|kv| kv.snapshot(i, digest)) {
                     Some(data) => data,
@@ -62,6 +62,9 @@ impl Sim {
                 };
                 let index = n.state_index;
                 self.stats.snapshots_taken += 1;
+                // Refused (a joiner before the entry that set its configuration): the service
+                // tries again after its next apply, not in a loop.
+                self.nodes[i].snapshot_refused_at = Some(index);
                 return self.step(i, Input::Snapshot { index, data });
             }
         }
@@ -87,6 +90,7 @@ impl Sim {
     }
 
     fn carry_out(&mut self, i: usize, o: Output) {
+        self.note_change_answer(&o);
         match o {
             Output::Send(msg) => {
                 if let MessageBody::InstallSnapshot { data, .. } = &msg.body {

@@ -4,13 +4,17 @@
 //! The checker sees each node's in-memory log and view, its durable state as the simulated
 //! disk holds it, and every output. It never trusts the core's own bookkeeping.
 
+mod configs;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use configs::{config_at, decode as decode_config, is_quorum, quorums_intersect};
+
 use bytes::Bytes;
 use skiff_core::{
-    AppendResult, Entry, EntryKind, HardState, Index, Message, MessageBody, Node, NodeId, Persist, Restored, Role,
-    Snapshot, Term,
+    AppendResult, Entry, EntryKind, HardState, Index, Membership, Message, MessageBody, Node, NodeId, Persist,
+    Restored, Role, Snapshot, Term,
 };
 
 /// What a node's disk holds in the simulation: only acknowledged persists reach it.
@@ -113,7 +117,7 @@ pub fn fold_digest(state: u64, e: &Entry) -> u64 {
 pub const EMPTY_DIGEST: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// Which invariant broke.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Invariant {
     ElectionSafety,
     LeaderAppendOnly,
@@ -138,6 +142,21 @@ pub enum Invariant {
     /// that sleeps until then would have delayed it).
     EarlyTick,
     Liveness,
+    /// A node does not act on the latest configuration in its log.
+    ConfigNotLatest,
+    /// A log holds more than one configuration entry that is not committed.
+    UncommittedConfigs,
+    /// A leader appended a configuration while the one before was not committed (or was
+    /// joint), or before it committed an entry of its own term.
+    ConfigGuard,
+    /// Two successive configurations have quorums that do not intersect.
+    ConfigQuorumsDisjoint,
+    /// A node leads a term without the votes of a quorum of its configuration.
+    ElectedWithoutQuorum,
+    /// A node that is no voter of its configuration asked for votes.
+    NonVoterCampaigned,
+    /// A snapshot names another configuration than the committed history has at its index.
+    SnapshotMembership,
 }
 
 /// A broken invariant, with enough context to start debugging.
@@ -175,7 +194,7 @@ struct Committed {
 /// The checker's memory of a run.
 #[derive(Debug, Default)]
 pub struct Checker {
-    quorum: usize,
+    configs: configs::Configs,
     leaders: BTreeMap<Term, NodeId>,
     /// (index, term) -> (term of the previous entry, payload): Log Matching holds iff every
     /// entry ever written anywhere agrees with this map.
@@ -192,8 +211,22 @@ pub struct Checker {
 }
 
 impl Checker {
-    pub fn new(voters: usize) -> Checker {
-        Checker { quorum: voters / 2 + 1, ..Checker::default() }
+    /// A checker for a cluster bootstrapped with `initial` (every node, unless registered
+    /// otherwise with [`Checker::register`]).
+    pub fn new(initial: Membership) -> Checker {
+        let mut c = Checker::default();
+        c.configs.initial = initial;
+        c
+    }
+
+    /// Node `id` bootstraps with `bootstrap` (the empty configuration for a joiner).
+    pub fn register(&mut self, id: NodeId, bootstrap: Membership) {
+        self.configs.bootstrap.insert(id, bootstrap);
+    }
+
+    /// Stops checking `invariant` (a test that plants a bug, to see what it leads to next).
+    pub fn mute(&mut self, invariant: Invariant) {
+        self.configs.muted.insert(invariant);
     }
 
     /// The canonical committed history, as (term, kind, payload).
@@ -206,6 +239,13 @@ impl Checker {
         self.canonical.get((index.0 as usize).checked_sub(1)?).map(|c| &c.data)
     }
 
+    /// Configurations the committed history holds (written down or changed), and how many of
+    /// them are joint.
+    pub fn configs_committed(&self) -> (u64, u64) {
+        let c = &self.configs.committed;
+        (c.len() as u64, c.iter().filter(|(_, m)| m.is_joint()).count() as u64)
+    }
+
     pub fn committed_len(&self) -> u64 {
         self.canonical.len() as u64
     }
@@ -214,6 +254,7 @@ impl Checker {
     pub fn restarted(&mut self, id: NodeId, snapshot_index: Index) {
         self.applied.insert(id, snapshot_index);
         self.checked_commit.insert(id, snapshot_index);
+        self.configs.latest.remove(&id);
     }
 
     /// The service state digest after applying the committed history up to `index`.
@@ -259,6 +300,7 @@ impl Checker {
         let view = node.view();
         let id = view.id;
         let log = node.log();
+        let mut new_leader = false;
         // Election Safety: at most one leader per term.
         if view.role == Role::Leader {
             match self.leaders.get(&view.term) {
@@ -271,6 +313,7 @@ impl Checker {
                 Some(_) => {}
                 None => {
                     self.leaders.insert(view.term, id);
+                    new_leader = true;
                     // Leader Completeness: a new leader holds every entry committed in an
                     // earlier term.
                     for (k, c) in self.canonical.iter().enumerate() {
@@ -299,7 +342,9 @@ impl Checker {
                 _ => {}
             }
         }
-        self.check_commit(node, disks)?;
+        let config = self.derive_config(node, outputs);
+        self.check_commit(node, disks, &config.1)?;
+        self.check_configs(node, disks, outputs, &config, new_leader)?;
         for out in outputs {
             match out {
                 skiff_core::Output::Apply(entries) => self.check_apply(id, entries)?,
@@ -362,7 +407,14 @@ impl Checker {
         Ok(())
     }
 
-    fn check_commit(&mut self, node: &Node, disks: &BTreeMap<NodeId, &Durable>) -> Result<(), Violation> {
+    /// Commits the node reports for the first time must be durable on a quorum of its
+    /// configuration `config`.
+    fn check_commit(
+        &mut self,
+        node: &Node,
+        disks: &BTreeMap<NodeId, &Durable>,
+        config: &Membership,
+    ) -> Result<(), Violation> {
         let view = node.view();
         let id = view.id;
         let from = self.checked_commit.get(&id).copied().unwrap_or(Index(0));
@@ -388,14 +440,20 @@ impl Checker {
                 }
                 continue;
             }
-            // First time anyone commits index i: it must be durable on a majority.
-            let holders = disks.values().filter(|d| d.holds(index, e.term)).count();
-            if holders < self.quorum {
+            // First time anyone commits index i: it must be durable on a quorum of the
+            // committing node's configuration (of both sets, while joint).
+            let holds = |v: NodeId| disks.get(&v).is_some_and(|d| d.holds(index, e.term));
+            if !is_quorum(config, holds) {
+                let holders: Vec<NodeId> = disks.keys().copied().filter(|v| holds(*v)).collect();
                 return violation(
                     Invariant::CommittedNotDurableOnMajority,
-                    format!("{id} commits index {i} (term {}) held durably by only {holders} nodes", e.term.0),
+                    format!(
+                        "{id} commits index {i} (term {}) held durably only by {holders:?}, no quorum of {config}",
+                        e.term.0
+                    ),
                 );
             }
+            self.note_committed(e)?;
             let digest = fold_digest(self.digest_at(index.prev()).expect("history is contiguous"), e);
             self.canonical.push(Committed {
                 term: e.term,

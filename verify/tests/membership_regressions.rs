@@ -1,0 +1,34 @@
+//! Membership-churn seeds that once failed, replayed on every run. Each must stay clean.
+
+use skiff_verify::swarm::run_seed;
+
+fn clean_with_churn(seed: u64) {
+    let r = run_seed(seed, false);
+    assert!(
+        r.violation.is_none(),
+        "seed {seed} violated {:?}; replay with: skiff-verify replay --seed {seed}",
+        r.violation
+    );
+    assert!(r.sim.churn.accepted > 0, "seed {seed} no longer exercises membership changes");
+}
+
+/// Liveness: a leader removed itself (`{1, 2} -> {1}`), crashed before the one remaining
+/// voter received the entry, and restarted as a node that votes in no configuration but its
+/// committed one. It was barred from campaigning (it is no voter of its latest configuration),
+/// and n1 could not win with its shorter log: no leader ever again. A node now campaigns
+/// when it votes in its latest or its latest committed configuration.
+#[test]
+fn a_leader_that_removed_itself_and_restarted_can_still_finish_the_removal() {
+    for seed in [794, 1682, 1800] {
+        clean_with_churn(seed);
+    }
+}
+
+/// Stack overflow: a joining node's service asked for a snapshot before the entry that set
+/// its configuration (the core refuses: a snapshot must name one), and the simulated service
+/// asked again at once, without end. First leaders now write the bootstrap configuration as
+/// their first entry, and the service does not retry an index that was refused.
+#[test]
+fn a_joiner_whose_snapshot_is_refused_does_not_retry_in_a_loop() {
+    clean_with_churn(341);
+}
