@@ -21,10 +21,11 @@ pub struct Index(pub u64);
 pub struct NodeId(pub u64);
 
 impl Index {
-    /// The next position.
+    /// The next position (saturating: an index near `u64::MAX` only comes from forged
+    /// input, which must not panic the node).
     #[must_use]
     pub fn next(self) -> Index {
-        Index(self.0 + 1)
+        Index(self.0.saturating_add(1))
     }
     /// The previous position, saturating at `Index(0)`.
     #[must_use]

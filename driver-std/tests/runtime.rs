@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use skiff_core::{Config, Index, NodeId, Role};
+use skiff_core::{Config, EntryKind, Index, NodeId, Role};
 use skiff_std::runtime::{Applied, ProposeError, RaftHandle, RaftNode};
 use skiff_std::storage::{FileStorage, FileStorageOptions};
 use skiff_std::transport::{TcpOptions, TcpTransport};
@@ -49,7 +49,7 @@ fn a_single_node_applies_reads_restarts_and_stops_cleanly() {
     let mut commands = Vec::new();
     while commands.len() < 20 {
         match applied.recv_timeout(Duration::from_secs(10)).unwrap() {
-            Applied::Entry(e) if !e.data.is_empty() => commands.push(e.data),
+            Applied::Entry(e) if e.kind == EntryKind::Command => commands.push(e.data),
             _ => {}
         }
     }

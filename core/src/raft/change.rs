@@ -14,8 +14,9 @@
 //!   entry goes out at once), and a new leader that inherits a joint configuration leaves it
 //!   as soon as its no-op commits.
 //! - **Replication targets** are the members of the latest configuration and of the latest
-//!   committed one: a removed node keeps receiving the log until its removal commits, so it
-//!   learns it was removed and stops campaigning.
+//!   committed one, and for a while the nodes they removed: a removed node keeps receiving
+//!   the log until it holds its removal and knows it committed, so it learns it was removed
+//!   and stops campaigning.
 //! - **A leader that is no longer a voter** (removed, or demoted to learner) keeps leading
 //!   without counting itself until the configuration without it commits, then steps down and
 //!   hands off with `TimeoutNow` to the most up-to-date voter.
@@ -47,9 +48,9 @@ impl Node {
                 self.append_local(Entry { term: self.term, index, kind: EntryKind::Config, data });
                 self.sync_progress();
                 out.push(Output::Accepted { id, index, term: self.term });
+                // It commits once durable here and on the others (their answers, or our own
+                // persist for a single voter, call `maybe_commit`).
                 self.broadcast_append(false, out);
-                // A single voter commits on its own durability; the others' answers commit it.
-                self.maybe_commit(out);
             }
             Err(reason) => out.push(Output::ProposalDropped { id, reason }),
         }
@@ -82,13 +83,43 @@ impl Node {
         let committed = self.log.membership_at(self.log.commit()).1;
         let targets: BTreeSet<NodeId> =
             self.log.membership().members().chain(committed.members()).filter(|id| *id != me).collect();
-        self.progress.retain(|id, _| targets.contains(id));
+        for (id, pr) in self.progress.iter_mut() {
+            pr.departing = if targets.contains(id) { None } else { Some(pr.departing.unwrap_or(0)) };
+        }
+        self.drop_departed();
         let next = self.log.last_index().next();
         for id in targets {
             self.progress.entry(id).or_insert_with(|| Progress::new(next));
         }
         if self.transfer.is_some_and(|t| !self.progress.contains_key(&t.to)) {
             self.transfer = None;
+        }
+    }
+
+    /// Leader: drops removed nodes that know of their removal (they hold the latest
+    /// configuration and were sent a commit index covering it) or had their time: until
+    /// then they get appends and heartbeats like members, so that one cut off during its
+    /// removal learns of it, rather than campaigning for ever in a configuration it thinks
+    /// it is in. They never count.
+    fn drop_departed(&mut self) {
+        let (latest, patience) = (self.log.membership_index(), 2 * self.cfg.election_ticks_max());
+        self.progress.retain(|_, pr| match pr.departing {
+            None => true,
+            Some(ticks) => ticks < patience && (pr.match_index < latest || pr.commit_sent < latest),
+        });
+    }
+
+    /// Leader, every tick: the departing nodes' time runs.
+    pub(super) fn tick_departing(&mut self) {
+        let mut any = false;
+        for pr in self.progress.values_mut() {
+            if let Some(t) = pr.departing.as_mut() {
+                *t += 1;
+                any = true;
+            }
+        }
+        if any {
+            self.drop_departed();
         }
     }
 

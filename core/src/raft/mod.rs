@@ -43,6 +43,10 @@ use self::snapshot::Incoming;
 use self::transfer::Transfer;
 use crate::rng::SplitMix64 as Rng;
 
+/// No real log reaches this index; a message naming a higher one is forged (and refused
+/// before index arithmetic could overflow).
+pub(crate) const MAX_INDEX: Index = Index(u64::MAX / 4);
+
 /// Compacted entries freed at least per tick (see `RaftLog::free_garbage`, which frees a
 /// sixteenth of a larger backlog): a few hundred microseconds of work. Per tick, because per
 /// step would not bound a driver's round, which may take many steps.
@@ -286,6 +290,7 @@ impl Node {
         self.election_elapsed += 1;
         if self.role == Role::Leader {
             self.tick_transfer();
+            self.tick_departing();
             self.tick_commit_notice(out);
             self.heartbeat_elapsed += 1;
             if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks() {
@@ -300,7 +305,10 @@ impl Node {
             if self.promotable() {
                 self.start_election(out);
             } else {
-                // Not a voter: it waits, silent, for a leader (or to learn it is a voter).
+                // Not a voter: it waits, silent, for a leader (or to learn it is a voter),
+                // forgetting the one it no longer hears, so that it neither points clients
+                // at it nor keeps a lease for it.
+                self.leader = None;
                 self.reset_election_timer();
             }
         }

@@ -49,6 +49,10 @@ pub struct Progress {
     pub snapshot_refused: Option<(Index, u64)>,
     /// Heartbeats left before a refused snapshot is offered again.
     refusal_wait: u32,
+    /// Ticks since this node stopped being a member of the configurations in play (it was
+    /// removed): it is still replicated to until it holds the configuration that removed it
+    /// and has been told that it committed, or for a bounded time.
+    pub(crate) departing: Option<u32>,
 }
 
 /// Heartbeats (at the defaults, 10 s) before a snapshot the follower refused is offered again.
@@ -69,6 +73,7 @@ impl Progress {
             read_round_acked: 0,
             snapshot_refused: None,
             refusal_wait: 0,
+            departing: None,
         }
     }
 

@@ -7,6 +7,7 @@ use super::log::decode_config;
 use super::progress::Mode;
 use super::quorum::joint_index;
 use super::Node;
+use super::MAX_INDEX;
 use crate::io::Output;
 use crate::message::{AppendResult, Message, MessageBody};
 use crate::types::{EntryKind, Index, NodeId};
@@ -76,7 +77,8 @@ impl Node {
                 && e.term <= msg.term
                 && e.term >= if k == 0 { prev_term } else { entries[k - 1].term }
                 && (e.kind != EntryKind::Config || decode_config(e).is_some())
-        }) && prev_term <= msg.term;
+        }) && prev_term <= msg.term
+            && prev_index <= MAX_INDEX;
         if !well_formed {
             self.ignored.malformed += 1;
             return;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::progress::Mode;
 use super::Node;
+use super::MAX_INDEX;
 use crate::io::Output;
 use crate::message::{Message, MessageBody};
 use crate::types::{Index, NodeId, Snapshot, SnapshotMeta, Term};
@@ -151,7 +152,7 @@ impl Node {
         let (from, term) = (msg.from, msg.term);
         let MessageBody::InstallSnapshot { meta, offset, data, done } = msg.body else { unreachable!() };
         let index = meta.index;
-        if meta.term > term || meta.membership_index > index || meta.membership.is_empty() {
+        if meta.term > term || meta.membership_index > index || meta.membership.is_empty() || index > MAX_INDEX {
             // A leader's snapshot holds only entries of its term or earlier (taking one of a
             // later term would leave a log whose last term is above the current one), and a
             // configuration set at or before its index: forged.

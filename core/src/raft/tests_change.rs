@@ -112,7 +112,7 @@ fn a_joint_change_needs_both_majorities_and_is_left_as_soon_as_it_commits() {
     assert!(c.nodes[&1].view().commit < joint, "no majority of the outgoing voters");
     // Healed, the joint entry commits and the leave entry follows at once, unasked.
     c.cut.clear();
-    c.tick(2);
+    c.tick(3);
     let leader = c.nodes[&1].view();
     assert_eq!((leader.membership.clone(), leader.membership_committed), (voters(&[1, 2, 4]), true));
     let leave = c.nodes[&1].log().entry(joint.next()).expect("the leave entry");
@@ -189,4 +189,30 @@ fn a_new_leader_that_inherits_a_joint_configuration_leaves_it_after_its_no_op() 
         *from == 1 && matches!(o, Output::MembershipChanged { index, membership, .. } if *index == joint && membership.is_joint())
     });
     assert!(rolled_back, "n1 went back to the joint configuration when its leave entry was truncated");
+}
+
+#[test]
+fn a_node_removed_while_cut_off_learns_of_its_removal_once_it_is_back() {
+    let mut c = Cluster::new(3, &[]);
+    c.elect(1);
+    c.cut.insert(3);
+    let out = c.step(1, change(1, vec![remove(3)], JointPolicy::Auto));
+    let index = accepted(&out).expect("accepted");
+    c.tick(2);
+    assert!(c.nodes[&1].view().commit >= index, "{{1, 2}} commits it without n3");
+    assert!(c.nodes[&1].progress(NodeId(3)).is_some(), "n3 does not know yet: still replicated to");
+    c.cut.clear();
+    c.tick(3);
+    let v3 = c.nodes[&3].view();
+    assert_eq!((v3.membership.clone(), v3.membership_committed), (voters(&[1, 2]), true));
+    assert!(c.nodes[&1].progress(NodeId(3)).is_none(), "told, it is dropped");
+    // One that never comes back is dropped after a while.
+    c.cut.insert(2);
+    let out = c.step(1, change(2, vec![remove(2)], JointPolicy::Auto));
+    assert!(accepted(&out).is_some());
+    c.cut.clear();
+    c.cut.insert(2);
+    assert!(c.nodes[&1].progress(NodeId(2)).is_some());
+    c.tick(2 * 20 + 1);
+    assert!(c.nodes[&1].progress(NodeId(2)).is_none(), "given up on");
 }
