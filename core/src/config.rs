@@ -7,6 +7,7 @@ use core::fmt;
 use bytes::Bytes;
 
 use crate::membership::Membership;
+use crate::planted::PlantedBug;
 use crate::types::NodeId;
 
 /// A validated node configuration. Build one with [`Config::builder`] (a node of a new
@@ -41,6 +42,8 @@ pub struct Config {
     max_inflight_snapshot_chunks: u64,
     max_entry_bytes: usize,
     max_snapshot_bytes: u64,
+    #[cfg(feature = "planted-bugs")]
+    planted: Option<PlantedBug>,
 }
 
 /// Why a configuration was refused.
@@ -132,6 +135,8 @@ impl Config {
                 max_inflight_snapshot_chunks: 4,
                 max_entry_bytes: 16 << 20,
                 max_snapshot_bytes: 4 << 30,
+                #[cfg(feature = "planted-bugs")]
+                planted: None,
             },
         }
     }
@@ -196,6 +201,20 @@ impl Config {
     pub fn max_inflight_snapshot_chunks(&self) -> u64 {
         self.max_inflight_snapshot_chunks
     }
+
+    /// Whether `bug` was planted (never, without the `planted-bugs` feature).
+    #[inline]
+    pub(crate) fn has_bug(&self, bug: PlantedBug) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.planted == Some(bug)
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            let _ = bug;
+            false
+        }
+    }
 }
 
 /// Builds a [`Config`]; `build` validates it.
@@ -205,6 +224,13 @@ pub struct ConfigBuilder {
 }
 
 impl ConfigBuilder {
+    /// Plants `bug` (verification only; see [`PlantedBug`]).
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant(mut self, bug: PlantedBug) -> Self {
+        self.config.planted = Some(bug);
+        self
+    }
+
     /// Addresses of the bootstrap voters, opaque to the core (the driver defines the bytes):
     /// they go into the cluster's configuration, so nodes added later learn where the first
     /// ones are. Only for voters given to [`Config::builder`].

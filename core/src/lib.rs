@@ -94,6 +94,7 @@ mod io;
 pub mod kv;
 mod membership;
 mod message;
+mod planted;
 pub mod raft;
 pub mod rng;
 mod types;
@@ -105,5 +106,6 @@ pub use membership::{
     ChangeRefused, ChangeStep, JointPolicy, Membership, MembershipChange, MembershipError, StepRefused,
 };
 pub use message::{AppendResult, Message, MessageBody};
+pub use planted::PlantedBug;
 pub use raft::Node;
 pub use types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term, ENTRY_OVERHEAD};

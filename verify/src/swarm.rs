@@ -141,8 +141,14 @@ pub fn run_seed(seed: u64, trace: bool) -> Report {
 /// As [`run_seed`], with the given workload. With KV clients, the history they recorded is
 /// checked for linearizability at the end (operations still in progress count as unknown).
 pub fn run_seed_with(seed: u64, trace: bool, workload: Workload) -> Report {
+    run_seed_planted(seed, trace, workload, None)
+}
+
+/// As [`run_seed_with`], with `plant` planted in every node.
+pub fn run_seed_planted(seed: u64, trace: bool, workload: Workload, plant: Option<skiff_core::PlantedBug>) -> Report {
     let (mut cfg, faults) = profile(seed);
     cfg.trace = trace;
+    cfg.plant = plant;
     if workload == Workload::Kv {
         cfg.kv = Some(kv_workload(seed));
     }

@@ -30,6 +30,7 @@ use super::Node;
 use crate::io::{DropReason, Output, Role};
 use crate::membership::{ChangeRefused, Membership, MembershipChange};
 use crate::message::{Message, MessageBody};
+use crate::planted::PlantedBug;
 use crate::types::{Entry, EntryKind, NodeId};
 
 impl Node {
@@ -68,7 +69,7 @@ impl Node {
         if index > self.log.commit() || latest.is_joint() {
             return Err(DropReason::Membership(ChangeRefused::Pending { index }));
         }
-        if self.log.term_at(self.log.commit()) != Some(self.term) {
+        if self.log.term_at(self.log.commit()) != Some(self.term) && !self.cfg.has_bug(PlantedBug::NoOwnTermGuard) {
             return Err(DropReason::Membership(ChangeRefused::OwnTermUncommitted));
         }
         latest.apply(&change.steps, change.joint).map_err(|e| DropReason::Membership(ChangeRefused::Invalid(e)))
@@ -85,6 +86,9 @@ impl Node {
             self.log.membership().members().chain(committed.members()).filter(|id| *id != me).collect();
         for (id, pr) in self.progress.iter_mut() {
             pr.departing = if targets.contains(id) { None } else { Some(pr.departing.unwrap_or(0)) };
+        }
+        if self.cfg.has_bug(PlantedBug::NoDeparting) {
+            self.progress.retain(|id, _| targets.contains(id));
         }
         self.drop_departed();
         let next = self.log.last_index().next();

@@ -111,7 +111,7 @@ impl Node {
     }
 
     pub(super) fn check_election(&mut self, out: &mut Vec<Output>) {
-        match self.tally.result(self.membership()) {
+        match self.tally.result(&self.counting()) {
             VoteResult::Pending => {}
             VoteResult::Won if self.role == Role::PreCandidate => self.become_candidate(false, out),
             VoteResult::Won => self.become_leader(out),
@@ -157,7 +157,7 @@ impl Node {
         let me = self.cfg.id();
         let progress = &self.progress;
         let active =
-            joint_quorum(self.membership(), |id| id == me || progress.get(&id).is_some_and(|p| p.recent_active));
+            joint_quorum(&self.counting(), |id| id == me || progress.get(&id).is_some_and(|p| p.recent_active));
         for p in self.progress.values_mut() {
             p.recent_active = false;
         }

@@ -43,6 +43,8 @@ pub struct RaftLog {
     garbage: Garbage,
     /// The configurations of the snapshot and of the `Config` entries.
     configs: ConfigHistory,
+    /// `PlantedBug::NoConfigRollback`.
+    pub(crate) no_rollback: bool,
 }
 
 /// The configuration a `Config` entry holds, if it holds a valid one with at least one voter.
@@ -93,6 +95,7 @@ impl RaftLog {
             unacked: VecDeque::new(),
             garbage: Garbage::default(),
             configs,
+            no_rollback: false,
         })
     }
 
@@ -273,7 +276,9 @@ impl RaftLog {
         if let Some(p) = self.pos(from) {
             self.entries.truncate(p);
         }
-        self.configs.truncate_from(from);
+        if !self.no_rollback {
+            self.configs.truncate_from(from);
+        }
         self.durable = self.durable.min(keep);
         for (_, last) in self.unacked.iter_mut() {
             *last = (*last).min(keep);

@@ -33,6 +33,7 @@ use crate::config::Config;
 use crate::io::{DropReason, Ignored, Input, Output, Persist, Proposal, RestoreError, Restored, Role, View};
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
+use crate::planted::PlantedBug;
 use crate::types::{Entry, EntryKind, HardState, Index, NodeId, Term};
 
 use self::log::RaftLog;
@@ -116,8 +117,9 @@ impl Node {
         let Restored { hard_state, snapshot, entries } = restored;
         let mut rng = Rng::new(cfg.seed() ^ cfg.id().0.wrapping_mul(0xA24B_AED4_963E_E407));
         let election_timeout = rng.range(cfg.election_ticks_min(), cfg.election_ticks_max());
-        let log = RaftLog::restored(snapshot, entries, hard_state.commit, cfg.bootstrap_membership())
+        let mut log = RaftLog::restored(snapshot, entries, hard_state.commit, cfg.bootstrap_membership())
             .map_err(|index| RestoreError::BadConfigEntry { index })?;
+        log.no_rollback = cfg.has_bug(PlantedBug::NoConfigRollback);
         let reported_membership =
             (log.membership_index(), log.membership().clone(), log.membership_index() <= log.commit());
         let reported_config_version = log.config_version();
@@ -272,7 +274,18 @@ impl Node {
     /// know their removal committed, and nodes waiting to join never campaign.
     fn promotable(&self) -> bool {
         let me = self.cfg.id();
-        self.membership().is_voter(me) || self.log.membership_at(self.log.commit()).1.is_voter(me)
+        let committed = || self.log.membership_at(self.log.commit()).1.is_voter(me);
+        self.membership().is_voter(me) || (!self.cfg.has_bug(PlantedBug::LatestOnlyCampaign) && committed())
+    }
+
+    /// The configuration quorums are counted in: the latest (see `PlantedBug` for the
+    /// wrong ones the simulator plants).
+    pub(crate) fn counting(&self) -> Membership {
+        let m = self.membership();
+        if self.cfg.has_bug(PlantedBug::IncomingOnlyQuorum) && m.is_joint() {
+            return m.leave_joint();
+        }
+        m.clone()
     }
 
     /// The other voters (incoming and outgoing): whom an election asks.

@@ -66,7 +66,7 @@ impl Node {
         }
         let (me, round, progress) = (self.cfg.id(), self.reads.round, &self.progress);
         // Our own answer confirms every round (where we vote).
-        let confirmed = joint_index(self.membership(), |id| {
+        let confirmed = joint_index(&self.counting(), |id| {
             if id == me {
                 round
             } else {

@@ -9,7 +9,9 @@ use super::quorum::joint_index;
 use super::Node;
 use super::MAX_INDEX;
 use crate::io::Output;
+use crate::membership::{ChangeStep, JointPolicy};
 use crate::message::{AppendResult, Message, MessageBody};
+use crate::planted::PlantedBug;
 use crate::types::{EntryKind, Index, NodeId};
 
 impl Node {
@@ -218,7 +220,12 @@ impl Node {
     /// only where we are a voter. Tells followers when it moves.
     pub(super) fn maybe_commit(&mut self, out: &mut Vec<Output>) {
         let (me, durable, progress) = (self.cfg.id(), self.log.durable(), &self.progress);
-        let candidate = joint_index(self.membership(), |id| {
+        let mut counting = self.counting();
+        if self.cfg.has_bug(PlantedBug::LeaderCountsSelfWhenRemoved) && !counting.is_voter(me) && !counting.is_joint() {
+            let me_too = [ChangeStep::AddVoter { node: me, address: bytes::Bytes::new() }];
+            counting = counting.apply(&me_too, JointPolicy::Auto).unwrap_or(counting);
+        }
+        let candidate = joint_index(&counting, |id| {
             if id == me {
                 durable
             } else {

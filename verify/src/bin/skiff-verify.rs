@@ -7,13 +7,31 @@
 //! ```
 //!
 //! `--workload kv` adds KV clerks to every seed; their history is checked for linearizability.
+//! `--plant BUG` plants a known membership bug in every node (to see which seeds and checks
+//! catch it): no-own-term-guard, incoming-only-quorum, leader-counts-self, no-config-rollback,
+//! latest-only-campaign, no-departing.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use skiff_verify::swarm::{kv_workload, profile, run_seed_with, Workload};
+use skiff_core::PlantedBug;
+use skiff_verify::swarm::{kv_workload, profile, run_seed_planted, Workload};
 
-const USAGE: &str = "usage:\n  skiff-verify sweep --seeds N [--start S] [--workload raft|kv]\n  skiff-verify replay --seed S [--workload raft|kv]";
+const USAGE: &str = "usage:\n  skiff-verify sweep --seeds N [--start S] [--workload raft|kv] [--plant BUG]\n  skiff-verify replay --seed S [--workload raft|kv] [--plant BUG]";
+
+fn plant(args: &[String]) -> Result<Option<PlantedBug>, String> {
+    let Some(p) = args.iter().position(|a| a == "--plant") else { return Ok(None) };
+    let bug = match args.get(p + 1).map(String::as_str) {
+        Some("no-own-term-guard") => PlantedBug::NoOwnTermGuard,
+        Some("incoming-only-quorum") => PlantedBug::IncomingOnlyQuorum,
+        Some("leader-counts-self") => PlantedBug::LeaderCountsSelfWhenRemoved,
+        Some("no-config-rollback") => PlantedBug::NoConfigRollback,
+        Some("latest-only-campaign") => PlantedBug::LatestOnlyCampaign,
+        Some("no-departing") => PlantedBug::NoDeparting,
+        other => return Err(format!("--plant: unknown bug {other:?}")),
+    };
+    Ok(Some(bug))
+}
 
 fn workload(args: &[String]) -> Result<Workload, String> {
     match args.iter().position(|a| a == "--workload").map(|p| args.get(p + 1).map(String::as_str)) {
@@ -53,6 +71,7 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     let seeds = flag(args, "--seeds")?.ok_or("sweep needs --seeds N")?;
     let start = flag(args, "--start")?.unwrap_or(0);
     let workload = workload(args)?;
+    let planted = plant(args)?;
     let began = Instant::now();
     let (mut kv_ops, mut kv_unknown, mut kv_in_doubt) = (0u64, 0u64, 0u64);
     let mut unchecked = Vec::new();
@@ -60,7 +79,7 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     let (mut churn, mut churn_seeds) = (skiff_verify::sim::membership::ChurnStats::default(), 0u64);
     let (mut violations, mut events, mut committed, mut reads) = (0u64, 0u64, 0u64, 0u64);
     for seed in start..start + seeds {
-        let report = run_seed_with(seed, false, workload);
+        let report = run_seed_planted(seed, false, workload, planted);
         if let Some(kv) = &report.sim.kv {
             kv_ops += kv.history.len() as u64;
             kv_unknown += kv.history.iter().filter(|o| o.ret.is_none()).count() as u64;
@@ -124,7 +143,7 @@ fn replay(args: &[String]) -> Result<ExitCode, String> {
     if workload == Workload::Kv {
         println!("  {:?}", kv_workload(seed));
     }
-    let report = run_seed_with(seed, true, workload);
+    let report = run_seed_planted(seed, true, workload, plant(args)?);
     for line in &report.sim.trace {
         println!("{line}");
     }

@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use skiff_core::{
-    Config, Index, Input, Membership, Message, MessageBody, Node, NodeId, Output, Persist, Proposal, Role, Term, View,
+    Config, Index, Input, Membership, Message, MessageBody, Node, NodeId, Output, Persist, PlantedBug, Proposal, Role,
+    Term, View,
 };
 
 use crate::checker::{Checker, Durable, Invariant, Violation, EMPTY_DIGEST};
@@ -85,6 +86,8 @@ pub struct SimConfig {
     pub snapshot_bytes: usize,
     /// Run the KV service with these clients (histories checked for linearizability).
     pub kv: Option<KvWorkload>,
+    /// A known bug planted in every node (to show that a check catches it).
+    pub plant: Option<PlantedBug>,
 }
 
 impl SimConfig {
@@ -106,6 +109,7 @@ impl SimConfig {
             snapshot_chunk_bytes: 64 << 10,
             snapshot_bytes: 8,
             kv: None,
+            plant: None,
         }
     }
 }
@@ -294,16 +298,19 @@ impl Sim {
         } else {
             Config::joining(id, self.rng.fork())
         };
-        builder
+        let builder = builder
             .heartbeat_ticks(c.heartbeat_ticks)
             .election_ticks(c.election_ticks.0, c.election_ticks.1)
             .pre_vote(c.pre_vote)
             .check_quorum(c.check_quorum)
             .max_inflight_msgs(c.max_inflight_msgs)
             .max_entries_per_msg(c.max_entries_per_msg)
-            .snapshot_chunk_bytes(c.snapshot_chunk_bytes)
-            .build()
-            .expect("simulator configuration is valid")
+            .snapshot_chunk_bytes(c.snapshot_chunk_bytes);
+        let builder = match c.plant {
+            Some(bug) => builder.plant(bug),
+            None => builder,
+        };
+        builder.build().expect("simulator configuration is valid")
     }
 
     /// (Re)starts node `i` from its disk.
