@@ -65,8 +65,9 @@ impl Sim {
                 self.churn.accepted += 1;
                 Ok(Some(index))
             }
-            _ => {
+            answer => {
                 self.churn.refused += 1;
+                self.last_refusal = answer.and_then(Result::err);
                 Ok(None)
             }
         }
@@ -77,7 +78,7 @@ impl Sim {
         let Some((id, answer)) = self.change_answer.as_mut() else { return };
         match o {
             Output::Accepted { id: a, index, .. } if a == id => *answer = Some(Ok(*index)),
-            Output::ProposalDropped { id: a, .. } if a == id => *answer = Some(Err(())),
+            Output::ProposalDropped { id: a, reason } if a == id => *answer = Some(Err(*reason)),
             _ => {}
         }
     }

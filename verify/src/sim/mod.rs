@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use skiff_core::{
-    Config, Index, Input, Membership, Message, MessageBody, Node, NodeId, Output, Persist, PlantedBug, Proposal, Role,
-    Term, View,
+    Config, DropReason, Index, Input, Membership, Message, MessageBody, Node, NodeId, Output, Persist, PlantedBug,
+    Proposal, Role, Term, View,
 };
 
 use crate::checker::{Checker, Durable, Invariant, Violation, EMPTY_DIGEST};
@@ -203,7 +203,9 @@ pub struct Sim {
     /// The last `Accepted` output, taken by `propose`.
     accepted: Option<(u64, Index, Term)>,
     /// The membership change being proposed, and its answer once given.
-    change_answer: Option<(u64, Option<Result<Index, ()>>)>,
+    change_answer: Option<(u64, Option<Result<Index, DropReason>>)>,
+    /// Why the last refused membership change was refused.
+    pub last_refusal: Option<DropReason>,
     /// Messages delivered, and their entry payload bytes, for the lab's RPC limits.
     pub delivered: u64,
     /// Requests delivered (messages that are not answers): the lab's RPC count.
@@ -239,6 +241,7 @@ impl Sim {
             next_proposal: 1,
             accepted: None,
             change_answer: None,
+            last_refusal: None,
             reads: BTreeMap::new(),
             reads_served: 0,
             reads_dropped: 0,
