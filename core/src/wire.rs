@@ -10,8 +10,9 @@ use crate::kv::{Command, Reply};
 use crate::types::NodeId;
 
 /// Version of the peer protocol (handshake and message encoding). Version 2 carries a
-/// snapshot's configuration (`SnapshotMeta::membership`) and `Config` entries; nodes of
-/// different versions refuse each other at the handshake.
+/// snapshot's configuration (`SnapshotMeta::membership`), `Config` entries and the
+/// sender's address in the greeting; nodes of different versions refuse each other at the
+/// handshake.
 pub const PROTOCOL_VERSION: u32 = 2;
 const MAGIC: u32 = 0x534b_4946; // "SKIF"
 
@@ -22,6 +23,10 @@ pub struct Hello {
     pub version: u32,
     pub cluster_id: u64,
     pub from: NodeId,
+    /// Where the sender takes peer connections, in the driver's encoding of a
+    /// configuration's addresses (empty if it does not say): a node that joins knows no one,
+    /// and learns where to answer its leader from the leader's greeting.
+    pub address: bytes::Bytes,
 }
 
 /// Why a peer's greeting is refused.
@@ -50,9 +55,9 @@ impl fmt::Display for HandshakeError {
 }
 
 impl Hello {
-    /// The greeting of node `from` of cluster `cluster_id`.
-    pub fn new(cluster_id: u64, from: NodeId) -> Hello {
-        Hello { magic: MAGIC, version: PROTOCOL_VERSION, cluster_id, from }
+    /// The greeting of node `from` of cluster `cluster_id`, which listens at `address`.
+    pub fn new(cluster_id: u64, from: NodeId, address: bytes::Bytes) -> Hello {
+        Hello { magic: MAGIC, version: PROTOCOL_VERSION, cluster_id, from, address }
     }
 
     /// Whether node `me` of cluster `cluster_id` accepts this greeting, `is_peer` telling
@@ -94,14 +99,20 @@ mod tests {
     #[test]
     fn greetings_from_strangers_are_refused_with_the_reason() {
         let peers = |n: NodeId| n == NodeId(2) || n == NodeId(3);
-        assert_eq!(Hello::new(7, NodeId(2)).check(7, NodeId(1), peers), Ok(()));
+        assert_eq!(Hello::new(7, NodeId(2), bytes::Bytes::new()).check(7, NodeId(1), peers), Ok(()));
         assert_eq!(
-            Hello::new(8, NodeId(2)).check(7, NodeId(1), peers),
+            Hello::new(8, NodeId(2), bytes::Bytes::new()).check(7, NodeId(1), peers),
             Err(HandshakeError::Cluster { theirs: 8, ours: 7 })
         );
-        assert_eq!(Hello::new(7, NodeId(9)).check(7, NodeId(1), peers), Err(HandshakeError::UnknownNode(NodeId(9))));
-        assert_eq!(Hello::new(7, NodeId(1)).check(7, NodeId(1), peers), Err(HandshakeError::UnknownNode(NodeId(1))));
-        let old = Hello { version: 0, ..Hello::new(7, NodeId(2)) };
+        assert_eq!(
+            Hello::new(7, NodeId(9), bytes::Bytes::new()).check(7, NodeId(1), peers),
+            Err(HandshakeError::UnknownNode(NodeId(9)))
+        );
+        assert_eq!(
+            Hello::new(7, NodeId(1), bytes::Bytes::new()).check(7, NodeId(1), peers),
+            Err(HandshakeError::UnknownNode(NodeId(1)))
+        );
+        let old = Hello { version: 0, ..Hello::new(7, NodeId(2), bytes::Bytes::new()) };
         assert_eq!(old.check(7, NodeId(1), peers), Err(HandshakeError::Version { theirs: 0 }));
     }
 }

@@ -55,7 +55,10 @@ fn garbage_on_native_and_peer_ports(c: &Cluster, i: usize) {
     // from a node that is not a peer.
     let _ = feed(c.peer[i], &random);
     let _ = feed(c.peer[i], &[0xff, 0xff, 0xff, 0xff]);
-    for hello in [Hello::new(99, skiff_core::NodeId(2)), Hello::new(7, skiff_core::NodeId(9))] {
+    for hello in [
+        Hello::new(99, skiff_core::NodeId(2), Default::default()),
+        Hello::new(7, skiff_core::NodeId(9), Default::default()),
+    ] {
         let mut frame = Vec::new();
         skiff_core::codec::encode_frame(&hello, &mut frame).unwrap();
         let got = feed(c.peer[i], &frame);

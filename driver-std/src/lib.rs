@@ -7,6 +7,7 @@
 //! apply stream).
 
 pub mod accept;
+pub mod address;
 pub mod kv;
 pub mod runtime;
 pub mod storage;

@@ -184,7 +184,7 @@ pub fn peer(seed: u64) -> Result<(), String> {
             MessageBody::Heartbeat { commit: Index(2), read_round: 4 },
         ];
         let mut v = frames(&bodies.map(|body| Message { from: NodeId(1), to: NodeId(2), term: Term(2), body }));
-        v.extend(frames(&[Hello::new(7, NodeId(1))]));
+        v.extend(frames(&[Hello::new(7, NodeId(1), Bytes::from_static(b"raft=127.0.0.1:7001"))]));
         v
     });
     let mut rng = Rng::new(seed);

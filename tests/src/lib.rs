@@ -9,3 +9,4 @@ pub mod kv_tcp;
 pub mod lab_cluster;
 pub mod lab_net;
 pub mod load;
+pub mod tcp_node;

@@ -5,50 +5,24 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use skiff_core::{Config, Index, NodeId, Role};
-use skiff_std::runtime::{RaftHandle, RaftNode};
-use skiff_std::storage::{FileStorage, FileStorageOptions};
-use skiff_std::transport::{TcpOptions, TcpTransport};
-use skiff_tests::applier::{self, ServiceState};
+use skiff_tests::applier::ServiceState;
+use skiff_tests::tcp_node::{self, wait_for, Running};
 
 const CLUSTER_ID: u64 = 0x5eed;
-const TICK: Duration = Duration::from_millis(10);
 const SNAPSHOT_EVERY: u64 = 10;
 
-struct Running {
-    handle: RaftHandle,
-    state: Arc<Mutex<ServiceState>>,
-    applier: JoinHandle<()>,
-}
-
 fn start(id: u64, dir: &Path, listener: TcpListener, peers: &BTreeMap<NodeId, SocketAddr>) -> Running {
-    let (storage, restored) = FileStorage::open(dir, FileStorageOptions::default()).expect("storage opens");
-    let state = applier::new_state();
-    applier::restore(&state, restored.snapshot.as_ref());
     let config = Config::builder(NodeId(id), peers.keys().copied(), id)
         .heartbeat_ticks(5)
         .election_ticks(20, 40)
         .snapshot_chunk_bytes(256)
         .build()
         .expect("valid config");
-    let opts = TcpOptions::new(NodeId(id), CLUSTER_ID, peers.clone());
-    let (handle, applied) =
-        RaftNode::start(config, restored, storage, TICK, |inbox| TcpTransport::start(opts, listener, inbox))
-            .expect("node starts");
-    let applier = applier::spawn(handle.snapshotter(), applied, state.clone(), Some(SNAPSHOT_EVERY));
-    Running { handle, state, applier }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
+    tcp_node::start(config, dir, listener, peers, CLUSTER_ID, SNAPSHOT_EVERY)
 }
 
 fn leader(nodes: &BTreeMap<u64, Running>) -> Option<u64> {

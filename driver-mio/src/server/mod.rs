@@ -214,7 +214,7 @@ pub fn serve<S: Storage>(
         poll,
         engine,
         clients: Clients::new(id, servers, forwards, limits, check, ACCEPTED),
-        hello: Hello::new(opts.cluster_id, id),
+        hello: Hello::new(opts.cluster_id, id, own_address(&opts, id)),
         opts,
         links,
         link_of,
@@ -380,4 +380,13 @@ impl Server {
             }
         }
     }
+}
+
+/// What this node tells the peers it dials about where it listens (its entry in the peers
+/// table, if any).
+fn own_address(opts: &ServerOptions, id: NodeId) -> bytes::Bytes {
+    opts.peers
+        .get(&id)
+        .map(|raft| skiff_std::address::PeerAddress { raft: *raft, client: None }.encode())
+        .unwrap_or_default()
 }

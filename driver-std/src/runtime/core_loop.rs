@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender};
 
 use bytes::Bytes;
-use skiff_core::{Index, Input, Node, Output, Persist, Proposal, Term};
+use skiff_core::{Index, Input, MembershipChange, Node, Output, Persist, Proposal, Term};
 
 use super::{Applied, Event, ProposeError, ReadError};
 use crate::transport::Transport;
@@ -89,6 +89,15 @@ impl<T: Transport> CoreLoop<T> {
             }
             Event::Snapshot(index, data) => Input::Snapshot { index, data },
             Event::Transfer(to) => Input::TransferLeadership { to },
+            Event::Change(steps, joint, reply) => {
+                self.next_id += 1;
+                self.proposals.insert(self.next_id, reply);
+                Input::ChangeMembership(MembershipChange { id: self.next_id, steps, joint })
+            }
+            Event::CaughtUp(peer, within, reply) => {
+                let _ = reply.send(self.node.caught_up(peer, within));
+                return true;
+            }
             Event::Status(reply) => {
                 let _ = reply.send(self.node.view());
                 return true;
@@ -168,6 +177,7 @@ impl<T: Transport> CoreLoop<T> {
             Output::MembershipChanged { index, membership, committed } => {
                 let id = self.node.config().id().0;
                 tracing::info!(node = id, index = index.0, %membership, committed, "configuration changed");
+                self.transport.set_members(&membership);
             }
         }
     }

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use skiff_core::{Index, NodeId, Term, View};
+use skiff_core::{ChangeStep, Index, JointPolicy, NodeId, Term, View};
 
 use super::{Event, ProposeError, ReadError};
 
@@ -114,6 +114,25 @@ impl RaftHandle {
     /// Asks the leader to hand leadership to `to`.
     pub fn transfer_leadership(&self, to: NodeId) {
         let _ = self.events.send(Event::Transfer(to));
+    }
+
+    /// Proposes a membership change (on the leader; see `skiff_core::Input::ChangeMembership`).
+    /// Returns where its configuration entry was appended: the change is complete once
+    /// [`RaftHandle::status`] shows a committed configuration at or past that index that is not
+    /// joint (a joint one is left automatically).
+    pub fn change_membership(&self, steps: Vec<ChangeStep>, joint: JointPolicy) -> Result<(Index, Term), ProposeError> {
+        let (tx, rx) = channel();
+        self.events.send(Event::Change(steps, joint, tx)).map_err(|_| ProposeError::Stopped)?;
+        rx.recv().unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// On the leader: whether `peer` replicates within `within` entries of the leader's log
+    /// (promote a learner once it does). `None` on other nodes, for peers the leader does not
+    /// replicate to, or once stopped.
+    pub fn caught_up(&self, peer: NodeId, within: u64) -> Option<bool> {
+        let (tx, rx) = channel();
+        self.events.send(Event::CaughtUp(peer, within, tx)).ok()?;
+        rx.recv().ok().flatten()
     }
 
     /// The core's view (term, role, leader, indexes, counters); `None` once stopped.

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use skiff_core::{
-    ChangeRefused, Config, DropReason, Entry, Index, Input, Message, Node, NodeId, Persist, Proposal, RestoreError,
-    Restored, Snapshot, Term, View,
+    ChangeRefused, ChangeStep, Config, DropReason, Entry, Index, Input, JointPolicy, Message, Node, NodeId, Persist,
+    Proposal, RestoreError, Restored, Snapshot, Term, View,
 };
 
 use crate::storage::{group_commit, Storage};
@@ -155,6 +155,8 @@ pub(crate) enum Event {
     Read(Sender<Result<Index, ReadError>>),
     Snapshot(Index, Bytes),
     Transfer(NodeId),
+    Change(Vec<ChangeStep>, JointPolicy, Sender<Result<(Index, Term), ProposeError>>),
+    CaughtUp(NodeId, u64, Sender<Option<bool>>),
     Status(Sender<View>),
     Stop,
 }
@@ -181,7 +183,8 @@ impl RaftNode {
         let (persist_tx, persist_rx) = channel::<Persist>();
         let inbox_tx = Mutex::new(events_tx.clone());
         let inbox = Inbox::new(move |m| inbox_tx.lock().expect("inbox lock").send(Event::Message(m)).is_ok());
-        let transport = transport(inbox).map_err(StartError::Io)?;
+        let mut transport = transport(inbox).map_err(StartError::Io)?;
+        transport.set_members(&node.view().membership);
         let crashed = Arc::new(AtomicBool::new(false));
         let stopped = Arc::new(AtomicBool::new(false));
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| thread::Builder::new().name(name).spawn(f);

@@ -7,7 +7,7 @@ mod tcp;
 use std::fmt;
 use std::sync::Arc;
 
-use skiff_core::Message;
+use skiff_core::{Membership, Message};
 
 pub use tcp::{TcpOptions, TcpTransport};
 
@@ -16,6 +16,14 @@ pub use tcp::{TcpOptions, TcpTransport};
 pub trait Transport: Send + 'static {
     /// Queues `msg` for `msg.to`.
     fn send(&mut self, msg: Message);
+    /// The configuration changed: learn the members' addresses (see
+    /// [`crate::address::PeerAddress`]) and let go of links to nodes no longer in it. Messages
+    /// may still come for a removed node for a while (the core tells it of its removal), so
+    /// a transport must keep its address. The default does nothing (transports whose peers
+    /// are fixed).
+    fn set_members(&mut self, members: &Membership) {
+        let _ = members;
+    }
     /// Stops every thread the transport runs and waits for them.
     fn shutdown(&mut self);
 }

@@ -2,8 +2,16 @@
 //! reconnects with exponential backoff and drains a bounded queue; one listener thread that
 //! accepts peers' connections and a reader thread per connection.
 //!
+//! Peers come and go with the configuration: a writer is started for a node the first time
+//! a message is sent to it, at the address the configuration gives for it (or, for a node
+//! without one, the address in [`TcpOptions::peers`]), and stopped when a configuration
+//! without the node arrives; addresses are kept, since a removed node is still told of its
+//! removal for a while.
+//!
 //! A connection starts with a [`Hello`] frame (protocol version, cluster id, sender id); the
-//! acceptor refuses (logs and closes) a wrong version or cluster or an unknown sender. Every
+//! acceptor refuses (logs and closes) a wrong version or cluster, or a sender claiming our
+//! own id. (Any other id is accepted: a node being added must reach us before we know it.
+//! Authenticating peers is TLS's job.) Every
 //! frame is `len: u32 BE | postcard payload` (`skiff_core::codec`); a length over
 //! `max_frame` closes the connection before anything is allocated, and so does a payload that
 //! does not decode or a message that does not come from the handshaken peer to us.
@@ -19,7 +27,9 @@ use std::time::Duration;
 
 use skiff_core::codec::{encode_frame, LEN_PREFIX};
 use skiff_core::wire::Hello;
-use skiff_core::{Message, NodeId};
+use skiff_core::{Membership, Message, NodeId};
+
+use crate::address::PeerAddress;
 
 use super::{Inbox, Transport};
 
@@ -28,7 +38,8 @@ use super::{Inbox, Transport};
 pub struct TcpOptions {
     pub id: NodeId,
     pub cluster_id: u64,
-    /// Every other voter and where it listens.
+    /// Where the nodes of the bootstrap configuration listen (addresses in the cluster's
+    /// configuration take precedence).
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// Largest frame accepted or sent (a bigger outgoing message is dropped and logged).
     pub max_frame: u64,
@@ -37,6 +48,10 @@ pub struct TcpOptions {
     /// Reconnection backoff: first delay, doubled up to the maximum.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// The address this node tells the peers it dials (in its greeting), so that one that
+    /// joins and knows no one can answer; the listener's own address by default (set it when
+    /// listening on an unspecified address such as 0.0.0.0).
+    pub advertise: Option<SocketAddr>,
 }
 
 impl TcpOptions {
@@ -49,6 +64,7 @@ impl TcpOptions {
             queue_len: 4096,
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
+            advertise: None,
         }
     }
 }
@@ -67,14 +83,29 @@ struct Shared {
     counters: TcpCounters,
     /// Open accepted connections, to unblock their readers at shutdown.
     accepted: Mutex<BTreeMap<u64, TcpStream>>,
+    /// Where peers that dialled us said they listen (configuration addresses come first).
+    learned: Mutex<BTreeMap<NodeId, SocketAddr>>,
+    /// Our greeting, with our address.
+    hello: Vec<u8>,
 }
 
 /// The TCP [`Transport`].
 pub struct TcpTransport {
     shared: Arc<Shared>,
-    queues: BTreeMap<NodeId, SyncSender<Message>>,
+    /// Where each node listens: the configuration's addresses over the options' peers.
+    addresses: BTreeMap<NodeId, SocketAddr>,
+    writers: BTreeMap<NodeId, Writer>,
+    /// Writers told to stop, still finishing (a dial or a backoff); joined at shutdown.
+    retired: Vec<JoinHandle<()>>,
     local: SocketAddr,
-    threads: Vec<JoinHandle<()>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// A running writer thread and its queue.
+struct Writer {
+    addr: SocketAddr,
+    queue: SyncSender<Message>,
+    thread: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for TcpTransport {
@@ -88,29 +119,66 @@ impl TcpTransport {
     /// `inbox`.
     pub fn start(opts: TcpOptions, listener: TcpListener, inbox: Inbox) -> io::Result<TcpTransport> {
         let local = listener.local_addr()?;
+        let advertise = PeerAddress { raft: opts.advertise.unwrap_or(local), client: None };
+        let mut hello = Vec::new();
+        encode_frame(&Hello::new(opts.cluster_id, opts.id, advertise.encode()), &mut hello)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let shared = Arc::new(Shared {
             opts,
             stop: AtomicBool::new(false),
             counters: TcpCounters::default(),
             accepted: Mutex::new(BTreeMap::new()),
+            learned: Mutex::new(BTreeMap::new()),
+            hello,
         });
-        let mut threads = Vec::new();
-        let mut queues = BTreeMap::new();
-        let peers: Vec<(NodeId, SocketAddr)> =
-            shared.opts.peers.iter().filter(|(id, _)| **id != shared.opts.id).map(|(i, a)| (*i, *a)).collect();
-        for (peer, addr) in peers {
-            let (tx, rx) = sync_channel(shared.opts.queue_len);
-            queues.insert(peer, tx);
-            let shared = shared.clone();
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("skiff-tx-{}", peer.0))
-                    .spawn(move || writer(shared, peer, addr, rx))?,
-            );
-        }
+        let addresses = shared.opts.peers.clone();
         let s = shared.clone();
-        threads.push(thread::Builder::new().name("skiff-accept".into()).spawn(move || acceptor(s, listener, inbox))?);
-        Ok(TcpTransport { shared, queues, local, threads })
+        let acceptor =
+            thread::Builder::new().name("skiff-accept".into()).spawn(move || acceptor(s, listener, inbox))?;
+        Ok(TcpTransport {
+            shared,
+            addresses,
+            writers: BTreeMap::new(),
+            retired: Vec::new(),
+            local,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The writer to `peer`, started if there is none and its address is known.
+    fn writer_for(&mut self, peer: NodeId) -> Option<&Writer> {
+        if peer == self.shared.opts.id {
+            return None;
+        }
+        if !self.writers.contains_key(&peer) {
+            let learned = || self.shared.learned.lock().expect("lock").get(&peer).copied();
+            let addr = self.addresses.get(&peer).copied().or_else(learned)?;
+            let (tx, rx) = sync_channel(self.shared.opts.queue_len);
+            let shared = self.shared.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("skiff-tx-{}", peer.0))
+                .spawn(move || writer(shared, peer, addr, rx));
+            match spawned {
+                Ok(thread) => {
+                    self.writers.insert(peer, Writer { addr, queue: tx, thread });
+                }
+                Err(e) => {
+                    tracing::warn!(to = peer.0, error = %e, "cannot start a writer thread");
+                    return None;
+                }
+            }
+        }
+        self.writers.get(&peer)
+    }
+
+    /// Stops the writer to `peer`, if any: its thread ends once it sees its queue closed,
+    /// which may take a dial or a backoff, so the caller (the core's thread) does not wait.
+    fn stop_writer(&mut self, peer: NodeId) {
+        if let Some(w) = self.writers.remove(&peer) {
+            drop(w.queue);
+            self.retired.retain(|t| !t.is_finished());
+            self.retired.push(w.thread);
+        }
     }
 
     /// Where this transport accepts connections.
@@ -126,9 +194,32 @@ impl TcpTransport {
 
 impl Transport for TcpTransport {
     fn send(&mut self, msg: Message) {
-        let Some(q) = self.queues.get(&msg.to) else { return };
-        if let Err(TrySendError::Full(_)) = q.try_send(msg) {
-            self.shared.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+        let counters = self.shared.clone();
+        let Some(w) = self.writer_for(msg.to) else { return };
+        if let Err(TrySendError::Full(_)) = w.queue.try_send(msg) {
+            counters.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn set_members(&mut self, members: &Membership) {
+        for (id, bytes) in members.addresses() {
+            match PeerAddress::decode(bytes) {
+                Ok(a) => {
+                    self.addresses.insert(*id, a.raft);
+                }
+                Err(e) => tracing::warn!(node = id.0, "ignoring the configuration's address of a peer: {e}"),
+            }
+        }
+        // A writer dialling an old address, or to a node no longer a member, stops; the next
+        // message to it (a removed node is told of its removal) starts one afresh.
+        let stale: Vec<NodeId> = self
+            .writers
+            .iter()
+            .filter(|(id, w)| !members.is_member(**id) || self.addresses.get(id) != Some(&w.addr))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.stop_writer(id);
         }
     }
 
@@ -136,12 +227,15 @@ impl Transport for TcpTransport {
         if self.shared.stop.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.queues.clear(); // writers see their queue close
         let _ = TcpStream::connect_timeout(&self.local, Duration::from_millis(200)); // wake the acceptor
         for (_, s) in self.shared.accepted.lock().expect("lock").iter() {
             let _ = s.shutdown(Shutdown::Both);
         }
-        for t in self.threads.drain(..) {
+        let peers: Vec<NodeId> = self.writers.keys().copied().collect();
+        for p in peers {
+            self.stop_writer(p); // writers see their queue close
+        }
+        for t in self.retired.drain(..).chain(self.acceptor.take()) {
             let _ = t.join();
         }
     }
@@ -167,7 +261,7 @@ fn writer(shared: Arc<Shared>, peer: NodeId, addr: SocketAddr, rx: Receiver<Mess
             Err(_) => return,
         };
         if conn.is_none() {
-            match dial(opts, addr) {
+            match dial(&shared.hello, addr) {
                 Ok(s) => {
                     tracing::debug!(from = opts.id.0, to = peer.0, "connected");
                     backoff = opts.backoff_min;
@@ -206,13 +300,10 @@ fn writer(shared: Arc<Shared>, peer: NodeId, addr: SocketAddr, rx: Receiver<Mess
     }
 }
 
-fn dial(opts: &TcpOptions, addr: SocketAddr) -> io::Result<TcpStream> {
+fn dial(hello: &[u8], addr: SocketAddr) -> io::Result<TcpStream> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     s.set_nodelay(true)?;
-    let hello = Hello::new(opts.cluster_id, opts.id);
-    let mut buf = Vec::new();
-    encode_frame(&hello, &mut buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    s.write_all(&buf)?;
+    s.write_all(hello)?;
     Ok(s)
 }
 
@@ -294,8 +385,11 @@ fn reader(shared: &Shared, stream: TcpStream, inbox: &Inbox) -> Result<(), Strin
         Ok(h) => h,
         Err(_) => return refuse("malformed handshake".into()),
     };
-    if let Err(why) = hello.check(opts.cluster_id, opts.id, |n| opts.peers.contains_key(&n)) {
+    if let Err(why) = hello.check(opts.cluster_id, opts.id, |n| n != opts.id) {
         return refuse(why.to_string());
+    }
+    if let Ok(a) = PeerAddress::decode(&hello.address) {
+        shared.learned.lock().expect("lock").insert(hello.from, a.raft);
     }
     r.get_ref().set_read_timeout(None).map_err(|e| e.to_string())?;
     let bad = |why: String| {
