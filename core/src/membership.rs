@@ -123,6 +123,9 @@ pub enum ChangeStep {
     AddLearner { node: NodeId, address: Bytes },
     /// A node joins as a voter, or a learner is promoted (an empty `address` keeps its own).
     AddVoter { node: NodeId, address: Bytes },
+    /// A learner becomes a voter (unlike `AddVoter`, refused for a node that is not a
+    /// learner, so that a mistyped id cannot add a voter nobody runs).
+    Promote { node: NodeId },
     /// A voter becomes a learner.
     Demote { node: NodeId },
     /// A member leaves.
@@ -351,6 +354,12 @@ impl Membership {
                     voters.insert(*node);
                     set_address(&mut addresses, *node, address);
                 }
+                ChangeStep::Promote { node } => {
+                    if !learners.remove(node) {
+                        return Err(StepRefused::NotMember { node: *node });
+                    }
+                    voters.insert(*node);
+                }
                 ChangeStep::Demote { node } => {
                     if !voters.remove(node) {
                         return Err(StepRefused::NotMember { node: *node });
@@ -494,6 +503,9 @@ mod tests {
         );
         assert_eq!(refused(&[ChangeStep::Remove { node: n(9) }]), StepRefused::NotMember { node: n(9) });
         assert_eq!(refused(&[ChangeStep::Demote { node: n(9) }]), StepRefused::NotMember { node: n(9) });
+        // Only a learner is promoted; a voter or a stranger is not.
+        assert_eq!(refused(&[ChangeStep::Promote { node: n(9) }]), StepRefused::NotMember { node: n(9) });
+        assert_eq!(refused(&[ChangeStep::Promote { node: n(1) }]), StepRefused::NotMember { node: n(1) });
         let all: Vec<ChangeStep> = [1, 2, 3].map(|i| ChangeStep::Remove { node: n(i) }).into();
         assert_eq!(refused(&all), StepRefused::NoVoters);
         assert_eq!(refused(&[]), StepRefused::Empty);
@@ -509,7 +521,7 @@ mod tests {
     fn random_changes_match_the_set_algebra_and_keep_the_invariants() {
         let mut rng = SplitMix64::new(7);
         let mut checked = 0;
-        for _ in 0..20_000 {
+        for _ in 0..25_000 {
             let size = rng.range(1, 6) as u64;
             let voters: Vec<u64> = (1..=size).collect();
             let learners: Vec<u64> = (size + 1..=size + u64::from(rng.range(0, 3))).collect();
@@ -517,9 +529,10 @@ mod tests {
             let steps: Vec<ChangeStep> = (0..rng.range(1, 4))
                 .map(|_| {
                     let node = NodeId(u64::from(rng.range(1, 10)));
-                    match rng.range(0, 5) {
+                    match rng.range(0, 6) {
                         0 => ChangeStep::AddLearner { node, address: addr("l") },
                         1 => ChangeStep::AddVoter { node, address: Bytes::new() },
+                        5 => ChangeStep::Promote { node },
                         2 => ChangeStep::Demote { node },
                         3 => ChangeStep::Remove { node },
                         _ => ChangeStep::SetAddress { node, address: addr("s") },
@@ -538,7 +551,7 @@ mod tests {
                     ChangeStep::AddLearner { node, .. } => {
                         l.insert(*node);
                     }
-                    ChangeStep::AddVoter { node, .. } => {
+                    ChangeStep::AddVoter { node, .. } | ChangeStep::Promote { node } => {
                         l.remove(node);
                         v.insert(*node);
                     }

@@ -69,6 +69,11 @@ pub struct NodeConfig {
     pub max_client_buffer_bytes: usize,
     /// How long an incoming peer connection may take to send its handshake.
     pub peer_handshake_timeout_ms: u64,
+    /// Join a running cluster instead of starting a new one: with an empty data directory
+    /// the node starts with no configuration and waits to be added (`skiff member
+    /// add-learner`); `peers` then need only this node's own entry. A node with data uses
+    /// the configuration its data holds, whatever this says.
+    pub join: bool,
 }
 
 impl Default for NodeConfig {
@@ -95,6 +100,7 @@ impl Default for NodeConfig {
             max_clients: 10_000,
             max_client_buffer_bytes: 256 << 20,
             peer_handshake_timeout_ms: 5000,
+            join: false,
         }
     }
 }
@@ -226,7 +232,31 @@ impl NodeConfig {
             return Err(ConfigError::NoSessions);
         }
         let sessions = SessionLimits { max: self.max_sessions, ttl: self.session_ttl_s.saturating_mul(1000) };
-        let raft = Config::builder(NodeId(self.id), peers.keys().copied(), self.id ^ self.cluster_id.rotate_left(17))
+        let mut clients = BTreeMap::new();
+        for (key, a) in &self.clients {
+            let id: u64 = key.parse().map_err(|_| ConfigError::NotANodeId { table: "clients", key: key.clone() })?;
+            if !peers.contains_key(&NodeId(id)) {
+                return Err(ConfigError::ClientNotAPeer { id });
+            }
+            clients.insert(id, addr(&format!("clients.{id}"), a)?);
+        }
+        clients.entry(self.id).or_insert(client_listen);
+        let seed = self.id ^ self.cluster_id.rotate_left(17);
+        let builder = if self.join {
+            Config::joining(NodeId(self.id), seed)
+        } else {
+            // The bootstrap configuration carries every node's addresses, so that nodes added
+            // later learn where the first ones are.
+            let addresses = peers
+                .iter()
+                .map(|(id, raft)| {
+                    let client = clients.get(&id.0).copied();
+                    (*id, skiff_std::address::PeerAddress { raft: *raft, client }.encode())
+                })
+                .collect();
+            Config::builder(NodeId(self.id), peers.keys().copied(), seed).initial_addresses(addresses)
+        };
+        let raft = builder
             .heartbeat_ticks(self.heartbeat_ticks)
             .election_ticks(self.election_ticks_min, self.election_ticks_max)
             .max_snapshot_bytes(self.max_snapshot_bytes)
@@ -237,15 +267,6 @@ impl NodeConfig {
             let (max_key_bytes, max_value_bytes) = (self.max_key_bytes, self.max_value_bytes);
             return Err(ConfigError::ValueOverEntryLimit { max_key_bytes, max_value_bytes, max_entry_bytes });
         }
-        let mut clients = BTreeMap::new();
-        for (key, a) in &self.clients {
-            let id: u64 = key.parse().map_err(|_| ConfigError::NotANodeId { table: "clients", key: key.clone() })?;
-            if !peers.contains_key(&NodeId(id)) {
-                return Err(ConfigError::ClientNotAPeer { id });
-            }
-            clients.insert(id, addr(&format!("clients.{id}"), a)?);
-        }
-        clients.entry(self.id).or_insert(client_listen);
         let clients = clients.into_iter().map(|(id, a)| (NodeId(id), a)).collect();
         Ok(Resolved { raft, peers, peer_listen, client_listen, resp_listen, clients, sessions })
     }

@@ -74,7 +74,12 @@ pub fn tick(sim: &mut Sim, c: &mut ChurnProfile, r: &mut SimRng) -> Result<(), V
         }
         25..45 if !learners.is_empty() && voters.len() < MAX_VOTERS => {
             let l = r.pick(&learners);
-            (vec![ChangeStep::AddVoter { node: id(l), address: Bytes::new() }], JointPolicy::Auto)
+            let step = if r.chance(0.5) {
+                ChangeStep::Promote { node: id(l) }
+            } else {
+                ChangeStep::AddVoter { node: id(l), address: Bytes::new() }
+            };
+            (vec![step], JointPolicy::Auto)
         }
         45..55 if !outsiders.is_empty() && voters.len() < MAX_VOTERS => {
             let s = join(sim, &outsiders, r);
@@ -98,7 +103,9 @@ pub fn tick(sim: &mut Sim, c: &mut ChurnProfile, r: &mut SimRng) -> Result<(), V
     let removes_leader = steps
         .iter()
         .any(|s| matches!(s, ChangeStep::Remove { node } | ChangeStep::Demote { node } if *node == id(leader)));
-    let promotes = steps.iter().any(|s| matches!(s, ChangeStep::AddVoter { node, .. } if m.learners().contains(node)));
+    let promotes = steps.iter().any(|s| {
+        matches!(s, ChangeStep::AddVoter { node, .. } | ChangeStep::Promote { node } if m.learners().contains(node))
+    });
     if sim.change(target, steps, joint)?.is_some() {
         sim.churn.leader_removed += u64::from(removes_leader);
         sim.churn.learners_promoted += u64::from(promotes);

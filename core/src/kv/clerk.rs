@@ -96,6 +96,14 @@ impl Clerk {
         &self.servers
     }
 
+    /// Adds `server` to those the clerk tries (last), if it is not there yet: a node added
+    /// to the cluster, which may come to lead.
+    pub fn add_server(&mut self, server: NodeId) {
+        if !self.servers.contains(&server) {
+            self.servers.push(server);
+        }
+    }
+
     /// The server the clerk believes leads.
     pub fn leader(&self) -> NodeId {
         self.servers[self.leader]

@@ -49,6 +49,10 @@ struct Args {
     max_client_buffer_bytes: Option<usize>,
     #[arg(long)]
     peer_handshake_timeout_ms: Option<u64>,
+    /// Join a running cluster: with an empty data directory, wait to be added (see `skiff
+    /// member add-learner`) instead of starting a new cluster.
+    #[arg(long)]
+    join: bool,
 }
 
 fn config(a: Args) -> Result<NodeConfig, String> {
@@ -104,6 +108,7 @@ fn config(a: Args) -> Result<NodeConfig, String> {
     if let Some(v) = a.peer_handshake_timeout_ms {
         c.peer_handshake_timeout_ms = v;
     }
+    c.join |= a.join;
     Ok(c)
 }
 

@@ -4,6 +4,8 @@
 //! skiff local-cluster            # 3 nodes on loopback, data under ./skiff-data; Ctrl-C stops
 //! skiff put K V | get K | append K V [--servers 127.0.0.1:7101,...]
 //! skiff status [--nodes 127.0.0.1:6381,...]
+//! skiff member list | add-learner ID PEER_ADDR [CLIENT_ADDR] | promote ID [--no-wait] |
+//!              demote ID | remove ID [--nodes 127.0.0.1:6381,...]
 //! skiff bench [--connections 16] [--seconds 5] [--size 64] [--op set|get]
 //! ```
 
@@ -67,6 +69,20 @@ enum Cmd {
         /// RESP ports of the nodes.
         #[arg(long, default_value = "127.0.0.1:6381,127.0.0.1:6382,127.0.0.1:6383")]
         nodes: String,
+    },
+    /// Change the cluster's membership, on its leader (found among `--nodes`); waits until
+    /// the change is complete. To replace a machine: add-learner, promote, remove the old one.
+    Member {
+        /// list | add-learner ID PEER_ADDR [CLIENT_ADDR] | add-voter ID PEER_ADDR [CLIENT_ADDR] |
+        /// promote ID | demote ID | remove ID
+        #[arg(num_args = 1..=4, required = true)]
+        args: Vec<String>,
+        /// RESP ports of the nodes (one is enough; the leader is found through them).
+        #[arg(long, default_value = "127.0.0.1:6381,127.0.0.1:6382,127.0.0.1:6383")]
+        nodes: String,
+        /// promote: do not wait for the learner to catch up first.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Append to a key; prints the new length.
     Append {
@@ -144,15 +160,89 @@ fn local_cluster(nodes: u64, dir: PathBuf) -> Result<(), String> {
 
 /// Asks a node's RESP port for `INFO` and returns its `field:value` lines.
 fn info(addr: &str) -> Option<std::collections::BTreeMap<String, String>> {
-    use std::io::{Read, Write};
     let addr: SocketAddr = addr.trim().parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"*1\r\n$4\r\nINFO\r\n").ok()?;
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    let text = resp_command(addr, &["INFO".to_string()], Duration::from_secs(2)).ok()?;
     Some(text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect())
+}
+
+/// Sends one RESP command to `addr` and returns its reply as text (`Err` for an error
+/// reply), waiting up to `timeout`.
+fn resp_command(addr: SocketAddr, args: &[String], timeout: Duration) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| format!("{addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).map_err(|e| format!("{addr}: no answer in time ({e})"))?;
+        if n == 0 {
+            return Err(format!("{addr} closed the connection"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let Some(end) = text.find("\r\n") else { continue };
+        match text.as_bytes()[0] {
+            b'+' => return Ok(text[1..end].to_string()),
+            b'-' => return Err(text[1..end].to_string()),
+            b'$' => {
+                let len: usize = text[1..end].parse().map_err(|_| "a malformed reply".to_string())?;
+                if text.len() >= end + 2 + len {
+                    return Ok(text[end + 2..end + 2 + len].to_string());
+                }
+            }
+            _ => return Err(format!("an unexpected reply: {text}")),
+        }
+    }
+}
+
+/// The RESP address of the node that leads, among `nodes`, with its `INFO`.
+fn find_leader(nodes: &str) -> Result<(SocketAddr, std::collections::BTreeMap<String, String>), String> {
+    let mut best: Option<(u64, SocketAddr, std::collections::BTreeMap<String, String>)> = None;
+    for a in nodes.split(',') {
+        let Some(i) = info(a) else { continue };
+        let Ok(addr) = a.trim().parse::<SocketAddr>() else { continue };
+        let term = i.get("term").and_then(|t| t.parse().ok()).unwrap_or(0);
+        if i.get("role").map(String::as_str) == Some("Leader") && best.as_ref().map_or(true, |(t, _, _)| term > *t) {
+            best = Some((term, addr, i));
+        }
+    }
+    best.map(|(_, a, i)| (a, i)).ok_or_else(|| format!("no node among {nodes} leads (is the cluster up?)"))
+}
+
+fn member(args: &[String], nodes: &str, no_wait: bool) -> Result<(), String> {
+    let (leader, info) = find_leader(nodes)?;
+    let verb = args[0].to_ascii_lowercase();
+    if verb == "promote" && !no_wait {
+        // A learner far behind would stall commits once it counts: wait for it first.
+        let id = args.get(1).ok_or("promote needs a node id")?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, i) = find_leader(nodes)?;
+            let last: u64 = i.get("last_index").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let matched: Option<u64> = i.get(&format!("peer_{id}_match")).and_then(|v| v.parse().ok());
+            match matched {
+                Some(m) if last.saturating_sub(m) <= 100 => break,
+                Some(m) => eprintln!("waiting for node {id} to catch up: {} entries behind", last - m),
+                None => eprintln!("waiting for node {id}: the leader does not replicate to it (not a member?)"),
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("node {id} did not catch up within 120 s (use --no-wait to promote anyway)"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let _ = info;
+    let mut command = vec!["SKIFF.MEMBER".to_string()];
+    command.extend(args.iter().cloned());
+    let answer = resp_command(leader, &command, Duration::from_secs(60))?;
+    println!("{answer}");
+    Ok(())
 }
 
 fn status(nodes: &str) -> Result<(), String> {
@@ -187,6 +277,17 @@ fn status(nodes: &str) -> Result<(), String> {
             }
             None => println!("{:<4} {:<21} {:<13}", "-", addr, "unreachable"),
         }
+    }
+    if let Ok((_, i)) = find_leader(nodes) {
+        let get = |k: &str| i.get(k).cloned().unwrap_or_default();
+        println!(
+            "membership: voters {} learners {}{} (set at index {}, committed: {})",
+            get("voters"),
+            if get("learners").is_empty() { "none".to_string() } else { get("learners") },
+            if get("joint") == "true" { format!(", joint with outgoing {}", get("outgoing")) } else { String::new() },
+            get("membership_index"),
+            get("membership_committed")
+        );
     }
     Ok(())
 }
@@ -285,6 +386,7 @@ fn main() -> ExitCode {
         }
         Cmd::Get { key, servers } => op(&servers, move |c| c.get(&key).map_err(|e| e.to_string())),
         Cmd::Status { nodes } => status(&nodes),
+        Cmd::Member { args, nodes, no_wait } => member(&args, &nodes, no_wait),
         Cmd::Bench { connections, seconds, size, op, servers } => bench(connections, seconds, size, &op, &servers),
         Cmd::Append { key, value, servers } => {
             op(&servers, move |c| c.append(&key, &value).map(|l| l.to_string()).map_err(|e| e.to_string()))

@@ -148,6 +148,8 @@ pub(crate) struct Clients {
     servers: Vec<NodeId>,
     limits: ClientLimits,
     check: PeerCheck,
+    /// Where peers that dialled in said they listen, for the loop's address book.
+    pub(crate) learned: Vec<(NodeId, std::net::SocketAddr)>,
     accepted: HashMap<Token, Accepted>,
     next_token: usize,
     /// Connections with output queued this round.
@@ -177,6 +179,7 @@ impl Clients {
             servers,
             limits,
             check,
+            learned: Vec::new(),
             accepted: HashMap::new(),
             next_token: first_token,
             dirty: BTreeSet::new(),
@@ -343,7 +346,7 @@ impl Clients {
         let mut msgs = Vec::new();
         loop {
             let state = conn.fill();
-            let parsed = read_peer(conn, from, &self.check, &mut msgs);
+            let parsed = read_peer(conn, from, &self.check, &mut msgs, &mut self.learned);
             for m in msgs.drain(..) {
                 ctx.engine.step(Input::Message(m));
             }
@@ -425,6 +428,14 @@ impl Clients {
                 Need::Send { to, attempt, command } => {
                     self.dispatch(session.conn.token, to, attempt, command, now, ctx)
                 }
+                Need::MemberList => {
+                    session.answer_info(ctx.engine.member_list());
+                    need = session.drive(now);
+                }
+                Need::Member(steps) => {
+                    // Answered through `deliver` (at once if refused).
+                    ctx.engine.change_membership(steps, session.conn.token);
+                }
             }
         }
     }
@@ -455,6 +466,30 @@ impl Clients {
         }
     }
 
+    /// A configuration arrived: its members that give a client address become servers the
+    /// RESP sessions' clerks may try (and forward to), so that a node added to the cluster
+    /// serves them, and leads them if it comes to lead.
+    pub(crate) fn learn_servers(&mut self, m: &skiff_core::Membership) {
+        for (id, bytes) in m.addresses() {
+            let Some(client) = skiff_std::address::PeerAddress::decode(bytes).ok().and_then(|a| a.client) else {
+                continue;
+            };
+            if self.servers.contains(id) {
+                continue;
+            }
+            self.servers.push(*id);
+            if *id != self.me && !self.forwards.iter().any(|f| f.node == *id) {
+                let token = Token(super::FORWARDS + self.forwards.len());
+                self.forwards.push(Forward::new(*id, client, token));
+            }
+            for a in self.accepted.values_mut() {
+                if let Accepted::Resp(session) = a {
+                    session.add_server(*id);
+                }
+            }
+        }
+    }
+
     /// Delivers answers until none is left: native clients get theirs written, RESP sessions
     /// move on (and may send their next request, which may be answered at once).
     pub(crate) fn deliver(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
@@ -471,7 +506,18 @@ impl Clients {
                     Waiter::Resp { token, attempt } => self.replies.push((token, attempt, reply)),
                 }
             }
-            if self.replies.is_empty() {
+            for (token, outcome) in std::mem::take(&mut ctx.engine.members.answers) {
+                self.with_resp(
+                    token,
+                    ctx,
+                    |s| {
+                        s.answer_member(outcome);
+                        s.drive(now)
+                    },
+                    now,
+                );
+            }
+            if self.replies.is_empty() && ctx.engine.members.answers.is_empty() {
                 break;
             }
             for (token, attempt, reply) in std::mem::take(&mut self.replies) {

@@ -12,6 +12,7 @@ use skiff_core::{Index, Input, Message, Node, Output, Proposal, Role};
 use skiff_std::runtime::batch_input;
 
 use super::kv::{LocalKv, Waiter};
+use super::members::Members;
 use super::peers::PeerLink;
 use super::stall::Stalls;
 use super::storage::{StorageEvent, StorageLink};
@@ -46,6 +47,10 @@ pub(crate) struct Engine {
     pub(crate) loop_stalls: Stalls,
     /// Set when the node cannot go on (a snapshot that does not decode): the loop stops.
     pub(crate) fatal: Option<ServeError>,
+    /// Membership changes an operator asked of this node.
+    pub(crate) members: Members,
+    /// The latest configuration reported by the core, for the loop to update its peer links.
+    pub(crate) new_membership: Option<skiff_core::Membership>,
 }
 
 impl Engine {
@@ -64,6 +69,8 @@ impl Engine {
             snapshots_taken: 0,
             loop_stalls: Stalls::default(),
             fatal: None,
+            members: Members::default(),
+            new_membership: None,
         }
     }
 
@@ -112,6 +119,7 @@ impl Engine {
             self.carry_out(o);
         }
         self.out = out;
+        self.check_member_progress();
     }
 
     fn carry_out(&mut self, o: Output) {
@@ -128,7 +136,9 @@ impl Engine {
             Output::MembershipChanged { index, membership, committed } => {
                 let id = self.node.config().id().0;
                 tracing::info!(node = id, index = index.0, %membership, committed, "configuration changed");
+                self.new_membership = Some(membership);
             }
+            o @ (Output::Accepted { .. } | Output::ProposalDropped { .. }) if self.member_output(&o) => {}
             service_output => {
                 if let Err(e) = self.kv.on_output(&service_output) {
                     self.fatal.get_or_insert(ServeError::Service(e));
@@ -245,6 +255,16 @@ impl Engine {
         for link in links {
             s.push_str(&format!("peer_{}_dropped:{}\r\n", link.id.0, link.dropped));
         }
+        let ids = |s: &[skiff_core::NodeId]| s.iter().map(|n| n.0.to_string()).collect::<Vec<_>>().join(",");
+        s.push_str(&format!(
+            "# Membership\r\nvoters:{}\r\nlearners:{}\r\noutgoing:{}\r\njoint:{}\r\nmembership_index:{}\r\nmembership_committed:{}\r\n",
+            ids(v.membership.voters()),
+            ids(v.membership.learners()),
+            ids(v.membership.outgoing()),
+            v.membership.is_joint(),
+            v.membership_index.0,
+            v.membership_committed
+        ));
         s.push_str(&format!(
             "# Keyspace\r\nkeys:{}\r\nkv_sessions:{}\r\nrequests_in_progress:{}\r\nsnapshots_installed:{}\r\nsnapshots_taken:{}\r\n",
             self.kv.keys(),

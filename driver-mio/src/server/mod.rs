@@ -17,6 +17,7 @@ mod conn;
 mod engine;
 mod forward;
 mod kv;
+mod members;
 mod native;
 mod peers;
 mod resp_session;
@@ -139,6 +140,9 @@ struct Server {
     hello: Hello,
     links: Vec<PeerLink>,
     link_of: HashMap<NodeId, usize>,
+    /// Where each peer listens: the configuration's addresses over the peers table, and
+    /// what peers that dialled in said (for nodes the configuration has no address of).
+    addresses: std::collections::BTreeMap<NodeId, SocketAddr>,
     listeners: Vec<TcpListener>,
 }
 
@@ -193,8 +197,7 @@ pub fn serve<S: Storage>(
         sessions: opts.sessions,
     };
     let kv = LocalKv::new(config, restored.snapshot.as_ref(), now).map_err(ServeError::Service)?;
-    let check =
-        PeerCheck { cluster_id: opts.cluster_id, me: id, peers: opts.peers.clone(), max_frame: opts.max_peer_frame };
+    let check = PeerCheck { cluster_id: opts.cluster_id, me: id, max_frame: opts.max_peer_frame };
     let limits = ClientLimits {
         resp: Limits {
             max_bulk: opts.max_value_bytes.max(opts.max_key_bytes) + 1024,
@@ -209,12 +212,15 @@ pub fn serve<S: Storage>(
         max_client_buffers: opts.max_client_buffers,
         peer_handshake_timeout: opts.peer_handshake_timeout,
     };
-    let engine = Engine::new(node, kv, storage, opts.snapshot_threshold);
+    let mut engine = Engine::new(node, kv, storage, opts.snapshot_threshold);
+    // The restored configuration's addresses, for the peer links.
+    engine.new_membership = Some(engine.node.view().membership);
     let mut server = Server {
         poll,
         engine,
         clients: Clients::new(id, servers, forwards, limits, check, ACCEPTED),
         hello: Hello::new(opts.cluster_id, id, own_address(&opts, id)),
+        addresses: opts.peers.clone(),
         opts,
         links,
         link_of,
@@ -280,7 +286,7 @@ impl Server {
     /// over every RESP session is skipped.
     fn ticks_until_due(&self) -> u32 {
         let due = self.engine.ticks_until_due();
-        if due <= 1 || !self.links.iter().all(PeerLink::is_up) || self.clients.busy() {
+        if due <= 1 || !self.links.iter().all(|l| l.is_up() || l.is_dormant()) || self.clients.busy() {
             1
         } else {
             due
@@ -333,11 +339,55 @@ impl Server {
         self.route();
     }
 
-    /// Queues the engine's messages on their peer links.
+    /// Queues the engine's messages on their peer links, starting a link to a node the
+    /// first time a message goes to it (if its address is known).
     fn route(&mut self) {
-        for m in self.engine.outbox.drain(..) {
-            if let Some(&i) = self.link_of.get(&m.to) {
-                self.links[i].send(&m, self.opts.max_peer_frame);
+        self.follow_membership();
+        let outbox = std::mem::take(&mut self.engine.outbox);
+        for m in &outbox {
+            let i = match self.link_of.get(&m.to) {
+                Some(&i) => i,
+                None => match self.addresses.get(&m.to) {
+                    Some(addr) if m.to != self.engine.node.config().id() => {
+                        let i = self.links.len();
+                        self.links.push(PeerLink::new(m.to, *addr, Token(PEER_LINKS + i), Instant::now()));
+                        self.link_of.insert(m.to, i);
+                        i
+                    }
+                    _ => continue,
+                },
+            };
+            self.links[i].send(m, self.opts.max_peer_frame);
+        }
+        self.engine.outbox = outbox;
+        self.engine.outbox.clear();
+    }
+
+    /// Takes in what changed about peers: addresses peers gave when they dialled in, and a
+    /// new configuration (its addresses win; links to nodes no longer members go to sleep,
+    /// and a link whose address changed is started afresh).
+    fn follow_membership(&mut self) {
+        for (id, addr) in self.clients.learned.drain(..) {
+            self.addresses.entry(id).or_insert(addr);
+        }
+        let Some(m) = self.engine.new_membership.take() else { return };
+        self.clients.learn_servers(&m);
+        for (id, bytes) in m.addresses() {
+            match skiff_std::address::PeerAddress::decode(bytes) {
+                Ok(a) => {
+                    self.addresses.insert(*id, a.raft);
+                }
+                Err(e) => tracing::warn!(node = id.0, "ignoring the configuration's address of a peer: {e}"),
+            }
+        }
+        let registry = self.poll.registry();
+        for link in &mut self.links {
+            if !m.is_member(link.id) {
+                link.sleep(registry);
+            } else if self.addresses.get(&link.id).is_some_and(|a| *a != link.addr()) {
+                link.sleep(registry);
+                let addr = self.addresses[&link.id];
+                *link = PeerLink::new(link.id, addr, link.token(), Instant::now());
             }
         }
     }

@@ -6,7 +6,6 @@
 //! messages for a peer that is down, or whose link already holds [`MAX_QUEUED`] bytes, are
 //! dropped: Raft resends.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -35,15 +34,43 @@ pub(crate) struct PeerLink {
     backoff: Duration,
     /// Messages dropped (link down or full).
     pub(crate) dropped: u64,
+    /// The peer is no member: the link stays down until a message is sent to it (a removed
+    /// node is still told of its removal for a while).
+    dormant: bool,
 }
 
 impl PeerLink {
     pub(crate) fn new(id: NodeId, addr: SocketAddr, token: Token, now: Instant) -> PeerLink {
-        PeerLink { id, addr, token, conn: None, retry_at: now, backoff: BACKOFF_MIN, dropped: 0 }
+        PeerLink { id, addr, token, conn: None, retry_at: now, backoff: BACKOFF_MIN, dropped: 0, dormant: false }
+    }
+
+    pub(crate) fn token(&self) -> Token {
+        self.token
+    }
+
+    /// Where the link dials.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The peer left the configuration: the link closes and is not redialled until a message
+    /// is sent to it.
+    pub(crate) fn sleep(&mut self, registry: &Registry) {
+        if let Some(mut c) = self.conn.take() {
+            c.deregister(registry);
+        }
+        self.dormant = true;
+    }
+
+    /// Whether the link is asleep (see [`PeerLink::sleep`]).
+    pub(crate) fn is_dormant(&self) -> bool {
+        self.dormant
     }
 
     /// Queues `msg`; false if it was dropped.
     pub(crate) fn send(&mut self, msg: &Message, max_frame: u64) -> bool {
+        // A message for a node asleep wakes its link (dialled at the next tick).
+        self.dormant = false;
         let Some(conn) = self.conn.as_mut().filter(|c| c.pending() < MAX_QUEUED) else {
             self.dropped += 1;
             return false;
@@ -60,7 +87,7 @@ impl PeerLink {
 
     /// Dials the peer if the link is down and its backoff has passed.
     pub(crate) fn connect_if_due(&mut self, now: Instant, registry: &Registry, hello: &Hello) {
-        if self.conn.is_some() || now < self.retry_at {
+        if self.conn.is_some() || self.dormant || now < self.retry_at {
             return;
         }
         let dialled = TcpStream::connect(self.addr).and_then(|s| {
@@ -122,12 +149,11 @@ impl PeerLink {
     }
 }
 
-/// Who may dial in: this node's identity and its peers.
+/// Who may dial in: a node of this cluster that is not this one.
 #[derive(Debug)]
 pub(crate) struct PeerCheck {
     pub(crate) cluster_id: u64,
     pub(crate) me: NodeId,
-    pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
     pub(crate) max_frame: u64,
 }
 
@@ -139,6 +165,7 @@ pub(crate) fn read_peer(
     from: &mut Option<NodeId>,
     check: &PeerCheck,
     out: &mut Vec<Message>,
+    learned: &mut Vec<(NodeId, SocketAddr)>,
 ) -> Result<(), String> {
     let mut used = 0;
     let result = loop {
@@ -147,8 +174,12 @@ pub(crate) fn read_peer(
             match decode_frame::<Hello>(buf, 1024) {
                 Ok(Some((hello, n))) => {
                     used += n;
-                    if let Err(why) = hello.check(check.cluster_id, check.me, |n| check.peers.contains_key(&n)) {
+                    // Any id but ours: a node being added dials us before we know it.
+                    if let Err(why) = hello.check(check.cluster_id, check.me, |n| n != check.me) {
                         break Err(format!("refused handshake: {why}"));
+                    }
+                    if let Ok(a) = skiff_std::address::PeerAddress::decode(&hello.address) {
+                        learned.push((hello.from, a.raft));
                     }
                     *from = Some(hello.from);
                     continue;

@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use skiff_core::kv::{Clerk, ClerkStep, Command, Op, Reply};
-use skiff_core::NodeId;
+use skiff_core::{ChangeStep, Membership, NodeId};
+use skiff_std::address::PeerAddress;
 
 use super::conn::{Conn, MAX_OUTPUT};
 use crate::resp::{encode, Frame, Limits, Parser};
@@ -31,6 +32,8 @@ enum Kind {
     Get,
     Set,
     Append,
+    /// `SKIFF.MEMBER`: a membership change, answered by the loop.
+    Member,
 }
 
 #[derive(Debug)]
@@ -39,6 +42,8 @@ enum Wait {
     Reply { deadline: Instant },
     /// Every server refused: send `command` to `to` as `attempt` at `until`.
     Backoff { until: Instant, to: NodeId, attempt: u64, command: Command },
+    /// A membership change, answered with [`RespSession::answer_member`].
+    Member,
 }
 
 /// What a session needs from the loop to go on.
@@ -50,6 +55,10 @@ pub(crate) enum Need {
     /// The `INFO` text: give it with [`RespSession::answer_info`], then call
     /// [`RespSession::drive`] again.
     Info,
+    /// `SKIFF.MEMBER LIST`: the configuration, given with [`RespSession::answer_info`].
+    MemberList,
+    /// A membership change of these steps, answered with [`RespSession::answer_member`].
+    Member(Vec<ChangeStep>),
 }
 
 /// One RESP connection.
@@ -130,9 +139,27 @@ impl RespSession {
         encode(frame, &mut self.conn.wbuf);
     }
 
+    /// A server to try besides those the session's clerk knows (a node added to the cluster).
+    pub(crate) fn add_server(&mut self, server: NodeId) {
+        self.clerk.add_server(server);
+    }
+
     /// The `INFO` text the session asked for ([`Need::Info`]).
     pub(crate) fn answer_info(&mut self, text: String) {
         self.reply(&Frame::Bulk(Some(text.into_bytes())));
+    }
+
+    /// The outcome of the membership change in flight: the configuration reached, or why
+    /// not. Then call [`RespSession::drive`] again.
+    pub(crate) fn answer_member(&mut self, outcome: Result<Membership, String>) {
+        if !matches!(self.flight, Some((Kind::Member, _))) {
+            return;
+        }
+        self.flight = None;
+        match outcome {
+            Ok(m) => self.reply(&Frame::Simple(format!("OK {m}"))),
+            Err(why) => self.reply(&Frame::Error(format!("ERR {why}"))),
+        }
     }
 
     /// Answers queued commands until one needs something from the loop, or until
@@ -173,6 +200,17 @@ impl RespSession {
                     return None;
                 }
                 ("info", _) => return Some(Need::Info),
+                ("skiff.member", _) => match member_command(&args[1..]) {
+                    Ok(None) => return Some(Need::MemberList),
+                    Ok(Some(steps)) => {
+                        self.flight = Some((Kind::Member, Wait::Member));
+                        return Some(Need::Member(steps));
+                    }
+                    Err(e) => {
+                        self.reply(&Frame::Error(format!("ERR {e}")));
+                        continue;
+                    }
+                },
                 ("get", 2) => (Kind::Get, text(&args[1]).map(|key| Op::Get { key })),
                 ("set", 3) => {
                     (Kind::Set, text(&args[1]).zip(text(&args[2])).map(|(key, value)| Op::Put { key, value }))
@@ -203,7 +241,7 @@ impl RespSession {
         None
     }
 
-    /// Carries out one clerk step for the operation in flight.
+    /// Carries out one clerk step for the operation in flight (never a membership change).
     fn follow(&mut self, step: ClerkStep, now: Instant) -> Option<Need> {
         let (kind, wait) = self.flight.as_mut().expect("an operation in flight");
         let kind = *kind;
@@ -222,6 +260,7 @@ impl RespSession {
                     Kind::Get => Frame::Bulk(Some(value.into_bytes())),
                     Kind::Set => Frame::Simple("OK".into()),
                     Kind::Append => Frame::Integer(value.parse().unwrap_or(0)),
+                    Kind::Member => unreachable!("membership changes take no clerk steps"),
                 };
                 self.reply(&frame);
             }
@@ -245,6 +284,7 @@ impl RespSession {
     /// Time passed: a server that did not answer in time is given up on; a backoff ends.
     pub(crate) fn on_tick(&mut self, now: Instant) -> Option<Need> {
         let step = match &self.flight {
+            Some((_, Wait::Member)) => return None,
             Some((_, Wait::Reply { deadline, .. })) if *deadline <= now => {
                 let attempt = self.clerk.attempt();
                 self.clerk.on_timeout(attempt)?
@@ -259,6 +299,37 @@ impl RespSession {
         }
         self.drive(now)
     }
+}
+
+/// The usage of `SKIFF.MEMBER`.
+const MEMBER_USAGE: &str =
+    "usage: SKIFF.MEMBER LIST | ADD-LEARNER id peer-addr [client-addr] | ADD-VOTER id peer-addr \
+                            [client-addr] | PROMOTE id | DEMOTE id | REMOVE id";
+
+/// Parses `SKIFF.MEMBER`'s arguments: `None` for `LIST`, else the change's steps.
+fn member_command(args: &[Vec<u8>]) -> Result<Option<Vec<ChangeStep>>, String> {
+    let words: Vec<String> = args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let verb = words.first().map(|w| w.to_ascii_lowercase()).ok_or(MEMBER_USAGE)?;
+    let node = || -> Result<NodeId, String> {
+        let w = words.get(1).ok_or(MEMBER_USAGE)?;
+        w.parse().map(NodeId).map_err(|_| format!("'{w}' is not a node id"))
+    };
+    let address = || -> Result<bytes::Bytes, String> {
+        let parse = |w: &String| w.parse().map_err(|_| format!("'{w}' is not an IP address and port"));
+        let raft = parse(words.get(2).ok_or(MEMBER_USAGE)?)?;
+        let client = words.get(3).map(parse).transpose()?;
+        Ok(PeerAddress { raft, client }.encode())
+    };
+    let step = match (verb.as_str(), words.len()) {
+        ("list", 1) => return Ok(None),
+        ("add-learner", 3 | 4) => ChangeStep::AddLearner { node: node()?, address: address()? },
+        ("add-voter", 3 | 4) => ChangeStep::AddVoter { node: node()?, address: address()? },
+        ("promote", 2) => ChangeStep::Promote { node: node()? },
+        ("demote", 2) => ChangeStep::Demote { node: node()? },
+        ("remove", 2) => ChangeStep::Remove { node: node()? },
+        _ => return Err(MEMBER_USAGE.to_string()),
+    };
+    Ok(Some(vec![step]))
 }
 
 #[cfg(test)]

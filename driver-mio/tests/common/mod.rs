@@ -27,6 +27,8 @@ pub struct Cluster {
     pub logs: tempfile::TempDir,
     /// Flags every node gets besides the addresses and the data directory.
     pub flags: Vec<String>,
+    /// Nodes 1..=`bootstrap` form the cluster; the others join it (`--join`) when started.
+    pub bootstrap: usize,
 }
 
 fn map(ports: &[u16]) -> String {
@@ -40,6 +42,14 @@ impl Cluster {
 
     /// A cluster whose nodes get `flags` too.
     pub fn with_flags(n: usize, flags: &[&str]) -> Cluster {
+        Cluster::with_spares(n, 0, flags)
+    }
+
+    /// A cluster of `n` nodes, started, and `spares` more (nodes `n + 1..`) that are not: each
+    /// joins the cluster with `--join` when started.
+    pub fn with_spares(n: usize, spares: usize, flags: &[&str]) -> Cluster {
+        let bootstrap = n;
+        let n = n + spares;
         let all = ports(3 * n);
         let mut c = Cluster {
             peer: all[..n].to_vec(),
@@ -49,8 +59,9 @@ impl Cluster {
             children: (0..n).map(|_| None).collect(),
             logs: tempfile::tempdir().unwrap(),
             flags: flags.iter().map(|f| f.to_string()).collect(),
+            bootstrap,
         };
-        for i in 0..n {
+        for i in 0..bootstrap {
             c.start(i);
         }
         c
@@ -58,9 +69,16 @@ impl Cluster {
 
     pub fn command(&self, i: usize, dir: &Path, cluster_id: u64) -> Command {
         let mut cmd = Command::new(NODE);
-        cmd.args(["--id", &(i + 1).to_string(), "--cluster-id", &cluster_id.to_string()])
-            .args(["--peers", &map(&self.peer), "--clients", &map(&self.native)])
-            .args(["--client-listen", &format!("127.0.0.1:{}", self.native[i])])
+        cmd.args(["--id", &(i + 1).to_string(), "--cluster-id", &cluster_id.to_string()]);
+        if i < self.bootstrap {
+            let b = self.bootstrap;
+            cmd.args(["--peers", &map(&self.peer[..b]), "--clients", &map(&self.native[..b])]);
+        } else {
+            // A node that joins knows only itself; the cluster tells it the rest.
+            let own = |ports: &[u16]| format!("{}=127.0.0.1:{}", i + 1, ports[i]);
+            cmd.args(["--peers", &own(&self.peer), "--clients", &own(&self.native), "--join"]);
+        }
+        cmd.args(["--client-listen", &format!("127.0.0.1:{}", self.native[i])])
             .args(["--resp-listen", &format!("127.0.0.1:{}", self.resp[i])])
             .arg("--data-dir")
             .arg(dir)
