@@ -52,6 +52,10 @@ fn a_joining_node_is_added_promoted_and_the_leader_removes_itself() {
     let commit = info_field(c.resp[leader(&c)], "commit_index");
     wait_for("the learner to catch up", Duration::from_secs(20), || info_field(c.resp[3], "applied_index") >= commit);
 
+    // A learner serves reads (forwarded to the leader) once it knows the cluster.
+    let want = format!("value-7-{}", "x".repeat(100));
+    assert_eq!(get(c.resp[3], "a7"), format!("${}\r\n{want}\r\n", want.len()), "a read through the learner");
+
     // Refusals say why: a node that is not a member, a follower asked.
     let answer = member(&c, &["PROMOTE", "9"]);
     assert!(answer.starts_with("-ERR n9 is not a member"), "{answer}");

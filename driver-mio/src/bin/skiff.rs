@@ -226,9 +226,10 @@ fn member(args: &[String], nodes: &str, no_wait: bool) -> Result<(), String> {
             let (_, i) = find_leader(nodes)?;
             let last: u64 = i.get("last_index").and_then(|v| v.parse().ok()).unwrap_or(0);
             let matched: Option<u64> = i.get(&format!("peer_{id}_match")).and_then(|v| v.parse().ok());
+            let caught_up = i.get(&format!("peer_{id}_caught_up")).map(String::as_str) == Some("true");
             match matched {
-                Some(m) if last.saturating_sub(m) <= 100 => break,
-                Some(m) => eprintln!("waiting for node {id} to catch up: {} entries behind", last - m),
+                Some(_) if caught_up => break,
+                Some(m) => eprintln!("waiting for node {id} to catch up: {} entries behind", last.saturating_sub(m)),
                 None => eprintln!("waiting for node {id}: the leader does not replicate to it (not a member?)"),
             }
             if std::time::Instant::now() > deadline {

@@ -243,6 +243,9 @@ impl Engine {
             for link in links {
                 if let Some(p) = self.node.progress(link.id) {
                     s.push_str(&format!("peer_{}_match:{}\r\n", link.id.0, p.match_index.0));
+                    // Replicating, and within 100 entries: a learner may be promoted.
+                    let caught_up = self.node.caught_up(link.id, 100).unwrap_or(false);
+                    s.push_str(&format!("peer_{}_caught_up:{caught_up}\r\n", link.id.0));
                     if let Some((index, max)) = p.snapshot_refused {
                         s.push_str(&format!(
                             "peer_{}_snapshot_refused:{} (its bound: {max} bytes)\r\n",
