@@ -11,6 +11,7 @@
 //! ticks that elapsed meanwhile are delivered together): an idle leader wakes once per
 //! heartbeat interval, an idle follower when a heartbeat arrives.
 
+mod accepted;
 mod budget;
 mod clients;
 mod conn;
