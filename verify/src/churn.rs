@@ -128,13 +128,20 @@ fn join(sim: &mut Sim, outsiders: &[usize], r: &mut SimRng) -> usize {
 /// never learned of its removal would force elections, as in plain Raft: its operator must
 /// stop it).
 pub fn retire_removed(sim: &mut Sim, c: &mut ChurnProfile, r: &mut SimRng, all: bool) {
-    let Some(leader) = sim.leader() else { return };
-    let v = sim.view(leader).expect("the leader is up");
-    if !v.membership_committed {
-        return;
-    }
+    // The committed history says who is out for good; a leader's view may be stale (one of
+    // an old term, not yet deposed), which is fine for a fault but not for the operator.
+    let members = if all {
+        sim.checker.latest_committed_config()
+    } else {
+        let Some(leader) = sim.leader() else { return };
+        let v = sim.view(leader).expect("the leader is up");
+        if !v.membership_committed {
+            return;
+        }
+        v.membership
+    };
     for i in 0..sim.cfg.slots {
-        if !sim.is_up(i) || v.membership.is_member(id(i)) {
+        if !sim.is_up(i) || members.is_member(id(i)) {
             c.decided.remove(&i);
             continue;
         }

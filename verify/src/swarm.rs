@@ -302,8 +302,10 @@ fn liveness_phase_with(sim: &mut Sim, churn: &mut crate::churn::ChurnProfile, r:
     let mut probe = None;
     for _ in 0..LIVENESS_TICKS {
         sim.run_ticks(1)?;
-        if churn.rate > 0.0 {
-            crate::churn::retire_removed(sim, churn, r, unprotected);
+        // Removed servers stopped by their operator, where they could disrupt (no faults
+        // here: the liveness phase crashes nothing else).
+        if churn.rate > 0.0 && unprotected {
+            crate::churn::retire_removed(sim, churn, r, true);
         }
         if let Some((index, term)) = probe {
             let landed = sim.checker.committed().nth(index as usize - 1).map(|c| c.1);

@@ -239,6 +239,11 @@ impl Checker {
         self.canonical.get((index.0 as usize).checked_sub(1)?).map(|c| &c.data)
     }
 
+    /// The latest configuration of the committed history (the initial one before any).
+    pub fn latest_committed_config(&self) -> Membership {
+        self.configs.committed.last().map_or_else(|| self.configs.initial.clone(), |(_, m)| m.clone())
+    }
+
     /// Configurations the committed history holds (written down or changed), and how many of
     /// them are joint.
     pub fn configs_committed(&self) -> (u64, u64) {
