@@ -130,18 +130,27 @@ fn join(sim: &mut Sim, outsiders: &[usize], r: &mut SimRng) -> usize {
 pub fn retire_removed(sim: &mut Sim, c: &mut ChurnProfile, r: &mut SimRng, all: bool) {
     // The committed history says who is out for good; a leader's view may be stale (one of
     // an old term, not yet deposed), which is fine for a fault but not for the operator.
-    let members = if all {
-        sim.checker.latest_committed_config()
+    let member = if all {
+        // Out for good: a member neither of the committed configuration nor of a newer one
+        // some node already holds (which may commit).
+        let (index, committed) = sim.checker.latest_committed_config();
+        let newer: Vec<skiff_core::Membership> = (0..sim.cfg.slots)
+            .filter_map(|i| sim.view(i))
+            .filter(|v| v.membership_index > index)
+            .map(|v| v.membership)
+            .collect();
+        Box::new(move |n: NodeId| committed.is_member(n) || newer.iter().any(|m| m.is_member(n)))
+            as Box<dyn Fn(NodeId) -> bool>
     } else {
         let Some(leader) = sim.leader() else { return };
         let v = sim.view(leader).expect("the leader is up");
         if !v.membership_committed {
             return;
         }
-        v.membership
+        Box::new(move |n: NodeId| v.membership.is_member(n))
     };
     for i in 0..sim.cfg.slots {
-        if !sim.is_up(i) || members.is_member(id(i)) {
+        if !sim.is_up(i) || member(id(i)) {
             c.decided.remove(&i);
             continue;
         }

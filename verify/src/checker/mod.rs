@@ -239,9 +239,10 @@ impl Checker {
         self.canonical.get((index.0 as usize).checked_sub(1)?).map(|c| &c.data)
     }
 
-    /// The latest configuration of the committed history (the initial one before any).
-    pub fn latest_committed_config(&self) -> Membership {
-        self.configs.committed.last().map_or_else(|| self.configs.initial.clone(), |(_, m)| m.clone())
+    /// The latest configuration of the committed history and its index (the initial one, at
+    /// 0, before any).
+    pub fn latest_committed_config(&self) -> (Index, Membership) {
+        self.configs.committed.last().cloned().unwrap_or_else(|| (Index(0), self.configs.initial.clone()))
     }
 
     /// Configurations the committed history holds (written down or changed), and how many of
