@@ -24,6 +24,8 @@
 //! - `isolate ID`, `heal ID | all`: while a node is isolated, every message from or to it is
 //!   dropped when its delivery comes up (so `stabilize` keeps it cut off)
 //! - `log ID | all`, `status ID | all`
+//! - `add-joiner`, `change ID STEP [+ STEP ...] [joint]`, `membership ID | all` (see
+//!   `membership.rs`)
 //!
 //! Output conventions: `nX: ...` is an output of node X; `> ...` is an input handed to a node
 //! by `deliver`, `persist` or `stabilize` (a received message, a durability acknowledgement),
@@ -36,6 +38,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+mod membership;
 mod render;
 
 use self::render::{opt_node, pos, positions, render_data, render_entry, render_hs, render_message, render_output};
@@ -102,6 +105,8 @@ struct Cluster {
     /// Nodes cut off from the network.
     isolated: BTreeSet<NodeId>,
     next_proposal: u64,
+    /// The settings of `add-nodes`, for servers added later.
+    base: Option<Config>,
 }
 
 /// Which messages a `deliver` or `drop` concerns: `None` matches any node.
@@ -131,6 +136,9 @@ impl Cluster {
         let mut out = Vec::new();
         match cmd {
             "add-nodes" => self.add_nodes(&args)?,
+            "add-joiner" => out = self.add_joiner(&args)?,
+            "change" => self.change(&args, &mut out)?,
+            "membership" => self.show_membership(&args, &mut out)?,
             "tick" => {
                 expect_args(&args, 1, 2)?;
                 let id = self.node_id(args[0])?;
@@ -253,6 +261,7 @@ impl Cluster {
             };
         }
         let base = template.build().map_err(|e| e.to_string())?;
+        self.base = Some(base.clone());
         for &id in &voters {
             // The same settings, with this node's id and its id as the seed.
             let config = Config::builder(id, voters.clone(), id.0)
@@ -330,6 +339,10 @@ impl Cluster {
                 continue;
             }
             let to = m.to;
+            if to.0 == 0 || to.0 as usize > self.servers.len() {
+                out.push(format!("> {} (dropped: no server {to})", render_message(&m)));
+                continue;
+            }
             if let Some(cut) = [m.from, to].into_iter().find(|n| self.isolated.contains(n)) {
                 out.push(format!("> {} (dropped: {cut} is isolated)", render_message(&m)));
                 continue;
