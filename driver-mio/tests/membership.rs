@@ -84,9 +84,20 @@ fn a_joining_node_is_added_promoted_and_the_leader_removes_itself() {
         (0..4).filter(|i| *i != old).any(|i| resp(c.resp[i], &["INFO"]).contains("role:Leader"))
     });
     c.kill(old);
-    let stays: Vec<usize> = (0..4).filter(|i| *i != old).collect();
+    // A follower removed learns that its removal committed (it is told before it is let go).
+    let l = leader(&c);
+    let removed = (0..4).find(|i| *i != old && *i != l && *i != 3).expect("a follower to remove");
+    let answer = member(&c, &["REMOVE", &(removed + 1).to_string()]);
+    assert!(answer.starts_with("+OK v="), "{answer}");
+    wait_for("the removed follower to learn its removal committed", Duration::from_secs(10), || {
+        let info = resp(c.resp[removed], &["INFO"]);
+        let voters = info.lines().find_map(|l| l.strip_prefix("voters:")).unwrap_or("").to_string();
+        info.contains("membership_committed:true") && !voters.split(',').any(|v| v == (removed + 1).to_string())
+    });
+    c.kill(removed);
+    let stays: Vec<usize> = (0..4).filter(|i| *i != old && *i != removed).collect();
     for k in 0..50 {
-        set(c.resp[stays[k % 3]], &format!("c{k}"), &format!("{k}"));
+        set(c.resp[stays[k % stays.len()]], &format!("c{k}"), &format!("{k}"));
     }
     // Everything written reads back through every node that stays, the joiner included.
     for &i in &stays {

@@ -179,24 +179,24 @@ fn resp_command(addr: SocketAddr, args: &[String], timeout: Duration) -> Result<
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     loop {
         let n = s.read(&mut chunk).map_err(|e| format!("{addr}: no answer in time ({e})"))?;
         if n == 0 {
             return Err(format!("{addr} closed the connection"));
         }
         buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let Some(end) = text.find("\r\n") else { continue };
-        match text.as_bytes()[0] {
-            b'+' => return Ok(text[1..end].to_string()),
-            b'-' => return Err(text[1..end].to_string()),
+        let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else { continue };
+        match buf[0] {
+            b'+' => return Ok(text(&buf[1..end])),
+            b'-' => return Err(text(&buf[1..end])),
             b'$' => {
-                let len: usize = text[1..end].parse().map_err(|_| "a malformed reply".to_string())?;
-                if text.len() >= end + 2 + len {
-                    return Ok(text[end + 2..end + 2 + len].to_string());
+                let len: usize = text(&buf[1..end]).parse().map_err(|_| "a malformed reply".to_string())?;
+                if buf.len() >= end + 2 + len {
+                    return Ok(text(&buf[end + 2..end + 2 + len]));
                 }
             }
-            _ => return Err(format!("an unexpected reply: {text}")),
+            _ => return Err(format!("an unexpected reply: {}", text(&buf))),
         }
     }
 }
@@ -238,12 +238,21 @@ fn member(args: &[String], nodes: &str, no_wait: bool) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
+    // Leadership may have moved while we waited.
+    let leader = if verb == "promote" && !no_wait { find_leader(nodes)?.0 } else { leader };
     let _ = info;
     let mut command = vec!["SKIFF.MEMBER".to_string()];
     command.extend(args.iter().cloned());
-    let answer = resp_command(leader, &command, Duration::from_secs(60))?;
-    println!("{answer}");
-    Ok(())
+    match resp_command(leader, &command, Duration::from_secs(60)) {
+        Ok(answer) => {
+            println!("{answer}");
+            Ok(())
+        }
+        Err(e) if e.contains("no answer in time") => {
+            Err(format!("{e}: the change may still complete; see `skiff member list`"))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn status(nodes: &str) -> Result<(), String> {

@@ -37,7 +37,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use skiff_core::kv::{ServiceConfig, ServiceError, SessionLimits};
 use skiff_core::wire::Hello;
-use skiff_core::{Node, NodeId, Restored};
+use skiff_core::{Membership, Node, NodeId, Restored};
 use skiff_std::storage::Storage;
 
 use self::clients::{ClientLimits, Clients, Ctx, Port};
@@ -60,6 +60,10 @@ const FORWARDS: usize = 2 << 16;
 const ACCEPTED: usize = 3 << 16;
 /// Longest sleep in `poll` (how soon a stop request is seen on a quiet node).
 const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// Most peer addresses kept from greetings (before a configuration is known).
+const MAX_ADDRESSES: usize = 256;
+/// A link to a node that is no member goes back to sleep after this long without a message.
+const IDLE_LINK: Duration = Duration::from_secs(5);
 /// Most ticks delivered at once after the loop slept long (a stopped process): the core
 /// then sees its timers expired, without replaying a long pause tick by tick.
 const MAX_TICK_BURST: u64 = 1000;
@@ -144,6 +148,8 @@ struct Server {
     /// Where each peer listens: the configuration's addresses over the peers table, and
     /// what peers that dialled in said (for nodes the configuration has no address of).
     addresses: std::collections::BTreeMap<NodeId, SocketAddr>,
+    /// The latest configuration the core reported.
+    members: Option<Membership>,
     listeners: Vec<TcpListener>,
 }
 
@@ -222,6 +228,7 @@ pub fn serve<S: Storage>(
         clients: Clients::new(id, servers, forwards, limits, check, ACCEPTED),
         hello: Hello::new(opts.cluster_id, id, own_address(&opts, id)),
         addresses: opts.peers.clone(),
+        members: None,
         opts,
         links,
         link_of,
@@ -343,13 +350,14 @@ impl Server {
     /// Queues the engine's messages on their peer links, starting a link to a node the
     /// first time a message goes to it (if its address is known).
     fn route(&mut self) {
-        self.follow_membership();
         let outbox = std::mem::take(&mut self.engine.outbox);
         for m in &outbox {
             let i = match self.link_of.get(&m.to) {
                 Some(&i) => i,
                 None => match self.addresses.get(&m.to) {
-                    Some(addr) if m.to != self.engine.node.config().id() => {
+                    Some(addr)
+                        if m.to != self.engine.node.config().id() && self.links.len() < FORWARDS - PEER_LINKS =>
+                    {
                         let i = self.links.len();
                         self.links.push(PeerLink::new(m.to, *addr, Token(PEER_LINKS + i), Instant::now()));
                         self.link_of.insert(m.to, i);
@@ -362,16 +370,25 @@ impl Server {
         }
         self.engine.outbox = outbox;
         self.engine.outbox.clear();
+        // After the messages: a commit notice to a node this configuration removes is
+        // queued before its link goes to sleep.
+        self.follow_membership();
     }
 
     /// Takes in what changed about peers: addresses peers gave when they dialled in, and a
     /// new configuration (its addresses win; links to nodes no longer members go to sleep,
     /// and a link whose address changed is started afresh).
     fn follow_membership(&mut self) {
+        // Greeting addresses only while this node knows no configuration (it joins): after,
+        // a stranger naming itself and an address must not make us open links without end.
+        let joining = self.members.as_ref().map_or(true, Membership::is_empty);
         for (id, addr) in self.clients.learned.drain(..) {
-            self.addresses.entry(id).or_insert(addr);
+            if joining && self.addresses.len() < MAX_ADDRESSES {
+                self.addresses.entry(id).or_insert(addr);
+            }
         }
         let Some(m) = self.engine.new_membership.take() else { return };
+        self.members = Some(m.clone());
         self.clients.learn_servers(&m);
         for (id, bytes) in m.addresses() {
             match skiff_std::address::PeerAddress::decode(bytes) {
@@ -384,9 +401,9 @@ impl Server {
         let registry = self.poll.registry();
         for link in &mut self.links {
             if !m.is_member(link.id) {
-                link.sleep(registry);
+                link.sleep();
             } else if self.addresses.get(&link.id).is_some_and(|a| *a != link.addr()) {
-                link.sleep(registry);
+                link.close(registry);
                 let addr = self.addresses[&link.id];
                 *link = PeerLink::new(link.id, addr, link.token(), Instant::now());
             }
@@ -399,6 +416,9 @@ impl Server {
         let mut ctx = Ctx { registry: self.poll.registry(), engine: &mut self.engine, links: &self.links };
         self.clients.on_tick(now, &mut ctx);
         for link in &mut self.links {
+            if self.members.as_ref().is_some_and(|m| !m.is_member(link.id)) {
+                link.sleep_if_idle(now, IDLE_LINK);
+            }
             link.connect_if_due(now, self.poll.registry(), &self.hello);
         }
     }

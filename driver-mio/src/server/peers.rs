@@ -37,11 +37,23 @@ pub(crate) struct PeerLink {
     /// The peer is no member: the link stays down until a message is sent to it (a removed
     /// node is still told of its removal for a while).
     dormant: bool,
+    /// When a message was last queued on the link.
+    last_send: Instant,
 }
 
 impl PeerLink {
     pub(crate) fn new(id: NodeId, addr: SocketAddr, token: Token, now: Instant) -> PeerLink {
-        PeerLink { id, addr, token, conn: None, retry_at: now, backoff: BACKOFF_MIN, dropped: 0, dormant: false }
+        PeerLink {
+            id,
+            addr,
+            token,
+            conn: None,
+            retry_at: now,
+            backoff: BACKOFF_MIN,
+            dropped: 0,
+            dormant: false,
+            last_send: now,
+        }
     }
 
     pub(crate) fn token(&self) -> Token {
@@ -53,13 +65,26 @@ impl PeerLink {
         self.addr
     }
 
-    /// The peer left the configuration: the link closes and is not redialled until a message
-    /// is sent to it.
-    pub(crate) fn sleep(&mut self, registry: &Registry) {
+    /// The peer left the configuration: once its connection fails the link is not redialled
+    /// until a message is sent to it (what is queued is still written: a removed node is
+    /// told of its removal).
+    pub(crate) fn sleep(&mut self) {
+        self.dormant = true;
+    }
+
+    /// Drops the connection (the link is replaced: its peer moved).
+    pub(crate) fn close(&mut self, registry: &Registry) {
         if let Some(mut c) = self.conn.take() {
             c.deregister(registry);
         }
-        self.dormant = true;
+    }
+
+    /// Puts the link of a node that is no member back to sleep once nothing was sent to it
+    /// for `idle` (the core stops telling a removed node after a while).
+    pub(crate) fn sleep_if_idle(&mut self, now: Instant, idle: Duration) {
+        if !self.dormant && now.duration_since(self.last_send) >= idle {
+            self.dormant = true;
+        }
     }
 
     /// Whether the link is asleep (see [`PeerLink::sleep`]).
@@ -71,6 +96,7 @@ impl PeerLink {
     pub(crate) fn send(&mut self, msg: &Message, max_frame: u64) -> bool {
         // A message for a node asleep wakes its link (dialled at the next tick).
         self.dormant = false;
+        self.last_send = Instant::now();
         let Some(conn) = self.conn.as_mut().filter(|c| c.pending() < MAX_QUEUED) else {
             self.dropped += 1;
             return false;

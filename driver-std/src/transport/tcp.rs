@@ -69,6 +69,9 @@ impl TcpOptions {
     }
 }
 
+/// Most greeting addresses remembered (they are used only until a configuration arrives).
+const MAX_LEARNED: usize = 256;
+
 /// Counters of what the transport dropped or refused.
 #[derive(Debug, Default)]
 pub struct TcpCounters {
@@ -97,6 +100,10 @@ pub struct TcpTransport {
     writers: BTreeMap<NodeId, Writer>,
     /// Writers told to stop, still finishing (a dial or a backoff); joined at shutdown.
     retired: Vec<JoinHandle<()>>,
+    /// Whether a configuration with voters reached us: until then (a node that joins) we
+    /// answer peers at the address their greeting gave; after, only at known addresses, so
+    /// a stranger naming itself and an address cannot make us start writers without end.
+    configured: bool,
     local: SocketAddr,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -140,6 +147,7 @@ impl TcpTransport {
             addresses,
             writers: BTreeMap::new(),
             retired: Vec::new(),
+            configured: false,
             local,
             acceptor: Some(acceptor),
         })
@@ -151,7 +159,10 @@ impl TcpTransport {
             return None;
         }
         if !self.writers.contains_key(&peer) {
-            let learned = || self.shared.learned.lock().expect("lock").get(&peer).copied();
+            let learned = || {
+                let greeting = self.shared.learned.lock().expect("lock").get(&peer).copied();
+                greeting.filter(|_| !self.configured)
+            };
             let addr = self.addresses.get(&peer).copied().or_else(learned)?;
             let (tx, rx) = sync_channel(self.shared.opts.queue_len);
             let shared = self.shared.clone();
@@ -202,6 +213,7 @@ impl Transport for TcpTransport {
     }
 
     fn set_members(&mut self, members: &Membership) {
+        self.configured |= !members.is_empty();
         for (id, bytes) in members.addresses() {
             match PeerAddress::decode(bytes) {
                 Ok(a) => {
@@ -303,6 +315,9 @@ fn writer(shared: Arc<Shared>, peer: NodeId, addr: SocketAddr, rx: Receiver<Mess
 fn dial(hello: &[u8], addr: SocketAddr) -> io::Result<TcpStream> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     s.set_nodelay(true)?;
+    // A peer that stops reading (hung, or stopped) must not hold its writer, and the
+    // shutdown that joins it, for ever.
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(hello)?;
     Ok(s)
 }
@@ -389,7 +404,10 @@ fn reader(shared: &Shared, stream: TcpStream, inbox: &Inbox) -> Result<(), Strin
         return refuse(why.to_string());
     }
     if let Ok(a) = PeerAddress::decode(&hello.address) {
-        shared.learned.lock().expect("lock").insert(hello.from, a.raft);
+        let mut learned = shared.learned.lock().expect("lock");
+        if learned.len() < MAX_LEARNED || learned.contains_key(&hello.from) {
+            learned.insert(hello.from, a.raft);
+        }
     }
     r.get_ref().set_read_timeout(None).map_err(|e| e.to_string())?;
     let bad = |why: String| {
