@@ -291,8 +291,11 @@ pub fn liveness_phase(sim: &mut Sim) -> Result<(), Violation> {
 /// stopped where the configuration leaves them able to disrupt (see `churn::retire_removed`).
 fn liveness_phase_with(sim: &mut Sim, churn: &mut crate::churn::ChurnProfile, r: &mut SimRng) -> Result<(), Violation> {
     sim.heal();
-    // A healed network is a healthy one: no loss, no duplicates, LAN-like delays.
+    // A healed network is a healthy one: no loss, no duplicates, LAN-like delays, and in
+    // order per link as TCP keeps it (out-of-order single-entry appends made a learner that
+    // lagged hundreds of entries catch up at a reject per entry: seed 1674265).
     sim.cfg.net = NetProfile::reliable();
+    sim.fifo = true;
     for i in 0..sim.cfg.slots {
         if sim.nodes[i].spawned {
             sim.restart(i);

@@ -206,6 +206,11 @@ pub struct Sim {
     change_answer: Option<(u64, Option<Result<Index, DropReason>>)>,
     /// Why the last refused membership change was refused.
     pub last_refusal: Option<DropReason>,
+    /// Deliver messages in the order they were sent on each link (a healed network behaves
+    /// like TCP connections); off, each message's delay is drawn on its own and they reorder.
+    pub fifo: bool,
+    /// Per link, the time of the last delivery scheduled while `fifo` is on.
+    link_last: BTreeMap<(NodeId, NodeId), Time>,
     /// Messages delivered, and their entry payload bytes, for the lab's RPC limits.
     pub delivered: u64,
     /// Requests delivered (messages that are not answers): the lab's RPC count.
@@ -242,6 +247,8 @@ impl Sim {
             accepted: None,
             change_answer: None,
             last_refusal: None,
+            fifo: false,
+            link_last: BTreeMap::new(),
             reads: BTreeMap::new(),
             reads_served: 0,
             reads_dropped: 0,

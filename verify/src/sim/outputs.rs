@@ -98,7 +98,14 @@ impl Sim {
                 }
                 let copies: Vec<Time> = fate(&self.cfg.net, &mut self.rng).collect();
                 for delay in copies {
-                    self.push(self.now + delay.max(1), Event::Deliver(msg.clone()));
+                    let mut at = self.now + delay.max(1);
+                    if self.fifo {
+                        // In order per link, as over one TCP connection.
+                        let last = self.link_last.entry((msg.from, msg.to)).or_insert(0);
+                        at = at.max(*last);
+                        *last = at;
+                    }
+                    self.push(at, Event::Deliver(msg.clone()));
                 }
             }
             Output::Persist(p) => {
