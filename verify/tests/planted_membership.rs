@@ -21,13 +21,13 @@ fn a_change_before_the_leaders_own_term_commits_breaks_the_guard() {
 
 #[test]
 fn counting_only_the_incoming_voters_while_joint_elects_and_commits_without_a_quorum() {
-    caught(PlantedBug::IncomingOnlyQuorum, 955, Invariant::ElectedWithoutQuorum);
-    caught(PlantedBug::IncomingOnlyQuorum, 947, Invariant::CommittedNotDurableOnMajority);
+    caught(PlantedBug::IncomingOnlyQuorum, 31, Invariant::ElectedWithoutQuorum);
+    caught(PlantedBug::IncomingOnlyQuorum, 218, Invariant::CommittedNotDurableOnMajority);
 }
 
 #[test]
 fn a_removed_leader_counting_itself_commits_without_a_quorum() {
-    caught(PlantedBug::LeaderCountsSelfWhenRemoved, 955, Invariant::CommittedNotDurableOnMajority);
+    caught(PlantedBug::LeaderCountsSelfWhenRemoved, 1, Invariant::CommittedNotDurableOnMajority);
 }
 
 #[test]
