@@ -7,29 +7,17 @@
 //! - `membership ID | all`: the configuration a node acts on.
 
 use bytes::Bytes;
-use skiff_core::{ChangeStep, Config, Input, JointPolicy, MembershipChange, Node, NodeId, Restored};
+use skiff_core::{ChangeStep, Config, Input, JointPolicy, MembershipChange, Node, NodeId};
 
-use super::{expect_args, parse_num, Cluster, Lines, Server};
-use crate::checker::Durable;
+use super::{expect_args, parse_num, with_settings, Cluster, Lines};
 
 impl Cluster {
     pub(super) fn add_joiner(&mut self, args: &[&str]) -> Result<Lines, String> {
         expect_args(args, 0, 0)?;
         let base = self.base.clone().ok_or("no cluster yet: start with add-nodes")?;
         let id = NodeId(self.servers.len() as u64 + 1);
-        let config = Config::joining(id, id.0)
-            .heartbeat_ticks(base.heartbeat_ticks())
-            .election_ticks(base.election_ticks_min(), base.election_ticks_max())
-            .pre_vote(base.pre_vote())
-            .check_quorum(base.check_quorum())
-            .max_entries_per_msg(base.max_entries_per_msg())
-            .max_inflight_msgs(base.max_inflight_msgs())
-            .snapshot_chunk_bytes(base.snapshot_chunk_bytes())
-            .max_inflight_snapshot_chunks(base.max_inflight_snapshot_chunks())
-            .build()
-            .map_err(|e| e.to_string())?;
-        let node = Node::new(config.clone(), Restored::default()).map_err(|e| e.to_string())?;
-        self.servers.push(Server { id, config, node: Some(node), disk: Durable::default(), pending: Vec::new() });
+        let config = with_settings(Config::joining(id, id.0), &base)?;
+        self.add_server(id, config)?;
         Ok(vec![format!("{id} joins with no configuration")])
     }
 

@@ -264,20 +264,16 @@ impl Cluster {
         self.base = Some(base.clone());
         for &id in &voters {
             // The same settings, with this node's id and its id as the seed.
-            let config = Config::builder(id, voters.clone(), id.0)
-                .heartbeat_ticks(2)
-                .election_ticks(10, 20)
-                .pre_vote(base.pre_vote())
-                .check_quorum(base.check_quorum())
-                .max_entries_per_msg(base.max_entries_per_msg())
-                .max_inflight_msgs(base.max_inflight_msgs())
-                .snapshot_chunk_bytes(base.snapshot_chunk_bytes())
-                .max_inflight_snapshot_chunks(base.max_inflight_snapshot_chunks())
-                .build()
-                .map_err(|e| e.to_string())?;
-            let node = Node::new(config.clone(), Restored::default()).map_err(|e| e.to_string())?;
-            self.servers.push(Server { id, config, node: Some(node), disk: Durable::default(), pending: Vec::new() });
+            let config = with_settings(Config::builder(id, voters.clone(), id.0), &base)?;
+            self.add_server(id, config)?;
         }
+        Ok(())
+    }
+
+    /// Starts server `id` with `config` on an empty disk.
+    fn add_server(&mut self, id: NodeId, config: Config) -> Result<(), String> {
+        let node = Node::new(config.clone(), Restored::default()).map_err(|e| e.to_string())?;
+        self.servers.push(Server { id, config, node: Some(node), disk: Durable::default(), pending: Vec::new() });
         Ok(())
     }
 
@@ -500,4 +496,19 @@ fn parse_num<T: std::str::FromStr>(word: &str) -> Result<T, String> {
 
 fn parse_bool(word: &str) -> Result<bool, String> {
     word.parse().map_err(|_| format!("{word:?} is not true or false"))
+}
+
+/// `builder` with the cluster's settings (`add-nodes`'s options), built.
+fn with_settings(builder: skiff_core::ConfigBuilder, base: &Config) -> Result<Config, String> {
+    builder
+        .heartbeat_ticks(2)
+        .election_ticks(10, 20)
+        .pre_vote(base.pre_vote())
+        .check_quorum(base.check_quorum())
+        .max_entries_per_msg(base.max_entries_per_msg())
+        .max_inflight_msgs(base.max_inflight_msgs())
+        .snapshot_chunk_bytes(base.snapshot_chunk_bytes())
+        .max_inflight_snapshot_chunks(base.max_inflight_snapshot_chunks())
+        .build()
+        .map_err(|e| e.to_string())
 }
