@@ -43,27 +43,6 @@ declare -A BIN=([A]="$WORK/target-a/release/skiff-node" [B]="$PWD/target/release
 PEERS="1=127.0.0.1:17001,2=127.0.0.1:17002,3=127.0.0.1:17003"
 CLIENTS="1=127.0.0.1:17101,2=127.0.0.1:17102,3=127.0.0.1:17103"
 
-LOADER='
-import socket, sys
-n, port = int(sys.argv[1]), int(sys.argv[2])
-s = socket.create_connection(("127.0.0.1", port))
-batch = 1000
-for base in range(0, n, batch):
-    count = min(batch, n - base)
-    req = b"".join(
-        b"*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$16\r\n0123456789abcdef\r\n" % i
-        for i in range(base, base + count)
-    )
-    s.sendall(req)
-    want, got = count * 5, b""
-    while len(got) < want:
-        chunk = s.recv(1 << 16)
-        if not chunk:
-            sys.exit("the connection closed")
-        got += chunk
-    if got != b"+OK\r\n" * count:
-        sys.exit("unexpected answers: %r" % got[:200])
-'
 
 start() { # start BIN DIR THRESHOLD: the 3 nodes; sets $port to the leader's RESP port
   local bin=$1 dir=$2 threshold=$3 i p
@@ -105,7 +84,7 @@ run() { # run A|B|off ROUND
   local side=$1 round=$2 bin=${BIN[$1]} dir="$WORK/data-$1-$2" threshold=$THRESHOLD line
   [ "$side" = off ] && threshold=$OFF
   start "$bin" "$dir" "$OFF"
-  python3 -c "$LOADER" "$KEYS" "$port"
+  python3 bench/load_keys.py "$KEYS" "$port"
   stop
   start "$bin" "$dir" "$threshold"
   line=$(redis-benchmark -p "$port" -t set -c 1 -n "$REQS" -r "$KEYS" -d 16 2>/dev/null | tr '\r' '\n' \

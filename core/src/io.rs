@@ -122,7 +122,7 @@ pub struct Persist {
 }
 
 /// A node's role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     Follower,
     /// Asking for pre-votes; the term has not been bumped.

@@ -51,7 +51,7 @@ impl fmt::Display for NodeId {
 }
 
 /// What an entry carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EntryKind {
     /// A command proposed by the service; applied to its state machine.
     Command,
@@ -66,7 +66,7 @@ pub enum EntryKind {
 }
 
 /// One log entry. Cloning is cheap: the payload is reference-counted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry {
     pub term: Term,
     pub index: Index,
@@ -89,7 +89,7 @@ pub const ENTRY_OVERHEAD: u64 = 24;
 ///
 /// `commit` is stored opportunistically: it rides along in every `Persist` but never causes
 /// one on its own, so after a restart it is a lower bound on what was committed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HardState {
     pub term: Term,
     pub vote: Option<NodeId>,
@@ -102,7 +102,7 @@ pub struct HardState {
 ///
 /// Invariant: `membership_index <= index`. The core never makes a snapshot whose membership
 /// is empty: only the service's own starting state (index 0) has one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     pub index: Index,
     pub term: Term,
@@ -111,7 +111,7 @@ pub struct SnapshotMeta {
 }
 
 /// A snapshot of the service's state, opaque to the core. Cloning shares the bytes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
     pub data: Bytes,

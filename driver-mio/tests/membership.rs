@@ -6,25 +6,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{info_field, leader, resp, Cluster};
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `SKIFF.MEMBER args` on the leader's RESP port.
-fn member(c: &Cluster, args: &[&str]) -> String {
-    let l = leader(c);
-    let mut command = vec!["SKIFF.MEMBER"];
-    command.extend_from_slice(args);
-    resp(c.resp[l], &command)
-}
+use common::{info_field, leader, member, resp, wait_for, Cluster};
 
 fn set(port: u16, k: &str, v: &str) {
     assert_eq!(resp(port, &["SET", k, v]), "+OK\r\n", "SET {k}");

@@ -9,88 +9,15 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{leader, Cluster, RespConn};
+use common::load::{check_history, Load, KEYS};
+use common::{leader, Cluster};
 use skiff_std::kv::KvClerk;
-use skiff_verify::linearizability::{check, Input, Operation, Rendered, Verdict};
+use skiff_verify::linearizability::{Input, Operation};
 use skiff_verify::rng::SimRng;
-
-const KEYS: usize = 3;
-
-/// A Redis client: one connection (one session) at a time to some node; when it breaks, the
-/// request in flight has an unknown outcome and the client moves to the next node.
-fn resp_client(
-    client: u64,
-    ports: Vec<u16>,
-    began: Instant,
-    history: Arc<Mutex<Vec<Operation>>>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut rng = SimRng::new(client);
-    let mut target = client as usize % ports.len();
-    let mut conn: Option<RespConn> = None;
-    let mut sessions = 0;
-    let mut n = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let Some(c) = conn.as_mut() else {
-            match RespConn::connect(ports[target], Duration::from_secs(5)) {
-                Ok(c) => {
-                    conn = Some(c);
-                    sessions += 1;
-                }
-                Err(_) => {
-                    target = (target + 1) % ports.len();
-                    thread::sleep(Duration::from_millis(50));
-                }
-            }
-            continue;
-        };
-        // Each session is its own client in the history: a request lost with a connection
-        // may still take effect while the next session runs.
-        let id = client * 1000 + sessions;
-        let key = format!("k{}", rng.below(KEYS));
-        let call = began.elapsed().as_micros() as u64;
-        let (input, reply) = match rng.below(3) {
-            0 => (Input::Get { key: key.clone() }, c.call(&["GET", &key])),
-            1 => {
-                let value = format!("[r{client}.{n}]");
-                let reply = c.call(&["APPEND", &key, &value]);
-                (Input::Append { key, value }, reply)
-            }
-            _ => {
-                let value = format!("r{client}.{n}");
-                let reply = c.call(&["SET", &key, &value]);
-                (Input::Put { key, value }, reply)
-            }
-        };
-        n += 1;
-        let (ret, output) = match reply {
-            Ok(r) => {
-                assert!(!r.starts_with('-'), "a Redis client got an error: {r}");
-                let output = match &input {
-                    Input::Get { .. } if r == "(nil)" => String::new(),
-                    Input::Get { .. } => r,
-                    _ => String::new(),
-                };
-                (Some(began.elapsed().as_micros() as u64), Some(output))
-            }
-            Err(_) => {
-                conn = None;
-                target = (target + 1) % ports.len();
-                if matches!(input, Input::Get { .. }) {
-                    continue; // a read with no answer changed nothing
-                }
-                (None, None)
-            }
-        };
-        history.lock().unwrap().push(Operation { client: id, input, call, ret, output });
-        thread::sleep(Duration::from_millis(2));
-    }
-}
 
 fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill").args([sig, &pid.to_string()]).status().map(|s| s.success()).unwrap_or(false);
@@ -106,52 +33,39 @@ fn clerks_under_kill_9_sigstop_and_full_restart_stay_linearizable() {
         .enumerate()
         .map(|(i, p)| (skiff_core::NodeId(i as u64 + 1), SocketAddr::from(([127, 0, 0, 1], *p))))
         .collect();
-    let began = Instant::now();
-    let history = Arc::new(Mutex::new(Vec::<Operation>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4u64)
-        .map(|client| {
-            let (servers, history, stop) = (servers.clone(), history.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut ck = KvClerk::new(servers, Duration::from_millis(500));
-                let mut rng = SimRng::new(client);
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let key = format!("k{}", rng.below(KEYS));
-                    let call = began.elapsed().as_micros() as u64;
-                    let (input, output) = match rng.below(3) {
-                        0 => (Input::Get { key: key.clone() }, ck.get(&key).unwrap()),
-                        1 => {
-                            let value = format!("[{client}.{n}]");
-                            ck.append(&key, &value).unwrap();
-                            (Input::Append { key, value }, String::new())
-                        }
-                        _ => {
-                            let value = format!("{client}.{n}");
-                            ck.put(&key, &value).unwrap();
-                            (Input::Put { key, value }, String::new())
-                        }
-                    };
-                    let ret = began.elapsed().as_micros() as u64;
-                    history.lock().unwrap().push(Operation {
-                        client,
-                        input,
-                        call,
-                        ret: Some(ret),
-                        output: Some(output),
-                    });
-                    n += 1;
-                    thread::sleep(Duration::from_millis(2));
-                }
-            })
-        })
-        .collect();
-    let redis: Vec<_> = (0..3u64)
-        .map(|client| {
-            let (ports, history, stop) = (c.resp.clone(), history.clone(), stop.clone());
-            thread::spawn(move || resp_client(100 + client, ports, began, history, stop))
-        })
-        .collect();
+    let mut load = Load::new();
+    for client in 0..4u64 {
+        let (servers, history, began) = (servers.clone(), load.history.clone(), load.began);
+        load.add_thread(move |stop| {
+            let mut ck = KvClerk::new(servers, Duration::from_millis(500));
+            let mut rng = SimRng::new(client);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("k{}", rng.below(KEYS));
+                let call = began.elapsed().as_micros() as u64;
+                let (input, output) = match rng.below(3) {
+                    0 => (Input::Get { key: key.clone() }, ck.get(&key).unwrap()),
+                    1 => {
+                        let value = format!("[{client}.{n}]");
+                        ck.append(&key, &value).unwrap();
+                        (Input::Append { key, value }, String::new())
+                    }
+                    _ => {
+                        let value = format!("{client}.{n}");
+                        ck.put(&key, &value).unwrap();
+                        (Input::Put { key, value }, String::new())
+                    }
+                };
+                let ret = began.elapsed().as_micros() as u64;
+                history.lock().unwrap().push(Operation { client, input, call, ret: Some(ret), output: Some(output) });
+                n += 1;
+                thread::sleep(Duration::from_millis(2));
+            }
+        });
+    }
+    for client in 0..3u64 {
+        load.add_resp_client(100 + client, c.resp.clone(), false);
+    }
 
     // kill -9 the leader and restart it, three times.
     for _ in 0..3 {
@@ -178,40 +92,9 @@ fn clerks_under_kill_9_sigstop_and_full_restart_stay_linearizable() {
         c.start(i);
     }
     thread::sleep(Duration::from_millis(1500));
-    stop.store(true, Ordering::Relaxed);
-    for t in clients.into_iter().chain(redis) {
-        t.join().expect("a client failed");
-    }
-
-    let history = history.lock().unwrap().clone();
-    assert!(history.len() > 100, "only {} operations completed", history.len());
-    let verdict = check(&history, Some(Duration::from_secs(30)));
-    // Informational (shown with --nocapture).
-    let unknown = history.iter().filter(|o| o.ret.is_none()).count();
+    let history = load.finish();
     let via_resp = history.iter().filter(|o| o.client >= 100_000).count();
-    println!("{} operations ({via_resp} over RESP, {unknown} with unknown outcome)", history.len());
-    match verdict {
-        Verdict::Illegal { key, history } => panic!("not linearizable; key {key}:\n{}", Rendered(&history)),
-        Verdict::Unknown => println!("the linearizability check ran out of time (passes, as in the lab)"),
-        Verdict::Linearizable => println!("linearizable"),
-    }
-    // Every acknowledged append is in the final value of its key, unless a later put replaced it.
+    println!("{via_resp} operations over RESP");
     let mut ck = KvClerk::new(servers, Duration::from_millis(500));
-    for k in 0..KEYS {
-        let key = format!("k{k}");
-        let last_put = history
-            .iter()
-            .filter(|o| matches!(&o.input, Input::Put { key: pk, .. } if *pk == key))
-            .filter_map(|o| o.ret)
-            .max()
-            .unwrap_or(0);
-        let value = ck.get(&key).unwrap();
-        for o in &history {
-            if let Input::Append { key: ak, value: v } = &o.input {
-                if *ak == key && o.ret.is_some() && o.call > last_put {
-                    assert!(value.contains(v.as_str()), "acknowledged append {v} to {key} lost");
-                }
-            }
-        }
-    }
+    check_history(&history, |key| ck.get(key).unwrap());
 }

@@ -10,6 +10,7 @@
 
 pub mod checker;
 pub mod churn;
+pub mod explore;
 pub mod harness;
 pub mod lab;
 pub mod linearizability;

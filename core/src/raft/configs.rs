@@ -88,12 +88,12 @@ impl ConfigHistory {
     }
 
     /// Every configuration entry after the snapshot, in order (for invariant checks).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "explore"))]
     pub(crate) fn later(&self) -> &[(Index, Membership)] {
         &self.later
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "explore"))]
     pub(crate) fn base(&self) -> (Index, &Membership) {
         (self.base.0, &self.base.1)
     }

@@ -23,7 +23,7 @@ pub const MAX_APPLY_BYTES: usize = 8 << 20;
 
 /// The log of one node, in memory. Storage holds the durable copy; `durable` says how much of
 /// this log is known to match it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RaftLog {
     /// The snapshot that replaces every entry up to its index, if any.
     snapshot: Option<Snapshot>,
@@ -56,7 +56,7 @@ pub(crate) fn decode_config(entry: &Entry) -> Option<Membership> {
 }
 
 /// Compacted entries waiting to be freed (`Debug` shows how many, not each one).
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Garbage(Vec<Entry>);
 
 impl core::fmt::Debug for Garbage {
@@ -423,6 +423,24 @@ impl RaftLog {
         let out = ready[..n].to_vec();
         self.applied = out.last().expect("one at least").index;
         Some(out)
+    }
+
+    /// Hashes what decides this log's future behaviour: the snapshot, the entries, the
+    /// commit, applied and durable marks, the configuration history (which a planted bug may
+    /// put out of step with the entries), and the unacknowledged persists with their
+    /// sequence numbers taken relative to `acked_seq` (so two logs that differ only in how
+    /// many persists they ever issued hash alike). Compacted garbage is left out.
+    #[cfg(feature = "explore")]
+    pub(crate) fn fingerprint<H: core::hash::Hasher>(&self, h: &mut H, acked_seq: u64) {
+        use core::hash::Hash;
+        self.snapshot.hash(h);
+        self.entries.hash(h);
+        (self.commit, self.applied, self.durable).hash(h);
+        self.configs.base().hash(h);
+        self.configs.later().hash(h);
+        for (seq, last) in &self.unacked {
+            (seq.wrapping_sub(acked_seq), last).hash(h);
+        }
     }
 
     /// Checks the invariants in the module doc; panics with context when one is broken.

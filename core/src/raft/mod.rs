@@ -5,6 +5,8 @@
 mod change;
 mod configs;
 mod election;
+#[cfg(feature = "explore")]
+mod fingerprint;
 pub mod log;
 pub mod progress;
 #[cfg(test)]
@@ -55,7 +57,9 @@ const GARBAGE_PER_TICK: usize = 4096;
 
 /// One Raft node as a pure state machine. Feed it [`Input`]s with [`Node::step`]; carry out
 /// the [`Output`]s it returns. See the crate documentation for the driver loop.
-#[derive(Debug)]
+/// Cloning copies the whole in-memory state (the log's entries share their payloads); the
+/// exhaustive explorer in `skiff-verify` forks a cluster this way.
+#[derive(Clone, Debug)]
 pub struct Node {
     cfg: Config,
     rng: Rng,

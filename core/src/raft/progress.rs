@@ -7,6 +7,7 @@ use crate::types::Index;
 
 /// Replication mode of one follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "explore", derive(Hash))]
 pub(crate) enum Mode {
     /// Where the follower's log diverges is unknown: one append at a time, each waiting for
     /// its answer (or the next heartbeat answer, should it be lost).
@@ -26,6 +27,7 @@ pub(crate) enum Mode {
 /// Invariant: `match_index < next`; in `Replicate`, `inflight` holds the last index of each
 /// unacknowledged append, increasing, and `inflight_bytes` their entry bytes.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "explore", derive(Hash))]
 pub struct Progress {
     pub match_index: Index,
     pub(crate) next: Index,
@@ -231,6 +233,7 @@ impl Progress {
 
 /// Leader: pacing of commit notices to one follower (see `Node::notify_commit`).
 #[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(feature = "explore", derive(Hash))]
 pub(crate) struct CommitNotice {
     pub(crate) sent_this_tick: bool,
     pub(crate) deferred: bool,

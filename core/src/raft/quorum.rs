@@ -57,6 +57,7 @@ pub(crate) enum VoteResult {
 
 /// Votes received in one (pre-)election, at most one per voter.
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "explore", derive(Hash))]
 pub(crate) struct Tally {
     votes: BTreeMap<NodeId, bool>,
 }

@@ -16,6 +16,7 @@ use crate::types::NodeId;
 
 /// A read waiting for its round.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(feature = "explore", derive(Hash))]
 pub(super) struct PendingRead {
     pub id: u64,
     /// The heartbeat round whose majority answer confirms this read.
@@ -23,7 +24,8 @@ pub(super) struct PendingRead {
 }
 
 /// Reads state of a leader.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "explore", derive(Hash))]
 pub(super) struct Reads {
     pub pending: VecDeque<PendingRead>,
     /// The latest round opened (heartbeats carry it).

@@ -20,7 +20,8 @@ use crate::types::{Index, NodeId, Snapshot, SnapshotMeta, Term};
 /// A snapshot being received from one leader in one term. Chunks that arrive ahead of a gap
 /// (reordered by the network) wait in `ahead`, bounded by the chunk window of our own
 /// configuration, so a reordering costs no resend; anything beyond is dropped and resent.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "explore", derive(Hash))]
 pub(super) struct Incoming {
     meta: SnapshotMeta,
     /// Sender and term: two leaders' snapshots at one index hold the same state but not

@@ -12,6 +12,7 @@ use crate::types::NodeId;
 
 /// A transfer in progress.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(feature = "explore", derive(Hash))]
 pub(super) struct Transfer {
     pub to: NodeId,
     pub elapsed: u32,

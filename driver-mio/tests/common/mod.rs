@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -194,4 +196,33 @@ impl RespConn {
         }
         Ok(line)
     }
+}
+
+/// Waits until `done`, failing the test after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `SKIFF.MEMBER args` on the leader's RESP port (what `skiff member` sends).
+pub fn member(c: &Cluster, args: &[&str]) -> String {
+    let l = leader(c);
+    let mut command = vec!["SKIFF.MEMBER"];
+    command.extend_from_slice(args);
+    resp(c.resp[l], &command)
+}
+
+/// The leader's configuration from `SKIFF.MEMBER LIST`: (voters, learners, outgoing voters,
+/// committed), as node indexes (id - 1).
+pub fn members(c: &Cluster) -> (Vec<usize>, Vec<usize>, Vec<usize>, bool) {
+    let list = member(c, &["LIST"]);
+    let ids = |name: &str| -> Vec<usize> {
+        let line = list.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("{list}"));
+        line.split_whitespace().map(|id| id.parse::<usize>().expect("a node id") - 1).collect()
+    };
+    let committed = list.contains("committed: true");
+    (ids("voters:"), ids("learners:"), ids("outgoing:"), committed)
 }

@@ -4,6 +4,10 @@
 //! skiff-verify sweep --seeds N [--start S] [--workload raft|kv]
 //!                                    # ends with: seeds=N violations=V events=E elapsed_s=T
 //! skiff-verify replay --seed S [--workload raft|kv]   # one seed, with a readable trace
+//! skiff-verify explore --case NAME [--depth D] [--max-states N] [--seconds T] [--plant BUG]
+//!                      [--crashes N] [--duplicates N] [--drops N] [--heartbeats N]
+//!                      [--proposals N] [--max-term T] [--expect-violation]
+//!                                    # every interleaving of a small case, to depth D
 //! ```
 //!
 //! `--workload kv` adds KV clerks to every seed; their history is checked for linearizability.
@@ -17,7 +21,7 @@ use std::time::Instant;
 use skiff_core::PlantedBug;
 use skiff_verify::swarm::{kv_workload, profile, run_seed_planted, Workload};
 
-const USAGE: &str = "usage:\n  skiff-verify sweep --seeds N [--start S] [--workload raft|kv] [--plant BUG]\n  skiff-verify replay --seed S [--workload raft|kv] [--plant BUG]";
+const USAGE: &str = "usage:\n  skiff-verify sweep --seeds N [--start S] [--workload raft|kv] [--plant BUG]\n  skiff-verify replay --seed S [--workload raft|kv] [--plant BUG]\n  skiff-verify explore --case NAME [--depth D] [--max-states N] [--seconds T] [--plant BUG] [--crashes N] [--duplicates N] [--drops N] [--heartbeats N] [--proposals N] [--max-term T] [--expect-violation]";
 
 fn plant(args: &[String]) -> Result<Option<PlantedBug>, String> {
     let Some(p) = args.iter().position(|a| a == "--plant") else { return Ok(None) };
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("sweep") => sweep(&args[1..]),
         Some("replay") => replay(&args[1..]),
+        Some("explore") => explore(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -80,7 +85,7 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     let (mut violations, mut events, mut committed, mut reads) = (0u64, 0u64, 0u64, 0u64);
     for seed in start..start + seeds {
         let report = run_seed_planted(seed, false, workload, planted);
-        if let Some(kv) = &report.sim.kv {
+        if let Some(kv) = report.sim.kv.as_ref() {
             kv_ops += kv.history.len() as u64;
             kv_unknown += kv.history.iter().filter(|o| o.ret.is_none()).count() as u64;
             kv_in_doubt += kv.in_doubt;
@@ -162,4 +167,54 @@ fn replay(args: &[String]) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn explore(args: &[String]) -> Result<ExitCode, String> {
+    use skiff_verify::explore::{case, explore, Limits, CASES};
+    let name =
+        args.iter().position(|a| a == "--case").and_then(|p| args.get(p + 1)).ok_or("explore needs --case NAME")?;
+    let mut case = case(name).ok_or_else(|| format!("--case: unknown case {name:?} (cases: {})", CASES.join(", ")))?;
+    let b = &mut case.budgets;
+    for (name, slot) in [
+        ("--crashes", &mut b.crashes),
+        ("--duplicates", &mut b.duplicates),
+        ("--drops", &mut b.drops),
+        ("--heartbeats", &mut b.heartbeats),
+        ("--proposals", &mut b.proposals),
+    ] {
+        if let Some(v) = flag(args, name)? {
+            *slot = u8::try_from(v).map_err(|_| format!("{name}: at most 255"))?;
+        }
+    }
+    case.max_term = flag(args, "--max-term")?.unwrap_or(case.max_term);
+    let limits = Limits {
+        depth: flag(args, "--depth")?.unwrap_or(12) as u32,
+        max_states: flag(args, "--max-states")?.unwrap_or(5_000_000) as usize,
+        time: std::time::Duration::from_secs(flag(args, "--seconds")?.unwrap_or(600)),
+    };
+    let expect = args.iter().any(|a| a == "--expect-violation");
+    let planted = plant(args)?;
+    let report = explore(&case, planted, limits).map_err(|v| format!("the start state violates {v}"))?;
+    let per_depth: Vec<String> = report.per_depth.iter().map(u64::to_string).collect();
+    println!("new states per depth: {}", per_depth.join(" "));
+    if let Some((v, path, trace)) = &report.violation {
+        println!("VIOLATION after {} actions: {v}", path.len());
+        for line in trace {
+            println!("{line}");
+        }
+    }
+    println!("budgets: {:?} max_term={}", case.budgets, case.max_term);
+    println!(
+        "case={} depth={} states={} transitions={} deepest={} complete={} violation={} elapsed_s={:.1}",
+        case.name,
+        limits.depth,
+        report.states,
+        report.transitions,
+        report.per_depth.len() - 1,
+        report.complete,
+        report.violation.is_some(),
+        report.elapsed.as_secs_f64()
+    );
+    let ok = if expect { report.violation.is_some() } else { report.violation.is_none() && report.complete };
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -75,7 +75,7 @@ pub fn config_at(node: &Node, at: Index, bootstrap: &Membership) -> (Index, Memb
 }
 
 /// What the checker knows of configurations besides each node's log.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Configs {
     /// The configuration every node bootstraps with, unless registered otherwise.
     pub initial: Membership,

@@ -18,7 +18,7 @@ use skiff_core::{
 };
 
 /// What a node's disk holds in the simulation: only acknowledged persists reach it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Hash)]
 pub struct Durable {
     pub hard_state: HardState,
     pub snapshot: Option<Snapshot>,
@@ -192,7 +192,7 @@ struct Committed {
 }
 
 /// The checker's memory of a run.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Checker {
     configs: configs::Configs,
     leaders: BTreeMap<Term, NodeId>,
@@ -254,6 +254,22 @@ impl Checker {
 
     pub fn committed_len(&self) -> u64 {
         self.canonical.len() as u64
+    }
+
+    /// Hashes the ghost history (leaders per term, every entry ever written, the committed
+    /// history, and how far each node was checked) for the explorer's deduplication.
+    pub fn fingerprint<H: std::hash::Hasher>(&self, h: &mut H) {
+        use std::hash::Hash;
+        self.leaders.hash(h);
+        for ((index, term), (prev, kind, _)) in &self.entries {
+            (index, term, prev, kind).hash(h);
+        }
+        for c in &self.canonical {
+            (c.term, c.kind, c.seen_in_term, c.digest).hash(h);
+        }
+        self.checked_commit.hash(h);
+        self.applied.hash(h);
+        self.configs.committed.hash(h);
     }
 
     /// A node restarted: its applied sequence starts again from its snapshot (if any).

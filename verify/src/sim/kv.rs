@@ -41,7 +41,7 @@ pub struct KvWorkload {
 }
 
 /// Client-side and server-side KV events.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvEvent {
     /// A client's attempt reaches a server.
     Request { server: usize, client: usize, attempt: u64, command: Command },

@@ -2,6 +2,7 @@
 //! network, simulated disks whose unacknowledged writes a crash loses, and the checker after
 //! every event. One `u64` seed reproduces a run exactly.
 
+mod held;
 pub mod network;
 
 use std::cmp::Reverse;
@@ -115,7 +116,7 @@ impl SimConfig {
 }
 
 /// One simulated server: its core (absent while crashed) and its disk.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SimNode {
     pub id: NodeId,
     pub node: Option<Node>,
@@ -135,7 +136,33 @@ pub struct SimNode {
     pub state_index: Index,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+/// The KV workload of a run, if any. Cloning one that holds a workload panics: the
+/// explorer, the only caller that forks runs, runs none (the clients' services are not
+/// meant to be copied).
+#[derive(Debug, Default)]
+pub struct KvSlot(pub Option<KvWorld>);
+
+impl Clone for KvSlot {
+    fn clone(&self) -> KvSlot {
+        assert!(self.0.is_none(), "a simulation with a KV workload cannot be forked");
+        KvSlot(None)
+    }
+}
+
+impl std::ops::Deref for KvSlot {
+    type Target = Option<KvWorld>;
+    fn deref(&self) -> &Option<KvWorld> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KvSlot {
+    fn deref_mut(&mut self) -> &mut Option<KvWorld> {
+        &mut self.0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Event {
     Tick { node: usize, epoch: u64 },
     Deliver(Message),
@@ -143,7 +170,7 @@ enum Event {
     Kv(kv::KvEvent),
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Queued {
     at: Time,
     order: u64,
@@ -167,8 +194,9 @@ pub struct Acked {
     pub term: Term,
 }
 
-/// The simulated cluster.
-#[derive(Debug)]
+/// The simulated cluster. A clone is an independent fork of the run (the exhaustive explorer
+/// forks runs without a KV workload; cloning one with a workload panics).
+#[derive(Clone, Debug)]
 pub struct Sim {
     pub cfg: SimConfig,
     pub nodes: Vec<SimNode>,
@@ -222,7 +250,11 @@ pub struct Sim {
     /// Membership changes proposed, and what became of them.
     pub churn: membership::ChurnStats,
     /// The KV workload, when the configuration asks for one.
-    pub kv: Option<KvWorld>,
+    pub kv: KvSlot,
+    /// Held-network mode (the explorer's): messages sent are collected here instead of being
+    /// scheduled, persists stay pending until acknowledged by hand, and no timed event
+    /// (tick, delivery, persist completion) is ever queued.
+    pub held: Option<Vec<Message>>,
     out: Vec<Output>,
 }
 
@@ -259,13 +291,14 @@ impl Sim {
             delivered_bytes: 0,
             stats: FeatureStats::default(),
             churn: Default::default(),
-            kv: None,
+            kv: KvSlot(None),
+            held: None,
             out: Vec::new(),
             rng: SimRng::new(rng.fork()),
             cfg,
         };
         if let Some(w) = sim.cfg.kv.clone() {
-            sim.kv = Some(KvWorld::new(w, sim.cfg.slots, sim.cfg.seed));
+            sim.kv = KvSlot(Some(KvWorld::new(w, sim.cfg.slots, sim.cfg.seed)));
             sim.checker.opaque_snapshot_tail = true;
         }
         assert!(sim.cfg.slots >= sim.cfg.nodes, "slots include the bootstrap voters");
@@ -396,6 +429,9 @@ impl Sim {
     }
 
     fn push(&mut self, at: Time, event: Event) {
+        if self.held.is_some() {
+            return;
+        }
         self.order += 1;
         self.queue.push(Reverse(Queued { at, order: self.order, event }));
     }

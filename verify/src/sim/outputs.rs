@@ -96,6 +96,10 @@ impl Sim {
                 if let MessageBody::InstallSnapshot { data, .. } = &msg.body {
                     self.check_chunk_borrows_snapshot(i, data);
                 }
+                if let Some(held) = self.held.as_mut() {
+                    held.push(msg);
+                    return;
+                }
                 let copies: Vec<Time> = fate(&self.cfg.net, &mut self.rng).collect();
                 for delay in copies {
                     let mut at = self.now + delay.max(1);
