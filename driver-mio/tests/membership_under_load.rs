@@ -3,7 +3,10 @@
 //! promoted), a killed node is replaced (a new learner promoted, the dead one removed), a
 //! change is made and its leader killed at once (SIGKILL, then restarted on its disk), and
 //! the cluster shrinks back to 3 by removing a follower and then the leader itself. The whole
-//! history must be linearizable and every acknowledged append present at the end.
+//! history must be linearizable and every acknowledged append present at the end. A second
+//! test makes changes while peer links are black-holed by relays: the leader stops hearing
+//! its followers as it adds a learner, and a follower hears nothing while the learner is
+//! promoted.
 
 mod common;
 
@@ -15,16 +18,38 @@ use common::{info_field, leader, member, members, resp, wait_for, Cluster, RespC
 
 const CHANGE: Duration = Duration::from_secs(30);
 
-/// Adds spare `i` as a learner, waits until the leader sees it caught up, promotes it.
-fn add_voter(c: &mut Cluster, i: usize) {
+/// `SKIFF.MEMBER ADD-LEARNER` arguments for spare `i`.
+fn learner_args(c: &Cluster, i: usize) -> Vec<String> {
+    let (peer, native) = (format!("127.0.0.1:{}", c.dial[i]), format!("127.0.0.1:{}", c.native[i]));
+    vec!["ADD-LEARNER".into(), (i + 1).to_string(), peer, native]
+}
+
+fn start_joiner(c: &mut Cluster, i: usize) {
     c.start(i);
     wait_for("the joiner to answer", CHANGE, || resp(c.resp[i], &["PING"]) == "+PONG\r\n");
-    let (peer, native) = (format!("127.0.0.1:{}", c.peer[i]), format!("127.0.0.1:{}", c.native[i]));
-    let id = (i + 1).to_string();
-    let answer = member(c, &["ADD-LEARNER", &id, &peer, &native]);
-    assert!(answer.starts_with("+OK"), "add-learner {id}: {answer}");
-    let caught_up = format!("peer_{id}_caught_up:true");
+}
+
+fn wait_caught_up(c: &Cluster, i: usize) {
+    let caught_up = format!("peer_{}_caught_up:true", i + 1);
     wait_for("the learner to catch up", CHANGE, || resp(c.resp[leader(c)], &["INFO"]).contains(&caught_up));
+}
+
+/// A committed configuration that is not joint, as the leader sees it.
+fn wait_settled(c: &Cluster) {
+    wait_for("a committed configuration", CHANGE, || {
+        let (_, _, outgoing, committed) = members(c);
+        outgoing.is_empty() && committed
+    });
+}
+
+/// Adds spare `i` as a learner, waits until the leader sees it caught up, promotes it.
+fn add_voter(c: &mut Cluster, i: usize) {
+    start_joiner(c, i);
+    let args = learner_args(c, i);
+    let answer = member(c, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(answer.starts_with("+OK"), "add-learner {}: {answer}", i + 1);
+    wait_caught_up(c, i);
+    let id = (i + 1).to_string();
     let answer = member(c, &["PROMOTE", &id]);
     assert!(answer.starts_with("+OK"), "promote {id}: {answer}");
     assert!(members(c).0.contains(&i), "{i} votes");
@@ -85,10 +110,7 @@ fn grow_replace_kill_mid_change_and_shrink_under_load() {
     asked.join().unwrap();
     wait_for("a new leader", CHANGE, || leader(&c) != l);
     c.start(l);
-    wait_for("a committed configuration", CHANGE, || {
-        let (_, _, outgoing, committed) = members(&c);
-        outgoing.is_empty() && committed
-    });
+    wait_settled(&c);
     let (voters, ..) = members(&c);
     println!("after the leader was killed mid-change: voters {voters:?} (victim {victim})");
     if voters.contains(&victim) {
@@ -110,9 +132,15 @@ fn grow_replace_kill_mid_change_and_shrink_under_load() {
     let acked = history.iter().filter(|o| o.ret.is_some()).count();
     println!("{acked} operations acknowledged, {errors} error replies");
     assert!(acked > 200, "only {acked} operations acknowledged ({errors} error replies)");
-    let l = leader(&c);
+    check_final(&c, &history, &voters);
+}
+
+/// The history checks, reading final values through the leader; then every voter catches
+/// up with the leader's commit index.
+fn check_final(c: &Cluster, history: &[skiff_verify::linearizability::Operation], voters: &[usize]) {
+    let l = leader(c);
     let mut conn = RespConn::connect(c.resp[l], Duration::from_secs(10)).unwrap();
-    check_history(&history, |key| {
+    check_history(history, |key| {
         let v = conn.call(&["GET", key]).unwrap();
         if v == "(nil)" {
             String::new()
@@ -120,9 +148,68 @@ fn grow_replace_kill_mid_change_and_shrink_under_load() {
             v
         }
     });
-    // Every node that stays catches up with the leader.
     let commit = info_field(c.resp[l], "commit_index");
-    for &i in &voters {
+    for &i in voters {
         wait_for("the voters to apply everything", CHANGE, || info_field(c.resp[i], "applied_index") >= commit);
     }
+}
+
+#[test]
+fn changes_across_black_holed_links_stay_linearizable() {
+    let mut c = Cluster::with_relays(3, 1, &[]);
+    leader(&c);
+    let mut load = Load::new();
+    for client in 0..3u64 {
+        load.add_resp_client(200 + client, c.resp[..3].to_vec(), true);
+    }
+    thread::sleep(Duration::from_millis(800));
+
+    // The leader stops hearing its followers just as it adds a learner: it cannot commit,
+    // steps down (check-quorum), and the others elect a leader among themselves.
+    start_joiner(&mut c, 3);
+    let l = leader(&c);
+    let (port, args) = (c.resp[l], learner_args(&c, 3));
+    let asked = thread::spawn(move || {
+        if let Ok(mut conn) = RespConn::connect(port, Duration::from_secs(10)) {
+            let mut command = vec!["SKIFF.MEMBER"];
+            command.extend(args.iter().map(String::as_str));
+            let _ = conn.call(&command);
+        }
+    });
+    c.relays[l].cut();
+    wait_for("a leader among the others", CHANGE, || {
+        (0..3).any(|k| k != l && resp(c.resp[k], &["INFO"]).contains("role:Leader"))
+    });
+    thread::sleep(Duration::from_millis(1000));
+    c.relays[l].heal();
+    asked.join().unwrap();
+    wait_settled(&c);
+    let (voters, learners, ..) = members(&c);
+    println!("after the cut: voters {voters:?} learners {learners:?}");
+    if !learners.contains(&3) {
+        let args = learner_args(&c, 3);
+        let answer = member(&c, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(answer.starts_with("+OK"), "{answer}");
+    }
+    wait_caught_up(&c, 3);
+
+    // A follower hears nothing while the learner is promoted: the others commit it.
+    let l = leader(&c);
+    let f = (0..3).find(|k| *k != l).expect("a follower");
+    c.relays[f].cut();
+    let answer = member(&c, &["PROMOTE", "4"]);
+    assert!(answer.starts_with("+OK v=1,2,3,4"), "{answer}");
+    thread::sleep(Duration::from_millis(1000));
+    c.relays[f].heal();
+    wait_settled(&c);
+    let (voters, ..) = members(&c);
+    assert_eq!(voters, vec![0, 1, 2, 3]);
+    thread::sleep(Duration::from_millis(500));
+
+    let errors = load.errors.load(std::sync::atomic::Ordering::Relaxed);
+    let history = load.finish();
+    let acked = history.iter().filter(|o| o.ret.is_some()).count();
+    println!("{acked} operations acknowledged, {errors} error replies");
+    assert!(acked > 100, "only {acked} operations acknowledged ({errors} error replies)");
+    check_final(&c, &history, &voters);
 }

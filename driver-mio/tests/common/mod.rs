@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod relay;
 
 use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -20,7 +21,12 @@ fn ports(n: usize) -> Vec<u16> {
 }
 
 pub struct Cluster {
+    /// The port each node's peer listener is bound to.
     pub peer: Vec<u16>,
+    /// The port other nodes dial to reach it: its relay's, or its own without relays.
+    pub dial: Vec<u16>,
+    /// One relay per node in front of its peer port ([`Cluster::with_relays`]), else none.
+    pub relays: Vec<relay::Relay>,
     pub native: Vec<u16>,
     pub resp: Vec<u16>,
     pub dirs: Vec<tempfile::TempDir>,
@@ -50,11 +56,29 @@ impl Cluster {
     /// A cluster of `n` nodes, started, and `spares` more (nodes `n + 1..`) that are not: each
     /// joins the cluster with `--join` when started.
     pub fn with_spares(n: usize, spares: usize, flags: &[&str]) -> Cluster {
+        Cluster::build(n, spares, flags, false)
+    }
+
+    /// As [`Cluster::with_spares`], with every node's peer traffic through a relay that a
+    /// test can cut (`c.relays[i]`: what node `i` receives from its peers).
+    pub fn with_relays(n: usize, spares: usize, flags: &[&str]) -> Cluster {
+        Cluster::build(n, spares, flags, true)
+    }
+
+    fn build(n: usize, spares: usize, flags: &[&str], relayed: bool) -> Cluster {
         let bootstrap = n;
         let n = n + spares;
         let all = ports(3 * n);
+        let relays: Vec<relay::Relay> = if relayed {
+            (0..n).map(|i| relay::Relay::start(TcpListener::bind("127.0.0.1:0").unwrap(), all[i])).collect()
+        } else {
+            Vec::new()
+        };
+        let dial = if relayed { relays.iter().map(|r| r.port).collect() } else { all[..n].to_vec() };
         let mut c = Cluster {
             peer: all[..n].to_vec(),
+            dial,
+            relays,
             native: all[n..2 * n].to_vec(),
             resp: all[2 * n..].to_vec(),
             dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
@@ -74,12 +98,13 @@ impl Cluster {
         cmd.args(["--id", &(i + 1).to_string(), "--cluster-id", &cluster_id.to_string()]);
         if i < self.bootstrap {
             let b = self.bootstrap;
-            cmd.args(["--peers", &map(&self.peer[..b]), "--clients", &map(&self.native[..b])]);
+            cmd.args(["--peers", &map(&self.dial[..b]), "--clients", &map(&self.native[..b])]);
         } else {
             // A node that joins knows only itself; the cluster tells it the rest.
             let own = |ports: &[u16]| format!("{}=127.0.0.1:{}", i + 1, ports[i]);
-            cmd.args(["--peers", &own(&self.peer), "--clients", &own(&self.native), "--join"]);
+            cmd.args(["--peers", &own(&self.dial), "--clients", &own(&self.native), "--join"]);
         }
+        cmd.args(["--peer-listen", &format!("127.0.0.1:{}", self.peer[i])]);
         cmd.args(["--client-listen", &format!("127.0.0.1:{}", self.native[i])])
             .args(["--resp-listen", &format!("127.0.0.1:{}", self.resp[i])])
             .arg("--data-dir")
