@@ -23,6 +23,12 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+for p in 16381 16382 16383 16384 17001 17002 17003 17004; do
+  if (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
+    echo "port $p is in use: stop whatever listens there first" >&2
+    exit 1
+  fi
+done
 cargo build -q --release -p skiff-mio --bin skiff-node --bin skiff
 NODE=$PWD/target/release/skiff-node
 SKIFF=$PWD/target/release/skiff

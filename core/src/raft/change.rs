@@ -26,6 +26,7 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 
 use super::progress::{Mode, Progress};
+use super::transfer::Transfer;
 use super::Node;
 use crate::io::{DropReason, Output, Role};
 use crate::membership::{ChangeRefused, Membership, MembershipChange};
@@ -141,33 +142,41 @@ impl Node {
         self.sync_progress();
     }
 
-    /// Leader, after the commit moved: once a configuration in which we do not vote is
-    /// committed (and not joint), steps down, first sending `TimeoutNow` to the voter whose
-    /// log matches ours, if one does, so that the cluster elects it without waiting for a
-    /// timeout.
-    pub(super) fn maybe_step_down_removed(&mut self, out: &mut Vec<Output>) {
+    /// Whether this node leads a committed configuration (not joint) in which it does not
+    /// vote: it removed or demoted itself, and must hand over.
+    pub(super) fn leads_without_a_vote(&self) -> bool {
         let latest = self.log.membership();
-        let me = self.cfg.id();
-        if self.role != Role::Leader
-            || latest.is_joint()
-            || latest.is_voter(me)
-            || self.log.membership_index() > self.log.commit()
-        {
+        self.role == Role::Leader
+            && !latest.is_joint()
+            && !latest.is_voter(self.cfg.id())
+            && self.log.membership_index() <= self.log.commit()
+    }
+
+    /// Leader, after the commit moved: once a configuration in which we do not vote is
+    /// committed (and not joint), hands over to the most up-to-date voter. If that voter
+    /// holds our whole log, `TimeoutNow` goes to it and we step down at once; else we
+    /// transfer leadership to it (refusing proposals, bringing it up to date, then
+    /// `TimeoutNow`: see `try_finish_transfer`), so that entries accepted after the change
+    /// are not lost and the cluster need not wait out an election timeout. A transfer
+    /// that does not finish within its bound gives up, and then we step down anyway.
+    pub(super) fn maybe_step_down_removed(&mut self, out: &mut Vec<Output>) {
+        if !self.leads_without_a_vote() || self.transfer.is_some() {
             return;
         }
-        let last = self.log.last_index();
-        let successor = latest
-            .voters()
-            .iter()
-            .filter_map(|id| self.progress.get(id).map(|p| (p.match_index, *id)))
-            .max()
-            .filter(|(matched, _)| *matched == last)
-            .map(|(_, id)| id);
-        if let Some(to) = successor {
-            let msg = Message { from: me, to, term: self.term, body: MessageBody::TimeoutNow };
-            out.push(Output::Send(msg));
+        let latest = self.log.membership();
+        let best = latest.voters().iter().filter_map(|id| self.progress.get(id).map(|p| (p.match_index, *id))).max();
+        match best {
+            Some((matched, to)) if matched == self.log.last_index() => {
+                let msg = Message { from: self.cfg.id(), to, term: self.term, body: MessageBody::TimeoutNow };
+                out.push(Output::Send(msg));
+                self.become_follower(self.term, None);
+            }
+            Some((_, to)) => {
+                self.transfer = Some(Transfer { to, elapsed: 0 });
+                self.try_finish_transfer(out);
+            }
+            None => self.become_follower(self.term, None),
         }
-        self.become_follower(self.term, None);
     }
 
     /// Leader: whether `peer` has caught up: it is replicating (not probing or taking a

@@ -3,6 +3,7 @@
 use alloc::vec::Vec;
 
 use super::Node;
+use crate::config::ConfigBuilder;
 use crate::io::{Input, Output};
 use crate::message::{Message, MessageBody};
 use crate::types::{Entry, Index, NodeId, SnapshotMeta, Term};
@@ -51,9 +52,14 @@ pub(super) struct Cluster {
 impl Cluster {
     /// Nodes `1..=n` bootstrapped as voters of one cluster, plus `joiners` waiting to join.
     pub(super) fn new(n: u64, joiners: &[u64]) -> Cluster {
+        Cluster::with_builder(n, joiners, |b| b)
+    }
+
+    /// As [`Cluster::new`], with `tune` applied to the voters' configurations.
+    pub(super) fn with_builder(n: u64, joiners: &[u64], tune: fn(ConfigBuilder) -> ConfigBuilder) -> Cluster {
         let mut nodes = alloc::collections::BTreeMap::new();
         for id in 1..=n {
-            let cfg = crate::Config::builder(NodeId(id), (1..=n).map(NodeId), id).build().unwrap();
+            let cfg = tune(crate::Config::builder(NodeId(id), (1..=n).map(NodeId), id)).build().unwrap();
             nodes.insert(id, Node::new(cfg, crate::io::Restored::default()).unwrap());
         }
         for &id in joiners {

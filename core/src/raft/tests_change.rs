@@ -160,6 +160,67 @@ fn a_leader_that_removes_itself_leads_without_counting_itself_then_hands_off() {
     assert_eq!(c.nodes[&1].view().ignored.bad_campaign, 1);
 }
 
+/// Appends that carry a client command (one entry per append in these tests).
+fn carries_command(m: &crate::message::Message) -> bool {
+    matches!(&m.body, MessageBody::Append { entries, .. } if entries.iter().any(|e| e.kind == EntryKind::Command))
+}
+
+/// A leader that removed itself while it holds entries no voter has yet: its removal commits
+/// with the voters one entry behind it. Returns the cluster and the command's index.
+fn removal_committed_with_voters_behind() -> (Cluster, Index) {
+    let mut c = Cluster::with_builder(3, &[], |b| b.max_entries_per_msg(1));
+    c.elect(1);
+    c.cut.insert(3);
+    let out = c.step(1, change(1, vec![remove(1)], JointPolicy::Auto));
+    let config = accepted(&out).expect("accepted");
+    c.drop = carries_command;
+    let out = c.step(1, Input::Propose(Proposal { id: 2, data: Bytes::from_static(b"cmd") }));
+    let command = accepted(&out).expect("a command accepted before the removal commits");
+    c.cut.clear();
+    c.tick(2);
+    assert!(c.nodes[&1].view().commit >= config, "the removal committed");
+    assert!(c.nodes[&3].view().last_index < command, "no voter holds the command");
+    (c, command)
+}
+
+#[test]
+fn a_removed_leader_brings_a_voter_up_to_date_before_it_hands_off() {
+    let (mut c, command) = removal_committed_with_voters_behind();
+    // It does not step down without a successor ready: it transfers, refusing commands.
+    assert_eq!(c.nodes[&1].view().role, Role::Leader);
+    let out = c.step(1, Input::Propose(Proposal { id: 3, data: Bytes::from_static(b"late") }));
+    assert!(matches!(dropped(&out), Some(DropReason::Transferring { .. })), "{out:?}");
+    // Once the successor holds everything, TimeoutNow, and it leads at once: no election
+    // timeout passes (the minimum is 10 ticks).
+    c.drop = |_| false;
+    c.tick(2);
+    let old = c.nodes[&1].view();
+    assert_eq!(old.role, Role::Follower);
+    let leaders: Vec<u64> = c.nodes.iter().filter(|(_, n)| n.view().role == Role::Leader).map(|(id, _)| *id).collect();
+    assert_eq!(leaders.len(), 1, "a successor leads within 4 ticks of the commit");
+    assert_eq!(c.nodes[&leaders[0]].view().term.0, old.term.0 + 1);
+    // And the command the old leader accepted last is not lost.
+    c.tick(2);
+    assert!(c.nodes[&leaders[0]].view().commit >= command);
+    assert!(c
+        .log
+        .iter()
+        .any(|(at, o)| *at == leaders[0] && matches!(o, Output::Apply(es) if es.iter().any(|e| e.index == command))));
+}
+
+#[test]
+fn a_removed_leader_whose_successor_never_catches_up_steps_down_after_an_election_timeout() {
+    let (mut c, _) = removal_committed_with_voters_behind();
+    c.cut.insert(2);
+    c.cut.insert(3);
+    c.tick(9);
+    assert_eq!(c.nodes[&1].view().role, Role::Leader, "handing over");
+    c.tick(2);
+    assert_eq!(c.nodes[&1].view().role, Role::Follower, "the transfer gave up, and so did the removed leader");
+    let _ = c.step(1, Input::Campaign);
+    assert_eq!(c.nodes[&1].view().ignored.bad_campaign, 1);
+}
+
 #[test]
 fn a_new_leader_that_inherits_a_joint_configuration_leaves_it_after_its_no_op() {
     let mut c = Cluster::new(3, &[4]);

@@ -35,6 +35,8 @@ impl Node {
     }
 
     /// Sends `TimeoutNow` once the target holds our whole log; otherwise helps it catch up.
+    /// A leader without a vote (it removed itself) steps down once it sent `TimeoutNow`: the
+    /// target's election never asks it, so it would not learn of the new term.
     pub(super) fn try_finish_transfer(&mut self, out: &mut Vec<Output>) {
         let Some(t) = self.transfer else { return };
         let Some(pr) = self.progress.get(&t.to) else { return };
@@ -45,17 +47,25 @@ impl Node {
                 term: self.term,
                 body: MessageBody::TimeoutNow,
             }));
+            if self.leads_without_a_vote() {
+                self.become_follower(self.term, None);
+            }
         } else {
             self.send_append(t.to, true, out);
         }
     }
 
-    /// One tick of a transfer: abandon it after the minimum election timeout.
+    /// One tick of a transfer: abandon it after the minimum election timeout. A leader
+    /// without a vote whose hand-over is abandoned steps down (a new leader is then elected
+    /// by timeout).
     pub(super) fn tick_transfer(&mut self) {
         if let Some(t) = self.transfer.as_mut() {
             t.elapsed += 1;
             if t.elapsed >= self.cfg.election_ticks_min() {
                 self.transfer = None;
+                if self.leads_without_a_vote() {
+                    self.become_follower(self.term, None);
+                }
             }
         }
     }
