@@ -137,6 +137,10 @@ pub enum ConfigError {
     ClientNotAPeer {
         id: u64,
     },
+    /// `field` is an unspecified address (0.0.0.0 or ::), which other nodes cannot dial.
+    Undialable {
+        field: String,
+    },
     ZeroTick,
     /// `max_sessions` or `session_ttl_s` is 0.
     NoSessions,
@@ -162,6 +166,11 @@ impl fmt::Display for ConfigError {
             ConfigError::NotANodeId { table, key } => write!(f, "{table}: '{key}' is not a node id (1, 2, ...)"),
             ConfigError::NotAPeer { id, peers } => write!(f, "id {id} is not in peers ({peers:?}); add it there"),
             ConfigError::ClientNotAPeer { id } => write!(f, "clients: node {id} is not in peers"),
+            ConfigError::Undialable { field } => write!(
+                f,
+                "{field}: other nodes dial this address, and 0.0.0.0 or :: names no host; give the address \
+                 they reach the node at (to listen on every interface, set peer_listen or client_listen)"
+            ),
             ConfigError::ZeroTick => write!(f, "tick_ms must be at least 1"),
             ConfigError::NoSessions => write!(f, "max_sessions and session_ttl_s must be at least 1"),
             ConfigError::ValueOverEntryLimit { max_key_bytes, max_value_bytes, max_entry_bytes } => write!(
@@ -214,7 +223,12 @@ impl NodeConfig {
                 Ok(id) if id > 0 => id,
                 _ => return Err(ConfigError::NotANodeId { table: "peers", key: key.clone() }),
             };
-            peers.insert(NodeId(id), addr(&format!("peers.{id}"), a)?);
+            let field = format!("peers.{id}");
+            let a = addr(&field, a)?;
+            if a.ip().is_unspecified() {
+                return Err(ConfigError::Undialable { field });
+            }
+            peers.insert(NodeId(id), a);
         }
         let own = *peers
             .get(&NodeId(self.id))
@@ -238,9 +252,18 @@ impl NodeConfig {
             if !peers.contains_key(&NodeId(id)) {
                 return Err(ConfigError::ClientNotAPeer { id });
             }
-            clients.insert(id, addr(&format!("clients.{id}"), a)?);
+            let field = format!("clients.{id}");
+            let a = addr(&field, a)?;
+            if a.ip().is_unspecified() {
+                return Err(ConfigError::Undialable { field });
+            }
+            clients.insert(id, a);
         }
-        clients.entry(self.id).or_insert(client_listen);
+        // Our own client address defaults to where we listen, unless that names no host
+        // (other nodes then learn none, and forward nothing here).
+        if !client_listen.ip().is_unspecified() {
+            clients.entry(self.id).or_insert(client_listen);
+        }
         let seed = self.id ^ self.cluster_id.rotate_left(17);
         let builder = if self.join {
             Config::joining(NodeId(self.id), seed)
@@ -306,5 +329,25 @@ mod tests {
         assert!(bad(|c| c.tick_ms = 0).contains("tick_ms"));
         assert!(bad(|c| c.max_sessions = 0).contains("max_sessions"));
         assert!(bad(|c| c.max_value_bytes = 64 << 20).contains("entry limit"));
+        // Addresses others dial must name a host.
+        assert!(bad(|c| {
+            c.peers.insert("1".into(), "0.0.0.0:7001".into());
+        })
+        .contains("peers.1: other nodes dial this address"));
+        assert!(bad(|c| {
+            c.clients.insert("1".into(), "[::]:7101".into());
+        })
+        .contains("clients.1"));
+    }
+
+    #[test]
+    fn a_node_listening_on_every_interface_advertises_no_client_address_it_cannot_be_reached_at() {
+        let c = NodeConfig { client_listen: "0.0.0.0:7101".into(), ..NodeConfig::default() };
+        let r = c.validate().unwrap();
+        assert_eq!(r.client_listen, "0.0.0.0:7101".parse().unwrap());
+        assert!(r.clients.is_empty(), "{:?}", r.clients);
+        let addresses = r.raft.bootstrap_membership().addresses().clone();
+        let own = skiff_std::address::PeerAddress::decode(&addresses[&skiff_core::NodeId(1)]).unwrap();
+        assert_eq!(own.client, None);
     }
 }

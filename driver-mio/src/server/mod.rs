@@ -184,9 +184,12 @@ pub fn serve<S: Storage>(
         link_of.insert(*peer, links.len());
         links.push(PeerLink::new(*peer, *addr, Token(PEER_LINKS + links.len()), now));
     }
+    // The clerks of this node's sessions reach it directly (it is always a server to them,
+    // even when it advertises no client address), the others through their client ports.
     let mut servers: Vec<NodeId> = opts.clients.iter().map(|(n, _)| *n).collect();
-    if servers.is_empty() {
+    if !servers.contains(&id) {
         servers.push(id);
+        servers.sort_unstable();
     }
     let forwards = opts
         .clients
