@@ -45,6 +45,11 @@ fn pair() -> (TcpTransport, Receiver<Message>, TcpTransport, Receiver<Message>, 
 
 /// A raw connection to `addr` that sends a handshake as `from` of `cluster`.
 fn raw(addr: SocketAddr, cluster: u64, from: u64) -> TcpStream {
+    raw_with_address(addr, cluster, from, vec![])
+}
+
+/// As [`raw`], with the address the greeting names (`PeerAddress` bytes).
+fn raw_with_address(addr: SocketAddr, cluster: u64, from: u64, address: Vec<u8>) -> TcpStream {
     #[derive(serde::Serialize)]
     struct Hello {
         magic: u32,
@@ -55,13 +60,8 @@ fn raw(addr: SocketAddr, cluster: u64, from: u64) -> TcpStream {
     }
     let mut s = TcpStream::connect(addr).unwrap();
     let mut buf = Vec::new();
-    let hello = Hello {
-        magic: 0x534b_4946,
-        version: PROTOCOL_VERSION,
-        cluster_id: cluster,
-        from: NodeId(from),
-        address: vec![],
-    };
+    let hello =
+        Hello { magic: 0x534b_4946, version: PROTOCOL_VERSION, cluster_id: cluster, from: NodeId(from), address };
     encode_frame(&hello, &mut buf).unwrap();
     s.write_all(&buf).unwrap();
     s
@@ -149,4 +149,41 @@ fn a_peer_that_is_down_costs_a_bounded_queue() {
     let began = Instant::now();
     t.shutdown();
     assert!(began.elapsed() < Duration::from_secs(5), "shutdown does not wait out the backoff");
+}
+
+/// A greeting names the sender's address. A node that knows no configuration yet (a joiner)
+/// answers there; once it knows one, a stranger naming itself and an address cannot make it
+/// dial out.
+#[test]
+fn a_greeting_address_is_dialled_only_until_a_configuration_is_known() {
+    use skiff_core::Membership;
+    use skiff_std::address::PeerAddress;
+    for configured in [false, true] {
+        let l1 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a1 = l1.local_addr().unwrap();
+        let (mut t1, r1) = start(1, l1, &BTreeMap::new());
+        if configured {
+            let m = Membership::new(
+                [NodeId(1), NodeId(2)],
+                [],
+                BTreeMap::from([(NodeId(1), PeerAddress { raft: a1, client: None }.encode())]),
+            )
+            .unwrap();
+            t1.set_members(&m);
+        }
+        // The stranger greets with an address where it listens, and sends a message.
+        let stranger = TcpListener::bind("127.0.0.1:0").unwrap();
+        stranger.set_nonblocking(true).unwrap();
+        let named = PeerAddress { raft: stranger.local_addr().unwrap(), client: None }.encode().to_vec();
+        let mut s = raw_with_address(a1, CLUSTER, 9, named);
+        let mut frame = Vec::new();
+        encode_frame(&beat(9, 1), &mut frame).unwrap();
+        s.write_all(&frame).unwrap();
+        assert_eq!(r1.recv_timeout(Duration::from_secs(5)).unwrap(), beat(9, 1), "its messages are heard");
+        // Answering it dials the greeting's address only while unconfigured.
+        t1.send(beat(1, 9));
+        let dialled = wait_until(|| stranger.accept().is_ok());
+        assert_eq!(dialled, !configured, "configured: {configured}");
+        t1.shutdown();
+    }
 }
