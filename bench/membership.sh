@@ -23,7 +23,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-for p in 16381 16382 16383 16384 17001 17002 17003 17004; do
+for p in 16381 16382 16383 16384 17001 17002 17003 17004 17101 17102 17103 17104; do
   if (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
     echo "port $p is in use: stop whatever listens there first" >&2
     exit 1
@@ -109,6 +109,10 @@ round() { # round N
     [ -n "$t_caught" ] && [ -n "$t_applied" ] && break
     sleep 0.02
   done
+  if [ -z "$t_caught" ] || [ -z "$t_applied" ]; then
+    echo "round $1: the learner did not catch up within 4 minutes" >&2
+    exit 1
+  fi
   echo "round $1 catch-up keys=$(field 16384 keys) leader_snapshot_index=$(field "$lp" snapshot_index)" \
     "caught_up_s=$(awk -v a="$t0" -v b="$t_caught" 'BEGIN { printf "%.2f", (b - a) / 1000 }')" \
     "applied_s=$(awk -v a="$t0" -v b="$t_applied" 'BEGIN { printf "%.2f", (b - a) / 1000 }')" | tee -a "$WORK/results"

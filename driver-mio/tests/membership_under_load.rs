@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::load::{check_history, Load};
-use common::{info_field, leader, member, members, resp, wait_for, Cluster, RespConn};
+use common::{info_field, leader, member, members, resp, signal, wait_for, Cluster, RespConn};
 
 const CHANGE: Duration = Duration::from_secs(30);
 
@@ -94,19 +94,31 @@ fn grow_replace_kill_mid_change_and_shrink_under_load() {
     assert!(answer.starts_with("+OK"), "{answer}");
     assert_eq!(members(&c).0.len(), 5);
 
-    // A change whose leader is killed as it is made: it commits or it does not, the cluster
-    // goes on, and the old leader comes back on its disk.
+    // A change whose leader is killed mid-way: the other voters are frozen (SIGSTOP), so the
+    // leader appends the change but cannot commit it; it is killed then, and the others
+    // thawed. The change survives or it does not (the frozen nodes may still read it from
+    // their sockets), the cluster goes on, and the old leader comes back on its disk.
     let l = leader(&c);
     let (voters, ..) = members(&c);
     let victim = *voters.iter().find(|v| **v != l).expect("another voter");
+    let frozen: Vec<u32> =
+        voters.iter().filter(|v| **v != l).map(|v| c.children[*v].as_ref().expect("up").id()).collect();
+    for pid in &frozen {
+        signal(*pid, "-STOP");
+    }
     let port = c.resp[l];
     let asked = thread::spawn(move || {
         if let Ok(mut conn) = RespConn::connect(port, Duration::from_secs(10)) {
             let _ = conn.call(&["SKIFF.MEMBER", "REMOVE", &(victim + 1).to_string()]);
         }
     });
-    thread::sleep(Duration::from_millis(5));
+    wait_for("the leader to append the change", CHANGE, || {
+        resp(c.resp[l], &["INFO"]).contains("membership_committed:false")
+    });
     c.kill(l);
+    for pid in &frozen {
+        signal(*pid, "-CONT");
+    }
     asked.join().unwrap();
     wait_for("a new leader", CHANGE, || leader(&c) != l);
     c.start(l);
@@ -170,6 +182,7 @@ fn changes_across_black_holed_links_stay_linearizable() {
     start_joiner(&mut c, 3);
     let l = leader(&c);
     let (port, args) = (c.resp[l], learner_args(&c, 3));
+    c.relays[l].cut();
     let asked = thread::spawn(move || {
         if let Ok(mut conn) = RespConn::connect(port, Duration::from_secs(10)) {
             let mut command = vec!["SKIFF.MEMBER"];
@@ -177,7 +190,6 @@ fn changes_across_black_holed_links_stay_linearizable() {
             let _ = conn.call(&command);
         }
     });
-    c.relays[l].cut();
     wait_for("a leader among the others", CHANGE, || {
         (0..3).any(|k| k != l && resp(c.resp[k], &["INFO"]).contains("role:Leader"))
     });

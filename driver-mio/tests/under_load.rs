@@ -8,21 +8,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Duration;
 
 use common::load::{check_history, Load, KEYS};
-use common::{leader, Cluster};
+use common::{leader, signal, Cluster};
 use skiff_std::kv::KvClerk;
 use skiff_verify::linearizability::{Input, Operation};
 use skiff_verify::rng::SimRng;
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().map(|s| s.success()).unwrap_or(false);
-    assert!(ok, "kill {sig} {pid}");
-}
 
 #[test]
 fn clerks_under_kill_9_sigstop_and_full_restart_stay_linearizable() {

@@ -307,6 +307,9 @@ impl Node {
         self.election_elapsed += 1;
         if self.role == Role::Leader {
             self.tick_transfer();
+            if self.role != Role::Leader {
+                return; // a removed leader whose hand-over gave up stepped down
+            }
             self.tick_departing();
             self.tick_commit_notice(out);
             self.heartbeat_elapsed += 1;

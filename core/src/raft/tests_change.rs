@@ -213,7 +213,10 @@ fn a_removed_leader_whose_successor_never_catches_up_steps_down_after_an_electio
     let (mut c, _) = removal_committed_with_voters_behind();
     c.cut.insert(2);
     c.cut.insert(3);
-    c.tick(9);
+    c.tick(5);
+    // Asking it to transfer again does not restart the deadline.
+    let _ = c.step(1, Input::TransferLeadership { to: NodeId(2) });
+    c.tick(4);
     assert_eq!(c.nodes[&1].view().role, Role::Leader, "handing over");
     c.tick(2);
     assert_eq!(c.nodes[&1].view().role, Role::Follower, "the transfer gave up, and so did the removed leader");

@@ -30,7 +30,10 @@ impl Node {
             self.ignored.bad_transfer += 1;
             return;
         }
-        self.transfer = Some(Transfer { to, elapsed: 0 });
+        // A removed leader's hand-over keeps its deadline whatever it is asked: requests
+        // must not keep a leader without a vote in office.
+        let elapsed = self.transfer.filter(|_| self.leads_without_a_vote()).map_or(0, |t| t.elapsed);
+        self.transfer = Some(Transfer { to, elapsed });
         self.try_finish_transfer(out);
     }
 

@@ -68,9 +68,11 @@ impl Cluster {
     fn build(n: usize, spares: usize, flags: &[&str], relayed: bool) -> Cluster {
         let bootstrap = n;
         let n = n + spares;
-        let all = ports(3 * n);
+        // One allocation for every port (relays included), so that none is handed out twice.
+        let all = ports(4 * n);
         let relays: Vec<relay::Relay> = if relayed {
-            (0..n).map(|i| relay::Relay::start(TcpListener::bind("127.0.0.1:0").unwrap(), all[i])).collect()
+            let listen = |i: usize| TcpListener::bind(("127.0.0.1", all[3 * n + i])).expect("the relay's port is free");
+            (0..n).map(|i| relay::Relay::start(listen(i), all[i])).collect()
         } else {
             Vec::new()
         };
@@ -80,7 +82,7 @@ impl Cluster {
             dial,
             relays,
             native: all[n..2 * n].to_vec(),
-            resp: all[2 * n..].to_vec(),
+            resp: all[2 * n..3 * n].to_vec(),
             dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
             children: (0..n).map(|_| None).collect(),
             logs: tempfile::tempdir().unwrap(),
@@ -221,6 +223,12 @@ impl RespConn {
         }
         Ok(line)
     }
+}
+
+/// Sends signal `sig` (`-STOP`, `-CONT`, ...) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "kill {sig} {pid}");
 }
 
 /// Waits until `done`, failing the test after `timeout`.

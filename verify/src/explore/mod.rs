@@ -202,7 +202,10 @@ impl World {
                 if self.left.heartbeats > 0 {
                     progress.push(Action::Heartbeat(i));
                 }
-            } else if view.term.0 < case.max_term && view.membership.is_voter(view.id) {
+            } else if view.term.0 < case.max_term {
+                // Every node's timer may fire; the core decides whether it may campaign (a
+                // voter of its latest or latest committed configuration). A refusal leaves
+                // the state as it was, and merges away.
                 faults.push(Action::Campaign(i));
             }
             if self.left.crashes > 0 {
@@ -213,8 +216,15 @@ impl World {
         progress
     }
 
-    /// Carries out `action` (a checker violation is returned as an error).
+    /// Carries out `action`, then checks that every command acknowledged to its client is in
+    /// the committed history where it was acknowledged (a violation is returned as an
+    /// error).
     pub fn apply(&mut self, case: &Case, action: Action) -> Result<(), Violation> {
+        self.act(case, action)?;
+        self.sim.check_acknowledged()
+    }
+
+    fn act(&mut self, case: &Case, action: Action) -> Result<(), Violation> {
         let sim = &mut self.sim;
         match action {
             Action::Deliver(k) => sim.deliver_held(k, false),
