@@ -42,6 +42,13 @@ pub struct Faults {
 /// node: the lab's "agreement within 10 seconds" at 10 ms a tick.
 pub const LIVENESS_TICKS: u64 = 1000;
 
+/// Past [`LIVENESS_TICKS`], the phase goes on while some node is still catching up (the
+/// applied indexes of the servers grew within the last [`CATCH_UP_STALL`] ticks), up to this
+/// bound: a learner added hundreds of entries behind, replicating one entry per message to a
+/// slow disk, takes longer than the deadline without being stuck (seed 2038621).
+pub const LIVENESS_MAX_TICKS: u64 = 10_000;
+pub const CATCH_UP_STALL: u64 = 100;
+
 /// Most commands the simulated clients keep waiting for at once.
 pub const MAX_CLIENT_IN_FLIGHT: usize = 48;
 
@@ -303,8 +310,17 @@ fn liveness_phase_with(sim: &mut Sim, churn: &mut crate::churn::ChurnProfile, r:
     }
     let unprotected = !sim.cfg.pre_vote && !sim.cfg.check_quorum;
     let mut probe = None;
-    for _ in 0..LIVENESS_TICKS {
+    let applied = |sim: &Sim| (0..sim.cfg.slots).filter_map(|i| sim.view(i)).map(|v| v.applied.0).sum::<u64>();
+    let (mut progress, mut last_progress) = (applied(sim), 0);
+    for tick in 0..LIVENESS_MAX_TICKS {
+        if tick >= LIVENESS_TICKS && tick - last_progress > CATCH_UP_STALL {
+            break;
+        }
         sim.run_ticks(1)?;
+        let now = applied(sim);
+        if now > progress {
+            (progress, last_progress) = (now, tick);
+        }
         // Removed servers stopped by their operator, where they could disrupt (no faults
         // here: the liveness phase crashes nothing else).
         if churn.rate > 0.0 && unprotected {
@@ -335,7 +351,7 @@ fn liveness_phase_with(sim: &mut Sim, churn: &mut crate::churn::ChurnProfile, r:
     Err(Violation {
         invariant: Invariant::Liveness,
         detail: format!(
-            "no leader and commit on every node within {LIVENESS_TICKS} ticks of healing\n{}",
+            "no leader and commit on every node within {LIVENESS_TICKS} ticks of healing (nor progress in the last {CATCH_UP_STALL})\n{}",
             sim.status()
         ),
     })
