@@ -3,7 +3,7 @@
 
 use alloc::collections::VecDeque;
 
-use crate::types::Index;
+use crate::types::{Index, Snapshot};
 
 /// Replication mode of one follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,11 @@ pub struct Progress {
     /// removed): it is still replicated to until it holds the configuration that removed it
     /// and has been told that it committed, or for a bounded time.
     pub(crate) departing: Option<u32>,
+    /// Snapshot mode: the snapshot being streamed (shared bytes, not a copy). A transfer
+    /// goes on with it even after the leader took a newer one, so that it finishes however
+    /// often snapshots are taken; the leader holds at most one such older snapshot per
+    /// follower, until that transfer ends.
+    pub(crate) streaming: Option<Snapshot>,
 }
 
 /// Heartbeats (at the defaults, 10 s) before a snapshot the follower refused is offered again.
@@ -76,6 +81,7 @@ impl Progress {
             snapshot_refused: None,
             refusal_wait: 0,
             departing: None,
+            streaming: None,
         }
     }
 
@@ -118,6 +124,7 @@ impl Progress {
             // logs agree there, so the pipe opens. Staying in Probe would answer every answer
             // with another probe.
             self.mode = Mode::Replicate;
+            self.streaming = None;
             self.probe_sent = false;
             self.next = self.next.max(index.next());
             return false;
@@ -129,6 +136,7 @@ impl Progress {
         match self.mode {
             Mode::Probe | Mode::Snapshot { .. } => {
                 self.mode = Mode::Replicate;
+                self.streaming = None;
                 self.probe_sent = false;
                 self.next = index.next();
                 self.inflight.clear();
@@ -165,6 +173,7 @@ impl Progress {
             return false;
         }
         self.mode = Mode::Probe;
+        self.streaming = None;
         self.inflight.clear();
         self.inflight_bytes = 0;
         self.probe_sent = false;
@@ -212,8 +221,10 @@ impl Progress {
         self.refusal_wait == 0 || !self.snapshot_refused.is_some_and(|(i, _)| i == index)
     }
 
-    /// Starts streaming the snapshot at `index` from its first byte.
-    pub(crate) fn start_snapshot(&mut self, index: Index) {
+    /// Starts streaming `snapshot` from its first byte.
+    pub(crate) fn start_snapshot(&mut self, snapshot: Snapshot) {
+        let index = snapshot.meta.index;
+        self.streaming = Some(snapshot);
         self.mode = Mode::Snapshot { index, sent: 0, acked: 0, acked_at_beat: None, rewind: false };
         self.inflight.clear();
         self.inflight_bytes = 0;
@@ -227,6 +238,7 @@ impl Progress {
         self.match_index = self.match_index.max(index);
         self.next = self.match_index.next();
         self.mode = Mode::Probe;
+        self.streaming = None;
         self.probe_sent = false;
     }
 }

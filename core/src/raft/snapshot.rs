@@ -112,21 +112,28 @@ impl Node {
             .is_some_and(|pr| matches!(pr.mode, Mode::Snapshot { .. }) || pr.next <= self.log.snapshot_index())
     }
 
-    /// Leader: sends `to` the next chunks of our snapshot, as many as the window allows.
-    /// Restarts the transfer when our snapshot changed since it began.
+    /// Leader: sends `to` the next chunks of the snapshot it is being sent, as many as the
+    /// window allows, or starts a transfer of our snapshot. A transfer goes on with its
+    /// snapshot even when we took a newer one since: restarting at every new snapshot never
+    /// finished when snapshots came faster than a transfer (seed 2001964); the follower gets
+    /// the newer one next, if it still needs it.
     pub(super) fn send_snapshot(&mut self, to: NodeId, out: &mut Vec<Output>) {
-        let Some(snap) = self.log.snapshot() else { return };
-        let (meta, data) = (snap.meta.clone(), snap.data.clone());
+        let Some(current) = self.log.snapshot().cloned() else { return };
         let chunk = self.cfg.snapshot_chunk_bytes();
         let window = chunk * self.cfg.max_inflight_snapshot_chunks();
         let Some(pr) = self.progress.get_mut(&to) else { return };
-        if !pr.may_stream(meta.index) {
-            return;
-        }
-        match pr.mode {
-            Mode::Snapshot { index, .. } if index == meta.index => {}
-            _ => pr.start_snapshot(meta.index),
-        }
+        let held = match (pr.mode, &pr.streaming) {
+            (Mode::Snapshot { index, .. }, Some(s)) if s.meta.index == index && pr.may_stream(index) => Some(s.clone()),
+            _ => None,
+        };
+        let Snapshot { meta, data } = match held {
+            Some(s) => s,
+            None if pr.may_stream(current.meta.index) => {
+                pr.start_snapshot(current.clone());
+                current
+            }
+            None => return,
+        };
         let total = data.len() as u64;
         // `sent` counts bytes out, and `total + 1` once the final (done) chunk is out, so an
         // empty snapshot is still one chunk.
@@ -146,6 +153,14 @@ impl Node {
             *sent = if done { total + 1 } else { end };
             out.push(Output::Send(Message { from: self.cfg.id(), to, term: self.term, body }));
         }
+    }
+
+    /// Leader: the snapshots being streamed to followers that are older than our own (each
+    /// transfer finishes with the snapshot it began with). Every chunk sent is a slice of our
+    /// snapshot or of one of these.
+    pub fn snapshots_in_transfer(&self) -> impl Iterator<Item = &Snapshot> + '_ {
+        let own = self.log.snapshot_index();
+        self.progress.values().filter_map(|p| p.streaming.as_ref()).filter(move |s| s.meta.index != own)
     }
 
     /// Follower: one chunk from the current leader.

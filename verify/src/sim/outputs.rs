@@ -71,14 +71,20 @@ impl Sim {
         Ok(())
     }
 
-    /// A snapshot chunk must be a slice of the sender's one copy of its snapshot: never a
-    /// copy per chunk or per follower.
+    /// A snapshot chunk must be a slice of the sender's one copy of a snapshot it holds (its
+    /// own, or an older one a transfer began with): never a copy per chunk or per follower.
     fn check_chunk_borrows_snapshot(&mut self, i: usize, chunk: &Bytes) {
         if chunk.is_empty() {
             return;
         }
-        let held = self.nodes[i].node.as_ref().and_then(|n| n.log().snapshot()).map(|s| s.data.as_ptr_range());
-        let borrowed = held.is_some_and(|r| r.start <= chunk.as_ptr() && chunk.as_ptr_range().end <= r.end);
+        let inside = |s: &skiff_core::Snapshot| {
+            let r = s.data.as_ptr_range();
+            r.start <= chunk.as_ptr() && chunk.as_ptr_range().end <= r.end
+        };
+        let borrowed = self.nodes[i]
+            .node
+            .as_ref()
+            .is_some_and(|n| n.log().snapshot().is_some_and(inside) || n.snapshots_in_transfer().any(inside));
         if borrowed {
             self.stats.borrowed_chunks += 1;
         } else if self.deferred_violation.is_none() {
