@@ -286,6 +286,7 @@ impl<W> Service<W> {
             Output::ProposalDropped { id, reason } => self.proposal_dropped(*id, reason),
             Output::ReadReady { id, index } => self.read_ready(*id, *index),
             Output::ReadDropped { id, reason } => self.read_dropped(*id, reason),
+            Output::RoleChanged { role, .. } if *role != crate::io::Role::Leader => self.stepped_down(),
             Output::Send(_) | Output::Persist(_) | Output::RoleChanged { .. } | Output::MembershipChanged { .. } => {
                 return Ok(false)
             }
@@ -407,6 +408,20 @@ impl<W> Service<W> {
                 self.actions.push(Action::Reply { to: r.to, reply: Reply::Ok(value) });
             }
         }
+    }
+
+    /// This node no longer leads: the writes it placed or proposed, and the reads it had not
+    /// confirmed, are answered `Timeout` at once (their outcome is unknown here; the clerk
+    /// retries at the new leader with the same sequence number, and the session table
+    /// answers a write that committed), rather than at their deadline. Reads confirmed at
+    /// an index are still served once it is applied. (A leader that removed itself handed
+    /// over in a millisecond, and its clients waited out a second of request timeout.)
+    fn stepped_down(&mut self) {
+        let mut late = Vec::new();
+        expire_each(&mut self.proposed, u64::MAX, &mut late);
+        expire_each(&mut self.confirming, u64::MAX, &mut late);
+        expire_lists(&mut self.placed, u64::MAX, &mut late);
+        self.actions.extend(late.into_iter().map(|to| Action::Reply { to, reply: Reply::Timeout }));
     }
 
     /// Answers `Timeout` to every request whose deadline is at or before `now`.

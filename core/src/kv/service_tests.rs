@@ -299,3 +299,36 @@ fn an_append_that_would_pass_the_value_limit_is_refused_as_invalid() {
     assert_eq!(replies(&mut s), vec![(1, Reply::Invalid { reason })]);
     assert_eq!(s.state().get("k"), "v");
 }
+
+#[test]
+fn a_leader_that_steps_down_answers_what_it_waits_for_at_once() {
+    let mut s = service();
+    let get = Command { client: 1, seq: 1, op: Op::Get { key: "k".into() } };
+    s.request(put(1), 1, 0);
+    s.request(get.clone(), 2, 0);
+    s.request(get, 3, 0);
+    let actions = s.take_actions();
+    let ids: Vec<u64> = actions
+        .iter()
+        .map(|a| match a {
+            Action::Read { id } => *id,
+            Action::Propose(p) => p.id,
+            Action::Reply { .. } => panic!(),
+        })
+        .collect();
+    s.accepted(ids[0], Index(1), Term(1));
+    s.read_ready(ids[2], Index(1));
+    // Still leading: nothing is answered.
+    let leads = Output::RoleChanged { role: crate::io::Role::Leader, term: Term(1), leader: Some(NodeId(1)) };
+    assert!(!s.on_output(&leads).unwrap());
+    assert!(s.take_actions().is_empty());
+    // Stepped down: the placed write and the unconfirmed read at once; the confirmed read
+    // waits for its index.
+    let follows = Output::RoleChanged { role: crate::io::Role::Follower, term: Term(1), leader: None };
+    assert!(s.on_output(&follows).unwrap());
+    let mut got = replies(&mut s);
+    got.sort_by_key(|(to, _)| *to);
+    assert_eq!(got, vec![(1, Reply::Timeout), (2, Reply::Timeout)]);
+    s.apply(&[entry(1, 1, &put(1))]);
+    assert_eq!(replies(&mut s), vec![(3, Reply::Ok("v".into()))]);
+}

@@ -286,6 +286,15 @@ impl Sim {
         }
     }
 
+    /// Node `server`'s role changed: a service that no longer leads answers what it waited
+    /// for (as `skiff-node` feeds it every output).
+    pub(super) fn kv_on_role(&mut self, server: usize, output: &skiff_core::Output) {
+        let Some(Some(service)) = self.kv.as_mut().map(|kv| &mut kv.services[server]) else { return };
+        if service.on_output(output).is_ok() {
+            let _ = self.kv_act(server);
+        }
+    }
+
     /// A proposal or a read of the service was refused.
     pub(super) fn kv_on_dropped(&mut self, server: usize, id: u64, reason: DropReason, read: bool) {
         if let Some(service) = self.kv_service(server, id) {

@@ -185,6 +185,7 @@ impl Sim {
                 self.reads_dropped += 1;
             }
             Output::RoleChanged { role, term, leader } => {
+                self.kv_on_role(i, &Output::RoleChanged { role, term, leader });
                 self.mix(0x3000 + role as u64 + term.0 * 8);
                 self.log(|| format!("n{} is {role:?} in term {} (leader {leader:?})", i + 1, term.0));
             }
