@@ -51,6 +51,18 @@ fn replies(s: &mut Service<u32>) -> Vec<(u32, Reply)> {
         .collect()
 }
 
+/// The ids of the reads and proposals the service asked the core for (nothing else).
+fn asked_ids(s: &mut Service<u32>) -> Vec<u64> {
+    s.take_actions()
+        .iter()
+        .map(|a| match a {
+            Action::Read { id } => *id,
+            Action::Propose(p) => p.id,
+            Action::Reply { .. } => panic!("a reply"),
+        })
+        .collect()
+}
+
 fn proposal(s: &mut Service<u32>) -> Proposal {
     match s.take_actions().as_slice() {
         [Action::Propose(p)] => p.clone(),
@@ -96,15 +108,7 @@ fn reads_wait_for_their_index_and_everything_times_out() {
     s.request(get, 3, 10);
     s.request(put(2), 4, 10);
     s.request(put(3), 5, 10);
-    let actions = s.take_actions();
-    let ids: Vec<u64> = actions
-        .iter()
-        .map(|a| match a {
-            Action::Read { id } => *id,
-            Action::Propose(p) => p.id,
-            Action::Reply { .. } => panic!(),
-        })
-        .collect();
+    let ids = asked_ids(&mut s);
     s.read_ready(ids[1], Index(9));
     s.accepted(ids[2], Index(2), Term(1));
     assert_eq!(s.in_progress(), 4);
@@ -307,15 +311,7 @@ fn a_leader_that_steps_down_answers_what_it_waits_for_at_once() {
     s.request(put(1), 1, 0);
     s.request(get.clone(), 2, 0);
     s.request(get, 3, 0);
-    let actions = s.take_actions();
-    let ids: Vec<u64> = actions
-        .iter()
-        .map(|a| match a {
-            Action::Read { id } => *id,
-            Action::Propose(p) => p.id,
-            Action::Reply { .. } => panic!(),
-        })
-        .collect();
+    let ids = asked_ids(&mut s);
     s.accepted(ids[0], Index(1), Term(1));
     s.read_ready(ids[2], Index(1));
     // Still leading: nothing is answered.

@@ -132,6 +132,10 @@ impl Engine {
             Output::RoleChanged { role, term, leader } => {
                 let id = self.node.config().id().0;
                 tracing::info!(node = id, ?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
+                // A service that no longer leads answers what it waited for at once.
+                if let Err(e) = self.kv.on_output(&Output::RoleChanged { role, term, leader }) {
+                    self.fatal.get_or_insert(ServeError::Service(e));
+                }
             }
             Output::MembershipChanged { index, membership, committed } => {
                 let id = self.node.config().id().0;
