@@ -374,3 +374,29 @@ impl Sim {
         }
     }
 }
+
+/// The KV workload of a run, if any. Cloning one that holds a workload panics: the
+/// explorer, the only caller that forks runs, runs none (the clients' services are not
+/// meant to be copied).
+#[derive(Debug, Default)]
+pub struct KvSlot(pub Option<KvWorld>);
+
+impl Clone for KvSlot {
+    fn clone(&self) -> KvSlot {
+        assert!(self.0.is_none(), "a simulation with a KV workload cannot be forked");
+        KvSlot(None)
+    }
+}
+
+impl std::ops::Deref for KvSlot {
+    type Target = Option<KvWorld>;
+    fn deref(&self) -> &Option<KvWorld> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KvSlot {
+    fn deref_mut(&mut self) -> &mut Option<KvWorld> {
+        &mut self.0
+    }
+}

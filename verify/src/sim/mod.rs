@@ -22,40 +22,15 @@ use network::{Links, NetProfile, Time};
 pub mod kv;
 pub mod membership;
 mod outputs;
-pub use kv::{KvWorkload, KvWorld};
+mod stats;
+pub use kv::{KvSlot, KvWorkload, KvWorld};
+pub use stats::FeatureStats;
 
 /// Simulator units per core tick (one unit is 0.1 ms when a tick is 10 ms).
 pub const TICK: Time = 100;
 /// Queued events beyond which the run is declared a message storm. A healthy run of the
 /// largest swarm cluster stays under a few thousand.
 const STORM_QUEUE: usize = 200_000;
-
-/// Counters of what a run exercised beyond plain replication.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FeatureStats {
-    pub snapshots_taken: u64,
-    pub snapshots_installed: u64,
-    pub largest_installed_snapshot: u64,
-    pub snapshot_chunks: u64,
-    pub snapshot_chunk_bytes: u64,
-    pub largest_snapshot_chunk: u64,
-    pub timeout_now: u64,
-    /// Snapshot chunks sent as slices of the sender's snapshot (all of them, or a violation).
-    pub borrowed_chunks: u64,
-}
-
-impl FeatureStats {
-    pub fn add(&mut self, o: &FeatureStats) {
-        self.snapshots_taken += o.snapshots_taken;
-        self.snapshots_installed += o.snapshots_installed;
-        self.largest_installed_snapshot = self.largest_installed_snapshot.max(o.largest_installed_snapshot);
-        self.snapshot_chunks += o.snapshot_chunks;
-        self.snapshot_chunk_bytes += o.snapshot_chunk_bytes;
-        self.largest_snapshot_chunk = self.largest_snapshot_chunk.max(o.largest_snapshot_chunk);
-        self.timeout_now += o.timeout_now;
-        self.borrowed_chunks += o.borrowed_chunks;
-    }
-}
 
 /// How to build a simulated cluster.
 #[derive(Clone, Debug)]
@@ -134,32 +109,6 @@ pub struct SimNode {
     /// The simulated service: a digest of everything applied, and how far it got.
     pub state: u64,
     pub state_index: Index,
-}
-
-/// The KV workload of a run, if any. Cloning one that holds a workload panics: the
-/// explorer, the only caller that forks runs, runs none (the clients' services are not
-/// meant to be copied).
-#[derive(Debug, Default)]
-pub struct KvSlot(pub Option<KvWorld>);
-
-impl Clone for KvSlot {
-    fn clone(&self) -> KvSlot {
-        assert!(self.0.is_none(), "a simulation with a KV workload cannot be forked");
-        KvSlot(None)
-    }
-}
-
-impl std::ops::Deref for KvSlot {
-    type Target = Option<KvWorld>;
-    fn deref(&self) -> &Option<KvWorld> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for KvSlot {
-    fn deref_mut(&mut self) -> &mut Option<KvWorld> {
-        &mut self.0
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
