@@ -123,7 +123,7 @@ async fn call(net: &Net, clerk: &mut Clerk, op: Op) -> Result<String, String> {
     let mut step = clerk.start(op);
     loop {
         let (to, attempt, command) = match step {
-            ClerkStep::Done(value) => return Ok(value),
+            ClerkStep::Done(value) => return Ok(value.to_text()),
             ClerkStep::Failed(reason) | ClerkStep::InDoubt(reason) => return Err(reason),
             ClerkStep::Send { to, attempt, command } => (to, attempt, command),
             ClerkStep::Backoff { ticks, to, attempt, command } => {
@@ -174,9 +174,9 @@ pub async fn run() -> Result<String, String> {
     let mut reader = Clerk::new(2, ids.clone());
     assert_ne!(writer.leader(), reader.leader(), "the two clerks start at different nodes");
     let result = async {
-        call(&net, &mut writer, Op::Put { key: "k".into(), value: "v".into() }).await?;
-        call(&net, &mut reader, Op::Append { key: "k".into(), value: "w".into() }).await?;
-        call(&net, &mut reader, Op::Get { key: "k".into() }).await
+        call(&net, &mut writer, Op::put("k", "v")).await?;
+        call(&net, &mut reader, Op::append("k", "w")).await?;
+        call(&net, &mut reader, Op::get("k")).await
     };
     let read = timeout(Duration::from_secs(30), result).await.map_err(|_| "no answer in 30 s".to_string())?;
     for t in tasks {

@@ -1,5 +1,6 @@
-//! RESP2, the Redis protocol: requests are arrays of bulk strings (or inline command lines),
-//! replies are simple strings, errors, integers, bulk strings or arrays.
+//! RESP, the Redis protocol: requests are arrays of bulk strings (or inline command lines);
+//! replies ([`Resp`], built by the state machine or the session) are encoded in RESP2 or,
+//! once a client said `HELLO 3`, in RESP3 (maps, sets, doubles and one null).
 //!
 //! The parser is incremental (call it again when more bytes arrive) and bounded: a bulk
 //! string, an array or an inline line over the limits is a protocol error before anything is
@@ -7,15 +8,13 @@
 
 use std::fmt;
 
-/// A reply (or any RESP2 value).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Frame {
-    Simple(String),
-    Error(String),
-    Integer(i64),
-    /// `None` is the null bulk string.
-    Bulk(Option<Vec<u8>>),
-    Array(Vec<Frame>),
+pub use skiff_core::kv::Resp;
+
+/// The protocol a connection speaks: RESP2 (the default) or RESP3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Resp2,
+    Resp3,
 }
 
 /// Bounds on what a client may send.
@@ -218,39 +217,67 @@ fn parse_inline(buf: &[u8], from: usize, limits: &Limits) -> Result<Parsed, Prot
     Ok(Some((args, nl + 1)))
 }
 
-/// Appends the encoding of `frame` to `out`.
-pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
-    match frame {
-        Frame::Simple(s) => {
-            out.push(b'+');
-            out.extend_from_slice(s.as_bytes());
-        }
-        Frame::Error(e) => {
-            out.push(b'-');
-            out.extend_from_slice(e.replace(['\r', '\n'], " ").as_bytes());
-        }
-        Frame::Integer(n) => {
-            out.push(b':');
-            out.extend_from_slice(n.to_string().as_bytes());
-        }
-        Frame::Bulk(None) => out.extend_from_slice(b"$-1"),
-        Frame::Bulk(Some(b)) => {
-            out.push(b'$');
-            out.extend_from_slice(b.len().to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
+    out.push(kind);
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn line(out: &mut Vec<u8>, kind: u8, text: &str) {
+    out.push(kind);
+    // A line must not break: a CR or LF in an error or status text becomes a space.
+    out.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the encoding of `reply` in protocol `proto` to `out`.
+pub fn encode(reply: &Resp, proto: Proto, out: &mut Vec<u8>) {
+    let v3 = proto == Proto::Resp3;
+    match reply {
+        Resp::Ok => out.extend_from_slice(b"+OK\r\n"),
+        Resp::Simple(s) => line(out, b'+', s),
+        Resp::Error(e) => line(out, b'-', e),
+        Resp::Int(n) => line(out, b':', &n.to_string()),
+        Resp::Bulk(b) => {
+            header(out, b'$', b.len());
             out.extend_from_slice(b);
-        }
-        Frame::Array(items) => {
-            out.push(b'*');
-            out.extend_from_slice(items.len().to_string().as_bytes());
             out.extend_from_slice(b"\r\n");
-            for f in items {
-                encode(f, out);
+        }
+        Resp::Nil | Resp::NilArray if v3 => out.extend_from_slice(b"_\r\n"),
+        Resp::Nil => out.extend_from_slice(b"$-1\r\n"),
+        Resp::NilArray => out.extend_from_slice(b"*-1\r\n"),
+        Resp::Double(d) if v3 => line(out, b',', d),
+        Resp::Double(d) => encode(&Resp::Bulk(d.clone().into_bytes().into()), proto, out),
+        Resp::Array(items) => {
+            header(out, b'*', items.len());
+            items.iter().for_each(|i| encode(i, proto, out));
+        }
+        Resp::Set(items) => {
+            header(out, if v3 { b'~' } else { b'*' }, items.len());
+            items.iter().for_each(|i| encode(i, proto, out));
+        }
+        Resp::Map(pairs) => {
+            if v3 {
+                header(out, b'%', pairs.len());
+            } else {
+                header(out, b'*', pairs.len() * 2);
             }
-            return;
+            for (k, v) in pairs {
+                encode(k, proto, out);
+                encode(v, proto, out);
+            }
+        }
+        Resp::Pairs(pairs) => {
+            header(out, b'*', if v3 { pairs.len() } else { pairs.len() * 2 });
+            for (k, v) in pairs {
+                if v3 {
+                    header(out, b'*', 2);
+                }
+                encode(k, proto, out);
+                encode(v, proto, out);
+            }
         }
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -337,18 +364,35 @@ mod tests {
     }
 
     #[test]
-    fn replies_encode_as_redis_does() {
-        let mut out = Vec::new();
-        for f in [
-            Frame::Simple("OK".into()),
-            Frame::Error("ERR no".into()),
-            Frame::Integer(5),
-            Frame::Bulk(Some(b"v".to_vec())),
-            Frame::Bulk(None),
-            Frame::Array(vec![Frame::Integer(1), Frame::Bulk(Some(b"x".to_vec()))]),
-        ] {
-            encode(&f, &mut out);
-        }
-        assert_eq!(out, b"+OK\r\n-ERR no\r\n:5\r\n$1\r\nv\r\n$-1\r\n*2\r\n:1\r\n$1\r\nx\r\n".to_vec());
+    fn replies_encode_as_redis_does_in_both_protocols() {
+        let b = |s: &'static str| Resp::Bulk(s.into());
+        let replies = [
+            Resp::Ok,
+            Resp::Error("ERR no\r\nway".into()),
+            Resp::Int(5),
+            b("v"),
+            Resp::Nil,
+            Resp::NilArray,
+            Resp::Array(vec![Resp::Int(1), b("x")]),
+            Resp::Map(vec![(b("f"), b("v"))]),
+            Resp::Set(vec![b("m")]),
+            Resp::Pairs(vec![(b("m"), Resp::Double("1.5".into()))]),
+            Resp::Double("inf".into()),
+        ];
+        let wire = |proto| {
+            let mut out = Vec::new();
+            replies.iter().for_each(|r| encode(r, proto, &mut out));
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            wire(Proto::Resp2),
+            "+OK\r\n-ERR no  way\r\n:5\r\n$1\r\nv\r\n$-1\r\n*-1\r\n*2\r\n:1\r\n$1\r\nx\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n\
+             *1\r\n$1\r\nm\r\n*2\r\n$1\r\nm\r\n$3\r\n1.5\r\n$3\r\ninf\r\n"
+        );
+        assert_eq!(
+            wire(Proto::Resp3),
+            "+OK\r\n-ERR no  way\r\n:5\r\n$1\r\nv\r\n_\r\n_\r\n*2\r\n:1\r\n$1\r\nx\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n\
+             ~1\r\n$1\r\nm\r\n*1\r\n*2\r\n$1\r\nm\r\n,1.5\r\n,inf\r\n"
+        );
     }
 }

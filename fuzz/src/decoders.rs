@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use skiff_core::codec::{decode_frame, encode_frame};
-use skiff_core::kv::{encode, Body, Command, KvState, LogEntry, Op, Reply, SessionLimits};
+use skiff_core::kv::{encode, Body, Cmd, Command, KvState, LogEntry, Op, Reply, Resp, SessionLimits};
 use skiff_core::wire::{ClientRequest, ClientResponse, Hello};
 use skiff_core::{
     Entry, EntryKind, HardState, Index, Membership, Message, MessageBody, NodeId, Persist, Snapshot, SnapshotMeta, Term,
@@ -129,9 +129,9 @@ pub fn native(seed: u64) -> Result<(), String> {
     static VALID: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     let valid = VALID.get_or_init(|| {
         let op = |k: u64| match k {
-            0 => Op::Get { key: "k".into() },
-            1 => Op::Put { key: "key".into(), value: "value".into() },
-            _ => Op::Append { key: "a".into(), value: "xyz".into() },
+            0 => Op::get("k"),
+            1 => Op::put("key", "value"),
+            _ => Op::append("a", "xyz"),
         };
         let mut v = frames(
             &(0..3)
@@ -139,7 +139,7 @@ pub fn native(seed: u64) -> Result<(), String> {
                 .collect::<Vec<_>>(),
         );
         v.extend(frames(&[
-            ClientResponse { id: 1, reply: Reply::Ok("v".into()) },
+            ClientResponse { id: 1, reply: Reply::Ok(Resp::bulk("v")) },
             ClientResponse { id: 2, reply: Reply::WrongLeader { hint: Some(NodeId(2)) } },
             ClientResponse { id: 3, reply: Reply::Invalid { reason: "no".into() } },
         ]));
@@ -237,6 +237,44 @@ pub fn wal(seed: u64) -> Result<(), String> {
     within_bound(buf.len())
 }
 
+/// Commands whose entries seed the KV mutations: every type, with expiry.
+const KV_COMMANDS: &[&str] = &[
+    "SET a 1",
+    "APPEND b 2",
+    "SET e v PX 100",
+    "HSET h f v g w",
+    "RPUSH l x y z",
+    "SADD s m n",
+    "ZADD z 1 a 2.5 b",
+    "SETRANGE r 3 abc",
+    "INCRBY n 5",
+    "EXPIRE h 50",
+];
+
+/// A state that applied [`KV_COMMANDS`].
+fn base_state() -> &'static KvState {
+    static STATE: OnceLock<KvState> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let mut kv = KvState::new();
+        for (i, entry) in kv_entries().iter().enumerate() {
+            kv.apply(Index(i as u64 + 1), entry);
+        }
+        kv
+    })
+}
+
+/// A register, then one entry per command of [`KV_COMMANDS`].
+fn kv_entries() -> Vec<Vec<u8>> {
+    let mut v = vec![encode(&LogEntry { time: 5, body: Body::Register { limits: SessionLimits::default() } })];
+    for (i, words) in KV_COMMANDS.iter().enumerate() {
+        let args: Vec<bytes::Bytes> = words.split(' ').map(|w| bytes::Bytes::copy_from_slice(w.as_bytes())).collect();
+        let cmd = Cmd::parse(&args).expect("a data command").expect("valid");
+        let command = Command { client: 1, seq: i as u64 + 1, op: Op::Cmd(cmd) };
+        v.push(encode(&LogEntry { time: 6 + i as u64, body: Body::Write { command, max_value: 1 << 20 } }));
+    }
+    v
+}
+
 /// Snapshot files, and the KV state inside a snapshot.
 pub fn snapshot(seed: u64) -> Result<(), String> {
     static VALID: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
@@ -244,23 +282,18 @@ pub fn snapshot(seed: u64) -> Result<(), String> {
         let mut v: Vec<Vec<u8>> =
             storage_files().into_iter().filter(|(p, _)| p.ends_with("snapshot")).map(|(_, b)| b).collect();
         v.push(FORMAT3_SNAPSHOT.to_vec());
-        let mut kv = KvState::new();
-        let register = Body::Register { limits: SessionLimits::default() };
-        kv.apply(Index(1), &encode(&LogEntry { time: 5, body: register }));
-        for (i, op) in
-            [Op::Put { key: "a".into(), value: "1".into() }, Op::Append { key: "b".into(), value: "2".into() }]
-                .into_iter()
-                .enumerate()
-        {
-            let body = Body::Request(Command { client: 1, seq: i as u64 + 1, op });
-            kv.apply(Index(i as u64 + 2), &encode(&LogEntry { time: 6, body }));
-        }
-        v.push(kv.snapshot());
+        v.extend(kv_entries());
+        v.push(base_state().snapshot());
         v
     });
     let mut rng = Rng::new(seed);
     let buf = input(&mut rng, valid, 512);
     let _ = parse_snapshot_file(Path::new("fuzz.snapshot"), &buf);
-    let _ = KvState::restore(&buf);
+    if let Ok(restored) = KvState::restore(&buf) {
+        let _ = restored.snapshot();
+    }
+    // A mangled entry applied to a state holding every type: never a panic.
+    let mut kv = base_state().clone();
+    let _ = kv.apply(Index(1000), &buf);
     within_bound(buf.len())
 }

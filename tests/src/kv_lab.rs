@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use skiff_core::kv::{Clerk, ClerkStep, Op, Reply};
+use skiff_core::kv::{Clerk, ClerkStep, Reply};
 use skiff_core::{Config, NodeId};
 use skiff_std::kv::{KvOptions, KvService};
 use skiff_std::runtime::RaftNode;
@@ -233,24 +233,23 @@ impl LabClerk {
     }
 
     pub fn get(&mut self, key: &str) -> String {
-        self.run(Op::Get { key: key.into() }, Input::Get { key: key.into() })
+        self.run(Input::Get { key: key.into() })
     }
 
     pub fn put(&mut self, key: &str, value: &str) {
-        self.run(Op::Put { key: key.into(), value: value.into() }, Input::Put { key: key.into(), value: value.into() });
+        self.run(Input::Put { key: key.into(), value: value.into() });
     }
 
     pub fn append(&mut self, key: &str, value: &str) {
-        let input = Input::Append { key: key.into(), value: value.into() };
-        self.run(Op::Append { key: key.into(), value: value.into() }, input);
+        self.run(Input::Append { key: key.into(), value: value.into() });
     }
 
-    fn run(&mut self, op: Op, input: Input) -> String {
+    fn run(&mut self, input: Input) -> String {
         let call = self.shared.began.elapsed().as_micros() as u64;
-        let mut step = self.clerk.start(op);
+        let mut step = self.clerk.start(input.to_op());
         let value = loop {
             let (to, attempt, command) = match step {
-                ClerkStep::Done(v) => break v,
+                ClerkStep::Done(v) => break input.output_of(&v),
                 ClerkStep::Failed(reason) => panic!("the lab servers refused a request: {reason}"),
                 // The lab's few clients and minutes stay far inside the default session limits.
                 ClerkStep::InDoubt(reason) => panic!("a lab client lost its session: {reason}"),

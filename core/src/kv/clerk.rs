@@ -13,7 +13,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{Command, Op, Reply};
+use super::{Command, Op, Reply, Resp};
 use crate::types::NodeId;
 
 /// Backoff after the first full round of refusals, in ticks; doubled per round up to `MAX`.
@@ -30,7 +30,7 @@ pub enum ClerkStep {
     /// while waiting).
     Backoff { ticks: u32, to: NodeId, attempt: u64, command: Command },
     /// The operation completed with this result.
-    Done(String),
+    Done(Resp),
     /// The operation was refused for good (see `Reply::Invalid`): it did not take effect.
     Failed(String),
     /// The write may or may not have taken effect, and nobody can tell any more: its session
@@ -256,11 +256,10 @@ impl Clerk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
     use alloc::vec;
 
     fn get() -> Op {
-        Op::Get { key: "k".to_string() }
+        Op::get("k")
     }
 
     fn nodes() -> Vec<NodeId> {
@@ -275,11 +274,11 @@ mod tests {
         let step = c.on_reply(1, Reply::WrongLeader { hint: Some(NodeId(10)) });
         assert_eq!(step, Some(ClerkStep::Send { to: NodeId(10), attempt: 2, command: command.clone() }));
         // The first attempt's late answer is not taken for the second's.
-        assert_eq!(c.on_reply(1, Reply::Ok("late".to_string())), None);
+        assert_eq!(c.on_reply(1, Reply::Ok(Resp::bulk("late"))), None);
         assert_eq!(c.on_timeout(1), None);
-        assert_eq!(c.on_reply(2, Reply::Ok("v".to_string())), Some(ClerkStep::Done("v".to_string())));
+        assert_eq!(c.on_reply(2, Reply::Ok(Resp::bulk("v"))), Some(ClerkStep::Done(Resp::bulk("v"))));
         // A duplicate of the answer taken does not touch the next operation.
-        assert_eq!(c.on_reply(2, Reply::Ok("dup".to_string())), None);
+        assert_eq!(c.on_reply(2, Reply::Ok(Resp::bulk("dup"))), None);
         // The next operation starts at the leader found, with the next numbers.
         let ClerkStep::Send { to, attempt, command } = c.start(get()) else { panic!() };
         assert_eq!((to, attempt, command.seq), (NodeId(10), 3, 2));
@@ -295,15 +294,15 @@ mod tests {
 
     #[test]
     fn the_first_write_registers_and_an_expired_session_registers_again_unless_in_doubt() {
-        let put = Op::Put { key: "k".to_string(), value: "v".to_string() };
+        let put = Op::put("k", "v");
         let mut c = Clerk::new(0, nodes());
         let (to, attempt, command) = sent(Some(c.start(put.clone())));
         assert_eq!(command, Command { client: 0, seq: 0, op: Op::Register });
-        assert_eq!(c.on_reply(attempt, Reply::Ok(String::new())), None, "not the answer to a Register");
+        assert_eq!(c.on_reply(attempt, Reply::Ok(Resp::Ok)), None, "not the answer to a Register");
         let (again, attempt, command) = sent(c.on_reply(attempt, Reply::Registered { client: 42 }));
         assert_eq!((again, command.clone()), (to, Command { client: 42, seq: 1, op: put.clone() }));
         assert_eq!(c.on_reply(attempt, Reply::Registered { client: 43 }), None, "not the answer to a write");
-        assert_eq!(c.on_reply(attempt, Reply::Ok(String::new())), Some(ClerkStep::Done(String::new())));
+        assert_eq!(c.on_reply(attempt, Reply::Ok(Resp::Ok)), Some(ClerkStep::Done(Resp::Ok)));
         // Refused for sure, then expired: registers again and sends under the new session.
         let (_, attempt, command) = sent(Some(c.start(put.clone())));
         assert_eq!((command.client, command.seq), (42, 2));
@@ -312,7 +311,7 @@ mod tests {
         assert_eq!(command.op, Op::Register);
         let (_, attempt, command) = sent(c.on_reply(attempt, Reply::Registered { client: 50 }));
         assert_eq!(command, Command { client: 50, seq: 1, op: put.clone() });
-        assert_eq!(c.on_reply(attempt, Reply::Ok(String::new())), Some(ClerkStep::Done(String::new())));
+        assert_eq!(c.on_reply(attempt, Reply::Ok(Resp::Ok)), Some(ClerkStep::Done(Resp::Ok)));
         // Unanswered once, then expired: it may have applied, so it is not resent.
         let (_, attempt, _) = sent(Some(c.start(put.clone())));
         let (_, attempt, _) = sent(c.on_timeout(attempt));
@@ -321,7 +320,7 @@ mod tests {
         // A read needs no session; the next write opens one.
         let (_, attempt, command) = sent(Some(c.start(get())));
         assert_eq!((command.client, command.op), (0, get()));
-        assert_eq!(c.on_reply(attempt, Reply::Ok("v".to_string())), Some(ClerkStep::Done("v".to_string())));
+        assert_eq!(c.on_reply(attempt, Reply::Ok(Resp::bulk("v"))), Some(ClerkStep::Done(Resp::bulk("v"))));
         let (_, attempt, command) = sent(Some(c.start(put.clone())));
         assert_eq!(command.op, Op::Register);
         // Unanswered, then refused (by a node with other limits): in doubt, not failed.

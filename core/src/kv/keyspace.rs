@@ -4,40 +4,46 @@
 //! machine applies on: a write to a shard the frozen copy still holds copies that shard once
 //! (copy on write, about 1/256 of the data), later writes to it are free again.
 //!
-//! It encodes as a map of keys to values (what a `BTreeMap<String, String>` encodes as), in
-//! shard order then key order: the same bytes on every replica that holds the same data.
+//! Beside the shards, an index of the keys that have an expiry, by time, lets the leader's
+//! sweep find the expired ones without a scan. It is rebuilt from the items when a snapshot
+//! is decoded. The keyspace encodes as a map of keys to [`Item`]s, in shard order then key
+//! order: the same bytes on every replica that holds the same data.
 
-use alloc::collections::BTreeMap;
-use alloc::string::String;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
+use bytes::Bytes;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Number of shards: a write after a freeze copies at most 1/SHARDS of the data.
-const SHARDS: usize = 256;
+use super::value::Item;
 
-/// The data. Invariant: `len` is the number of keys over all shards, and every key sits in
-/// the shard [`shard_of`] names.
+/// Number of shards: a write after a freeze copies at most 1/SHARDS of the data.
+pub(super) const SHARDS: usize = 256;
+
+/// The data. Invariants: `len` is the number of keys over all shards; every key sits in the
+/// shard [`shard_of`] names; `expiring` holds exactly `(at, key)` for every item whose
+/// `expires` is `Some(at)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Keyspace {
-    shards: Vec<Arc<BTreeMap<String, String>>>,
+    shards: Vec<Arc<BTreeMap<Bytes, Item>>>,
     len: usize,
+    expiring: Arc<BTreeSet<(u64, Bytes)>>,
 }
 
 impl Default for Keyspace {
     fn default() -> Self {
-        Keyspace { shards: (0..SHARDS).map(|_| Arc::new(BTreeMap::new())).collect(), len: 0 }
+        Keyspace { shards: (0..SHARDS).map(|_| Arc::new(BTreeMap::new())).collect(), len: 0, expiring: Arc::default() }
     }
 }
 
 /// The shard of `key`: FNV-1a, the same on every replica and every platform.
-fn shard_of(key: &str) -> usize {
+pub(super) fn shard_of(key: &[u8]) -> usize {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
+    for b in key {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -45,33 +51,97 @@ fn shard_of(key: &str) -> usize {
 }
 
 impl Keyspace {
+    /// Keys held, expired ones not yet removed included.
     pub(super) fn len(&self) -> usize {
         self.len
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<&String> {
+    /// Keys with an expiry.
+    pub(super) fn volatile(&self) -> usize {
+        self.expiring.len()
+    }
+
+    /// The item of `key`, even if expired (callers check [`Item::expired`]).
+    pub(super) fn get(&self, key: &[u8]) -> Option<&Item> {
         self.shards[shard_of(key)].get(key)
     }
 
-    /// Sets `key` to `value`.
-    pub(super) fn insert(&mut self, key: String, value: String) {
+    /// The item of `key` if it exists at time `now`.
+    pub(super) fn live(&self, key: &[u8], now: u64) -> Option<&Item> {
+        self.get(key).filter(|i| !i.expired(now))
+    }
+
+    /// Sets `key` to `item`; returns the item it replaces.
+    pub(super) fn insert(&mut self, key: Bytes, item: Item) -> Option<Item> {
+        if let Some(at) = item.expires {
+            Arc::make_mut(&mut self.expiring).insert((at, key.clone()));
+        }
         let shard = Arc::make_mut(&mut self.shards[shard_of(&key)]);
-        if shard.insert(key, value).is_none() {
-            self.len += 1;
+        let old = shard.insert(key.clone(), item);
+        match &old {
+            None => self.len += 1,
+            Some(o) => self.unindex(&key, o.expires),
+        }
+        old
+    }
+
+    pub(super) fn remove(&mut self, key: &[u8]) -> Option<Item> {
+        let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
+        let (k, old) = shard.remove_entry(key)?;
+        self.len -= 1;
+        self.unindex(&k, old.expires);
+        Some(old)
+    }
+
+    fn unindex(&mut self, key: &Bytes, expires: Option<u64>) {
+        if let Some(at) = expires {
+            Arc::make_mut(&mut self.expiring).remove(&(at, key.clone()));
         }
     }
 
-    /// The value of `key` to change in place (created empty if missing).
-    pub(super) fn value_mut(&mut self, key: String) -> &mut String {
-        let shard = Arc::make_mut(&mut self.shards[shard_of(&key)]);
-        if !shard.contains_key(&key) {
-            self.len += 1;
-        }
-        shard.entry(key).or_default()
+    /// The item of `key` to change in place, its expiry excepted (see
+    /// [`Keyspace::set_expires`]).
+    pub(super) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Item> {
+        Arc::make_mut(&mut self.shards[shard_of(key)]).get_mut(key)
     }
 
-    /// Every key and value, in encoding order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+    /// Sets when `key` expires (if it exists).
+    pub(super) fn set_expires(&mut self, key: &[u8], at: Option<u64>) {
+        let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
+        let Some((k, item)) = shard.get_key_value(key) else { return };
+        let (k, old) = (k.clone(), item.expires);
+        if old == at {
+            return;
+        }
+        let index = Arc::make_mut(&mut self.expiring);
+        if let Some(o) = old {
+            index.remove(&(o, k.clone()));
+        }
+        if let Some(a) = at {
+            index.insert((a, k.clone()));
+        }
+        if let Some(item) = shard.get_mut(&k) {
+            item.expires = at;
+        }
+    }
+
+    /// Up to `max` keys expired at `now`, soonest first.
+    pub(super) fn expired(&self, now: u64, max: usize) -> Vec<Bytes> {
+        self.expiring.iter().take_while(|(at, _)| *at <= now).take(max).map(|(_, k)| k.clone()).collect()
+    }
+
+    /// The soonest expiry time, if any key has one.
+    pub(super) fn next_expiry(&self) -> Option<u64> {
+        self.expiring.first().map(|(at, _)| *at)
+    }
+
+    /// Every key and item of shard `shard`, in key order.
+    pub(super) fn shard(&self, shard: usize) -> impl Iterator<Item = (&Bytes, &Item)> {
+        self.shards[shard].iter()
+    }
+
+    /// Every key and item, in encoding order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&Bytes, &Item)> {
         self.shards.iter().flat_map(|s| s.iter())
     }
 }
@@ -92,11 +162,11 @@ impl<'de> Deserialize<'de> for Keyspace {
         impl<'de> Visitor<'de> for KeyspaceVisitor {
             type Value = Keyspace;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of keys to values")
+                f.write_str("a map of keys to items")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Keyspace, A::Error> {
                 let mut ks = Keyspace::default();
-                while let Some((k, v)) = access.next_entry::<String, String>()? {
+                while let Some((k, v)) = access.next_entry::<Bytes, Item>()? {
                     ks.insert(k, v);
                 }
                 Ok(ks)
@@ -109,40 +179,54 @@ impl<'de> Deserialize<'de> for Keyspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::value::Value;
     use alloc::format;
-    use alloc::string::ToString;
+
+    fn item(v: &str, expires: Option<u64>) -> Item {
+        Item { value: Value::Str(Bytes::copy_from_slice(v.as_bytes())), expires, version: 1 }
+    }
+
+    fn key(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
 
     #[test]
     fn a_frozen_copy_keeps_its_contents_while_the_live_one_changes() {
         let mut live = Keyspace::default();
         for i in 0..1000 {
-            live.insert(format!("k{i}"), format!("v{i}"));
+            live.insert(key(&format!("k{i}")), item(&format!("v{i}"), None));
         }
         let frozen = live.clone();
-        live.insert("k1".to_string(), "changed".to_string());
-        live.value_mut("k2".to_string()).push('!');
-        live.value_mut("new".to_string()).push('x');
+        live.insert(key("k1"), item("changed", None));
+        live.get_mut(b"k2").unwrap().version = 9;
+        live.insert(key("new"), item("x", None));
         assert_eq!((live.len(), frozen.len()), (1001, 1000));
-        assert_eq!(frozen.get("k1").map(String::as_str), Some("v1"));
-        assert_eq!(frozen.get("k2").map(String::as_str), Some("v2"));
-        assert_eq!(live.get("k2").map(String::as_str), Some("v2!"));
-        assert_eq!(frozen.get("new"), None);
+        assert_eq!(frozen.get(b"k1"), Some(&item("v1", None)));
+        assert_eq!(frozen.get(b"k2").map(|i| i.version), Some(1));
+        assert_eq!(frozen.get(b"new"), None);
         // Only the shards written were copied.
         let shared = live.shards.iter().zip(&frozen.shards).filter(|(a, b)| Arc::ptr_eq(a, b)).count();
         assert!(shared >= SHARDS - 3, "{shared} shards still shared");
     }
 
     #[test]
-    fn it_encodes_as_a_map_and_decodes_to_the_same_keyspace() {
+    fn the_expiry_index_follows_every_change_and_survives_encoding() {
         let mut ks = Keyspace::default();
-        ks.insert("a".to_string(), "1".to_string());
-        ks.insert("b".to_string(), "2".to_string());
-        let bytes = postcard::to_allocvec(&ks).unwrap();
-        let as_map: BTreeMap<String, String> = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(as_map.len(), 2);
-        let back: Keyspace = postcard::from_bytes(&bytes).unwrap();
+        ks.insert(key("a"), item("1", Some(50)));
+        ks.insert(key("b"), item("2", Some(20)));
+        ks.insert(key("c"), item("3", None));
+        assert_eq!(ks.expired(30, 10), [key("b")]);
+        assert_eq!(ks.next_expiry(), Some(20));
+        ks.set_expires(b"b", None);
+        ks.set_expires(b"c", Some(10));
+        ks.insert(key("a"), item("1", Some(5)));
+        assert_eq!(ks.expired(100, 10), [key("a"), key("c")]);
+        assert_eq!(ks.expired(100, 1), [key("a")]);
+        ks.remove(b"a");
+        assert_eq!(ks.volatile(), 1);
+        assert!(ks.live(b"c", 10).is_none() && ks.live(b"c", 9).is_some());
+        let back: Keyspace = postcard::from_bytes(&postcard::to_allocvec(&ks).unwrap()).unwrap();
         assert_eq!(back, ks);
-        let from_map: Keyspace = postcard::from_bytes(&postcard::to_allocvec(&as_map).unwrap()).unwrap();
-        assert_eq!(from_map, ks);
+        assert_eq!(back.expired(100, 10), [key("c")]);
     }
 }

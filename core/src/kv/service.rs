@@ -23,13 +23,13 @@
 
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::fmt;
 
 use bytes::Bytes;
 
-use super::{encode, Answer, Applied, Body, Command, KvState, LogEntry, Op, Reply, SessionLimits};
+use super::{encode, Applied, Body, Cmd, Command, KvState, LogEntry, Op, Reply, SessionLimits};
 use crate::io::{DropReason, Output, Proposal};
 use crate::types::{Entry, EntryKind, Index, NodeId, Snapshot, Term};
 
@@ -50,11 +50,18 @@ pub struct ServiceConfig {
     /// The client sessions' bound and expiry, put in each `Register` entry this node
     /// proposes as leader.
     pub sessions: SessionLimits,
+    /// While any key has an expiry, the leader proposes a clock entry (which also sweeps
+    /// expired keys) once the replicated clock is this far behind its own: reads see time,
+    /// and so expiry, as of the replicated clock. `0` turns the sweep off.
+    pub clock_interval: u64,
+    /// Most expired keys one sweep entry removes.
+    pub sweep_max: u32,
 }
 
 impl Default for ServiceConfig {
     /// 1 KiB keys, 1 MiB values, a timeout of 1000 (milliseconds, if `now` counts those), no
-    /// snapshots, [`SessionLimits::default`].
+    /// snapshots, [`SessionLimits::default`], a clock entry every 100 while keys expire,
+    /// sweeps of up to 1000 keys.
     fn default() -> Self {
         ServiceConfig {
             max_key_bytes: 1024,
@@ -62,6 +69,8 @@ impl Default for ServiceConfig {
             request_timeout: 1000,
             max_raft_state: None,
             sessions: SessionLimits::default(),
+            clock_interval: 100,
+            sweep_max: 1000,
         }
     }
 }
@@ -122,15 +131,17 @@ impl fmt::Display for ServiceError {
     }
 }
 
-/// Checks `op` against the key and value limits.
+/// Checks `op`'s commands against the key and value limits.
 pub fn validate_op(op: &Op, max_key: usize, max_value: usize) -> Result<(), RequestError> {
-    if op.key().len() > max_key {
-        return Err(RequestError::KeyTooLong { len: op.key().len(), max: max_key });
+    let keys: alloc::vec::Vec<&bytes::Bytes> = match op {
+        Op::Watch { keys } => keys.iter().collect(),
+        _ => op.commands().iter().flat_map(Cmd::keys).collect(),
+    };
+    if let Some(k) = keys.iter().find(|k| k.len() > max_key) {
+        return Err(RequestError::KeyTooLong { len: k.len(), max: max_key });
     }
-    match op {
-        Op::Put { value, .. } | Op::Append { value, .. } if value.len() > max_value => {
-            Err(RequestError::ValueTooLong { len: value.len(), max: max_value })
-        }
+    match op.commands().iter().map(Cmd::longest_value).max() {
+        Some(len) if len > max_value => Err(RequestError::ValueTooLong { len, max: max_value }),
         _ => Ok(()),
     }
 }
@@ -154,10 +165,17 @@ struct Write<W> {
     deadline: u64,
 }
 
+/// What a read runs once its index is applied.
+#[derive(Debug)]
+enum ReadOp {
+    Cmd(Cmd),
+    Watch(alloc::vec::Vec<bytes::Bytes>),
+}
+
 #[derive(Debug)]
 struct Read<W> {
     to: W,
-    key: String,
+    op: ReadOp,
     deadline: u64,
 }
 
@@ -185,6 +203,10 @@ pub struct Service<W> {
     failed: Option<ServiceError>,
     /// The latest `now` given: the time stamp of the next proposal.
     clock: u64,
+    /// Whether the core said this node leads (it then proposes clock entries).
+    leading: bool,
+    /// When this node last proposed a clock entry.
+    last_clock_entry: u64,
 }
 
 impl<W> Service<W> {
@@ -208,6 +230,8 @@ impl<W> Service<W> {
             installed: 0,
             failed: None,
             clock: 0,
+            leading: false,
+            last_clock_entry: 0,
         })
     }
 
@@ -242,19 +266,23 @@ impl<W> Service<W> {
         let id = SERVICE_IDS | self.next_id;
         let deadline = now.saturating_add(self.config.request_timeout);
         let (write, body) = match command.op {
-            Op::Get { key } => {
-                self.confirming.insert(id, Read { to, key, deadline });
+            Op::Cmd(cmd) if !cmd.is_write() => {
+                self.confirming.insert(id, Read { to, op: ReadOp::Cmd(cmd), deadline });
+                self.actions.push(Action::Read { id });
+                return;
+            }
+            Op::Watch { keys } => {
+                self.confirming.insert(id, Read { to, op: ReadOp::Watch(keys), deadline });
                 self.actions.push(Action::Read { id });
                 return;
             }
             Op::Register => {
                 (Write { to, client: 0, seq: 0, deadline }, Body::Register { limits: self.config.sessions })
             }
-            Op::Append { .. } => {
+            _ => {
                 let write = Write { to, client: command.client, seq: command.seq, deadline };
-                (write, Body::Capped { command, max_value: self.config.max_value_bytes as u64 })
+                (write, Body::Write { command, max_value: self.config.max_value_bytes as u64 })
             }
-            _ => (Write { to, client: command.client, seq: command.seq, deadline }, Body::Request(command)),
         };
         // Never behind what the state applied: stamps this leader adds keep the clock moving.
         let time = self.clock.max(self.state.clock());
@@ -287,9 +315,11 @@ impl<W> Service<W> {
             Output::ReadReady { id, index } => self.read_ready(*id, *index),
             Output::ReadDropped { id, reason } => self.read_dropped(*id, reason),
             Output::RoleChanged { role, .. } if *role != crate::io::Role::Leader => self.stepped_down(),
-            Output::Send(_) | Output::Persist(_) | Output::RoleChanged { .. } | Output::MembershipChanged { .. } => {
-                return Ok(false)
+            Output::RoleChanged { .. } => {
+                self.leading = true;
+                return Ok(false);
             }
+            Output::Send(_) | Output::Persist(_) | Output::MembershipChanged { .. } => return Ok(false),
         }
         Ok(true)
     }
@@ -353,10 +383,7 @@ impl<W> Service<W> {
             for (term, w) in waiting {
                 let ours = |client: u64, seq: u64| term == e.term && client == w.client && seq == w.seq;
                 let reply = match &outcome {
-                    Applied::Reply { client, seq, reply } if ours(*client, *seq) => match reply {
-                        Answer::Ok(value) => Reply::Ok(value.clone()),
-                        Answer::Refused(reason) => Reply::Invalid { reason: reason.clone() },
-                    },
+                    Applied::Reply { client, seq, reply } if ours(*client, *seq) => Reply::Ok(reply.clone()),
                     Applied::Registered { client } if ours(0, 0) => Reply::Registered { client: *client },
                     Applied::Expired { client, seq } if ours(*client, *seq) => Reply::SessionExpired,
                     // Another entry took the index: leadership was lost before ours committed.
@@ -404,7 +431,10 @@ impl<W> Service<W> {
                 break;
             }
             for r in entry.remove() {
-                let value = self.state.get(&r.key);
+                let value = match &r.op {
+                    ReadOp::Cmd(cmd) => self.state.read(cmd),
+                    ReadOp::Watch(keys) => self.state.watch(keys),
+                };
                 self.actions.push(Action::Reply { to: r.to, reply: Reply::Ok(value) });
             }
         }
@@ -417,6 +447,7 @@ impl<W> Service<W> {
     /// an index are still served once it is applied. (A leader that removed itself handed
     /// over in a millisecond, and its clients waited out a second of request timeout.)
     fn stepped_down(&mut self) {
+        self.leading = false;
         let mut late = Vec::new();
         expire_each(&mut self.proposed, u64::MAX, &mut late);
         expire_each(&mut self.confirming, u64::MAX, &mut late);
@@ -424,15 +455,38 @@ impl<W> Service<W> {
         self.actions.extend(late.into_iter().map(|to| Action::Reply { to, reply: Reply::Timeout }));
     }
 
-    /// Answers `Timeout` to every request whose deadline is at or before `now`.
+    /// Answers `Timeout` to every request whose deadline is at or before `now`; as leader,
+    /// proposes a clock entry (see [`ServiceConfig::clock_interval`]) when one is due.
     pub fn expire(&mut self, now: u64) {
         self.clock = self.clock.max(now);
+        self.propose_clock();
         let mut late = Vec::new();
         expire_each(&mut self.proposed, now, &mut late);
         expire_each(&mut self.confirming, now, &mut late);
         expire_lists(&mut self.placed, now, &mut late);
         expire_lists(&mut self.ready, now, &mut late);
         self.actions.extend(late.into_iter().map(|to| Action::Reply { to, reply: Reply::Timeout }));
+    }
+
+    /// Proposes a clock and sweep entry if this node leads, some key has an expiry, and the
+    /// replicated clock is `clock_interval` behind (or a key is due), at most once per
+    /// interval. Nobody waits for it: if it is lost, a later one goes.
+    fn propose_clock(&mut self) {
+        let interval = self.config.clock_interval;
+        if !self.leading || interval == 0 || self.failed.is_some() {
+            return;
+        }
+        let Some(next) = self.state.next_expiry() else { return };
+        let behind = self.clock.saturating_sub(self.state.clock());
+        let due = next <= self.clock || behind >= interval;
+        if !due || self.clock < self.last_clock_entry.saturating_add(interval) {
+            return;
+        }
+        self.last_clock_entry = self.clock;
+        self.next_id += 1;
+        let body = Body::Sweep { max: self.config.sweep_max };
+        let data = Bytes::from(encode(&LogEntry { time: self.clock.max(self.state.clock()), body }));
+        self.actions.push(Action::Propose(Proposal { id: SERVICE_IDS | self.next_id, data }));
     }
 
     /// Moves the actions produced since the last call to the end of `out` (in order).

@@ -2,7 +2,7 @@
 //! refusals; deadlines; snapshots.
 
 use crate::Membership;
-use alloc::string::{String, ToString};
+use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -13,11 +13,11 @@ use crate::io::{DropReason, Output, Proposal};
 use crate::types::{Entry, EntryKind, Index, NodeId, Snapshot, SnapshotMeta, Term};
 
 fn put(seq: u64) -> Command {
-    Command { client: 7, seq, op: Op::Put { key: "k".into(), value: "v".into() } }
+    Command { client: 7, seq, op: Op::put("k", "v") }
 }
 
 fn entry(index: u64, term: u64, cmd: &Command) -> Entry {
-    let data = encode(&LogEntry { time: 0, body: Body::Request(cmd.clone()) });
+    let data = encode(&LogEntry { time: 0, body: Body::Write { command: cmd.clone(), max_value: 1 << 20 } });
     Entry { index: Index(index), term: Term(term), kind: EntryKind::Command, data: Bytes::from(data) }
 }
 
@@ -89,20 +89,20 @@ fn a_write_is_answered_only_by_its_own_entry() {
     let p = proposal(&mut s);
     assert!(s.on_output(&Output::Accepted { id: p.id, index: Index(3), term: Term(3) }).unwrap());
     assert!(s.on_output(&Output::Apply(vec![entry(3, 3, &put(7))])).unwrap());
-    assert_eq!(replies(&mut s), vec![(3, Reply::Ok(String::new()))]);
+    assert_eq!(replies(&mut s), vec![(3, Reply::Ok(Resp::Ok))]);
     assert!(s.idle());
 }
 
 #[test]
 fn reads_wait_for_their_index_and_everything_times_out() {
     let mut s = service();
-    let get = Command { client: 1, seq: 1, op: Op::Get { key: "k".into() } };
+    let get = Command { client: 1, seq: 1, op: Op::get("k") };
     s.request(get.clone(), 1, 0);
     let [Action::Read { id }] = s.take_actions()[..] else { panic!("a read asks the core") };
     s.read_ready(id, Index(1));
     assert!(s.take_actions().is_empty(), "index 1 is not applied yet");
     s.apply(&[entry(1, 1, &put(1))]);
-    assert_eq!(replies(&mut s), vec![(1, Reply::Ok("v".into()))]);
+    assert_eq!(replies(&mut s), vec![(1, Reply::Ok(Resp::bulk("v")))]);
     // One request of each kind waiting: all answered Timeout at their deadline, not before.
     s.request(get.clone(), 2, 10);
     s.request(get, 3, 10);
@@ -174,7 +174,7 @@ fn an_installed_snapshot_answers_the_writes_it_covers_and_the_reads_it_serves() 
     s.request(put(1), 1, 0);
     let p = proposal(&mut s);
     s.accepted(p.id, Index(2), Term(1));
-    let get = Command { client: 1, seq: 1, op: Op::Get { key: "k".into() } };
+    let get = Command { client: 1, seq: 1, op: Op::get("k") };
     s.request(get, 2, 0);
     let [Action::Read { id }] = s.take_actions()[..] else { panic!() };
     s.read_ready(id, Index(3));
@@ -188,7 +188,7 @@ fn an_installed_snapshot_answers_the_writes_it_covers_and_the_reads_it_serves() 
         data: data.into(),
     };
     s.install(&snap).unwrap();
-    assert_eq!(replies(&mut s), vec![(1, Reply::Timeout), (2, Reply::Ok("v".into()))]);
+    assert_eq!(replies(&mut s), vec![(1, Reply::Timeout), (2, Reply::Ok(Resp::bulk("v")))]);
     assert_eq!((s.installed(), s.state().applied()), (1, Index(3)));
     // Entries at or below the snapshot are skipped.
     s.apply(&[entry(3, 1, &put(9))]);
@@ -198,9 +198,9 @@ fn an_installed_snapshot_answers_the_writes_it_covers_and_the_reads_it_serves() 
 #[test]
 fn oversized_requests_and_refusals_get_clear_answers_with_node_hints() {
     let mut s = service();
-    let big = Command { client: 1, seq: 1, op: Op::Put { key: "k".repeat(17), value: String::new() } };
+    let big = Command { client: 1, seq: 1, op: Op::put("k".repeat(17), "") };
     s.request(big, 1, 0);
-    let long = Command { client: 1, seq: 2, op: Op::Append { key: "k".into(), value: "v".repeat(17) } };
+    let long = Command { client: 1, seq: 2, op: Op::append("k", "v".repeat(17)) };
     s.request(long, 2, 0);
     let r = replies(&mut s);
     assert_eq!(r[0].1, Reply::Invalid { reason: "key of 17 bytes over the limit of 16".into() });
@@ -213,7 +213,7 @@ fn oversized_requests_and_refusals_get_clear_answers_with_node_hints() {
     let p = proposal(&mut s);
     s.on_output(&Output::ProposalDropped { id: p.id, reason: DropReason::Transferring { to: NodeId(7) } }).unwrap();
     got.extend(replies(&mut s));
-    let get = Command { client: 1, seq: 3, op: Op::Get { key: "k".into() } };
+    let get = Command { client: 1, seq: 3, op: Op::get("k") };
     s.request(get, 5, 0);
     let [Action::Read { id }] = s.take_actions()[..] else { panic!() };
     s.read_dropped(id, &DropReason::NotLeader { hint: None });
@@ -241,7 +241,7 @@ fn the_snapshot_policy_waits_for_the_bound_and_for_new_entries() {
     assert_eq!(s.snapshot_due(899), None, "under 9/10 of the bound");
     let (index, data) = s.snapshot_due(900).expect("due");
     assert_eq!(index, Index(1));
-    assert_eq!(KvState::restore(&data).unwrap().get("k"), "v");
+    assert_eq!(KvState::restore(&data).unwrap().get(b"k"), Some(Bytes::from("v")));
     assert_eq!(s.snapshot_due(5000), None, "nothing applied since");
     let mut never = service_with(ServiceConfig::default());
     never.apply(&[entry(1, 1, &put(1))]);
@@ -278,7 +278,7 @@ fn a_register_is_answered_with_its_index_and_writes_are_stamped_with_the_clock()
     assert_eq!(s.state().sessions(), 1);
     // A clock that goes back stands still: stamps never decrease.
     s.expire(100);
-    let late = Command { client: 4, seq: 1, op: Op::Put { key: "k".into(), value: "v".into() } };
+    let late = Command { client: 4, seq: 1, op: Op::put("k", "v") };
     s.request(late, 2, 20);
     let p = proposal(&mut s);
     let logged: LogEntry = postcard::from_bytes(&p.data).unwrap();
@@ -287,27 +287,27 @@ fn a_register_is_answered_with_its_index_and_writes_are_stamped_with_the_clock()
     s.apply(&[Entry { index: Index(5), term: Term(1), kind: EntryKind::Command, data: p.data }]);
     // Idle since 30 with a ttl of 50: expired by the entry's own stamp, so not applied.
     assert_eq!(replies(&mut s), vec![(2, Reply::SessionExpired)]);
-    assert_eq!((s.state().get("k"), s.state().sessions()), (String::new(), 0));
+    assert_eq!((s.state().get(b"k"), s.state().sessions()), (None, 0));
 }
 
 #[test]
-fn an_append_that_would_pass_the_value_limit_is_refused_as_invalid() {
+fn an_append_that_would_pass_the_value_limit_is_refused_by_the_state() {
     let mut s = service();
     s.apply(&[entry(1, 1, &put(1))]);
-    let grow = Command { client: 7, seq: 2, op: Op::Append { key: "k".into(), value: "v".repeat(16) } };
+    let grow = Command { client: 7, seq: 2, op: Op::append("k", "v".repeat(16)) };
     s.request(grow, 1, 0);
     let p = proposal(&mut s);
     s.accepted(p.id, Index(2), Term(1));
     s.apply(&[Entry { index: Index(2), term: Term(1), kind: EntryKind::Command, data: p.data }]);
-    let reason = "the value would be 17 bytes, over the limit of 16".to_string();
-    assert_eq!(replies(&mut s), vec![(1, Reply::Invalid { reason })]);
-    assert_eq!(s.state().get("k"), "v");
+    let refused = Resp::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    assert_eq!(replies(&mut s), vec![(1, Reply::Ok(refused))]);
+    assert_eq!(s.state().get(b"k"), Some(Bytes::from("v")));
 }
 
 #[test]
 fn a_leader_that_steps_down_answers_what_it_waits_for_at_once() {
     let mut s = service();
-    let get = Command { client: 1, seq: 1, op: Op::Get { key: "k".into() } };
+    let get = Command { client: 1, seq: 1, op: Op::get("k") };
     s.request(put(1), 1, 0);
     s.request(get.clone(), 2, 0);
     s.request(get, 3, 0);
@@ -326,5 +326,5 @@ fn a_leader_that_steps_down_answers_what_it_waits_for_at_once() {
     got.sort_by_key(|(to, _)| *to);
     assert_eq!(got, vec![(1, Reply::Timeout), (2, Reply::Timeout)]);
     s.apply(&[entry(1, 1, &put(1))]);
-    assert_eq!(replies(&mut s), vec![(3, Reply::Ok("v".into()))]);
+    assert_eq!(replies(&mut s), vec![(3, Reply::Ok(Resp::bulk("v")))]);
 }

@@ -18,7 +18,8 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use super::Answer;
+use super::legacy::LegacySessions;
+use super::Resp;
 
 /// How many sessions a state keeps and for how long: set by each `Register` entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +41,7 @@ impl Default for SessionLimits {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
     seq: u64,
-    reply: Answer,
+    reply: Resp,
     last_active: u64,
 }
 
@@ -52,7 +53,7 @@ pub(super) enum Check<'a> {
     /// Older than the client's last write: the client has moved on.
     Stale,
     /// The client's last write again: answer it with the stored reply.
-    Duplicate(&'a Answer),
+    Duplicate(&'a Resp),
     /// A new write: apply it, then [`Sessions::record`] it.
     New,
 }
@@ -87,6 +88,17 @@ impl From<Sessions> for Stored {
     }
 }
 
+impl From<LegacySessions> for Sessions {
+    fn from(s: LegacySessions) -> Sessions {
+        let table = s
+            .table
+            .into_iter()
+            .map(|(id, l)| (id, Session { seq: l.seq, reply: l.reply.into_resp(), last_active: l.last_active }))
+            .collect();
+        Sessions::from(Stored { table, limits: s.limits })
+    }
+}
+
 impl Sessions {
     pub(super) fn len(&self) -> usize {
         self.table.len()
@@ -118,7 +130,7 @@ impl Sessions {
             self.remove_oldest(last, old);
             removed += 1;
         }
-        self.table.insert(id, Session { seq: 0, reply: Answer::Ok(Default::default()), last_active: now });
+        self.table.insert(id, Session { seq: 0, reply: Resp::Ok, last_active: now });
         self.by_age.insert((now, id));
         removed
     }
@@ -139,7 +151,7 @@ impl Sessions {
     }
 
     /// Write `seq` of `client` (checked [`Check::New`]) was applied at `now` with `reply`.
-    pub(super) fn record(&mut self, client: u64, seq: u64, reply: Answer, now: u64) {
+    pub(super) fn record(&mut self, client: u64, seq: u64, reply: Resp, now: u64) {
         let Some(s) = self.table.get_mut(&client) else { return };
         self.by_age.remove(&(s.last_active, client));
         // The clock never goes back, so neither does a session's activity.
@@ -170,11 +182,11 @@ mod tests {
         }
         // Client 1 writes, so client 2 is now the least recently active.
         assert_eq!(s.check(1, 1), Check::New);
-        s.record(1, 1, Answer::Ok("r".into()), 40);
+        s.record(1, 1, Resp::bulk("r"), 40);
         assert_eq!(s.register(4, 50, LIMITS), 1);
         assert_eq!(s.ids_by_age(), vec![3, 1, 4]);
         assert_eq!(s.check(2, 1), Check::Unknown);
-        assert_eq!(s.check(1, 1), Check::Duplicate(&Answer::Ok("r".into())));
+        assert_eq!(s.check(1, 1), Check::Duplicate(&Resp::bulk("r")));
         assert_eq!(s.check(1, 0), Check::Stale);
         // A lower bound from a later registration evicts down to it.
         assert_eq!(s.register(5, 60, SessionLimits { max: 1, ttl: 100 }), 3);
@@ -190,7 +202,7 @@ mod tests {
         assert_eq!(s.expire(99), 0);
         assert_eq!(s.expire(100), 1, "idle for exactly the ttl");
         assert_eq!(s.ids_by_age(), vec![2]);
-        s.record(2, 1, Answer::Ok(Default::default()), 120);
+        s.record(2, 1, Resp::Ok, 120);
         assert_eq!(s.expire(219), 0, "the write renewed it");
         assert_eq!(s.expire(220), 1);
         assert_eq!(s.len(), 0);
@@ -201,7 +213,7 @@ mod tests {
         let mut s = Sessions::default();
         s.register(7, 5, LIMITS);
         s.register(9, 6, LIMITS);
-        s.record(7, 3, Answer::Refused("x".into()), 8);
+        s.record(7, 3, Resp::error("ERR x"), 8);
         let bytes = postcard::to_allocvec(&s).unwrap();
         let r: Sessions = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(r, s);

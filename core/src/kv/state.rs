@@ -1,17 +1,25 @@
-//! [`KvState`]: the key/value map and the client session table, replicated by applying the
-//! same commands in the same order on every server.
+//! [`KvState`]: the keyspace and the client session table, replicated by applying the same
+//! entries in the same order on every server.
 
-use alloc::format;
-use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::exec::{self, Writer};
 use super::keyspace::Keyspace;
+use super::legacy::{LegacyCommand, LegacyState};
 use super::sessions::{Check, Sessions};
-use super::{Answer, Body, Command, LogEntry, Op};
+use super::value::{Item, Value};
+use super::{Body, Cmd, Command, LogEntry, Op, Resp, Watched};
 use crate::types::Index;
+
+/// Longest any string may grow to, in bytes (Redis's `proto-max-bulk-len` default).
+const MAX_STRING: u64 = 512 << 20;
+
+/// The first bytes of a snapshot of this format (one of the first format has none).
+const SNAPSHOT_MAGIC: &[u8; 4] = b"SKV\x02";
 
 /// The replicated state. Invariant: for every session, the stored sequence number is the
 /// highest of its writes applied, and no write with a lower or equal number is ever applied
@@ -24,19 +32,23 @@ pub struct KvState {
     applied: Index,
     /// The replicated clock: the greatest time stamp applied.
     clock: u64,
+    /// The index of the last entry that deleted a key (see [`Op::Exec`]).
+    last_delete: u64,
 }
 
 /// What applying one log entry did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// A write applied now (or the stored reply of its duplicate): answer the client.
-    Reply { client: u64, seq: u64, reply: Answer },
+    Reply { client: u64, seq: u64, reply: Resp },
     /// A session opened: its id is the entry's index.
     Registered { client: u64 },
     /// A write from a session that is not (or no longer) in the table: not applied.
     Expired { client: u64, seq: u64 },
     /// An older duplicate of a write already answered: the client has moved on.
     Stale,
+    /// The leader's sweep: this many expired keys removed.
+    Swept(usize),
     /// An entry that is not the service's (a leader's no-op), or does not decode.
     NotACommand,
 }
@@ -66,19 +78,51 @@ impl KvState {
         self.clock
     }
 
-    /// The value of `key` (`""` when missing): what a `Get` answers once the state has applied
-    /// the read's ReadIndex.
-    pub fn get(&self, key: &str) -> String {
-        self.data.get(key).cloned().unwrap_or_default()
+    /// Runs read command `cmd` on the state as it is (once it applied the read's ReadIndex),
+    /// at the replicated clock.
+    pub fn read(&self, cmd: &Cmd) -> Resp {
+        exec::read(&self.data, cmd, self.clock)
     }
 
-    /// Number of keys.
+    /// The string `key` holds now (`None` if missing or not a string): for tests and the
+    /// lab's `Get`.
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        match &self.data.live(key, self.clock)?.value {
+            Value::Str(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    /// What `WATCH keys` answers: the index read at, then each key's version.
+    pub fn watch(&self, keys: &[Bytes]) -> Resp {
+        let mut out = Vec::with_capacity(keys.len() + 1);
+        out.push(Resp::Int(self.applied.0 as i64));
+        out.extend(keys.iter().map(|k| self.version(k).map_or(Resp::Nil, |v| Resp::Int(v as i64))));
+        Resp::Array(out)
+    }
+
+    /// The version of live `key`: the index of the entry that last changed it.
+    pub fn version(&self, key: &[u8]) -> Option<u64> {
+        self.data.live(key, self.clock).map(|i| i.version)
+    }
+
+    /// Keys held (those expired and not yet swept included).
     pub fn len(&self) -> usize {
         self.data.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.data.len() == 0
+    }
+
+    /// Keys with an expiry.
+    pub fn volatile(&self) -> usize {
+        self.data.volatile()
+    }
+
+    /// The soonest expiry time of any key.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.data.next_expiry()
     }
 
     /// Number of client sessions held.
@@ -89,6 +133,12 @@ impl KvState {
     /// The session ids held, least recently active first.
     pub fn session_ids(&self) -> Vec<u64> {
         self.sessions.ids_by_age()
+    }
+
+    /// Every live key and its item, in encoding order (for tests and checkers).
+    pub fn items(&self) -> impl Iterator<Item = (&Bytes, &Item)> {
+        let now = self.clock;
+        self.data.iter().filter(move |(_, i)| !i.expired(now))
     }
 
     /// Applies the log entry at `index` whose payload is `data` (an encoded [`LogEntry`], or
@@ -106,12 +156,31 @@ impl KvState {
                 self.sessions.register(index.0, self.clock, limits);
                 Applied::Registered { client: index.0 }
             }
-            Body::Request(cmd) => self.apply_command(cmd, None),
-            Body::Capped { command, max_value } => self.apply_command(command, Some(max_value)),
+            Body::Request(legacy) => self.apply_legacy(legacy, u64::MAX),
+            Body::Capped { command, max_value } => self.apply_legacy(command, max_value),
+            Body::Write { command, max_value } => self.apply_command(command, max_value),
+            Body::Sweep { max } => Applied::Swept(self.writer(u64::MAX).sweep(max as usize)),
         }
     }
 
-    fn apply_command(&mut self, cmd: Command, max_value: Option<u64>) -> Applied {
+    fn apply_legacy(&mut self, c: LegacyCommand, max_value: u64) -> Applied {
+        let op = c.op.into_cmd().map_or(Op::Register, Op::Cmd);
+        self.apply_command(Command { client: c.client, seq: c.seq, op }, max_value)
+    }
+
+    fn writer(&mut self, max_value: u64) -> Writer<'_> {
+        Writer {
+            ks: &mut self.data,
+            now: self.clock,
+            index: self.applied.0,
+            // Whatever an entry says, no string grows past Redis's own largest bulk (an entry
+            // of the first format carries no bound).
+            max_value: max_value.min(MAX_STRING),
+            last_delete: &mut self.last_delete,
+        }
+    }
+
+    fn apply_command(&mut self, cmd: Command, max_value: u64) -> Applied {
         let Command { client, seq, op } = cmd;
         match self.sessions.check(client, seq) {
             Check::Unknown => return Applied::Expired { client, seq },
@@ -120,33 +189,31 @@ impl KvState {
             Check::New => {}
         }
         let reply = match op {
-            // A register or a read has no business in a request entry (the service never
+            Op::Cmd(c) => self.writer(max_value).run(&c),
+            Op::Exec { commands, watched } => self.exec(&commands, watched.as_ref(), max_value),
+            // A register or a watch has no business in a request entry (the service never
             // proposes one): answered, nothing changed.
-            Op::Register => String::new(),
-            Op::Get { key } => self.get(&key),
-            Op::Put { key, value } => {
-                self.data.insert(key, value);
-                String::new()
-            }
-            Op::Append { key, value } => {
-                let len = self.data.get(&key).map_or(0, String::len) + value.len();
-                match max_value {
-                    Some(max) if len as u64 > max => {
-                        let reply = Answer::Refused(format!("the value would be {len} bytes, over the limit of {max}"));
-                        self.sessions.record(client, seq, reply.clone(), self.clock);
-                        return Applied::Reply { client, seq, reply };
-                    }
-                    _ => {}
-                }
-                let v = self.data.value_mut(key);
-                v.push_str(&value);
-                // The new length, as Redis answers APPEND (the lab's clerks ignore it).
-                v.len().to_string()
-            }
+            Op::Register | Op::Watch { .. } => Resp::Ok,
         };
-        let reply = Answer::Ok(reply);
         self.sessions.record(client, seq, reply.clone(), self.clock);
         Applied::Reply { client, seq, reply }
+    }
+
+    /// A transaction: every command in order, unless a watched key changed since `WATCH`
+    /// read it.
+    fn exec(&mut self, commands: &[Cmd], watched: Option<&Watched>, max_value: u64) -> Resp {
+        if let Some(w) = watched {
+            let changed = w.keys.iter().any(|(k, seen)| {
+                let now = self.version(k);
+                // Missing then and now: it may have been created and deleted in between.
+                now != *seen || (now.is_none() && self.last_delete > w.at)
+            });
+            if changed {
+                return Resp::NilArray;
+            }
+        }
+        let mut writer = self.writer(max_value);
+        Resp::Array(commands.iter().map(|c| writer.run(c)).collect())
     }
 
     /// A copy to encode elsewhere (another thread) while this one applies on: it costs one
@@ -156,14 +223,31 @@ impl KvState {
         self.clone()
     }
 
-    /// The whole state, sessions included, as postcard bytes.
+    /// The whole state, sessions included, as postcard bytes after a format mark.
     pub fn snapshot(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("the KV state always encodes")
+        postcard::to_extend(self, SNAPSHOT_MAGIC.to_vec()).expect("the KV state always encodes")
     }
 
-    /// The state a snapshot holds.
+    /// The state a snapshot holds (of this format or the first).
     pub fn restore(bytes: &[u8]) -> Result<KvState, SnapshotError> {
-        postcard::from_bytes(bytes).map_err(|_| SnapshotError)
+        if let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC) {
+            if let Ok(s) = postcard::from_bytes(rest) {
+                return Ok(s);
+            }
+        }
+        let old: LegacyState = postcard::from_bytes(bytes).map_err(|_| SnapshotError)?;
+        let mut data = Keyspace::default();
+        for (k, v) in old.data {
+            let item = Item { value: Value::Str(Bytes::from(v.into_bytes())), expires: None, version: old.applied.0 };
+            data.insert(Bytes::from(k.into_bytes()), item);
+        }
+        Ok(KvState {
+            data,
+            sessions: Sessions::from(old.sessions),
+            applied: old.applied,
+            clock: old.clock,
+            last_delete: old.applied.0,
+        })
     }
 
     /// Whether the service should snapshot: the persisted Raft state passed `max_raft_state`
@@ -187,114 +271,4 @@ impl KvState {
 /// Encodes a log entry of the service.
 pub fn encode(entry: &LogEntry) -> Vec<u8> {
     postcard::to_allocvec(entry).expect("log entries always encode")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kv::SessionLimits;
-    use alloc::string::ToString;
-    use alloc::vec;
-
-    const LIMITS: SessionLimits = SessionLimits { max: 2, ttl: 1000 };
-
-    fn at(time: u64, body: Body) -> Vec<u8> {
-        encode(&LogEntry { time, body })
-    }
-
-    fn cmd(client: u64, seq: u64, op: Op) -> Vec<u8> {
-        at(0, Body::Request(Command { client, seq, op }))
-    }
-
-    fn register(time: u64) -> Vec<u8> {
-        at(time, Body::Register { limits: LIMITS })
-    }
-
-    fn append(key: &str, value: &str) -> Op {
-        Op::Append { key: key.to_string(), value: value.to_string() }
-    }
-
-    #[test]
-    fn a_retried_write_is_applied_once_and_answered_again() {
-        let mut s = KvState::new();
-        assert_eq!(s.apply(Index(1), &register(0)), Applied::Registered { client: 1 });
-        assert_eq!(s.apply(Index(2), &register(0)), Applied::Registered { client: 2 });
-        let first = s.apply(Index(3), &cmd(1, 1, append("k", "a")));
-        assert_eq!(first, Applied::Reply { client: 1, seq: 1, reply: Answer::Ok("1".to_string()) });
-        // The same request, committed again after a leader change: answered, not applied.
-        assert_eq!(s.apply(Index(4), &cmd(1, 1, append("k", "a"))), first);
-        assert_eq!(s.get("k"), "a");
-        s.apply(Index(5), &cmd(1, 2, append("k", "b")));
-        assert_eq!(s.apply(Index(6), &cmd(1, 1, append("k", "a"))), Applied::Stale);
-        assert_eq!(s.get("k"), "ab");
-        // Another client's numbers are its own.
-        s.apply(Index(7), &cmd(2, 1, Op::Put { key: "k".to_string(), value: "z".to_string() }));
-        assert_eq!(s.get("k"), "z");
-        assert_eq!(s.apply(Index(8), b"noop"), Applied::NotACommand);
-        let mut trailing = cmd(1, 3, append("k", "x"));
-        trailing.push(0);
-        assert_eq!(s.apply(Index(9), &trailing), Applied::NotACommand, "an entry with bytes after it");
-        assert_eq!(s.applied(), Index(9));
-    }
-
-    #[test]
-    fn a_write_of_an_unknown_or_expired_session_is_not_applied() {
-        let mut s = KvState::new();
-        // Never registered (a forged or pre-registration id).
-        assert_eq!(s.apply(Index(1), &cmd(1, 1, append("k", "a"))), Applied::Expired { client: 1, seq: 1 });
-        s.apply(Index(2), &register(100));
-        s.apply(Index(3), &at(600, Body::Request(Command { client: 2, seq: 1, op: append("k", "a") })));
-        // A stamp behind the clock (a new leader whose clock is late) does not move it back.
-        s.apply(Index(4), &register(50));
-        assert_eq!(s.clock(), 600);
-        s.apply(Index(5), &at(1200, Body::Request(Command { client: 4, seq: 1, op: append("j", "x") })));
-        // The clock passes client 2's last write plus the ttl: it expired, on every replica.
-        let late = at(1600, Body::Request(Command { client: 2, seq: 2, op: append("k", "b") }));
-        assert_eq!(s.apply(Index(6), &late), Applied::Expired { client: 2, seq: 2 });
-        assert_eq!(s.get("k"), "a");
-        assert_eq!(s.session_ids(), vec![4]);
-        // Past the bound, the least recently active session goes.
-        s.apply(Index(7), &register(1600));
-        s.apply(Index(8), &register(1601));
-        assert_eq!(s.session_ids(), vec![7, 8]);
-    }
-
-    #[test]
-    fn an_append_past_the_cap_in_its_entry_is_refused_alike_everywhere() {
-        let mut s = KvState::new();
-        s.apply(Index(1), &register(0));
-        let capped = |seq, v: &str| {
-            at(0, Body::Capped { command: Command { client: 1, seq, op: append("k", v) }, max_value: 4 })
-        };
-        assert_eq!(
-            s.apply(Index(2), &capped(1, "abc")),
-            Applied::Reply { client: 1, seq: 1, reply: Answer::Ok("3".into()) }
-        );
-        let refused = Answer::Refused("the value would be 5 bytes, over the limit of 4".into());
-        assert_eq!(s.apply(Index(3), &capped(2, "de")), Applied::Reply { client: 1, seq: 2, reply: refused.clone() });
-        // Its retry gets the same refusal; nothing changed.
-        assert_eq!(s.apply(Index(4), &capped(2, "de")), Applied::Reply { client: 1, seq: 2, reply: refused });
-        assert_eq!(s.get("k"), "abc");
-    }
-
-    #[test]
-    fn a_snapshot_carries_data_sessions_clock_and_index() {
-        let mut s = KvState::new();
-        s.apply(Index(1), &register(5));
-        s.apply(Index(2), &cmd(1, 5, append("y", "2")));
-        let mut r = KvState::restore(&s.snapshot()).unwrap();
-        assert_eq!(r, s);
-        assert_eq!(r.clock(), 5);
-        // The session survived: the duplicate is not applied again.
-        r.apply(Index(3), &cmd(1, 5, append("y", "2")));
-        assert_eq!(r.get("y"), "2");
-        assert_eq!(KvState::restore(b"\xff\xff garbage"), Err(SnapshotError));
-    }
-
-    #[test]
-    fn snapshots_are_due_near_the_bound_and_never_without_one() {
-        assert!(!KvState::should_snapshot(10_000, None));
-        assert!(!KvState::should_snapshot(800, Some(1000)));
-        assert!(KvState::should_snapshot(900, Some(1000)));
-    }
 }

@@ -49,6 +49,8 @@ pub(crate) struct ClientLimits {
     pub(crate) max_client_buffers: usize,
     /// How long a connection to the peer port may take to send its handshake.
     pub(crate) peer_handshake_timeout: std::time::Duration,
+    /// What RESP sessions tell of the server.
+    pub(crate) facts: super::resp_commands::ServerFacts,
 }
 
 /// Connections to the peer port still waiting for their handshake, at most.
@@ -183,7 +185,7 @@ impl Clients {
             Port::Native => Accepted::Native(NativeSession::new(conn)),
             Port::Resp => {
                 let clerk = skiff_core::kv::Clerk::new(t.0 as u64, self.servers.clone());
-                Accepted::Resp(Box::new(RespSession::new(conn, clerk)))
+                Accepted::Resp(Box::new(RespSession::new(conn, clerk, self.limits.facts.clone())))
             }
         };
         let client = !matches!(accepted, Accepted::Peer { .. });
@@ -519,7 +521,9 @@ fn refuse(port: Port, stream: &mut TcpStream, why: &str) {
     use std::io::Write;
     let mut out = Vec::new();
     match port {
-        Port::Resp => crate::resp::encode(&crate::resp::Frame::Error(format!("ERR {why}")), &mut out),
+        Port::Resp => {
+            crate::resp::encode(&crate::resp::Resp::Error(format!("ERR {why}")), crate::resp::Proto::Resp2, &mut out)
+        }
         Port::Native => {
             let reply = ClientResponse { id: 0, reply: Reply::Invalid { reason: why.to_string() } };
             let _ = skiff_core::codec::encode_frame(&reply, &mut out);

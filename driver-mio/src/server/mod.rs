@@ -21,6 +21,7 @@ mod kv;
 mod members;
 mod native;
 mod peers;
+mod resp_commands;
 mod resp_session;
 mod stall;
 mod storage;
@@ -168,6 +169,7 @@ pub fn serve<S: Storage>(
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let id = node.view().id;
     let storage = StorageLink::start(storage, waker, format!("skiff-storage-{}", id.0))?;
+    let resp_port = listeners.resp.local_addr().map_or(0, |a| a.port());
     let mut mio_listeners = Vec::new();
     for (l, token) in
         [(listeners.peer, PEER_LISTENER), (listeners.client, CLIENT_LISTENER), (listeners.resp, RESP_LISTENER)]
@@ -205,6 +207,7 @@ pub fn serve<S: Storage>(
         // The loop's own policy decides (`Engine::snapshot_policy`), not the lab's.
         max_raft_state: None,
         sessions: opts.sessions,
+        ..ServiceConfig::default()
     };
     let kv = LocalKv::new(config, restored.snapshot.as_ref(), now).map_err(ServeError::Service)?;
     let check = PeerCheck { cluster_id: opts.cluster_id, me: id, max_frame: opts.max_peer_frame };
@@ -221,6 +224,12 @@ pub fn serve<S: Storage>(
         max_clients: opts.max_clients,
         max_client_buffers: opts.max_client_buffers,
         peer_handshake_timeout: opts.peer_handshake_timeout,
+        facts: resp_commands::ServerFacts {
+            node: id.0,
+            resp_port,
+            max_value_bytes: opts.max_value_bytes,
+            max_clients: opts.max_clients,
+        },
     };
     let mut engine = Engine::new(node, kv, storage, opts.snapshot_threshold);
     // The restored configuration's addresses, for the peer links.

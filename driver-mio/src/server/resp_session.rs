@@ -1,18 +1,23 @@
-//! [`RespSession`]: one RESP2 connection and its client session. Commands are answered in the
-//! order they arrived (pipelining is allowed); `GET`, `SET` and `APPEND` go through a pure
-//! [`Clerk`], one at a time, so the session's sequence numbers make a write retried after a
-//! leader change apply once. The clerk decides which node a request goes to; the event loop
-//! carries it there (this node's state machine, or a forward to another node's client port).
+//! [`RespSession`]: one RESP connection and its client session. Commands are answered in the
+//! order they arrived (pipelining is allowed). Data commands are parsed once
+//! ([`Cmd::parse`]) and go through a pure [`Clerk`], one at a time, so the session's sequence
+//! numbers make a write retried after a leader change apply once; the clerk decides which
+//! node a request goes to and the event loop carries it there (this node's state machine, or
+//! a forward to another node's client port). Connection and server commands are answered
+//! here ([`super::resp_commands`]). `MULTI` queues data commands and `EXEC` sends them as one
+//! operation, with the versions `WATCH` read.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use skiff_core::kv::{Clerk, ClerkStep, Command, Op, Reply};
+use bytes::Bytes;
+use skiff_core::kv::{Clerk, ClerkStep, Cmd, Command, Op, Reply, Resp, Watched};
 use skiff_core::{ChangeStep, Membership, NodeId};
 use skiff_std::address::PeerAddress;
 
 use super::conn::{Conn, MAX_OUTPUT};
-use crate::resp::{encode, Frame, Limits, Parser};
+use super::resp_commands::{all_commands, info_sections, local, ConnState, Local, ServerFacts};
+use crate::resp::{encode, Limits, Parser, Proto};
 
 /// A request sent to a server and not answered within this time is sent elsewhere.
 pub(crate) const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -22,16 +27,18 @@ const BACKOFF_TICK: Duration = Duration::from_millis(10);
 /// Something the session read and must answer, in order.
 #[derive(Debug)]
 enum Item {
-    Command(Vec<Vec<u8>>),
+    Command(Vec<Bytes>),
     /// A request that did not parse: answered with this error, then the connection closes.
     ProtocolError(String),
 }
 
+/// What the operation in flight answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
-    Get,
-    Set,
-    Append,
+    /// A data command or `EXEC`: the state machine's reply, as it is.
+    Data,
+    /// `WATCH`: the versions read are kept for `EXEC`; the client gets `OK`.
+    Watch,
     /// `SKIFF.MEMBER`: a membership change, answered by the loop.
     Member,
 }
@@ -61,6 +68,14 @@ pub(crate) enum Need {
     Member(Vec<ChangeStep>),
 }
 
+/// The commands queued since `MULTI`.
+#[derive(Debug, Default)]
+struct Multi {
+    commands: Vec<Cmd>,
+    /// A command failed to queue: `EXEC` discards the transaction.
+    dirty: bool,
+}
+
 /// One RESP connection.
 #[derive(Debug)]
 pub(crate) struct RespSession {
@@ -72,19 +87,47 @@ pub(crate) struct RespSession {
     parser: Parser,
     /// The operation in flight: its kind (the form of its reply) and what it waits for.
     flight: Option<(Kind, Wait)>,
+    state: ConnState,
+    facts: ServerFacts,
+    multi: Option<Multi>,
+    watched: Option<Watched>,
+    /// The sections the `INFO` asked for waits on.
+    info_args: Vec<Bytes>,
+    /// The keys of the `WATCH` in flight.
+    watching: Vec<Bytes>,
 }
 
-fn arity(name: &str) -> Frame {
-    Frame::Error(format!("ERR wrong number of arguments for '{name}' command"))
-}
-
-fn text(b: &[u8]) -> Option<String> {
-    String::from_utf8(b.to_vec()).ok()
+fn unknown_command(args: &[Bytes]) -> Resp {
+    let shown = |b: &Bytes| String::from_utf8_lossy(b).chars().take(128).collect::<String>();
+    let rest: String = args[1..].iter().take(8).map(|a| format!("'{}' ", shown(a))).collect();
+    Resp::Error(format!("ERR unknown command '{}', with args beginning with: {rest}", shown(&args[0])))
 }
 
 impl RespSession {
-    pub(crate) fn new(conn: Conn, clerk: Clerk) -> RespSession {
-        RespSession { conn, clerk, queue: VecDeque::new(), queued_bytes: 0, parser: Parser::default(), flight: None }
+    pub(crate) fn new(conn: Conn, clerk: Clerk, facts: ServerFacts) -> RespSession {
+        let addr = conn.stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        let state = ConnState {
+            id: conn.token.0 as u64,
+            proto: Proto::Resp2,
+            name: Bytes::new(),
+            lib_name: Bytes::new(),
+            lib_ver: Bytes::new(),
+            addr,
+        };
+        RespSession {
+            conn,
+            clerk,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            parser: Parser::default(),
+            flight: None,
+            state,
+            facts,
+            multi: None,
+            watched: None,
+            info_args: Vec::new(),
+            watching: Vec::new(),
+        }
     }
 
     /// Parses what was read into commands. After a protocol error nothing more is read; the
@@ -97,7 +140,7 @@ impl RespSession {
                     used += n;
                     if !args.is_empty() {
                         self.queued_bytes += args.iter().map(Vec::len).sum::<usize>();
-                        self.queue.push_back(Item::Command(args));
+                        self.queue.push_back(Item::Command(args.into_iter().map(Bytes::from).collect()));
                     }
                 }
                 Ok((None, n)) => {
@@ -127,7 +170,8 @@ impl RespSession {
     /// Bytes this connection holds: unparsed input, the partly read command, queued commands
     /// and unwritten output.
     pub(crate) fn buffered(&self) -> usize {
-        self.conn.rbuf.len() + self.parser.held() + self.queued_bytes + self.conn.pending()
+        let multi = self.multi.as_ref().map_or(0, |m| m.commands.len() * 64);
+        self.conn.rbuf.len() + self.parser.held() + self.queued_bytes + self.conn.pending() + multi
     }
 
     /// Whether the session waits on nothing and has nothing queued.
@@ -135,8 +179,8 @@ impl RespSession {
         self.flight.is_none() && self.queue.is_empty()
     }
 
-    fn reply(&mut self, frame: &Frame) {
-        encode(frame, &mut self.conn.wbuf);
+    fn reply(&mut self, reply: &Resp) {
+        encode(reply, self.state.proto, &mut self.conn.wbuf);
     }
 
     /// A server to try besides those the session's clerk knows (a node added to the cluster).
@@ -144,9 +188,11 @@ impl RespSession {
         self.clerk.add_server(server);
     }
 
-    /// The `INFO` text the session asked for ([`Need::Info`]).
+    /// The `INFO` text the session asked for ([`Need::Info`]), every section: the session
+    /// keeps those asked for.
     pub(crate) fn answer_info(&mut self, text: String) {
-        self.reply(&Frame::Bulk(Some(text.into_bytes())));
+        let text = info_sections(&text, &std::mem::take(&mut self.info_args));
+        self.reply(&Resp::Bulk(Bytes::from(text.into_bytes())));
     }
 
     /// The outcome of the membership change in flight: the configuration reached, or why
@@ -157,9 +203,17 @@ impl RespSession {
         }
         self.flight = None;
         match outcome {
-            Ok(m) => self.reply(&Frame::Simple(format!("OK {m}"))),
-            Err(why) => self.reply(&Frame::Error(format!("ERR {why}"))),
+            Ok(m) => self.reply(&Resp::Simple(format!("OK {m}"))),
+            Err(why) => self.reply(&Resp::Error(format!("ERR {why}"))),
         }
+    }
+
+    fn close_after(&mut self, reply: &Resp) {
+        self.reply(reply);
+        self.conn.closing = true;
+        self.conn.stop_reading = true;
+        self.queue.clear();
+        self.queued_bytes = 0;
     }
 
     /// Answers queued commands until one needs something from the loop, or until
@@ -167,78 +221,128 @@ impl RespSession {
     /// session again once they drain).
     pub(crate) fn drive(&mut self, now: Instant) -> Option<Need> {
         while self.flight.is_none() && self.conn.pending() < MAX_OUTPUT {
-            let item = self.queue.pop_front()?;
-            let args = match item {
+            let args = match self.queue.pop_front()? {
                 Item::Command(args) => {
-                    self.queued_bytes -= args.iter().map(Vec::len).sum::<usize>();
+                    self.queued_bytes -= args.iter().map(Bytes::len).sum::<usize>();
                     args
                 }
                 Item::ProtocolError(e) => {
-                    self.reply(&Frame::Error(e));
-                    self.conn.closing = true;
-                    self.queue.clear();
-                    self.queued_bytes = 0;
+                    self.close_after(&Resp::Error(e));
                     return None;
                 }
             };
             let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-            let (kind, op) = match (name.as_str(), args.len()) {
-                ("ping", 1) => {
-                    self.reply(&Frame::Simple("PONG".into()));
-                    continue;
-                }
-                ("ping", 2) => {
-                    self.reply(&Frame::Bulk(Some(args[1].clone())));
-                    continue;
-                }
-                ("quit", _) => {
-                    self.reply(&Frame::Simple("OK".into()));
-                    self.conn.closing = true;
-                    self.conn.stop_reading = true;
-                    self.queue.clear();
-                    self.queued_bytes = 0;
-                    return None;
-                }
-                ("info", _) => return Some(Need::Info),
-                ("skiff.member", _) => match member_command(&args[1..]) {
-                    Ok(None) => return Some(Need::MemberList),
-                    Ok(Some(steps)) => {
-                        self.flight = Some((Kind::Member, Wait::Member));
-                        return Some(Need::Member(steps));
+            let op = if self.multi.is_some() { self.in_multi(&name, &args) } else { self.command(&name, &args) };
+            match op {
+                Step::Answered => {}
+                Step::Need(need) => return Some(need),
+                Step::Start(kind, op) => {
+                    let step = self.clerk.start(op);
+                    self.flight = Some((kind, Wait::Reply { deadline: now }));
+                    if let Some(send) = self.follow(step, now) {
+                        return Some(send);
                     }
-                    Err(e) => {
-                        self.reply(&Frame::Error(format!("ERR {e}")));
-                        continue;
-                    }
-                },
-                ("get", 2) => (Kind::Get, text(&args[1]).map(|key| Op::Get { key })),
-                ("set", 3) => {
-                    (Kind::Set, text(&args[1]).zip(text(&args[2])).map(|(key, value)| Op::Put { key, value }))
                 }
-                ("append", 3) => {
-                    (Kind::Append, text(&args[1]).zip(text(&args[2])).map(|(key, value)| Op::Append { key, value }))
-                }
-                ("ping" | "get" | "set" | "append", _) => {
-                    self.reply(&arity(&name));
-                    continue;
-                }
-                _ => {
-                    let shown: String = String::from_utf8_lossy(&args[0]).chars().take(64).collect();
-                    self.reply(&Frame::Error(format!("ERR unknown command '{shown}'")));
-                    continue;
-                }
-            };
-            let Some(op) = op else {
-                self.reply(&Frame::Error("ERR keys and values must be UTF-8".into()));
-                continue;
-            };
-            let step = self.clerk.start(op);
-            self.flight = Some((kind, Wait::Reply { deadline: now }));
-            if let Some(send) = self.follow(step, now) {
-                return Some(send);
             }
         }
         None
+    }
+
+    /// A command outside a transaction.
+    fn command(&mut self, name: &str, args: &[Bytes]) -> Step {
+        match name {
+            "multi" => {
+                self.multi = Some(Multi::default());
+                self.reply(&Resp::Ok);
+            }
+            "exec" | "discard" => self.reply(&Resp::Error(format!("ERR {} without MULTI", name.to_uppercase()))),
+            "watch" if args.len() >= 2 => {
+                self.watching = args[1..].to_vec();
+                return Step::Start(Kind::Watch, Op::Watch { keys: args[1..].to_vec() });
+            }
+            "unwatch" => {
+                self.watched = None;
+                self.reply(&Resp::Ok);
+            }
+            "info" => {
+                self.info_args = args[1..].to_vec();
+                return Step::Need(Need::Info);
+            }
+            "skiff.member" => match member_command(&args[1..]) {
+                Ok(None) => return Step::Need(Need::MemberList),
+                Ok(Some(steps)) => {
+                    self.flight = Some((Kind::Member, Wait::Member));
+                    return Step::Need(Need::Member(steps));
+                }
+                Err(e) => self.reply(&Resp::Error(format!("ERR {e}"))),
+            },
+            _ => match Cmd::parse(args) {
+                Some(Ok(cmd)) => return Step::Start(Kind::Data, Op::Cmd(cmd)),
+                Some(Err(e)) => self.reply(&e),
+                None => {
+                    if name == "reset" {
+                        self.multi = None;
+                        self.watched = None;
+                    }
+                    match local(name, &args[1..], &mut self.state, &self.facts) {
+                        Local::Reply(r) => self.reply(&r),
+                        Local::Close(r) => {
+                            self.close_after(&r);
+                            return Step::Answered;
+                        }
+                        Local::No => self.reply(&unknown_command(args)),
+                    }
+                }
+            },
+        }
+        Step::Answered
+    }
+
+    /// A command inside `MULTI`: queued if it is a data command, else `EXEC`, `DISCARD` or
+    /// an error that dooms the transaction.
+    fn in_multi(&mut self, name: &str, args: &[Bytes]) -> Step {
+        let multi = self.multi.as_mut().expect("in a transaction");
+        let reply = match name {
+            "exec" => {
+                let m = self.multi.take().expect("in a transaction");
+                let watched = self.watched.take();
+                if m.dirty {
+                    self.reply(&Resp::error("EXECABORT Transaction discarded because of previous errors."));
+                    return Step::Answered;
+                }
+                return Step::Start(Kind::Data, Op::Exec { commands: m.commands, watched });
+            }
+            "discard" => {
+                self.multi = None;
+                self.watched = None;
+                Resp::Ok
+            }
+            "multi" => Resp::error("ERR MULTI calls can not be nested"),
+            "watch" => {
+                multi.dirty = true;
+                Resp::error("ERR WATCH inside MULTI is not allowed")
+            }
+            _ => match Cmd::parse(args) {
+                Some(Ok(cmd)) => {
+                    multi.commands.push(cmd);
+                    Resp::Simple("QUEUED".into())
+                }
+                Some(Err(e)) => {
+                    multi.dirty = true;
+                    e
+                }
+                None => {
+                    multi.dirty = true;
+                    if all_commands().any(|n| n == name) {
+                        Resp::Error(format!("ERR '{name}' is not allowed inside MULTI by skiff"))
+                    } else {
+                        unknown_command(args)
+                    }
+                }
+            },
+        };
+        self.reply(&reply);
+        Step::Answered
     }
 
     /// Carries out one clerk step for the operation in flight (never a membership change).
@@ -254,22 +358,33 @@ impl RespSession {
                 *wait = Wait::Backoff { until: now + BACKOFF_TICK * ticks, to, attempt, command };
                 return None;
             }
-            ClerkStep::Done(value) => {
-                let frame = match kind {
-                    Kind::Get if value.is_empty() => Frame::Bulk(None),
-                    Kind::Get => Frame::Bulk(Some(value.into_bytes())),
-                    Kind::Set => Frame::Simple("OK".into()),
-                    Kind::Append => Frame::Integer(value.parse().unwrap_or(0)),
-                    Kind::Member => unreachable!("membership changes take no clerk steps"),
-                };
-                self.reply(&frame);
+            ClerkStep::Done(value) if kind == Kind::Watch => {
+                self.watch_read(&value);
+                self.reply(&Resp::Ok);
             }
-            ClerkStep::Failed(reason) | ClerkStep::InDoubt(reason) => {
-                self.reply(&Frame::Error(format!("ERR {reason}")))
-            }
+            ClerkStep::Done(value) => self.reply(&value),
+            ClerkStep::Failed(reason) | ClerkStep::InDoubt(reason) => self.reply(&Resp::Error(format!("ERR {reason}"))),
         }
         self.flight = None;
         None
+    }
+
+    /// Keeps what a `WATCH` read (with what earlier ones did: the earliest index counts).
+    fn watch_read(&mut self, value: &Resp) {
+        let Resp::Array(items) = value else { return };
+        let Some((Resp::Int(at), versions)) = items.split_first() else { return };
+        let keys = std::mem::take(&mut self.watching);
+        let read = keys.into_iter().zip(versions.iter().map(|v| match v {
+            Resp::Int(n) => Some(*n as u64),
+            _ => None,
+        }));
+        let w = self.watched.get_or_insert(Watched { at: *at as u64, keys: Vec::new() });
+        w.at = w.at.min(*at as u64);
+        for (k, v) in read {
+            if !w.keys.iter().any(|(seen, _)| *seen == k) {
+                w.keys.push((k, v));
+            }
+        }
     }
 
     /// The answer to attempt `attempt` (ignored unless it is the attempt in flight).
@@ -301,13 +416,21 @@ impl RespSession {
     }
 }
 
+/// What one command of the queue led to.
+enum Step {
+    Answered,
+    Need(Need),
+    /// An operation for the clerk, answered as `Kind` says.
+    Start(Kind, Op),
+}
+
 /// The usage of `SKIFF.MEMBER`.
 const MEMBER_USAGE: &str =
     "usage: SKIFF.MEMBER LIST | ADD-LEARNER id peer-addr [client-addr] | ADD-VOTER id peer-addr \
                             [client-addr] | PROMOTE id | DEMOTE id | REMOVE id";
 
 /// Parses `SKIFF.MEMBER`'s arguments: `None` for `LIST`, else the change's steps.
-fn member_command(args: &[Vec<u8>]) -> Result<Option<Vec<ChangeStep>>, String> {
+fn member_command(args: &[Bytes]) -> Result<Option<Vec<ChangeStep>>, String> {
     let words: Vec<String> = args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
     let verb = words.first().map(|w| w.to_ascii_lowercase()).ok_or(MEMBER_USAGE)?;
     let node = || -> Result<NodeId, String> {
@@ -343,7 +466,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let conn = Conn::register(stream, Token(1), poll.registry()).unwrap();
-        (RespSession::new(conn, Clerk::new(11, vec![NodeId(1), NodeId(2), NodeId(3)])), poll)
+        let facts = ServerFacts { node: 1, resp_port: 6379, max_value_bytes: 1 << 20, max_clients: 10 };
+        (RespSession::new(conn, Clerk::new(11, vec![NodeId(1), NodeId(2), NodeId(3)]), facts), poll)
     }
 
     fn sent(need: Option<Need>) -> (NodeId, u64, Command) {
@@ -371,13 +495,13 @@ mod tests {
         let (next, again, resent) = sent(s.on_reply(attempt, Reply::WrongLeader { hint: Some(NodeId(2)) }, now));
         assert_eq!((to, next, resent.seq), (NodeId(3), NodeId(2), cmd.seq));
         // A duplicate of the refusal is not taken for the new attempt's answer.
-        assert_eq!(s.on_reply(attempt, Reply::Ok(String::new()), now), None);
-        assert_eq!(s.on_reply(again, Reply::Ok(String::new()), now), Some(Need::Info), "then INFO");
+        assert_eq!(s.on_reply(attempt, Reply::Ok(Resp::Ok), now), None);
+        assert_eq!(s.on_reply(again, Reply::Ok(Resp::Ok), now), Some(Need::Info), "then INFO");
         s.answer_info("# Raft\r\n".into());
         let (_, attempt, get) = sent(s.drive(now));
-        assert!(matches!(get.op, Op::Get { .. }));
-        assert_eq!(s.on_reply(attempt, Reply::Ok("v".into()), now), None);
-        assert_eq!(s.conn.wbuf, b"+PONG\r\n+OK\r\n$8\r\n# Raft\r\n\r\n$1\r\nv\r\n-ERR unknown command 'NOPE'\r\n");
+        assert!(matches!(get.op, Op::Cmd(Cmd::Get { .. })));
+        assert_eq!(s.on_reply(attempt, Reply::Ok(Resp::bulk("v")), now), None);
+        assert_eq!(s.conn.wbuf, b"+PONG\r\n+OK\r\n$8\r\n# Raft\r\n\r\n$1\r\nv\r\n-ERR unknown command 'NOPE', with args beginning with: \r\n");
         assert!(s.idle());
     }
 
@@ -392,7 +516,7 @@ mod tests {
         let (second, attempt, again) = sent(s.on_tick(now + SERVER_TIMEOUT));
         assert_ne!(first, second);
         assert_eq!(again.seq, cmd.seq);
-        assert_eq!(s.on_reply(attempt, Reply::Ok(String::new()), now), None);
+        assert_eq!(s.on_reply(attempt, Reply::Ok(Resp::Nil), now), None);
         assert_eq!(s.conn.wbuf, b"$-1\r\n-ERR Protocol error: invalid bulk length\r\n");
         assert!(s.conn.closing);
     }

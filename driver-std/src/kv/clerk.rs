@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use skiff_core::codec::{encode_frame, LEN_PREFIX};
-use skiff_core::kv::{Clerk, ClerkStep, Op};
+use skiff_core::kv::{Clerk, ClerkStep, Op, Resp};
 use skiff_core::wire::{ClientRequest, ClientResponse};
 use skiff_core::NodeId;
 
@@ -70,21 +70,26 @@ impl KvClerk {
         }
     }
 
+    /// The value of string `key` (`""` when missing; the UTF-8 of it, lossily: use
+    /// [`KvClerk::run`] for bytes).
     pub fn get(&mut self, key: &str) -> Result<String, ClerkError> {
-        self.run(Op::Get { key: key.to_string() })
+        self.run(Op::get(key.to_string())).map(|r| r.to_text())
     }
 
     pub fn put(&mut self, key: &str, value: &str) -> Result<(), ClerkError> {
-        self.run(Op::Put { key: key.to_string(), value: value.to_string() }).map(drop)
+        self.run(Op::put(key.to_string(), value.to_string())).map(drop)
     }
 
     /// Appends `value`; returns the value's new length in bytes.
     pub fn append(&mut self, key: &str, value: &str) -> Result<u64, ClerkError> {
-        let len = self.run(Op::Append { key: key.to_string(), value: value.to_string() })?;
-        Ok(len.parse().unwrap_or(0))
+        match self.run(Op::append(key.to_string(), value.to_string()))? {
+            Resp::Int(len) => Ok(len as u64),
+            other => Err(ClerkError::Invalid(other.to_text())),
+        }
     }
 
-    fn run(&mut self, op: Op) -> Result<String, ClerkError> {
+    /// Runs any operation: Redis's reply (an error reply such as `WRONGTYPE` included).
+    pub fn run(&mut self, op: Op) -> Result<Resp, ClerkError> {
         let mut step = self.clerk.start(op);
         loop {
             let (to, attempt, command) = match step {

@@ -123,6 +123,7 @@ impl KvService {
             request_timeout: opts.request_timeout.as_millis() as u64,
             max_raft_state: opts.max_raft_state,
             sessions: opts.sessions,
+            ..ServiceConfig::default()
         };
         let service = Service::new(config, snapshot)?;
         let inner = Arc::new(Mutex::new(Inner { service, stopped: false }));
@@ -146,7 +147,11 @@ impl KvService {
 
     /// The value of `key` in this node's state, without any consistency guarantee (tests).
     pub fn local_get(&self, key: &str) -> String {
-        self.lock().service.state().get(key)
+        self.lock()
+            .service
+            .state()
+            .get(key.as_bytes())
+            .map_or_else(String::new, |v| String::from_utf8_lossy(&v).into_owned())
     }
 
     /// Snapshots this service installed from a leader.

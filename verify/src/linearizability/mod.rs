@@ -27,6 +27,25 @@ pub enum Input {
 }
 
 impl Input {
+    /// The service's operation that does it.
+    pub fn to_op(&self) -> skiff_core::kv::Op {
+        use skiff_core::kv::Op;
+        match self.clone() {
+            Input::Get { key } => Op::get(key),
+            Input::Put { key, value } => Op::put(key, value),
+            Input::Append { key, value } => Op::append(key, value),
+        }
+    }
+
+    /// What the model records of `reply`: the value a `Get` read (`""` if missing), and
+    /// nothing for a write (its acknowledgement is its return).
+    pub fn output_of(&self, reply: &skiff_core::kv::Resp) -> String {
+        match self {
+            Input::Get { .. } => reply.to_text(),
+            Input::Put { .. } | Input::Append { .. } => String::new(),
+        }
+    }
+
     pub fn key(&self) -> &str {
         match self {
             Input::Get { key } | Input::Put { key, .. } | Input::Append { key, .. } => key,

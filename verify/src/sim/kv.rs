@@ -6,9 +6,7 @@
 //! checked for linearizability at the end of the run.
 
 use bytes::Bytes;
-use skiff_core::kv::{
-    Action, Clerk, ClerkStep, Command, Op, Reply, Service, ServiceConfig, SessionLimits, SERVICE_IDS,
-};
+use skiff_core::kv::{Action, Clerk, ClerkStep, Command, Reply, Service, ServiceConfig, SessionLimits, SERVICE_IDS};
 use skiff_core::{DropReason, Entry, Index, Input, NodeId, Snapshot, Term};
 
 use super::network::fate;
@@ -210,16 +208,11 @@ impl Sim {
         let key = format!("k{}", c.rng.below(keys));
         let n = kv.history.len();
         let op = match c.rng.below(10) {
-            0..=3 => Op::Get { key },
-            4..=6 => Op::Put { key, value: format!("{client}.{n}") },
-            _ => Op::Append { key, value: format!("[{client}.{n}]") },
+            0..=3 => linearizability::Input::Get { key },
+            4..=6 => linearizability::Input::Put { key, value: format!("{client}.{n}") },
+            _ => linearizability::Input::Append { key, value: format!("[{client}.{n}]") },
         };
-        let input = match &op {
-            Op::Get { key } => linearizability::Input::Get { key: key.clone() },
-            Op::Put { key, value } => linearizability::Input::Put { key: key.clone(), value: value.clone() },
-            Op::Append { key, value } => linearizability::Input::Append { key: key.clone(), value: value.clone() },
-            Op::Register => unreachable!("clients start reads and writes only"),
-        };
+        let (input, op) = (op.clone(), op.to_op());
         kv.history.push(Operation { client: client as u64, input, call: self.now, ret: None, output: None });
         c.op = Some(n);
         let step = c.clerk.start(op);
@@ -250,7 +243,7 @@ impl Sim {
             ClerkStep::Done(value) => {
                 let k = c.op.take().expect("an operation in progress");
                 kv.history[k].ret = Some(now);
-                kv.history[k].output = Some(value);
+                kv.history[k].output = Some(kv.history[k].input.output_of(&value));
                 kv.completed += 1;
                 let think = c.rng.between(0, kv.workload.think_ticks) * TICK + 1;
                 let wake = c.step;
