@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use skiff_mio::cli::{init_logs, parse_map, stop_on_signals};
+use skiff_mio::cli::{init_logs, parse_map, stop_on_signals, LogFormat};
 use skiff_mio::config::NodeConfig;
 
 #[derive(Parser, Debug)]
@@ -53,6 +53,9 @@ struct Args {
     /// member add-learner`) instead of starting a new cluster.
     #[arg(long)]
     join: bool,
+    /// Log lines as text (coloured only on a terminal) or as JSON objects.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 fn config(a: Args) -> Result<NodeConfig, String> {
@@ -113,8 +116,9 @@ fn config(a: Args) -> Result<NodeConfig, String> {
 }
 
 fn main() -> ExitCode {
-    init_logs();
-    let cfg = match config(Args::parse()) {
+    let args = Args::parse();
+    init_logs(args.log_format);
+    let cfg = match config(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("skiff-node: {e}");

@@ -388,7 +388,7 @@ fn op(servers: &str, f: impl FnOnce(&mut KvClerk) -> Result<String, String> + Se
 }
 
 fn main() -> ExitCode {
-    init_logs();
+    init_logs(skiff_mio::cli::LogFormat::Text);
     let result = match Args::parse().command {
         Cmd::LocalCluster { nodes, dir } => local_cluster(nodes, dir),
         Cmd::Put { key, value, servers } => {
