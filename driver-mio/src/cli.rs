@@ -57,6 +57,7 @@ pub fn local_node(id: u64, n: u64, dir: &std::path::Path) -> NodeConfig {
         clients,
         client_listen: format!("127.0.0.1:{}", 7100 + id),
         resp_listen: format!("127.0.0.1:{}", 6380 + id),
+        metrics_listen: Some(format!("127.0.0.1:{}", 9180 + id)),
         data_dir: dir.join(format!("n{id}")),
         ..NodeConfig::default()
     }

@@ -41,8 +41,10 @@ pub struct NodeConfig {
     pub peer_listen: Option<String>,
     /// The native client port (the Rust `KvClerk`).
     pub client_listen: String,
-    /// The RESP2 port (redis-cli, Redis client libraries).
+    /// The RESP port (redis-cli, Redis client libraries; RESP2 and RESP3).
     pub resp_listen: String,
+    /// Where Prometheus scrapes `GET /metrics` (none by default).
+    pub metrics_listen: Option<String>,
     pub data_dir: PathBuf,
     pub tick_ms: u64,
     pub heartbeat_ticks: u32,
@@ -86,6 +88,7 @@ impl Default for NodeConfig {
             peer_listen: None,
             client_listen: "127.0.0.1:7101".into(),
             resp_listen: "127.0.0.1:6381".into(),
+            metrics_listen: None,
             data_dir: PathBuf::from("skiff-data/n1"),
             tick_ms: 10,
             heartbeat_ticks: 10,
@@ -193,6 +196,7 @@ pub struct Resolved {
     pub peer_listen: SocketAddr,
     pub client_listen: SocketAddr,
     pub resp_listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
     /// Native client addresses of the cluster, in node id order (a RESP session's clerk
     /// numbers servers by position here).
     pub clients: Vec<(NodeId, SocketAddr)>,
@@ -239,6 +243,7 @@ impl NodeConfig {
         };
         let client_listen = addr("client_listen", &self.client_listen)?;
         let resp_listen = addr("resp_listen", &self.resp_listen)?;
+        let metrics_listen = self.metrics_listen.as_ref().map(|m| addr("metrics_listen", m)).transpose()?;
         if self.tick_ms == 0 {
             return Err(ConfigError::ZeroTick);
         }
@@ -291,7 +296,7 @@ impl NodeConfig {
             return Err(ConfigError::ValueOverEntryLimit { max_key_bytes, max_value_bytes, max_entry_bytes });
         }
         let clients = clients.into_iter().map(|(id, a)| (NodeId(id), a)).collect();
-        Ok(Resolved { raft, peers, peer_listen, client_listen, resp_listen, clients, sessions })
+        Ok(Resolved { raft, peers, peer_listen, client_listen, resp_listen, metrics_listen, clients, sessions })
     }
 }
 

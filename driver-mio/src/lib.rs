@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod node;
 pub mod resp;
 pub mod server;

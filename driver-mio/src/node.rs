@@ -14,6 +14,7 @@ use skiff_core::Node;
 use skiff_std::storage::{check_cluster, FileStorage, FileStorageOptions, RealFs, StorageError};
 
 use crate::config::{ConfigError, NodeConfig};
+use crate::metrics::Metrics;
 use crate::server::{self, Listeners, ServerOptions};
 
 /// Why a node could not start (or had to stop).
@@ -64,6 +65,11 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
         resp: bind(resolved.resp_listen)?,
     };
     let node = Node::new(resolved.raft.clone(), restored.clone()).map_err(NodeError::Restore)?;
+    let metrics = Metrics::new();
+    if let Some(a) = resolved.metrics_listen {
+        let at = metrics.serve(bind(a)?).map_err(io_err(format!("cannot serve metrics on {a}")))?;
+        tracing::info!(%at, "metrics served at /metrics");
+    }
     let opts = ServerOptions {
         cluster_id: cfg.cluster_id,
         tick: Duration::from_millis(cfg.tick_ms),
@@ -79,6 +85,7 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
         max_clients: cfg.max_clients,
         max_client_buffers: cfg.max_client_buffer_bytes,
         peer_handshake_timeout: Duration::from_millis(cfg.peer_handshake_timeout_ms),
+        metrics: metrics.clone(),
     };
     tracing::info!(
         id = cfg.id,

@@ -184,3 +184,44 @@ fn redis_benchmark_default_suite_has_no_error_reply() {
         assert!(all.contains(t), "{t} did not run:\n{all}");
     }
 }
+
+/// The body of `GET /metrics` from a node.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: skiff\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    out
+}
+
+/// The value of the sample line `name` (with its labels) of a scrape.
+fn sample(page: &str, name: &str) -> f64 {
+    let line = page.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '));
+    line.and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("no {name} in\n{page}"))
+}
+
+#[test]
+fn metrics_count_raft_storage_and_client_commands() {
+    let c = Cluster::new(3);
+    let l = leader(&c);
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", c.resp[l])).unwrap();
+    let mut con = client.get_connection().unwrap();
+    for i in 0..5 {
+        let _: () = redis::cmd("SET").arg(format!("k{i}")).arg("v").query(&mut con).unwrap();
+    }
+    let refused = redis::cmd("INCR").arg("k0").query::<Value>(&mut con);
+    assert!(refused.is_err(), "INCR of a non-integer: {refused:?}");
+    let page = scrape(c.metrics[l]);
+    assert_eq!(sample(&page, "skiff_raft_role"), 3.0, "the leader says so");
+    assert!(sample(&page, "skiff_raft_term") >= 1.0);
+    assert!(sample(&page, "skiff_raft_proposals_total") >= 6.0);
+    assert!(sample(&page, "skiff_storage_fsync_seconds_count") >= 1.0);
+    assert_eq!(sample(&page, "skiff_client_commands_total{command=\"set\"}"), 5.0);
+    assert_eq!(sample(&page, "skiff_client_command_errors_total{command=\"incr\"}"), 1.0, "INCR of a non-integer");
+    assert_eq!(sample(&page, "skiff_client_command_seconds_count{command=\"set\"}"), 5.0);
+    wait_for("the commit to show", Duration::from_secs(5), || {
+        sample(&scrape(c.metrics[l]), "skiff_raft_applied_index") >= 7.0
+    });
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use skiff_verify::linearizability::{check, Input, Operation, Rendered, Verdict};
+use skiff_verify::linearizability::{check, incremented, Input, Operation, Rendered, Verdict, CAS_ABORTED, CAS_OK};
 use skiff_verify::rng::SimRng;
 
 fn get(client: u64, key: &str, call: u64, ret: u64, value: &str) -> Operation {
@@ -113,10 +113,14 @@ fn random_history(rng: &mut SimRng, clients: u64, keys: usize, ops_per_client: u
             let call = t;
             let ret = call + rng.between(1, 40);
             let point = rng.between(call, ret);
-            let input = match rng.below(3) {
-                0 => Input::Get { key },
-                1 => Input::Put { key, value: format!("{client}.{n}") },
-                _ => Input::Append { key, value: format!("[{client}.{n}]") },
+            let input = match rng.below(7) {
+                0 | 1 => Input::Get { key },
+                2 => Input::Put { key, value: format!("{client}.{n}") },
+                3 => Input::Append { key, value: format!("[{client}.{n}]") },
+                4 => Input::Del { key },
+                5 => Input::Incr { key },
+                // Its expected value is the one at its point, or another (then it aborts).
+                _ => Input::Cas { key, expect: (rng.below(4) == 0).to_string(), new: format!("<{client}.{n}>") },
             };
             let unknown = rng.chance(0.05);
             let op = Operation { client, input, call, ret: (!unknown).then_some(ret), output: None };
@@ -130,6 +134,10 @@ fn random_history(rng: &mut SimRng, clients: u64, keys: usize, ops_per_client: u
         .into_iter()
         .map(|mut p| {
             let known = p.op.ret.is_some();
+            if let Input::Cas { key, expect, .. } = &mut p.op.input {
+                let now = state.get(key).cloned().unwrap_or_default();
+                *expect = if expect == "false" { now } else { format!("{now}?") };
+            }
             let out = match &p.op.input {
                 Input::Get { key } => state.get(key).cloned().unwrap_or_default(),
                 Input::Put { key, value } => {
@@ -139,6 +147,25 @@ fn random_history(rng: &mut SimRng, clients: u64, keys: usize, ops_per_client: u
                 Input::Append { key, value } => {
                     state.entry(key.clone()).or_default().push_str(value);
                     String::new()
+                }
+                Input::Del { key } => {
+                    state.remove(key);
+                    String::new()
+                }
+                Input::Incr { key } => match incremented(state.get(key).map_or("", String::as_str)) {
+                    Some(next) => {
+                        state.insert(key.clone(), next.clone());
+                        next
+                    }
+                    None => "error".into(),
+                },
+                Input::Cas { key, expect, new } => {
+                    if state.get(key).map_or("", String::as_str) == expect {
+                        state.insert(key.clone(), new.clone());
+                        CAS_OK.into()
+                    } else {
+                        CAS_ABORTED.into()
+                    }
                 }
             };
             p.op.output = known.then_some(out);
@@ -161,4 +188,53 @@ fn randomized_linearizable_histories_pass_and_a_damaged_read_fails() {
             assert!(matches!(verdict(&h), Verdict::Illegal { .. }), "seed {seed}: damaged read passed");
         }
     }
+}
+
+fn op(client: u64, input: Input, call: u64, ret: Option<u64>, output: &str) -> Operation {
+    Operation { client, input, call, ret, output: ret.map(|_| output.to_string()) }
+}
+
+fn cas(client: u64, expect: &str, new: &str, call: u64, ret: Option<u64>, output: &str) -> Operation {
+    op(client, Input::Cas { key: "x".into(), expect: expect.into(), new: new.into() }, call, ret, output)
+}
+
+#[test]
+fn deletes_increments_and_compare_and_sets_follow_their_model() {
+    let incr = |c, call, ret, out: &str| op(c, Input::Incr { key: "x".into() }, call, Some(ret), out);
+    let del = |c, call, ret| op(c, Input::Del { key: "x".into() }, call, Some(ret), "");
+    // Concurrent increments answer 1 and 2, in either order; then a read sees 2.
+    let h = vec![incr(1, 0, 10, "2"), incr(2, 0, 10, "1"), get(3, "x", 20, 30, "2")];
+    assert_eq!(verdict(&h), Verdict::Linearizable);
+    // Both answering 1 is a lost update.
+    let h = vec![incr(1, 0, 10, "1"), incr(2, 0, 10, "1")];
+    assert!(matches!(verdict(&h), Verdict::Illegal { .. }));
+    // An increment of a value that is no integer fails and changes nothing.
+    let h = vec![put(1, "x", "a", 0, 10), incr(1, 20, 30, "error"), get(1, "x", 40, 50, "a")];
+    assert_eq!(verdict(&h), Verdict::Linearizable);
+    let h = vec![put(1, "x", "a", 0, 10), incr(1, 20, 30, "1")];
+    assert!(matches!(verdict(&h), Verdict::Illegal { .. }));
+    // A read after a delete sees nothing.
+    let h = vec![put(1, "x", "a", 0, 10), del(1, 20, 30), get(2, "x", 40, 50, "")];
+    assert_eq!(verdict(&h), Verdict::Linearizable);
+    let h = vec![put(1, "x", "a", 0, 10), del(1, 20, 30), get(2, "x", 40, 50, "a")];
+    assert!(matches!(verdict(&h), Verdict::Illegal { .. }));
+    // Two watched updates from the same value cannot both succeed; an abort may happen
+    // whatever the value.
+    let h = vec![put(1, "x", "a", 0, 10), cas(1, "a", "ab", 20, Some(40), "ok"), cas(2, "a", "ac", 20, Some(40), "ok")];
+    assert!(matches!(verdict(&h), Verdict::Illegal { .. }));
+    let h = vec![
+        put(1, "x", "a", 0, 10),
+        cas(1, "a", "ab", 20, Some(40), "ok"),
+        cas(2, "a", "ac", 20, Some(40), "aborted"),
+        get(3, "x", 50, 60, "ab"),
+    ];
+    assert_eq!(verdict(&h), Verdict::Linearizable);
+    // One whose outcome is unknown may have applied, or not.
+    for seen in ["a", "ab"] {
+        let h = vec![put(1, "x", "a", 0, 10), cas(1, "a", "ab", 20, None, ""), get(3, "x", 50, 60, seen)];
+        assert_eq!(verdict(&h), Verdict::Linearizable, "read {seen}");
+    }
+    // A success that did not find its expected value is illegal.
+    let h = vec![put(1, "x", "z", 0, 10), cas(1, "a", "ab", 20, Some(40), "ok")];
+    assert!(matches!(verdict(&h), Verdict::Illegal { .. }));
 }

@@ -93,6 +93,12 @@ pub enum Cmd {
     GetDel {
         key: Bytes,
     },
+    /// `GETEX`: the value, changing its expiry (`None`: left as it is; `SetTtl::Clear`:
+    /// `PERSIST`).
+    GetEx {
+        key: Bytes,
+        ttl: Option<SetTtl>,
+    },
     MGet {
         keys: Vec<Bytes>,
     },
@@ -163,6 +169,11 @@ pub enum Cmd {
     },
     Persist {
         key: Bytes,
+    },
+    /// `EXPIRETIME` (seconds) or `PEXPIRETIME` (`millis`): the absolute expiry time.
+    ExpireTime {
+        key: Bytes,
+        millis: bool,
     },
     // Hashes.
     /// `HSET` (answers how many fields were added) or `HMSET` (answers `OK`).
@@ -329,6 +340,7 @@ impl Cmd {
                 | Cmd::Scan { .. }
                 | Cmd::DbSize
                 | Cmd::Ttl { .. }
+                | Cmd::ExpireTime { .. }
                 | Cmd::HGet { .. }
                 | Cmd::HMGet { .. }
                 | Cmd::HGetAll { .. }
@@ -370,6 +382,8 @@ impl Cmd {
             | SetNx { key, .. }
             | GetSet { key, .. }
             | GetDel { key }
+            | GetEx { key, .. }
+            | ExpireTime { key, .. }
             | IncrBy { key, .. }
             | IncrByFloat { key, .. }
             | Append { key, .. }

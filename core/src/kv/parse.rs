@@ -75,7 +75,11 @@ fn arity_ok(spec: i32, len: usize) -> bool {
 pub fn arity_of(name: &str) -> Option<i32> {
     Some(match name {
         "get" | "getdel" | "strlen" | "type" | "ttl" | "pttl" | "persist" | "hgetall" | "hkeys" | "hvals" | "hlen"
-        | "llen" | "smembers" | "scard" | "zcard" => 2,
+        | "llen" | "smembers" | "scard" | "zcard" | "expiretime" | "pexpiretime" => 2,
+        "getex" => -2,
+        "setex" | "psetex" => 4,
+        "zrevrange" => -4,
+        "flushall" => -1,
         "setnx" | "getset" | "append" | "incrby" | "decrby" | "incrbyfloat" | "rename" | "renamenx" | "hget"
         | "hexists" | "hstrlen" | "lindex" | "sismember" | "zscore" | "zrank" | "zrevrank" => 3,
         "incr" | "decr" => 2,
@@ -120,6 +124,16 @@ fn parse_known(name: &str, a: &[Bytes]) -> Parsed {
         "setnx" => Cmd::SetNx { key: k(), value: a[1].clone() },
         "getset" => Cmd::GetSet { key: k(), value: a[1].clone() },
         "getdel" => Cmd::GetDel { key: k() },
+        "getex" => parse_getex(a)?,
+        "setex" | "psetex" => {
+            let n = int(&a[1])?;
+            let invalid = || Resp::Error(format!("ERR invalid expire time in '{name}' command"));
+            if n <= 0 {
+                return Err(invalid());
+            }
+            let ms = if name == "setex" { n.checked_mul(1000).ok_or_else(invalid)? } else { n };
+            Cmd::Set { key: k(), value: a[2].clone(), cond: Cond::Always, get: false, ttl: SetTtl::After(ms as u64) }
+        }
         "mget" => Cmd::MGet { keys: a.to_vec() },
         "mset" | "msetnx" => Cmd::MSet { pairs: even_pairs(0)?, nx: name == "msetnx" },
         "incr" => Cmd::IncrBy { key: k(), by: 1 },
@@ -147,7 +161,7 @@ fn parse_known(name: &str, a: &[Bytes]) -> Parsed {
         "keys" => Cmd::Keys { pattern: k() },
         "scan" => parse_scan(a)?,
         "dbsize" => Cmd::DbSize,
-        "flushdb" => match a {
+        "flushdb" | "flushall" => match a {
             [] => Cmd::FlushDb,
             [mode] if matches!(upper(mode).as_str(), "SYNC" | "ASYNC") => Cmd::FlushDb,
             _ => return Err(Resp::error(errors::SYNTAX)),
@@ -155,6 +169,7 @@ fn parse_known(name: &str, a: &[Bytes]) -> Parsed {
         "expire" | "pexpire" | "expireat" | "pexpireat" => parse_expire(name, a)?,
         "ttl" | "pttl" => Cmd::Ttl { key: k(), millis: name == "pttl" },
         "persist" => Cmd::Persist { key: k() },
+        "expiretime" | "pexpiretime" => Cmd::ExpireTime { key: k(), millis: name == "pexpiretime" },
         "hset" | "hmset" => Cmd::HSet { key: k(), pairs: even_pairs(1)?, ok: name == "hmset" },
         "hsetnx" => Cmd::HSetNx { key: k(), field: a[1].clone(), value: a[2].clone() },
         "hget" => Cmd::HGet { key: k(), field: a[1].clone() },
@@ -188,6 +203,14 @@ fn parse_known(name: &str, a: &[Bytes]) -> Parsed {
         "zscore" => Cmd::ZScore { key: k(), member: a[1].clone() },
         "zrank" | "zrevrank" => Cmd::ZRank { key: k(), member: a[1].clone(), rev: name == "zrevrank" },
         "zrange" => parse_zrange(a)?,
+        "zrevrange" => {
+            let scores = match &a[3..] {
+                [] => false,
+                [w] if upper(w) == "WITHSCORES" => true,
+                _ => return Err(Resp::error(errors::SYNTAX)),
+            };
+            Cmd::ZRange { key: k(), start: int(&a[1])?, stop: int(&a[2])?, rev: true, scores }
+        }
         "zcard" => Cmd::ZCard { key: k() },
         "zpopmin" | "zpopmax" => Cmd::ZPopMin { key: k(), count: count_arg(name, a)?, max: name == "zpopmax" },
         _ => unreachable!("arity_of knows every name parse_known does: {name}"),
@@ -232,6 +255,28 @@ fn parse_set(a: &[Bytes]) -> Parsed {
         i += 1;
     }
     Ok(Cmd::Set { key: a[0].clone(), value: a[1].clone(), cond, get, ttl })
+}
+
+fn parse_getex(a: &[Bytes]) -> Parsed {
+    let invalid = || Resp::error("ERR invalid expire time in 'getex' command");
+    let ttl = match &a[1..] {
+        [] => None,
+        [w] if upper(w) == "PERSIST" => Some(SetTtl::Clear),
+        [w, n] => {
+            let opt = upper(w);
+            if !matches!(opt.as_str(), "EX" | "PX" | "EXAT" | "PXAT") {
+                return Err(Resp::error(errors::SYNTAX));
+            }
+            let n = int(n)?;
+            if n <= 0 {
+                return Err(invalid());
+            }
+            let ms = if opt.starts_with('E') { n.checked_mul(1000).ok_or_else(invalid)? } else { n } as u64;
+            Some(if opt.ends_with("AT") { SetTtl::At(ms) } else { SetTtl::After(ms) })
+        }
+        _ => return Err(Resp::error(errors::SYNTAX)),
+    };
+    Ok(Cmd::GetEx { key: a[0].clone(), ttl })
 }
 
 fn parse_expire(name: &str, a: &[Bytes]) -> Parsed {

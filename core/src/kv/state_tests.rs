@@ -328,6 +328,16 @@ fn expiry_follows_the_replicated_clock_only() {
     assert_eq!(db.run("SET a v PXAT 9000"), Resp::Ok);
     assert_eq!(db.run("PTTL a"), int(7499));
     assert_eq!(db.tick(9000), Applied::Swept(1));
+    // SETEX, GETEX and EXPIRETIME.
+    assert_eq!(db.run("SETEX s 10 v"), Resp::Ok);
+    assert_eq!(db.run("PEXPIRETIME s"), int(19000));
+    assert_eq!(db.run("GETEX s PX 5"), ok("v"));
+    assert_eq!(db.run("PTTL s"), int(5));
+    assert_eq!(db.run("GETEX s PERSIST"), ok("v"));
+    assert_eq!(db.run("EXPIRETIME s"), int(-1));
+    assert_eq!(db.run("SETEX s 0 v"), err("ERR invalid expire time in 'setex' command"));
+    assert_eq!(db.run("GETEX s EXAT 1"), ok("v"));
+    assert_eq!(db.run("EXISTS s"), int(0), "a time in the past deletes");
 }
 
 #[test]

@@ -31,6 +31,9 @@ struct Args {
     client_listen: Option<String>,
     #[arg(long)]
     resp_listen: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9181).
+    #[arg(long)]
+    metrics_listen: Option<String>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[arg(long)]
@@ -83,6 +86,9 @@ fn config(a: Args) -> Result<NodeConfig, String> {
     }
     if let Some(v) = a.resp_listen {
         c.resp_listen = v;
+    }
+    if let Some(v) = a.metrics_listen {
+        c.metrics_listen = Some(v);
     }
     if let Some(v) = a.data_dir {
         c.data_dir = v;

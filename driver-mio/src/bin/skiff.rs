@@ -133,7 +133,11 @@ fn local_cluster(nodes: u64, dir: PathBuf) -> Result<(), String> {
     }
     println!("skiff local cluster: {nodes} nodes, data under {}", dir.display());
     for c in &configs {
-        println!("  node {}: RESP {}  native {}", c.id, c.resp_listen, c.client_listen);
+        let metrics = c.metrics_listen.as_deref().unwrap_or("off");
+        println!(
+            "  node {}: RESP {}  native {}  metrics http://{metrics}/metrics",
+            c.id, c.resp_listen, c.client_listen
+        );
     }
     println!("connect: redis-cli -p 6381 set k v; redis-cli -p 6382 get k; skiff get k");
     println!("Ctrl-C stops the cluster.");

@@ -51,6 +51,7 @@ pub(crate) struct ClientLimits {
     pub(crate) peer_handshake_timeout: std::time::Duration,
     /// What RESP sessions tell of the server.
     pub(crate) facts: super::resp_commands::ServerFacts,
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// Connections to the peer port still waiting for their handshake, at most.
@@ -109,6 +110,7 @@ impl Clients {
     fn account(&mut self, token: Token) {
         let now = self.accepted.get(&token).filter(|a| !matches!(a, Accepted::Peer { .. })).map(Accepted::buffered);
         self.budget.set(token, now);
+        self.limits.metrics.connections.set(self.budget.connections() as i64);
     }
 
     /// While the client buffers pass their bound, closes the connection holding the most,
@@ -185,13 +187,19 @@ impl Clients {
             Port::Native => Accepted::Native(NativeSession::new(conn)),
             Port::Resp => {
                 let clerk = skiff_core::kv::Clerk::new(t.0 as u64, self.servers.clone());
-                Accepted::Resp(Box::new(RespSession::new(conn, clerk, self.limits.facts.clone())))
+                Accepted::Resp(Box::new(RespSession::new(
+                    conn,
+                    clerk,
+                    self.limits.facts.clone(),
+                    self.limits.metrics.clone(),
+                )))
             }
         };
         let client = !matches!(accepted, Accepted::Peer { .. });
         self.accepted.insert(t, accepted);
         if client {
             self.budget.open(t);
+            self.limits.metrics.connections_total.inc();
         }
         // Bytes may have arrived with the connection: edge-triggered readiness for them may
         // already be spent, so read now.
@@ -329,14 +337,15 @@ impl Clients {
         while let Some(n) = need.take() {
             match n {
                 Need::Info => {
-                    let mut info = ctx.engine.info(ctx.links);
-                    info.push_str(&format!(
-                        "# Clients\r\nconnected_clients:{}\r\nclient_buffer_bytes:{}\r\nrejected_connections:{}\r\nevicted_clients:{}\r\n",
-                        self.budget.connections(),
-                        self.budget.total(),
-                        self.budget.refused,
-                        self.budget.evicted
-                    ));
+                    let mut info = super::info::process_sections(&super::info::ClientFacts {
+                        facts: &self.limits.facts,
+                        metrics: &self.limits.metrics,
+                        connected: self.budget.connections(),
+                        buffered: self.budget.total(),
+                        rejected: self.budget.refused,
+                        evicted: self.budget.evicted,
+                    });
+                    info.push_str(&ctx.engine.info(ctx.links));
                     session.answer_info(info);
                     need = session.drive(now);
                 }

@@ -17,6 +17,7 @@ use super::peers::PeerLink;
 use super::stall::Stalls;
 use super::storage::{StorageEvent, StorageLink};
 use super::ServeError;
+use crate::metrics::Metrics;
 
 /// Bytes a log entry costs in the WAL besides its data (record and entry headers), for the
 /// snapshot policy's count.
@@ -51,10 +52,21 @@ pub(crate) struct Engine {
     pub(crate) members: Members,
     /// The latest configuration reported by the core, for the loop to update its peer links.
     pub(crate) new_membership: Option<skiff_core::Membership>,
+    pub(crate) metrics: Metrics,
+    /// The leader last reported (to count changes).
+    last_leader: Option<skiff_core::NodeId>,
+    /// When the snapshot being encoded was frozen.
+    encoding_began: Instant,
 }
 
 impl Engine {
-    pub(crate) fn new(node: Node, kv: LocalKv, storage: StorageLink, snapshot_threshold: Option<u64>) -> Engine {
+    pub(crate) fn new(
+        node: Node,
+        kv: LocalKv,
+        storage: StorageLink,
+        snapshot_threshold: Option<u64>,
+        metrics: Metrics,
+    ) -> Engine {
         Engine {
             node,
             out: Vec::new(),
@@ -71,6 +83,9 @@ impl Engine {
             fatal: None,
             members: Members::default(),
             new_membership: None,
+            metrics,
+            last_leader: None,
+            encoding_began: Instant::now(),
         }
     }
 
@@ -110,8 +125,19 @@ impl Engine {
     }
 
     pub(crate) fn step(&mut self, input: Input) {
-        if !matches!(input, Input::Propose(_) | Input::ProposeBatch(_)) {
-            self.flush_batch();
+        match &input {
+            Input::Propose(_) => {
+                self.metrics.proposals.inc();
+            }
+            Input::ProposeBatch(b) => {
+                self.metrics.proposals.inc_by(b.len() as u64);
+            }
+            _ => {
+                if matches!(input, Input::Read { .. }) {
+                    self.metrics.reads.inc();
+                }
+                self.flush_batch();
+            }
         }
         let mut out = std::mem::take(&mut self.out);
         self.node.step_into(input, &mut out);
@@ -132,6 +158,16 @@ impl Engine {
             Output::RoleChanged { role, term, leader } => {
                 let id = self.node.config().id().0;
                 tracing::info!(node = id, ?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
+                self.metrics.role.set(match role {
+                    Role::Follower => 0,
+                    Role::PreCandidate => 1,
+                    Role::Candidate => 2,
+                    Role::Leader => 3,
+                });
+                if leader.is_some() && leader != self.last_leader {
+                    self.metrics.leader_changes.inc();
+                    self.last_leader = leader;
+                }
                 // A service that no longer leads answers what it waited for at once.
                 if let Err(e) = self.kv.on_output(&Output::RoleChanged { role, term, leader }) {
                     self.fatal.get_or_insert(ServeError::Service(e));
@@ -143,6 +179,12 @@ impl Engine {
                 self.new_membership = Some(membership);
             }
             o @ (Output::Accepted { .. } | Output::ProposalDropped { .. }) if self.member_output(&o) => {}
+            Output::ProposalDropped { id, reason } => {
+                self.metrics.proposals_dropped.inc();
+                if let Err(e) = self.kv.on_output(&Output::ProposalDropped { id, reason }) {
+                    self.fatal.get_or_insert(ServeError::Service(e));
+                }
+            }
             service_output => {
                 if let Err(e) = self.kv.on_output(&service_output) {
                     self.fatal.get_or_insert(ServeError::Service(e));
@@ -171,6 +213,13 @@ impl Engine {
         }
         self.kv.expire(now);
         self.snapshot_policy();
+        let v = self.node.view();
+        let m = &self.metrics;
+        m.term.set(v.term.0 as i64);
+        m.commit_index.set(v.commit.0 as i64);
+        m.applied_index.set(v.applied.0 as i64);
+        m.last_index.set(v.last_index.0 as i64);
+        m.keys.set(self.kv.keys() as i64);
     }
 
     /// The snapshot policy: once `snapshot_threshold` bytes of log were written since the
@@ -189,6 +238,9 @@ impl Engine {
                     self.snapshots_taken += 1;
                     let began = Instant::now();
                     let bytes = data.len();
+                    self.metrics.snapshots.inc();
+                    self.metrics.snapshot_bytes.set(bytes as i64);
+                    self.metrics.snapshot_seconds.observe(self.encoding_began.elapsed().as_secs_f64());
                     self.step(Input::Snapshot { index, data });
                     let us = began.elapsed().as_micros() as u64;
                     tracing::debug!(index = index.0, bytes, compaction_us = us, "snapshot taken");
@@ -213,7 +265,10 @@ impl Engine {
             let _ = tx.send(bytes::Bytes::from(state.snapshot()));
         });
         match spawned {
-            Ok(_) => self.encoding = Some((index, rx)),
+            Ok(_) => {
+                self.encoding = Some((index, rx));
+                self.encoding_began = Instant::now();
+            }
             Err(e) => tracing::error!(error = %e, "cannot start the snapshot encoder"),
         }
     }
@@ -273,7 +328,9 @@ impl Engine {
             v.membership_committed
         ));
         s.push_str(&format!(
-            "# Keyspace\r\nkeys:{}\r\nkv_sessions:{}\r\nrequests_in_progress:{}\r\nsnapshots_installed:{}\r\nsnapshots_taken:{}\r\n",
+            "# Keyspace\r\ndb0:keys={},expires={},avg_ttl=0\r\nkeys:{}\r\nkv_sessions:{}\r\nrequests_in_progress:{}\r\nsnapshots_installed:{}\r\nsnapshots_taken:{}\r\n",
+            self.kv.keys(),
+            self.kv.volatile(),
             self.kv.keys(),
             self.kv.sessions(),
             self.kv.in_progress(),

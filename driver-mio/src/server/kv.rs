@@ -85,6 +85,11 @@ impl LocalKv {
     }
 
     /// Client sessions held.
+    /// Keys with an expiry.
+    pub(crate) fn volatile(&self) -> usize {
+        self.service.state().volatile()
+    }
+
     pub(crate) fn sessions(&self) -> usize {
         self.service.state().sessions()
     }

@@ -17,6 +17,7 @@ mod clients;
 mod conn;
 mod engine;
 mod forward;
+mod info;
 mod kv;
 mod members;
 mod native;
@@ -95,6 +96,8 @@ pub struct ServerOptions {
     pub max_client_buffers: usize,
     /// How long an incoming peer connection may take to send its handshake.
     pub peer_handshake_timeout: Duration,
+    /// Where the node counts what it does (served on `--metrics-listen`, read by `INFO`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Bound listening sockets.
@@ -168,7 +171,7 @@ pub fn serve<S: Storage>(
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let id = node.view().id;
-    let storage = StorageLink::start(storage, waker, format!("skiff-storage-{}", id.0))?;
+    let storage = StorageLink::start(storage, waker, format!("skiff-storage-{}", id.0), opts.metrics.clone())?;
     let resp_port = listeners.resp.local_addr().map_or(0, |a| a.port());
     let mut mio_listeners = Vec::new();
     for (l, token) in
@@ -230,8 +233,9 @@ pub fn serve<S: Storage>(
             max_value_bytes: opts.max_value_bytes,
             max_clients: opts.max_clients,
         },
+        metrics: opts.metrics.clone(),
     };
-    let mut engine = Engine::new(node, kv, storage, opts.snapshot_threshold);
+    let mut engine = Engine::new(node, kv, storage, opts.snapshot_threshold, opts.metrics.clone());
     // The restored configuration's addresses, for the peer links.
     engine.new_membership = Some(engine.node.view().membership);
     let mut server = Server {

@@ -102,6 +102,10 @@ const WRITES: &[&str] = &[
     "pexpire",
     "expireat",
     "pexpireat",
+    "getex",
+    "setex",
+    "psetex",
+    "flushall",
     "persist",
     "hset",
     "hmset",
@@ -157,8 +161,17 @@ const READS: &[&str] = &[
     "zrank",
     "zrevrank",
     "zrange",
+    "zrevrange",
+    "expiretime",
+    "pexpiretime",
     "zcard",
 ];
+
+/// The metrics label of command `name` (lowercase): its name if skiff knows it, else
+/// `other` (a client cannot grow the set of labels).
+pub(crate) fn command_label(name: &str) -> &'static str {
+    all_commands().find(|n| *n == name).unwrap_or("other")
+}
 
 /// Every command name skiff answers.
 pub(crate) fn all_commands() -> impl Iterator<Item = &'static str> {
@@ -175,7 +188,7 @@ fn command_info(name: &str) -> Option<Resp> {
         "mget" | "del" | "unlink" | "exists" => (1, -1, 1),
         "mset" | "msetnx" => (1, -1, 2),
         "rename" | "renamenx" => (1, 2, 1),
-        "keys" | "scan" | "dbsize" | "flushdb" => (0, 0, 0),
+        "keys" | "scan" | "dbsize" | "flushdb" | "flushall" => (0, 0, 0),
         _ => (1, 1, 1),
     };
     let mut flags = vec![simple(if write {
@@ -185,7 +198,7 @@ fn command_info(name: &str) -> Option<Resp> {
     } else {
         "fast"
     })];
-    if write && !matches!(name, "flushdb" | "del" | "unlink") {
+    if write && !matches!(name, "flushdb" | "flushall" | "del" | "unlink") {
         flags.push(simple("denyoom"));
     }
     Some(Resp::Array(vec![

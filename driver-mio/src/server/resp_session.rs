@@ -16,7 +16,8 @@ use skiff_core::{ChangeStep, Membership, NodeId};
 use skiff_std::address::PeerAddress;
 
 use super::conn::{Conn, MAX_OUTPUT};
-use super::resp_commands::{all_commands, info_sections, local, ConnState, Local, ServerFacts};
+use super::resp_commands::{all_commands, command_label, info_sections, local, ConnState, Local, ServerFacts};
+use crate::metrics::Metrics;
 use crate::resp::{encode, Limits, Parser, Proto};
 
 /// A request sent to a server and not answered within this time is sent elsewhere.
@@ -95,6 +96,9 @@ pub(crate) struct RespSession {
     info_args: Vec<Bytes>,
     /// The keys of the `WATCH` in flight.
     watching: Vec<Bytes>,
+    metrics: Metrics,
+    /// The command in flight (its metrics label) and when it was taken from the queue.
+    started: (&'static str, Instant),
 }
 
 fn unknown_command(args: &[Bytes]) -> Resp {
@@ -104,7 +108,7 @@ fn unknown_command(args: &[Bytes]) -> Resp {
 }
 
 impl RespSession {
-    pub(crate) fn new(conn: Conn, clerk: Clerk, facts: ServerFacts) -> RespSession {
+    pub(crate) fn new(conn: Conn, clerk: Clerk, facts: ServerFacts, metrics: Metrics) -> RespSession {
         let addr = conn.stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
         let state = ConnState {
             id: conn.token.0 as u64,
@@ -127,6 +131,8 @@ impl RespSession {
             watched: None,
             info_args: Vec::new(),
             watching: Vec::new(),
+            metrics,
+            started: ("", Instant::now()),
         }
     }
 
@@ -183,6 +189,13 @@ impl RespSession {
         encode(reply, self.state.proto, &mut self.conn.wbuf);
     }
 
+    /// Answers the command taken at `self.started` with `reply`, counting it.
+    fn answer(&mut self, reply: &Resp, now: Instant) {
+        let (name, began) = self.started;
+        self.metrics.command(name, now.saturating_duration_since(began), reply.is_error());
+        self.reply(reply);
+    }
+
     /// A server to try besides those the session's clerk knows (a node added to the cluster).
     pub(crate) fn add_server(&mut self, server: NodeId) {
         self.clerk.add_server(server);
@@ -232,9 +245,15 @@ impl RespSession {
                 }
             };
             let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+            self.started = (command_label(&name), now);
+            let before = self.conn.wbuf.len();
             let op = if self.multi.is_some() { self.in_multi(&name, &args) } else { self.command(&name, &args) };
             match op {
-                Step::Answered => {}
+                Step::Answered => {
+                    // Answered here: counted, an error if its reply is one.
+                    let error = self.conn.wbuf.get(before) == Some(&b'-');
+                    self.metrics.command(self.started.0, Duration::ZERO, error);
+                }
                 Step::Need(need) => return Some(need),
                 Step::Start(kind, op) => {
                     let step = self.clerk.start(op);
@@ -360,10 +379,12 @@ impl RespSession {
             }
             ClerkStep::Done(value) if kind == Kind::Watch => {
                 self.watch_read(&value);
-                self.reply(&Resp::Ok);
+                self.answer(&Resp::Ok, now);
             }
-            ClerkStep::Done(value) => self.reply(&value),
-            ClerkStep::Failed(reason) | ClerkStep::InDoubt(reason) => self.reply(&Resp::Error(format!("ERR {reason}"))),
+            ClerkStep::Done(value) => self.answer(&value, now),
+            ClerkStep::Failed(reason) | ClerkStep::InDoubt(reason) => {
+                self.answer(&Resp::Error(format!("ERR {reason}")), now)
+            }
         }
         self.flight = None;
         None
@@ -467,7 +488,7 @@ mod tests {
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let conn = Conn::register(stream, Token(1), poll.registry()).unwrap();
         let facts = ServerFacts { node: 1, resp_port: 6379, max_value_bytes: 1 << 20, max_clients: 10 };
-        (RespSession::new(conn, Clerk::new(11, vec![NodeId(1), NodeId(2), NodeId(3)]), facts), poll)
+        (RespSession::new(conn, Clerk::new(11, vec![NodeId(1), NodeId(2), NodeId(3)]), facts, Metrics::new()), poll)
     }
 
     fn sent(need: Option<Need>) -> (NodeId, u64, Command) {

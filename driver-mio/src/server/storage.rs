@@ -13,6 +13,7 @@ use skiff_core::Persist;
 use skiff_std::storage::{group_commit, Storage, StorageError};
 
 use super::stall::Stalls;
+use crate::metrics::Metrics;
 
 /// What the storage thread reports.
 #[derive(Debug)]
@@ -33,11 +34,16 @@ pub(crate) struct StorageLink {
 }
 
 impl StorageLink {
-    pub(crate) fn start<S: Storage>(storage: S, waker: Arc<Waker>, name: String) -> io::Result<StorageLink> {
+    pub(crate) fn start<S: Storage>(
+        storage: S,
+        waker: Arc<Waker>,
+        name: String,
+        metrics: Metrics,
+    ) -> io::Result<StorageLink> {
         let (tx, rx) = channel::<Persist>();
         let (events_tx, events) = channel();
         let stalls = Arc::new(Stalls::default());
-        let timed = Timed { storage, stalls: stalls.clone() };
+        let timed = Timed { storage, stalls: stalls.clone(), metrics };
         let thread = thread::Builder::new().name(name).spawn(move || commit_loop(timed, rx, events_tx, waker))?;
         Ok(StorageLink { tx: Some(tx), events, stalls, thread: Some(thread) })
     }
@@ -73,6 +79,7 @@ impl Drop for StorageLink {
 struct Timed<S> {
     storage: S,
     stalls: Arc<Stalls>,
+    metrics: Metrics,
 }
 
 impl<S: Storage> Storage for Timed<S> {
@@ -80,6 +87,8 @@ impl<S: Storage> Storage for Timed<S> {
         let start = Instant::now();
         let result = self.storage.append(batch);
         let took = start.elapsed();
+        self.metrics.fsync_seconds.observe(took.as_secs_f64());
+        self.metrics.storage_records.inc_by(batch.len() as u64);
         if self.stalls.record(took) {
             let snapshot = batch.iter().find_map(|p| p.snapshot.as_ref()).map(|s| s.data.len());
             tracing::debug!(ms = took.as_millis() as u64, records = batch.len(), ?snapshot, "slow storage write");

@@ -29,6 +29,8 @@ pub struct Cluster {
     pub relays: Vec<relay::Relay>,
     pub native: Vec<u16>,
     pub resp: Vec<u16>,
+    /// Where each node serves `GET /metrics`.
+    pub metrics: Vec<u16>,
     pub dirs: Vec<tempfile::TempDir>,
     pub children: Vec<Option<Child>>,
     /// Each node's log (stderr), appended across restarts: `node-<id>.log`.
@@ -69,7 +71,7 @@ impl Cluster {
         let bootstrap = n;
         let n = n + spares;
         // One allocation for every port (relays included), so that none is handed out twice.
-        let all = ports(4 * n);
+        let all = ports(5 * n);
         let relays: Vec<relay::Relay> = if relayed {
             let listen = |i: usize| TcpListener::bind(("127.0.0.1", all[3 * n + i])).expect("the relay's port is free");
             (0..n).map(|i| relay::Relay::start(listen(i), all[i])).collect()
@@ -83,6 +85,7 @@ impl Cluster {
             relays,
             native: all[n..2 * n].to_vec(),
             resp: all[2 * n..3 * n].to_vec(),
+            metrics: all[4 * n..5 * n].to_vec(),
             dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
             children: (0..n).map(|_| None).collect(),
             logs: tempfile::tempdir().unwrap(),
@@ -109,6 +112,7 @@ impl Cluster {
         cmd.args(["--peer-listen", &format!("127.0.0.1:{}", self.peer[i])]);
         cmd.args(["--client-listen", &format!("127.0.0.1:{}", self.native[i])])
             .args(["--resp-listen", &format!("127.0.0.1:{}", self.resp[i])])
+            .args(["--metrics-listen", &format!("127.0.0.1:{}", self.metrics[i])])
             .arg("--data-dir")
             .arg(dir)
             .args(&self.flags)

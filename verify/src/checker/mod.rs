@@ -157,6 +157,8 @@ pub enum Invariant {
     NonVoterCampaigned,
     /// A snapshot names another configuration than the committed history has at its index.
     SnapshotMembership,
+    /// Two KV services hold different states at the same applied index.
+    ReplicasDiverge,
 }
 
 /// A broken invariant, with enough context to start debugging.

@@ -187,6 +187,38 @@ fn ready_read(list: &List, ops: &[Operation], state: &str) -> Option<usize> {
     None
 }
 
+/// What a delete, increment or compare-and-set does to the value `state`, given its output
+/// (`None`: unknown).
+enum Replaced {
+    /// It cannot have answered that here.
+    Impossible,
+    Unchanged,
+    With(String),
+}
+
+fn replacement(input: &Input, output: Option<&str>, state: &str) -> Replaced {
+    match input {
+        Input::Del { .. } => Replaced::With(String::new()),
+        Input::Incr { .. } => match (super::incremented(state), output) {
+            (Some(next), Some(out)) if out != next => Replaced::Impossible,
+            (Some(next), _) => Replaced::With(next),
+            (None, Some(out)) if out != "error" => Replaced::Impossible,
+            (None, _) => Replaced::Unchanged,
+        },
+        Input::Cas { expect, new, .. } => match output {
+            // An abort changes nothing, whatever the value.
+            Some(super::CAS_ABORTED) => Replaced::Unchanged,
+            Some(_) if expect != state => Replaced::Impossible,
+            Some(_) => Replaced::With(new.clone()),
+            // Unknown: applied if it could be (placing it later, or at the end where nothing
+            // sees it, covers the abort).
+            None if expect == state => Replaced::With(new.clone()),
+            None => Replaced::Unchanged,
+        },
+        Input::Get { .. } | Input::Put { .. } | Input::Append { .. } => Replaced::Unchanged,
+    }
+}
+
 /// One linearized operation: its call node, how to undo it, the value hash before it, and
 /// whether it was forced (a ready read, whose alternatives are not searched).
 struct Choice {
@@ -211,7 +243,7 @@ pub fn check_partition(ops: &[Operation], deadline: Option<Instant>) -> Option<b
         .iter()
         .map(|o| match &o.input {
             Input::Put { value, .. } | Input::Append { value, .. } => StrHash::of(value),
-            Input::Get { .. } => Default::default(),
+            Input::Get { .. } | Input::Del { .. } | Input::Incr { .. } | Input::Cas { .. } => Default::default(),
         })
         .collect();
     let marks: Vec<u128> = (0..ops.len()).map(zobrist).collect();
@@ -233,13 +265,19 @@ pub fn check_partition(ops: &[Operation], deadline: Option<Instant>) -> Option<b
             let call = forced.unwrap_or(entry);
             let k = node.op;
             let op = &ops[k];
-            let next_hash = match &op.input {
-                Input::Get { .. } => match &op.output {
+            // The value after the operation, when it is not the hash of a piece: `None` if the
+            // operation cannot go here.
+            let replaced = replacement(&op.input, op.output.as_deref(), &state);
+            let next_hash = match (&op.input, &replaced) {
+                (Input::Get { .. }, _) => match &op.output {
                     Some(v) if *v != state => None,
                     _ => Some(hash),
                 },
-                Input::Put { .. } => Some(pieces[k].0),
-                Input::Append { .. } => Some(hash.append(pieces[k])),
+                (Input::Put { .. }, _) => Some(pieces[k].0),
+                (Input::Append { .. }, _) => Some(hash.append(pieces[k])),
+                (_, Replaced::Impossible) => None,
+                (_, Replaced::Unchanged) => Some(hash),
+                (_, Replaced::With(v)) => Some(StrHash::of(v).0),
             };
             match next_hash {
                 Some(next_hash) if seen.insert((linearized ^ marks[k], next_hash)) => {
@@ -251,6 +289,10 @@ pub fn check_partition(ops: &[Operation], deadline: Option<Instant>) -> Option<b
                             state.push_str(value);
                             Undo::Length(before)
                         }
+                        Input::Del { .. } | Input::Incr { .. } | Input::Cas { .. } => match replaced {
+                            Replaced::With(v) => Undo::Value(std::mem::replace(&mut state, v)),
+                            _ => Undo::Nothing,
+                        },
                     };
                     stack.push(Choice { call, undo, hash, forced: forced.is_some() });
                     hash = next_hash;

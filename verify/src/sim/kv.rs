@@ -4,15 +4,28 @@
 //! network (delays, drops, duplicates; a client reaches any live node, even one cut off from
 //! the others). Every operation is recorded with its call and return times; the history is
 //! checked for linearizability at the end of the run.
+//!
+//! The clients' operations: `GET`, `SET`, `APPEND`, `DEL`, `INCR`, `MSET` of two keys (one
+//! history entry per key), and a compare-and-set built as Redis clients build one (`WATCH`,
+//! `GET`, then `MULTI`/`SET`/`EXEC`). Besides, some operations on keys of their own that the
+//! model does not follow (expiry, `SPOP`, sorted sets, hashes, lists) exercise the rest of
+//! the state machine, and every service's state must be the same bytes as every other's at
+//! the same applied index (replicas never diverge: expiry, random picks and versions are
+//! decided by the log alone).
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use skiff_core::kv::{Action, Clerk, ClerkStep, Command, Reply, Service, ServiceConfig, SessionLimits, SERVICE_IDS};
+use skiff_core::kv::{
+    Action, Clerk, ClerkStep, Cmd, Command, Op, Reply, Resp, Service, ServiceConfig, SessionLimits, Watched,
+    SERVICE_IDS,
+};
 use skiff_core::{DropReason, Entry, Index, Input, NodeId, Snapshot, Term};
 
 use super::network::fate;
 use super::{Event, Sim, Time, TICK};
 use crate::checker::{Invariant, Violation};
-use crate::linearizability::{self, Operation, Rendered, Verdict};
+use crate::linearizability::{self, Input as Model, Operation, Rendered, Verdict};
 use crate::rng::SimRng;
 
 /// How long a client waits for an answer before trying another server.
@@ -51,6 +64,17 @@ pub enum KvEvent {
     Wake { client: usize, attempt: u64 },
 }
 
+/// Where a compare-and-set is.
+#[derive(Debug)]
+enum Cas {
+    /// `WATCH key` in flight; the operation was called at `call`.
+    Watching { key: String, call: Time },
+    /// `GET key` in flight, with what the watch read.
+    Reading { key: String, call: Time, watched: Watched },
+    /// `EXEC` in flight: its history entry is in `ops`.
+    Executing,
+}
+
 #[derive(Debug)]
 struct Client {
     clerk: Clerk,
@@ -58,8 +82,12 @@ struct Client {
     parked: Option<(NodeId, u64, Command)>,
     /// Wakes and timeouts carry this; a newer step makes older ones void.
     step: u64,
-    /// Index in the history of the operation in progress.
-    op: Option<usize>,
+    /// History entries of the operation in progress (two for an `MSET`; none for one the
+    /// model does not follow).
+    ops: Vec<usize>,
+    /// Whether an operation is in progress (its clerk steps are this client's).
+    busy: bool,
+    cas: Option<Cas>,
     rng: SimRng,
 }
 
@@ -81,7 +109,13 @@ pub struct KvWorld {
     skew: Vec<Time>,
     /// Writes whose session expired while they were in doubt (their outcome is unknown).
     pub in_doubt: u64,
+    /// A digest of the state some service had at each applied index (recent ones), and
+    /// which service: every other must have the same there.
+    digests: BTreeMap<u64, (u64, usize)>,
 }
+
+/// Applied indexes whose state digests are kept to compare replicas.
+const DIGESTS_KEPT: usize = 4096;
 
 fn service_config(sessions: SessionLimits) -> ServiceConfig {
     ServiceConfig { request_timeout: SERVER_TIMEOUT, sessions, ..ServiceConfig::default() }
@@ -95,7 +129,9 @@ impl KvWorld {
                 clerk: Clerk::new(c as u64 + 1, servers.clone()),
                 parked: None,
                 step: 0,
-                op: None,
+                ops: Vec::new(),
+                busy: false,
+                cas: None,
                 rng: SimRng::new(seed ^ (0xC11E_0000 + c as u64)),
             })
             .collect();
@@ -111,6 +147,7 @@ impl KvWorld {
             running: true,
             completed: 0,
             unchecked: false,
+            digests: BTreeMap::new(),
         }
     }
 
@@ -169,7 +206,7 @@ impl Sim {
                 }
                 if let Some((to, attempt, command)) = c.parked.take() {
                     self.kv_send(client, to, attempt, command);
-                } else if c.clerk.current().is_none() && kv.running {
+                } else if !c.busy && kv.running {
                     self.kv_next_op(client);
                 }
                 Ok(())
@@ -202,20 +239,56 @@ impl Sim {
 
     /// Client `client` starts a new random operation.
     fn kv_next_op(&mut self, client: usize) {
+        let now = self.now;
         let kv = self.kv.as_mut().expect("kv mode");
         let keys = kv.workload.keys;
         let c = &mut kv.clients[client];
         let key = format!("k{}", c.rng.below(keys));
         let n = kv.history.len();
-        let op = match c.rng.below(10) {
-            0..=3 => linearizability::Input::Get { key },
-            4..=6 => linearizability::Input::Put { key, value: format!("{client}.{n}") },
-            _ => linearizability::Input::Append { key, value: format!("[{client}.{n}]") },
+        c.busy = true;
+        let record = |input: Model, kv: &mut KvWorld| {
+            kv.history.push(Operation { client: client as u64, input, call: now, ret: None, output: None });
+            kv.history.len() - 1
         };
-        let (input, op) = (op.clone(), op.to_op());
-        kv.history.push(Operation { client: client as u64, input, call: self.now, ret: None, output: None });
-        c.op = Some(n);
-        let step = c.clerk.start(op);
+        let op = match c.rng.below(20) {
+            0..=5 => linearizability::Input::Get { key },
+            6 | 7 => linearizability::Input::Put { key, value: format!("{client}.{n}") },
+            8 | 9 => linearizability::Input::Append { key, value: format!("[{client}.{n}]") },
+            10 => linearizability::Input::Del { key },
+            11 | 12 => linearizability::Input::Incr { key },
+            13 | 14 => {
+                let other = format!("k{}", c.rng.below(keys));
+                let (a, b) = (format!("{client}.{n}a"), format!("{client}.{n}b"));
+                let pairs = vec![
+                    (Bytes::from(key.clone()), Bytes::from(a.clone())),
+                    (Bytes::from(other.clone()), Bytes::from(b.clone())),
+                ];
+                let step = c.clerk.start(Op::Cmd(Cmd::MSet { pairs, nx: false }));
+                let first = record(Model::Put { key: key.clone(), value: a }, kv);
+                // Setting one key twice leaves the second value.
+                let ops = if other == key {
+                    kv.history[first].input = Model::Put { key, value: b };
+                    vec![first]
+                } else {
+                    vec![first, record(Model::Put { key: other, value: b }, kv)]
+                };
+                kv.clients[client].ops = ops;
+                return self.kv_client_step(client, step);
+            }
+            15..=17 => {
+                c.cas = Some(Cas::Watching { key: key.clone(), call: now });
+                let step = c.clerk.start(Op::Watch { keys: vec![Bytes::from(key)] });
+                return self.kv_client_step(client, step);
+            }
+            _ => {
+                let op = untracked_op(&mut c.rng);
+                let step = c.clerk.start(op);
+                return self.kv_client_step(client, step);
+            }
+        };
+        let step = c.clerk.start(op.to_op());
+        let k = record(op, kv);
+        kv.clients[client].ops = vec![k];
         self.kv_client_step(client, step);
     }
 
@@ -235,15 +308,41 @@ impl Sim {
             ClerkStep::InDoubt(_) => {
                 // Left without a return: the checker lets it take effect at any time after its
                 // call, or never.
-                c.op = None;
+                c.ops.clear();
+                c.cas = None;
+                c.busy = false;
                 kv.in_doubt += 1;
                 let wake = c.step;
                 self.push(now + 1, Event::Kv(KvEvent::Wake { client, attempt: wake }));
             }
             ClerkStep::Done(value) => {
-                let k = c.op.take().expect("an operation in progress");
-                kv.history[k].ret = Some(now);
-                kv.history[k].output = Some(kv.history[k].input.output_of(&value));
+                // A compare-and-set goes on to its next step.
+                match c.cas.take() {
+                    Some(Cas::Watching { key, call }) => {
+                        let watched = watched(&key, &value);
+                        c.cas = Some(Cas::Reading { key: key.clone(), call, watched });
+                        let step = c.clerk.start(Op::get(key));
+                        return self.kv_client_step(client, step);
+                    }
+                    Some(Cas::Reading { key, call, watched }) => {
+                        let expect = value.to_text();
+                        let new = format!("{expect}<{client}.{}>", kv.history.len());
+                        let set = Cmd::parse(&[Bytes::from("SET"), Bytes::from(key.clone()), Bytes::from(new.clone())]);
+                        let set = set.expect("a data command").expect("valid");
+                        let input = Model::Cas { key, expect, new };
+                        kv.history.push(Operation { client: client as u64, input, call, ret: None, output: None });
+                        c.ops = vec![kv.history.len() - 1];
+                        c.cas = Some(Cas::Executing);
+                        let step = c.clerk.start(Op::Exec { commands: vec![set], watched: Some(watched) });
+                        return self.kv_client_step(client, step);
+                    }
+                    Some(Cas::Executing) | None => {}
+                }
+                for k in std::mem::take(&mut c.ops) {
+                    kv.history[k].ret = Some(now);
+                    kv.history[k].output = Some(kv.history[k].input.output_of(&value));
+                }
+                c.busy = false;
                 kv.completed += 1;
                 let think = c.rng.between(0, kv.workload.think_ticks) * TICK + 1;
                 let wake = c.step;
@@ -307,10 +406,13 @@ impl Sim {
         }
     }
 
-    pub(super) fn kv_on_apply(&mut self, server: usize, entries: &[Entry]) {
-        let Some(Some(service)) = self.kv.as_mut().map(|kv| &mut kv.services[server]) else { return };
+    pub(super) fn kv_on_apply(&mut self, server: usize, entries: &[Entry]) -> Result<(), Violation> {
+        let Some(kv) = self.kv.as_mut() else { return Ok(()) };
+        let Some(service) = kv.services[server].as_mut() else { return Ok(()) };
         service.apply(entries);
+        kv.check_agreement(server)?;
         let _ = self.kv_act(server);
+        Ok(())
     }
 
     pub(super) fn kv_on_snapshot(&mut self, server: usize, snapshot: &Snapshot) -> Result<(), Violation> {
@@ -366,6 +468,73 @@ impl Sim {
             }),
         }
     }
+}
+
+impl KvWorld {
+    /// Node `server`'s state must be what every other service had at the same applied
+    /// index.
+    fn check_agreement(&mut self, server: usize) -> Result<(), Violation> {
+        let Some(service) = self.services[server].as_ref() else { return Ok(()) };
+        let state = service.state();
+        let index = state.applied().0;
+        let digest = fnv(&state.snapshot());
+        match self.digests.get(&index) {
+            Some(&(d, other)) if d != digest => {
+                return Err(Violation {
+                    invariant: Invariant::ReplicasDiverge,
+                    detail: format!("n{} and n{} hold different KV states at index {index}", other + 1, server + 1),
+                })
+            }
+            Some(_) => {}
+            None => {
+                self.digests.insert(index, (digest, server));
+                while self.digests.len() > DIGESTS_KEPT {
+                    self.digests.pop_first();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// What a `WATCH` of `key` answered, as `EXEC` carries it.
+fn watched(key: &str, reply: &Resp) -> Watched {
+    let Resp::Array(items) = reply else { panic!("WATCH answered {reply:?}") };
+    let (Some(Resp::Int(at)), Some(version)) = (items.first(), items.get(1)) else {
+        panic!("WATCH answered {reply:?}")
+    };
+    let version = match version {
+        Resp::Int(v) => Some(*v as u64),
+        _ => None,
+    };
+    Watched { at: *at as u64, keys: vec![(Bytes::from(key.to_string()), version)] }
+}
+
+/// A command on keys the linearizability model does not follow (`x0`..`x5`): expiry, random
+/// picks, sorted sets, hashes and lists, for the replicas' agreement.
+fn untracked_op(rng: &mut SimRng) -> Op {
+    let ms = rng.between(1, 40 * TICK).to_string();
+    let n = rng.below(100).to_string();
+    let words: Vec<&str> = match rng.below(12) {
+        0 => vec!["SET", "x0", "v", "PX", &ms],
+        1 => vec!["PEXPIRE", "x0", &ms],
+        2 => vec!["PERSIST", "x0"],
+        3 => vec!["SADD", "x1", "a", "b", "c", &n],
+        4 => vec!["SPOP", "x1"],
+        5 => vec!["ZADD", "x2", &n, &ms],
+        6 => vec!["ZPOPMIN", "x2"],
+        7 => vec!["HINCRBY", "x3", &n, "1"],
+        8 => vec!["RPUSH", "x4", &n, &ms],
+        9 => vec!["LPOP", "x4"],
+        10 => vec!["SET", "x5", &n, "PX", &ms, "GET"],
+        _ => vec!["PEXPIRE", "x1", &ms],
+    };
+    let args: Vec<Bytes> = words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
+    Op::Cmd(Cmd::parse(&args).expect("a data command").expect("valid"))
 }
 
 /// The KV workload of a run, if any. Cloning one that holds a workload panics: the

@@ -143,7 +143,9 @@ impl Sim {
                     n.state = fold_digest(n.state, e);
                     n.state_index = e.index;
                 }
-                self.kv_on_apply(i, &entries);
+                if let Err(v) = self.kv_on_apply(i, &entries) {
+                    self.deferred_violation.get_or_insert(v);
+                }
             }
             Output::ApplySnapshot(s) => {
                 self.log(|| format!("n{} installs snapshot at {}", i + 1, s.meta.index.0));

@@ -135,6 +135,10 @@ pub(super) fn read(ks: &Keyspace, cmd: &Cmd, now: u64) -> Option<Resp> {
         }
         Cmd::DbSize => Resp::Int(live_len(ks, now) as i64),
         Cmd::Ttl { key, millis } => Resp::Int(ttl(ks, key, now, *millis)),
+        Cmd::ExpireTime { key, millis } => Resp::Int(match ks.live(key, now) {
+            None => -2,
+            Some(i) => i.expires.map_or(-1, |at| if *millis { at as i64 } else { (at / 1000) as i64 }),
+        }),
         _ => return None,
     })
 }

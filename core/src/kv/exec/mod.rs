@@ -138,8 +138,14 @@ impl Writer<'_> {
             let Some(make) = create else { return Ok(None) };
             self.ks.insert(key.clone(), Item { value: make(), expires: None, version: self.index });
         }
-        let item = self.item_mut(key).expect("present");
-        pick(&mut item.value).map(Some).ok_or_else(|| Resp::error(errors::WRONGTYPE))
+        let index = self.index;
+        let item = self.ks.get_mut(key).expect("present");
+        // A command refused for the type changes nothing, its version neither.
+        if pick(&mut item.value).is_none() {
+            return Err(Resp::error(errors::WRONGTYPE));
+        }
+        item.version = index;
+        Ok(pick(&mut item.value))
     }
 
     /// Removes `key` if it holds an empty aggregate.

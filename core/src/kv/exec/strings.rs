@@ -49,6 +49,24 @@ impl Writer<'_> {
                 }
                 Resp::bulk_or_nil(old)
             }
+            Cmd::GetEx { key, ttl } => {
+                let old = reply_err!(string(self.ks, key, self.now)).cloned();
+                if old.is_some() {
+                    let at = match ttl {
+                        None | Some(SetTtl::Keep) => return Some(Resp::bulk_or_nil(old)),
+                        Some(SetTtl::Clear) => None,
+                        Some(SetTtl::After(ms)) => Some(self.now.saturating_add(*ms)),
+                        Some(SetTtl::At(ms)) => Some(*ms),
+                    };
+                    if at.is_some_and(|at| at <= self.now) {
+                        self.delete(key);
+                    } else {
+                        self.item_mut(key);
+                        self.ks.set_expires(key, at);
+                    }
+                }
+                Resp::bulk_or_nil(old)
+            }
             Cmd::MSet { pairs, nx } => {
                 if *nx && pairs.iter().any(|(k, _)| self.ks.live(k, self.now).is_some()) {
                     return Some(Resp::Int(0));
