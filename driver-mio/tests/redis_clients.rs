@@ -110,6 +110,21 @@ fn commands_answer_as_redis_in_resp2_and_resp3_through_a_follower() {
         let _: () = redis::cmd("SET").arg("t").arg("9").query(&mut other).unwrap();
         let aborted: Option<(i64,)> = redis::pipe().atomic().incr("t", 1).query(&mut con).unwrap();
         assert_eq!(aborted, None, "RESP{proto}: the watched key changed");
+        // A pipeline (not a transaction): many commands in flight, answered in order, an
+        // error among them for its own command only.
+        let mut p = redis::pipe();
+        for i in 0..100 {
+            p.cmd("RPUSH").arg("pl").arg(i).ignore();
+        }
+        p.cmd("LLEN").arg("pl").cmd("LINDEX").arg("pl").arg(-1);
+        let (len, last): (i64, String) = p.query(&mut con).unwrap_or_else(|e| panic!("RESP{proto}: {e}"));
+        assert_eq!((len, last.as_str()), (100, "99"), "RESP{proto}");
+        let mut p = redis::pipe();
+        p.cmd("SET").arg("x").arg(1).cmd("HSET").arg("pl").arg("f").arg("v").cmd("SET").arg("y").arg(2);
+        let refused = p.query::<Value>(&mut con);
+        assert!(refused.is_err_and(|e| e.code() == Some("WRONGTYPE")), "RESP{proto}");
+        let after: Vec<String> = redis::cmd("MGET").arg("x").arg("y").query(&mut con).unwrap();
+        assert_eq!(after, ["1", "2"], "RESP{proto}: the commands around the error applied");
         let _: () = redis::cmd("FLUSHDB").query(&mut con).unwrap();
     }
 }

@@ -65,8 +65,12 @@ pub enum Op {
     Watch { keys: Vec<Bytes> },
     /// `EXEC`: the commands queued since `MULTI`, applied as one entry, in order, only if
     /// every watched key still has the version `WATCH` read. Answered with an array of
-    /// their replies, or [`Resp::NilArray`] if a watched key changed.
+    /// their replies, or [`Resp::NilArray`] if a watched key changed. Without `watched`, it
+    /// is also how a pipeline of commands that writes goes: one entry, one sequence number.
     Exec { commands: Vec<Cmd>, watched: Option<Watched> },
+    /// A pipeline of reads: run in order at one ReadIndex, answered with an array of their
+    /// replies.
+    Reads { commands: Vec<Cmd> },
 }
 
 /// What `WATCH` read: the index the state was at and each key's version then.
@@ -97,7 +101,7 @@ impl Op {
     pub fn is_write(&self) -> bool {
         match self {
             Op::Cmd(c) => c.is_write(),
-            Op::Watch { .. } => false,
+            Op::Watch { .. } | Op::Reads { .. } => false,
             Op::Register | Op::Exec { .. } => true,
         }
     }
@@ -106,7 +110,7 @@ impl Op {
     pub fn commands(&self) -> &[Cmd] {
         match self {
             Op::Cmd(c) => core::slice::from_ref(c),
-            Op::Exec { commands, .. } => commands,
+            Op::Exec { commands, .. } | Op::Reads { commands } => commands,
             Op::Register | Op::Watch { .. } => &[],
         }
     }

@@ -29,7 +29,7 @@ use core::fmt;
 
 use bytes::Bytes;
 
-use super::{encode, Applied, Body, Cmd, Command, KvState, LogEntry, Op, Reply, SessionLimits};
+use super::{encode, Applied, Body, Cmd, Command, KvState, LogEntry, Op, Reply, Resp, SessionLimits};
 use crate::io::{DropReason, Output, Proposal};
 use crate::types::{Entry, EntryKind, Index, NodeId, Snapshot, Term};
 
@@ -170,6 +170,7 @@ struct Write<W> {
 enum ReadOp {
     Cmd(Cmd),
     Watch(alloc::vec::Vec<bytes::Bytes>),
+    Batch(alloc::vec::Vec<Cmd>),
 }
 
 #[derive(Debug)]
@@ -269,6 +270,16 @@ impl<W> Service<W> {
             Op::Cmd(cmd) if !cmd.is_write() => {
                 self.confirming.insert(id, Read { to, op: ReadOp::Cmd(cmd), deadline });
                 self.actions.push(Action::Read { id });
+                return;
+            }
+            Op::Reads { commands } if commands.iter().all(|c| !c.is_write()) => {
+                self.confirming.insert(id, Read { to, op: ReadOp::Batch(commands), deadline });
+                self.actions.push(Action::Read { id });
+                return;
+            }
+            Op::Reads { .. } => {
+                let reason = "a read pipeline holds a write".to_string();
+                self.actions.push(Action::Reply { to, reply: Reply::Invalid { reason } });
                 return;
             }
             Op::Watch { keys } => {
@@ -434,6 +445,7 @@ impl<W> Service<W> {
                 let value = match &r.op {
                     ReadOp::Cmd(cmd) => self.state.read(cmd),
                     ReadOp::Watch(keys) => self.state.watch(keys),
+                    ReadOp::Batch(cmds) => Resp::Array(cmds.iter().map(|c| self.state.read(c)).collect()),
                 };
                 self.actions.push(Action::Reply { to: r.to, reply: Reply::Ok(value) });
             }

@@ -193,7 +193,7 @@ impl KvState {
             Op::Exec { commands, watched } => self.exec(&commands, watched.as_ref(), max_value),
             // A register or a watch has no business in a request entry (the service never
             // proposes one): answered, nothing changed.
-            Op::Register | Op::Watch { .. } => Resp::Ok,
+            Op::Register | Op::Watch { .. } | Op::Reads { .. } => Resp::Ok,
         };
         self.sessions.record(client, seq, reply.clone(), self.clock);
         Applied::Reply { client, seq, reply }

@@ -230,6 +230,7 @@ pub fn serve<S: Storage>(
         facts: resp_commands::ServerFacts {
             node: id.0,
             resp_port,
+            max_key_bytes: opts.max_key_bytes,
             max_value_bytes: opts.max_value_bytes,
             max_clients: opts.max_clients,
         },

@@ -14,6 +14,7 @@ use crate::resp::Proto;
 pub(crate) struct ServerFacts {
     pub(crate) node: u64,
     pub(crate) resp_port: u16,
+    pub(crate) max_key_bytes: usize,
     pub(crate) max_value_bytes: usize,
     pub(crate) max_clients: usize,
 }
@@ -449,7 +450,7 @@ mod tests {
     }
 
     fn facts() -> ServerFacts {
-        ServerFacts { node: 1, resp_port: 6379, max_value_bytes: 1 << 20, max_clients: 100 }
+        ServerFacts { node: 1, resp_port: 6379, max_key_bytes: 1024, max_value_bytes: 1 << 20, max_clients: 100 }
     }
 
     fn run(words: &str, c: &mut ConnState) -> Resp {

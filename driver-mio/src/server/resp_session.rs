@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use skiff_core::kv::{Clerk, ClerkStep, Cmd, Command, Op, Reply, Resp, Watched};
+use skiff_core::kv::{validate_op, Clerk, ClerkStep, Cmd, Command, Op, Reply, Resp, Watched};
 use skiff_core::{ChangeStep, Membership, NodeId};
 use skiff_std::address::PeerAddress;
 
@@ -19,6 +19,9 @@ use super::conn::{Conn, MAX_OUTPUT};
 use super::resp_commands::{all_commands, command_label, info_sections, local, ConnState, Local, ServerFacts};
 use crate::metrics::Metrics;
 use crate::resp::{encode, Limits, Parser, Proto};
+
+/// Most pipelined commands sent as one operation.
+const MAX_BATCH: usize = 256;
 
 /// A request sent to a server and not answered within this time is sent elsewhere.
 pub(crate) const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,6 +45,9 @@ enum Kind {
     Watch,
     /// `SKIFF.MEMBER`: a membership change, answered by the loop.
     Member,
+    /// Pipelined commands sent as one operation (their names in `batch`): its array of
+    /// replies answers each in order.
+    Batch,
 }
 
 #[derive(Debug)]
@@ -99,6 +105,8 @@ pub(crate) struct RespSession {
     metrics: Metrics,
     /// The command in flight (its metrics label) and when it was taken from the queue.
     started: (&'static str, Instant),
+    /// The metrics labels of the pipelined commands in flight ([`Kind::Batch`]).
+    batch: Vec<&'static str>,
 }
 
 fn unknown_command(args: &[Bytes]) -> Resp {
@@ -133,6 +141,7 @@ impl RespSession {
             watching: Vec::new(),
             metrics,
             started: ("", Instant::now()),
+            batch: Vec::new(),
         }
     }
 
@@ -296,7 +305,7 @@ impl RespSession {
                 Err(e) => self.reply(&Resp::Error(format!("ERR {e}"))),
             },
             _ => match Cmd::parse(args) {
-                Some(Ok(cmd)) => return Step::Start(Kind::Data, Op::Cmd(cmd)),
+                Some(Ok(cmd)) => return self.pipeline(cmd),
                 Some(Err(e)) => self.reply(&e),
                 None => {
                     if name == "reset" {
@@ -315,6 +324,51 @@ impl RespSession {
             },
         }
         Step::Answered
+    }
+
+    /// Data command `first` and the data commands queued right after it (a client that
+    /// pipelines), sent as one operation: a read pipeline at one ReadIndex, or, if any
+    /// writes, one log entry applied in order (one sequence number, so a retry applies it
+    /// once). Each is answered in order from the array of replies. The batch ends before
+    /// anything else (a connection command, `MULTI`, a command that does not parse or is over
+    /// a limit: it then goes alone and gets its own error), at [`MAX_BATCH`] commands, or at
+    /// the value limit in bytes, so the entry always fits.
+    fn pipeline(&mut self, first: Cmd) -> Step {
+        let limits = (self.facts.max_key_bytes, self.facts.max_value_bytes);
+        let fits = |c: &Cmd| validate_op(&Op::Cmd(c.clone()), limits.0, limits.1).is_ok();
+        if !fits(&first) {
+            return Step::Start(Kind::Data, Op::Cmd(first));
+        }
+        let mut commands = vec![first];
+        let mut labels = vec![self.started.0];
+        let mut bytes = 0;
+        while commands.len() < MAX_BATCH {
+            let Some(Item::Command(args)) = self.queue.front() else { break };
+            let size: usize = args.iter().map(Bytes::len).sum();
+            if bytes + size > limits.1 {
+                break;
+            }
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+            let Some(Ok(cmd)) = Cmd::parse(args) else { break };
+            if !fits(&cmd) {
+                break;
+            }
+            self.queue.pop_front();
+            self.queued_bytes -= size;
+            bytes += size;
+            commands.push(cmd);
+            labels.push(command_label(&name));
+        }
+        if commands.len() == 1 {
+            return Step::Start(Kind::Data, Op::Cmd(commands.pop().expect("one")));
+        }
+        self.batch = labels;
+        let op = if commands.iter().any(Cmd::is_write) {
+            Op::Exec { commands, watched: None }
+        } else {
+            Op::Reads { commands }
+        };
+        Step::Start(Kind::Batch, op)
     }
 
     /// A command inside `MULTI`: queued if it is a data command, else `EXEC`, `DISCARD` or
@@ -376,6 +430,22 @@ impl RespSession {
             ClerkStep::Backoff { ticks, to, attempt, command } => {
                 *wait = Wait::Backoff { until: now + BACKOFF_TICK * ticks, to, attempt, command };
                 return None;
+            }
+            ClerkStep::Done(Resp::Array(replies)) if kind == Kind::Batch && replies.len() == self.batch.len() => {
+                for (name, reply) in std::mem::take(&mut self.batch).into_iter().zip(replies) {
+                    self.started.0 = name;
+                    self.answer(&reply, now);
+                }
+            }
+            ClerkStep::Done(_) | ClerkStep::Failed(_) | ClerkStep::InDoubt(_) if kind == Kind::Batch => {
+                let why = match step {
+                    ClerkStep::Failed(reason) | ClerkStep::InDoubt(reason) => Resp::Error(format!("ERR {reason}")),
+                    other => Resp::Error(format!("ERR a pipeline was answered {other:?}")),
+                };
+                for name in std::mem::take(&mut self.batch) {
+                    self.started.0 = name;
+                    self.answer(&why, now);
+                }
             }
             ClerkStep::Done(value) if kind == Kind::Watch => {
                 self.watch_read(&value);
@@ -487,7 +557,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let conn = Conn::register(stream, Token(1), poll.registry()).unwrap();
-        let facts = ServerFacts { node: 1, resp_port: 6379, max_value_bytes: 1 << 20, max_clients: 10 };
+        let facts =
+            ServerFacts { node: 1, resp_port: 6379, max_key_bytes: 1024, max_value_bytes: 1 << 20, max_clients: 10 };
         (RespSession::new(conn, Clerk::new(11, vec![NodeId(1), NodeId(2), NodeId(3)]), facts, Metrics::new()), poll)
     }
 
@@ -523,6 +594,51 @@ mod tests {
         assert!(matches!(get.op, Op::Cmd(Cmd::Get { .. })));
         assert_eq!(s.on_reply(attempt, Reply::Ok(Resp::bulk("v")), now), None);
         assert_eq!(s.conn.wbuf, b"+PONG\r\n+OK\r\n$8\r\n# Raft\r\n\r\n$1\r\nv\r\n-ERR unknown command 'NOPE', with args beginning with: \r\n");
+        assert!(s.idle());
+    }
+
+    fn wire(cmds: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in cmds {
+            let words: Vec<&str> = c.split(' ').collect();
+            out.extend_from_slice(format!("*{}\r\n", words.len()).as_bytes());
+            for w in words {
+                out.extend_from_slice(format!("${}\r\n{w}\r\n", w.len()).as_bytes());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pipelined_data_commands_go_as_one_operation_and_are_answered_in_order() {
+        let (mut s, _poll) = session();
+        let now = Instant::now();
+        s.conn.rbuf.extend_from_slice(&wire(&["SET a 1", "INCR a", "LPUSH a x", "GET a", "PING", "GET a", "GET b"]));
+        s.parse(&Limits::default());
+        let (_, attempt, register) = sent(s.drive(now));
+        assert_eq!(register.op, Op::Register);
+        let (_, attempt, cmd) = sent(s.on_reply(attempt, Reply::Registered { client: 9 }, now));
+        let Op::Exec { commands, watched: None } = &cmd.op else { panic!("{:?}", cmd.op) };
+        assert_eq!(commands.len(), 4, "up to the PING");
+        let wrongtype = Resp::error("WRONGTYPE Operation against a key holding the wrong kind of value");
+        let replies = Resp::Array(vec![Resp::Ok, Resp::Int(2), wrongtype, Resp::bulk("2")]);
+        // The PING is answered here; then the reads after it go as one read pipeline.
+        let (_, attempt, reads) = sent(s.on_reply(attempt, Reply::Ok(replies), now));
+        assert!(matches!(&reads.op, Op::Reads { commands } if commands.len() == 2), "{:?}", reads.op);
+        assert_eq!(s.on_reply(attempt, Reply::Ok(Resp::Array(vec![Resp::bulk("2"), Resp::Nil])), now), None);
+        let got = String::from_utf8(s.conn.wbuf.clone()).unwrap();
+        assert_eq!(
+            got,
+            "+OK\r\n:2\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n$1\r\n2\r\n+PONG\r\n\
+             $1\r\n2\r\n$-1\r\n"
+        );
+        // A refusal of the whole pipeline answers each of its commands with it.
+        s.conn.wbuf.clear();
+        s.conn.rbuf.extend_from_slice(&wire(&["SET a 1", "SET b 2"]));
+        s.parse(&Limits::default());
+        let (_, attempt, _) = sent(s.drive(now));
+        assert_eq!(s.on_reply(attempt, Reply::Invalid { reason: "no".into() }, now), None);
+        assert_eq!(s.conn.wbuf, b"-ERR no\r\n-ERR no\r\n");
         assert!(s.idle());
     }
 

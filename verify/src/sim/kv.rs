@@ -87,6 +87,8 @@ struct Client {
     ops: Vec<usize>,
     /// Whether an operation is in progress (its clerk steps are this client's).
     busy: bool,
+    /// Whether the operation is a pipeline: its array of replies answers `ops` in order.
+    pipelined: bool,
     cas: Option<Cas>,
     rng: SimRng,
 }
@@ -131,6 +133,7 @@ impl KvWorld {
                 step: 0,
                 ops: Vec::new(),
                 busy: false,
+                pipelined: false,
                 cas: None,
                 rng: SimRng::new(seed ^ (0xC11E_0000 + c as u64)),
             })
@@ -250,7 +253,8 @@ impl Sim {
             kv.history.push(Operation { client: client as u64, input, call: now, ret: None, output: None });
             kv.history.len() - 1
         };
-        let op = match c.rng.below(20) {
+        c.pipelined = false;
+        let op = match c.rng.below(24) {
             0..=5 => linearizability::Input::Get { key },
             6 | 7 => linearizability::Input::Put { key, value: format!("{client}.{n}") },
             8 | 9 => linearizability::Input::Append { key, value: format!("[{client}.{n}]") },
@@ -280,9 +284,35 @@ impl Sim {
                 let step = c.clerk.start(Op::Watch { keys: vec![Bytes::from(key)] });
                 return self.kv_client_step(client, step);
             }
-            _ => {
+            18 | 19 => {
                 let op = untracked_op(&mut c.rng);
                 let step = c.clerk.start(op);
+                return self.kv_client_step(client, step);
+            }
+            // A pipeline, as a RESP session sends one: writes as one entry, or reads at one
+            // ReadIndex, each answered from the array.
+            r => {
+                let other = format!("k{}", c.rng.below(keys));
+                let inputs = if r < 22 {
+                    vec![
+                        Model::Put { key, value: format!("{client}.{n}p") },
+                        Model::Append { key: other, value: format!("[{client}.{n}p]") },
+                    ]
+                } else {
+                    vec![Model::Get { key }, Model::Get { key: other }]
+                };
+                let commands: Vec<Cmd> = inputs
+                    .iter()
+                    .map(|i| match i.to_op() {
+                        Op::Cmd(c) => c,
+                        other => unreachable!("{other:?}"),
+                    })
+                    .collect();
+                let op = if r < 22 { Op::Exec { commands, watched: None } } else { Op::Reads { commands } };
+                c.pipelined = true;
+                let step = c.clerk.start(op);
+                let ops = inputs.into_iter().map(|i| record(i, kv)).collect();
+                kv.clients[client].ops = ops;
                 return self.kv_client_step(client, step);
             }
         };
@@ -338,9 +368,14 @@ impl Sim {
                     }
                     Some(Cas::Executing) | None => {}
                 }
-                for k in std::mem::take(&mut c.ops) {
+                let ops = std::mem::take(&mut c.ops);
+                let each: Vec<&Resp> = match &value {
+                    Resp::Array(items) if c.pipelined && items.len() == ops.len() => items.iter().collect(),
+                    _ => vec![&value; ops.len()],
+                };
+                for (k, reply) in ops.into_iter().zip(each) {
                     kv.history[k].ret = Some(now);
-                    kv.history[k].output = Some(kv.history[k].input.output_of(&value));
+                    kv.history[k].output = Some(kv.history[k].input.output_of(reply));
                 }
                 c.busy = false;
                 kv.completed += 1;
