@@ -18,6 +18,14 @@ use crate::types::Index;
 /// Longest any string may grow to, in bytes (Redis's `proto-max-bulk-len` default).
 const MAX_STRING: u64 = 512 << 20;
 
+/// The largest reply a session keeps for a retried write, about, in bytes: the session
+/// table holds at most `SessionLimits::max` of them.
+pub const MAX_KEPT_REPLY: usize = 64 << 10;
+
+/// What a retry of a write whose reply was over [`MAX_KEPT_REPLY`] answers.
+pub const REPLY_NOT_KEPT: &str =
+    "ERR this request was applied once, but its reply was too large to keep for a retry; read the keys again";
+
 /// The first bytes of a snapshot of this format (one of the first format has none).
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SKV\x02";
 
@@ -195,7 +203,10 @@ impl KvState {
             // proposes one): answered, nothing changed.
             Op::Register | Op::Watch { .. } | Op::Reads { .. } => Resp::Ok,
         };
-        self.sessions.record(client, seq, reply.clone(), self.clock);
+        // A session keeps its last reply for a retry; one too large to keep for every
+        // session is kept as a note that the write was applied (the same on every replica).
+        let kept = if reply.weight() > MAX_KEPT_REPLY { Resp::error(REPLY_NOT_KEPT) } else { reply.clone() };
+        self.sessions.record(client, seq, kept, self.clock);
         Applied::Reply { client, seq, reply }
     }
 

@@ -143,6 +143,20 @@ fn a_snapshot_carries_data_sessions_clock_and_index() {
 }
 
 #[test]
+fn a_retry_of_a_write_with_a_huge_reply_is_told_so_not_applied_again() {
+    let mut s = KvState::new();
+    s.apply(Index(1), &register(0));
+    let big = "x".repeat(100 << 10);
+    s.apply(Index(2), &cmd(1, 1, Op::put("k", big.clone())));
+    let getdel = Op::Cmd(Cmd::GetDel { key: Bytes::from("k") });
+    let first = s.apply(Index(3), &cmd(1, 2, getdel.clone()));
+    assert_eq!(first, Applied::Reply { client: 1, seq: 2, reply: Resp::Bulk(Bytes::from(big)) });
+    let retry = s.apply(Index(4), &cmd(1, 2, getdel));
+    let told = Resp::error(super::state::REPLY_NOT_KEPT);
+    assert_eq!(retry, Applied::Reply { client: 1, seq: 2, reply: told });
+}
+
+#[test]
 fn snapshots_are_due_near_the_bound_and_never_without_one() {
     assert!(!KvState::should_snapshot(10_000, None));
     assert!(!KvState::should_snapshot(800, Some(1000)));
