@@ -66,3 +66,28 @@ fn a_clerk_writes_and_reads_through_leader_changes() {
         s.stop();
     }
 }
+
+#[test]
+fn a_key_set_with_an_expiry_goes_on_an_idle_cluster() {
+    use bytes::Bytes;
+    use skiff_core::kv::{Cmd, Op, Resp};
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (addrs, listeners) = bind(3);
+    let servers: Vec<TcpKvNode> =
+        listeners.into_iter().enumerate().map(|(i, l)| start(i, dirs[i].path(), l, &addrs, None)).collect();
+    let mut clerk = KvClerk::new(addrs.clients.clone(), Duration::from_millis(500));
+    let args: Vec<Bytes> = ["SET", "k", "v", "PX", "300"].iter().map(|w| Bytes::from(*w)).collect();
+    let set = Cmd::parse(&args).unwrap().unwrap();
+    assert_eq!(clerk.run(Op::Cmd(set)).unwrap(), Resp::Ok);
+    assert_eq!(clerk.get("k").unwrap(), "v");
+    // No other write: the leader's clock entries move the replicated clock past the expiry.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while clerk.get("k").unwrap() == "v" {
+        assert!(std::time::Instant::now() < deadline, "the key never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(clerk.get("k").unwrap(), "");
+    for s in servers {
+        s.stop();
+    }
+}

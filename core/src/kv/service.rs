@@ -480,6 +480,13 @@ impl<W> Service<W> {
         self.actions.extend(late.into_iter().map(|to| Action::Reply { to, reply: Reply::Timeout }));
     }
 
+    /// Tells the service whether its node leads, for a driver that learns it otherwise than
+    /// through `Output::RoleChanged` (which [`Service::on_output`] takes): only a leader
+    /// proposes clock entries.
+    pub fn set_leading(&mut self, leading: bool) {
+        self.leading = leading;
+    }
+
     /// Proposes a clock and sweep entry if this node leads, some key has an expiry, and the
     /// replicated clock is `clock_interval` behind (or a key is due), at most once per
     /// interval. Nobody waits for it: if it is lost, a later one goes.

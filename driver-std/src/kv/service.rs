@@ -127,11 +127,11 @@ impl KvService {
         };
         let service = Service::new(config, snapshot)?;
         let inner = Arc::new(Mutex::new(Inner { service, stopped: false }));
-        let (shared, snapshotter) = (inner.clone(), raft.snapshotter());
+        let (shared, snapshotter, node) = (inner.clone(), raft.snapshotter(), raft.clone());
         let timeout = opts.request_timeout;
         let applier = thread::Builder::new()
             .name(format!("skiff-kv-{}", raft.id().0))
-            .spawn(move || apply_loop(&shared, &applied, &snapshotter, &opts))
+            .spawn(move || apply_loop(&shared, &applied, &snapshotter, &node, &opts))
             .expect("spawn the KV applier");
         Ok((KvService { raft, inner, timeout }, applier))
     }
@@ -216,17 +216,27 @@ impl KvService {
     }
 }
 
-/// The applier: applies what the node commits, expires deadlines, snapshots by the policy.
-/// A snapshot that does not decode stops the node (the state would diverge from the log).
-fn apply_loop(shared: &Mutex<Inner>, applied: &Receiver<Applied>, snapshotter: &Snapshotter, opts: &KvOptions) {
+/// The applier: applies what the node commits, expires deadlines, snapshots by the policy,
+/// and, on the leader while keys have an expiry, proposes the service's clock entries. A
+/// snapshot that does not decode stops the node (the state would diverge from the log).
+fn apply_loop(
+    shared: &Mutex<Inner>,
+    applied: &Receiver<Applied>,
+    snapshotter: &Snapshotter,
+    raft: &RaftHandle,
+    opts: &KvOptions,
+) {
     let mut since_check = 0u32;
     let mut entries = Vec::new();
+    let mut volatile = false;
     loop {
         let first = match applied.recv_timeout(EXPIRE_EVERY) {
             Ok(a) => Some(a),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        // Whether this node leads: asked of the core only while some key has an expiry.
+        let leading = volatile && raft.status().is_some_and(|v| v.role == skiff_core::Role::Leader);
         let mut inner = shared.lock().expect("kv lock");
         let mut failed = None;
         for a in first.into_iter().chain(applied.try_iter()) {
@@ -245,7 +255,9 @@ fn apply_loop(shared: &Mutex<Inner>, applied: &Receiver<Applied>, snapshotter: &
         inner.service.apply(&entries);
         let any = !entries.is_empty();
         entries.clear();
+        inner.service.set_leading(leading);
         inner.service.expire(wall_ms());
+        volatile = inner.service.state().volatile() > 0;
         if let Some(e) = failed {
             // Answers of the entries applied before the bad snapshot go out first.
             send_replies(inner.service.take_actions());
@@ -263,7 +275,13 @@ fn apply_loop(shared: &Mutex<Inner>, applied: &Receiver<Applied>, snapshotter: &
             }
         }
         let rest = send_replies(inner.service.take_actions());
-        debug_assert!(rest.is_empty(), "applies only answer");
+        drop(inner);
+        // Clock entries: nobody waits for them (a refused one is followed by another).
+        for action in rest {
+            if let Action::Propose(p) = action {
+                let _ = raft.propose(p.data);
+            }
+        }
     }
     let mut inner = shared.lock().expect("kv lock");
     inner.stopped = true;
