@@ -11,9 +11,37 @@ use crate::types::NodeId;
 
 /// Version of the peer protocol (handshake and message encoding). Version 2 carries a
 /// snapshot's configuration (`SnapshotMeta::membership`), `Config` entries and the
-/// sender's address in the greeting; nodes of different versions refuse each other at the
-/// handshake.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// sender's address in the greeting; version 3, KV entries of Redis's data model
+/// (`Body::Write`, `Body::Sweep`), which a node of version 2 would skip as foreign, and
+/// diverge. Nodes of different versions refuse each other at the handshake: a cluster is
+/// upgraded across versions by stopping every node, then starting them on the new version
+/// (each reads its old data).
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// The first field of every native client frame: a client or server of another version of
+/// the native protocol (whose commands would decode as other commands) is refused, not
+/// misread. Version 2 carries Redis commands (`Op::Cmd`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NativeVersion;
+
+/// What [`NativeVersion`] encodes: "SKN" and the version, as a postcard varint (an old
+/// client's first field is its request id, which never gets near it).
+const NATIVE_MAGIC: u32 = 0x534b_4e02;
+
+impl Serialize for NativeVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        NATIVE_MAGIC.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for NativeVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u32::deserialize(d)? {
+            NATIVE_MAGIC => Ok(NativeVersion),
+            _ => Err(serde::de::Error::custom("another version of skiff's native client protocol")),
+        }
+    }
+}
 const MAGIC: u32 = 0x534b_4946; // "SKIF"
 
 /// The first frame on every peer connection.
@@ -80,6 +108,7 @@ impl Hello {
 /// attempt number, so a late answer to an earlier attempt is recognised).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientRequest {
+    pub version: NativeVersion,
     pub id: u64,
     pub command: Command,
 }
@@ -88,13 +117,43 @@ pub struct ClientRequest {
 /// before the server closes it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientResponse {
+    pub version: NativeVersion,
     pub id: u64,
     pub reply: Reply,
+}
+
+impl ClientRequest {
+    pub fn new(id: u64, command: Command) -> ClientRequest {
+        ClientRequest { version: NativeVersion, id, command }
+    }
+}
+
+impl ClientResponse {
+    pub fn new(id: u64, reply: Reply) -> ClientResponse {
+        ClientResponse { version: NativeVersion, id, reply }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_native_frame_of_another_version_does_not_decode() {
+        let req = ClientRequest::new(3, Command { client: 1, seq: 1, op: crate::kv::Op::get("k") });
+        let bytes = postcard::to_allocvec(&req).unwrap();
+        assert_eq!(postcard::from_bytes::<ClientRequest>(&bytes).unwrap(), req);
+        // The first format: an id first, no version.
+        #[derive(Serialize)]
+        struct Old {
+            id: u64,
+            client: u64,
+            seq: u64,
+            op: (u32, alloc::string::String),
+        }
+        let old = postcard::to_allocvec(&Old { id: 3, client: 1, seq: 1, op: (0, "k".into()) }).unwrap();
+        assert!(postcard::from_bytes::<ClientRequest>(&old).is_err());
+    }
 
     #[test]
     fn greetings_from_strangers_are_refused_with_the_reason() {

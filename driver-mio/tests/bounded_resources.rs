@@ -95,7 +95,7 @@ fn connections_past_the_limit_are_refused_and_silent_peers_are_closed() {
     let (refusal, _) =
         skiff_core::codec::decode_frame::<ClientResponse>(&answer, 1 << 20).expect("a frame").expect("a whole frame");
     let reason = "max number of clients reached".to_string();
-    assert_eq!(refusal, ClientResponse { id: 0, reply: Reply::Invalid { reason } });
+    assert_eq!(refusal, ClientResponse::new(0, Reply::Invalid { reason }));
     assert!(closed);
     drop(held);
     // Once they are gone, new clients are taken again.

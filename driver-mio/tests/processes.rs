@@ -40,14 +40,14 @@ fn garbage_on_native_and_peer_ports(c: &Cluster, i: usize) {
     // A 4 GiB length prefix: refused before anything is allocated, with an answer.
     let got = feed(c.native[i], &[0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
     match native_answer(&got) {
-        Some(ClientResponse { id: 0, reply: Reply::Invalid { reason } }) => {
+        Some(ClientResponse { id: 0, reply: Reply::Invalid { reason }, .. }) => {
             assert!(reason.contains("over the maximum"))
         }
         other => panic!("a 4 GiB frame was answered {other:?}"),
     }
     // A payload that does not decode.
     let got = feed(c.native[i], &[0, 0, 0, 3, 0xff, 0xff, 0xff]);
-    assert!(matches!(native_answer(&got), Some(ClientResponse { id: 0, reply: Reply::Invalid { .. } })), "{got:?}");
+    assert!(matches!(native_answer(&got), Some(ClientResponse { id: 0, reply: Reply::Invalid { .. }, .. })), "{got:?}");
     // Random bytes, and a frame cut short (the client goes away mid-frame).
     let _ = feed(c.native[i], &random);
     let _ = feed(c.native[i], &[0, 0, 0, 100, 1, 2, 3]);

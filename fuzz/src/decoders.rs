@@ -134,14 +134,12 @@ pub fn native(seed: u64) -> Result<(), String> {
             _ => Op::append("a", "xyz"),
         };
         let mut v = frames(
-            &(0..3)
-                .map(|k| ClientRequest { id: k, command: Command { client: 7, seq: k, op: op(k) } })
-                .collect::<Vec<_>>(),
+            &(0..3).map(|k| ClientRequest::new(k, Command { client: 7, seq: k, op: op(k) })).collect::<Vec<_>>(),
         );
         v.extend(frames(&[
-            ClientResponse { id: 1, reply: Reply::Ok(Resp::bulk("v")) },
-            ClientResponse { id: 2, reply: Reply::WrongLeader { hint: Some(NodeId(2)) } },
-            ClientResponse { id: 3, reply: Reply::Invalid { reason: "no".into() } },
+            ClientResponse::new(1, Reply::Ok(Resp::bulk("v"))),
+            ClientResponse::new(2, Reply::WrongLeader { hint: Some(NodeId(2)) }),
+            ClientResponse::new(3, Reply::Invalid { reason: "no".into() }),
         ]));
         v
     });

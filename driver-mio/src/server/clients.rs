@@ -534,7 +534,7 @@ fn refuse(port: Port, stream: &mut TcpStream, why: &str) {
             crate::resp::encode(&crate::resp::Resp::Error(format!("ERR {why}")), crate::resp::Proto::Resp2, &mut out)
         }
         Port::Native => {
-            let reply = ClientResponse { id: 0, reply: Reply::Invalid { reason: why.to_string() } };
+            let reply = ClientResponse::new(0, Reply::Invalid { reason: why.to_string() });
             let _ = skiff_core::codec::encode_frame(&reply, &mut out);
         }
         Port::Peer => {}

@@ -62,7 +62,7 @@ impl Forward {
         }
         let conn = self.conn.as_mut().expect("dialled above");
         self.next_id += 1;
-        if encode_frame(&ClientRequest { id: self.next_id, command }, &mut conn.wbuf).is_err() {
+        if encode_frame(&ClientRequest::new(self.next_id, command), &mut conn.wbuf).is_err() {
             out.push((session, attempt, Reply::Timeout));
             return;
         }

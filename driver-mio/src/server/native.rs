@@ -58,7 +58,7 @@ impl NativeSession {
     }
 
     fn write(&mut self, id: u64, reply: Reply) {
-        if encode_frame(&ClientResponse { id, reply }, &mut self.conn.wbuf).is_err() {
+        if encode_frame(&ClientResponse::new(id, reply), &mut self.conn.wbuf).is_err() {
             tracing::warn!("an answer did not encode");
         }
     }

@@ -104,7 +104,7 @@ impl KvClerk {
             };
             let server = self.servers.iter().position(|(id, _)| *id == to).expect("the clerk names our servers");
             // The request id is the attempt: an answer to an earlier attempt is skipped.
-            let req = ClientRequest { id: attempt, command };
+            let req = ClientRequest::new(attempt, command);
             let answered = match self.call(server, &req) {
                 Ok(reply) => self.clerk.on_reply(attempt, reply),
                 Err(_) => {

@@ -42,7 +42,7 @@ impl KvServer {
 
 fn respond(w: &mut TcpStream, id: u64, reply: Reply) -> io::Result<()> {
     let mut buf = Vec::new();
-    encode_frame(&ClientResponse { id, reply }, &mut buf).map_err(|e| io::Error::other(e.to_string()))?;
+    encode_frame(&ClientResponse::new(id, reply), &mut buf).map_err(|e| io::Error::other(e.to_string()))?;
     w.write_all(&buf)
 }
 
