@@ -73,14 +73,16 @@ impl Keyspace {
 
     /// Sets `key` to `item`; returns the item it replaces.
     pub(super) fn insert(&mut self, key: Bytes, item: Item) -> Option<Item> {
-        if let Some(at) = item.expires {
-            Arc::make_mut(&mut self.expiring).insert((at, key.clone()));
-        }
+        let expires = item.expires;
         let shard = Arc::make_mut(&mut self.shards[shard_of(&key)]);
         let old = shard.insert(key.clone(), item);
+        // The old entry goes from the index before the new one comes in: they may be equal.
         match &old {
             None => self.len += 1,
             Some(o) => self.unindex(&key, o.expires),
+        }
+        if let Some(at) = expires {
+            Arc::make_mut(&mut self.expiring).insert((at, key));
         }
         old
     }
@@ -143,6 +145,14 @@ impl Keyspace {
     /// Every key and item, in encoding order.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&Bytes, &Item)> {
         self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    /// Whether the invariants hold: the count, and the expiry index against the items (for
+    /// tests and checkers; walks everything).
+    pub fn consistent(&self) -> bool {
+        let index: BTreeSet<(u64, Bytes)> =
+            self.iter().filter_map(|(k, i)| i.expires.map(|at| (at, k.clone()))).collect();
+        self.iter().count() == self.len && index == *self.expiring
     }
 }
 
@@ -207,6 +217,32 @@ mod tests {
         // Only the shards written were copied.
         let shared = live.shards.iter().zip(&frozen.shards).filter(|(a, b)| Arc::ptr_eq(a, b)).count();
         assert!(shared >= SHARDS - 3, "{shared} shards still shared");
+    }
+
+    #[test]
+    fn the_index_matches_the_items_after_any_sequence_of_changes() {
+        // Few keys and few times, so overwrites with the same expiry happen often.
+        fn prop(ops: Vec<(u8, u8, u8)>) -> bool {
+            let mut ks = Keyspace::default();
+            for (op, k, t) in ops {
+                let key = key(&alloc::format!("k{}", k % 4));
+                let at = (t % 4 != 0).then_some(u64::from(t % 4));
+                match op % 4 {
+                    0 | 1 => {
+                        ks.insert(key, item("v", at));
+                    }
+                    2 => ks.set_expires(&key, at),
+                    _ => {
+                        ks.remove(&key);
+                    }
+                }
+                if !ks.consistent() {
+                    return false;
+                }
+            }
+            true
+        }
+        quickcheck::QuickCheck::new().tests(2000).quickcheck(prop as fn(Vec<(u8, u8, u8)>) -> bool);
     }
 
     #[test]

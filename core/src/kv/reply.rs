@@ -114,15 +114,47 @@ impl Resp {
     }
 }
 
-/// A double as Redis prints it: the shortest text that reads back the same number, `inf`,
-/// `-inf` (Redis never answers a NaN).
+/// A double as Redis prints it: the shortest digits that read back the same number, in
+/// exponent form (`1e+20`, `1.5e-07`) outside 1e-4..1e17 as `%g` would, `inf`, `-inf`
+/// (Redis never answers a NaN), `-0`.
 pub fn format_double(x: f64) -> String {
     use alloc::format;
     if x.is_infinite() {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    if x.abs() < 1e17 && x == (x as i64) as f64 {
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let a = x.abs();
+    if !(1e-4..1e17).contains(&a) {
+        let e = format!("{x:e}");
+        let (mantissa, exp) = e.split_once('e').expect("an exponent");
+        let (sign, digits) = exp.strip_prefix('-').map_or(("+", exp), |d| ("-", d));
+        return format!("{mantissa}e{sign}{digits:0>2}");
+    }
+    if x == (x as i64) as f64 {
         return format!("{}", x as i64);
     }
     format!("{x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_double;
+
+    #[test]
+    fn doubles_print_as_redis_prints_them() {
+        for (x, text) in [
+            (1.5, "1.5"),
+            (3.0, "3"),
+            (-0.0, "-0"),
+            (1e20, "1e+20"),
+            (1.5e-7, "1.5e-07"),
+            (0.0001, "0.0001"),
+            (123456789.25, "123456789.25"),
+            (f64::INFINITY, "inf"),
+        ] {
+            assert_eq!(format_double(x), text, "{x}");
+        }
+    }
 }

@@ -123,6 +123,11 @@ impl KvState {
         self.data.len() == 0
     }
 
+    /// Whether the keyspace's invariants hold (walks every key: for tests and checkers).
+    pub fn consistent(&self) -> bool {
+        self.data.consistent()
+    }
+
     /// Keys with an expiry.
     pub fn volatile(&self) -> usize {
         self.data.volatile()
@@ -216,8 +221,10 @@ impl KvState {
         if let Some(w) = watched {
             let changed = w.keys.iter().any(|(k, seen)| {
                 let now = self.version(k);
-                // Missing then and now: it may have been created and deleted in between.
-                now != *seen || (now.is_none() && self.last_delete > w.at)
+                // Missing then and now: it may have been created since (and have expired), or
+                // created and deleted (any removal, the sweep's included, counts).
+                let created = || self.data.get(k).is_some_and(|i| i.version > w.at);
+                now != *seen || (now.is_none() && (self.last_delete > w.at || created()))
             });
             if changed {
                 return Resp::NilArray;

@@ -243,6 +243,9 @@ fn strings_and_counters_answer_as_redis() {
     assert_eq!(db.run("STRLEN s"), int(6));
     assert_eq!(db.run("GETRANGE s 1 -2"), ok("bcde"));
     assert_eq!(db.run("GETRANGE s 5 1"), ok(""));
+    assert_eq!(db.run("GETRANGE s 0 -100"), ok("a"), "an end before the start is the first byte");
+    assert_eq!(db.run("GETRANGE s -1 -5"), ok(""));
+    assert_eq!(db.run("GETRANGE s 4 100"), ok("ef"));
     assert_eq!(db.run("SETRANGE s 8 xy"), int(10));
     assert_eq!(db.run("GET s"), Resp::Bulk(Bytes::from_static(b"abcdef\0\0xy")));
     assert_eq!(db.run("SETNX s q"), int(0));
@@ -399,6 +402,16 @@ fn hashes_lists_and_sets() {
     assert!(popped == "b" || popped == "c");
     assert_eq!(db.run("SCARD s"), int(1));
     assert_eq!(db.run("SPOP nope"), Resp::Nil);
+    // Counts: distinct members, the rest left; past the size, everything.
+    let members: Vec<String> = (0..3000).map(|i| alloc::format!("m{i}")).collect();
+    db.run(&alloc::format!("SADD big {}", members.join(" ")));
+    let Resp::Set(popped) = db.run("SPOP big 1000") else { panic!() };
+    let mut popped: Vec<_> = popped.iter().map(|p| p.as_bytes().unwrap().to_vec()).collect();
+    popped.sort();
+    popped.dedup();
+    assert_eq!((popped.len(), db.run("SCARD big")), (1000, int(2000)));
+    let Resp::Set(rest) = db.run("SPOP big 5000") else { panic!() };
+    assert_eq!((rest.len(), db.run("EXISTS big")), (2000, int(0)));
 }
 
 #[test]
@@ -465,4 +478,20 @@ fn transactions_apply_whole_and_watch_aborts_on_any_change() {
     let w = watch(&db, &["t"]);
     db.tick(100);
     assert_eq!(db.op(exec(vec![parse("INCR a")], Some(w))), Resp::NilArray);
+    // A key missing at WATCH, then created with an expiry that passed (swept or not, or set
+    // with a time already past): aborted.
+    for create in ["SET u v PX 10", "SET u v PXAT 1"] {
+        let w = watch(&db, &["u"]);
+        db.run(create);
+        let t = db.time + 50;
+        db.tick(t);
+        assert_eq!(db.op(exec(vec![parse("INCR a")], Some(w))), Resp::NilArray, "{create}");
+    }
+    let w = watch(&db, &["u"]);
+    db.run("SET u v PX 10");
+    assert_eq!(db.op(exec(vec![parse("INCR a")], Some(w))), Resp::NilArray, "created, not yet expired");
+    // Nothing at all changed: applied.
+    let w = watch(&db, &["nothing"]);
+    assert_eq!(db.op(exec(vec![parse("INCR a")], Some(w))), Resp::Array(vec![int(11)]));
+    assert!(db.s.consistent());
 }

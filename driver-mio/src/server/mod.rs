@@ -220,7 +220,8 @@ pub fn serve<S: Storage>(
             max_command: opts.max_key_bytes + opts.max_value_bytes + 4096,
             ..Limits::default()
         },
-        max_native_frame: (opts.max_key_bytes + opts.max_value_bytes + 1024) as u64,
+        // Twice a command's limits: room for a transaction or pipeline forwarded by a node.
+        max_native_frame: (2 * (opts.max_key_bytes + opts.max_value_bytes) + (64 << 10)) as u64,
         max_key_bytes: opts.max_key_bytes,
         max_value_bytes: opts.max_value_bytes,
         max_forward_frame: opts.max_peer_frame,

@@ -48,6 +48,8 @@ enum Kind {
     /// Pipelined commands sent as one operation (their names in `batch`): its array of
     /// replies answers each in order.
     Batch,
+    /// `EXEC`: its array of replies fills the places of `exec_answers` left empty.
+    Exec,
 }
 
 #[derive(Debug)]
@@ -75,13 +77,27 @@ pub(crate) enum Need {
     Member(Vec<ChangeStep>),
 }
 
+/// What `MULTI` queued: a command for the entry, or an answer known now (`PING`, `ECHO`, a
+/// command whose arguments Redis would refuse only when running it, as `INCRBY k x`).
+#[derive(Debug)]
+enum Queued {
+    Cmd(Cmd),
+    Answer(Resp),
+}
+
 /// The commands queued since `MULTI`.
 #[derive(Debug, Default)]
 struct Multi {
-    commands: Vec<Cmd>,
-    /// A command failed to queue: `EXEC` discards the transaction.
+    queued: Vec<Queued>,
+    /// Bytes of the queued commands' arguments.
+    bytes: usize,
+    /// A command failed to queue (unknown, wrong arity, over the size limit): `EXEC`
+    /// discards the transaction.
     dirty: bool,
 }
+
+/// Most commands one `MULTI` queues.
+const MAX_MULTI: usize = 10_000;
 
 /// One RESP connection.
 #[derive(Debug)]
@@ -107,6 +123,9 @@ pub(crate) struct RespSession {
     started: (&'static str, Instant),
     /// The metrics labels of the pipelined commands in flight ([`Kind::Batch`]).
     batch: Vec<&'static str>,
+    /// The answers of an `EXEC` in flight known when queued, in order; `None` where a
+    /// command's reply comes from the entry.
+    exec_answers: Vec<Option<Resp>>,
 }
 
 fn unknown_command(args: &[Bytes]) -> Resp {
@@ -142,6 +161,7 @@ impl RespSession {
             metrics,
             started: ("", Instant::now()),
             batch: Vec::new(),
+            exec_answers: Vec::new(),
         }
     }
 
@@ -185,7 +205,7 @@ impl RespSession {
     /// Bytes this connection holds: unparsed input, the partly read command, queued commands
     /// and unwritten output.
     pub(crate) fn buffered(&self) -> usize {
-        let multi = self.multi.as_ref().map_or(0, |m| m.commands.len() * 64);
+        let multi = self.multi.as_ref().map_or(0, |m| m.bytes + m.queued.len() * 64);
         self.conn.rbuf.len() + self.parser.held() + self.queued_bytes + self.conn.pending() + multi
     }
 
@@ -305,7 +325,7 @@ impl RespSession {
                 Err(e) => self.reply(&Resp::Error(format!("ERR {e}"))),
             },
             _ => match Cmd::parse(args) {
-                Some(Ok(cmd)) => return self.pipeline(cmd),
+                Some(Ok(cmd)) => return self.pipeline(cmd, args.iter().map(Bytes::len).sum()),
                 Some(Err(e)) => self.reply(&e),
                 None => {
                     if name == "reset" {
@@ -333,19 +353,22 @@ impl RespSession {
     /// anything else (a connection command, `MULTI`, a command that does not parse or is over
     /// a limit: it then goes alone and gets its own error), at [`MAX_BATCH`] commands, or at
     /// the value limit in bytes, so the entry always fits.
-    fn pipeline(&mut self, first: Cmd) -> Step {
+    fn pipeline(&mut self, first: Cmd, first_size: usize) -> Step {
         let limits = (self.facts.max_key_bytes, self.facts.max_value_bytes);
         let fits = |c: &Cmd| validate_op(&Op::Cmd(c.clone()), limits.0, limits.1).is_ok();
         if !fits(&first) {
             return Step::Start(Kind::Data, Op::Cmd(first));
         }
+        // The batch's arguments, with room for each command's encoding, stay within the value
+        // limit, so the operation fits a native frame when it is forwarded (its bound is
+        // twice the key and value limits).
+        let mut bytes = first_size + 64;
         let mut commands = vec![first];
         let mut labels = vec![self.started.0];
-        let mut bytes = 0;
         while commands.len() < MAX_BATCH {
             let Some(Item::Command(args)) = self.queue.front() else { break };
             let size: usize = args.iter().map(Bytes::len).sum();
-            if bytes + size > limits.1 {
+            if bytes + size + 64 > limits.1 {
                 break;
             }
             let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
@@ -355,7 +378,7 @@ impl RespSession {
             }
             self.queue.pop_front();
             self.queued_bytes -= size;
-            bytes += size;
+            bytes += size + 64;
             commands.push(cmd);
             labels.push(command_label(&name));
         }
@@ -383,7 +406,24 @@ impl RespSession {
                     self.reply(&Resp::error("EXECABORT Transaction discarded because of previous errors."));
                     return Step::Answered;
                 }
-                return Step::Start(Kind::Data, Op::Exec { commands: m.commands, watched });
+                let mut commands = Vec::new();
+                self.exec_answers = m
+                    .queued
+                    .into_iter()
+                    .map(|q| match q {
+                        Queued::Cmd(c) => {
+                            commands.push(c);
+                            None
+                        }
+                        Queued::Answer(r) => Some(r),
+                    })
+                    .collect();
+                if commands.is_empty() && watched.is_none() {
+                    let answers = std::mem::take(&mut self.exec_answers).into_iter().flatten().collect();
+                    self.reply(&Resp::Array(answers));
+                    return Step::Answered;
+                }
+                return Step::Start(Kind::Exec, Op::Exec { commands, watched });
             }
             "discard" => {
                 self.multi = None;
@@ -395,24 +435,44 @@ impl RespSession {
                 multi.dirty = true;
                 Resp::error("ERR WATCH inside MULTI is not allowed")
             }
-            _ => match Cmd::parse(args) {
-                Some(Ok(cmd)) => {
-                    multi.commands.push(cmd);
-                    Resp::Simple("QUEUED".into())
-                }
-                Some(Err(e)) => {
+            _ => {
+                let size: usize = args.iter().map(Bytes::len).sum();
+                let max_bytes = 2 * (self.facts.max_key_bytes + self.facts.max_value_bytes);
+                if multi.queued.len() >= MAX_MULTI || multi.bytes + size > max_bytes {
                     multi.dirty = true;
-                    e
+                    let why = format!(
+                        "ERR a transaction holds at most {MAX_MULTI} commands and {max_bytes} bytes of arguments"
+                    );
+                    self.reply(&Resp::Error(why));
+                    return Step::Answered;
                 }
-                None => {
-                    multi.dirty = true;
-                    if all_commands().any(|n| n == name) {
-                        Resp::Error(format!("ERR '{name}' is not allowed inside MULTI by skiff"))
-                    } else {
-                        unknown_command(args)
+                let queued = match (name, Cmd::parse(args)) {
+                    (_, Some(Ok(cmd))) => Ok(Queued::Cmd(cmd)),
+                    // Redis refuses a wrong number of arguments when queueing; other argument
+                    // errors come back from EXEC, in the command's place.
+                    (_, Some(Err(e))) if e == skiff_core::kv::arity_error(name) => Err(e),
+                    (_, Some(Err(e))) => Ok(Queued::Answer(e)),
+                    ("ping", None) if args.len() <= 2 => {
+                        Ok(Queued::Answer(args.get(1).map_or(Resp::Simple("PONG".into()), |m| Resp::Bulk(m.clone()))))
+                    }
+                    ("echo", None) if args.len() == 2 => Ok(Queued::Answer(Resp::Bulk(args[1].clone()))),
+                    (_, None) if all_commands().any(|n| n == name) => {
+                        Err(Resp::Error(format!("ERR '{name}' is not allowed inside MULTI by skiff")))
+                    }
+                    (_, None) => Err(unknown_command(args)),
+                };
+                match queued {
+                    Ok(q) => {
+                        multi.queued.push(q);
+                        multi.bytes += size;
+                        Resp::Simple("QUEUED".into())
+                    }
+                    Err(e) => {
+                        multi.dirty = true;
+                        e
                     }
                 }
-            },
+            }
         };
         self.reply(&reply);
         Step::Answered
@@ -440,12 +500,27 @@ impl RespSession {
             ClerkStep::Done(_) | ClerkStep::Failed(_) | ClerkStep::InDoubt(_) if kind == Kind::Batch => {
                 let why = match step {
                     ClerkStep::Failed(reason) | ClerkStep::InDoubt(reason) => Resp::Error(format!("ERR {reason}")),
-                    other => Resp::Error(format!("ERR a pipeline was answered {other:?}")),
+                    // A retry of a pipeline whose replies were too large to keep is told so.
+                    ClerkStep::Done(e @ Resp::Error(_)) => e,
+                    _ => Resp::error("ERR the pipeline's replies did not come back; it was applied once"),
                 };
                 for name in std::mem::take(&mut self.batch) {
                     self.started.0 = name;
                     self.answer(&why, now);
                 }
+            }
+            ClerkStep::Done(Resp::Array(replies)) if kind == Kind::Exec => {
+                let mut from_entry = replies.into_iter();
+                let answers = std::mem::take(&mut self.exec_answers)
+                    .into_iter()
+                    .map(|known| known.or_else(|| from_entry.next()).unwrap_or(Resp::Nil))
+                    .collect();
+                self.answer(&Resp::Array(answers), now);
+            }
+            ClerkStep::Done(value) if kind == Kind::Exec => {
+                // Aborted (a watched key changed), or a retry told the reply was not kept.
+                self.exec_answers.clear();
+                self.answer(&value, now);
             }
             ClerkStep::Done(value) if kind == Kind::Watch => {
                 self.watch_read(&value);
@@ -640,6 +715,62 @@ mod tests {
         assert_eq!(s.on_reply(attempt, Reply::Invalid { reason: "no".into() }, now), None);
         assert_eq!(s.conn.wbuf, b"-ERR no\r\n-ERR no\r\n");
         assert!(s.idle());
+    }
+
+    #[test]
+    fn a_transaction_queues_data_commands_and_answers_in_their_places() {
+        let (mut s, _poll) = session();
+        let now = Instant::now();
+        let exec = wire(&["EXEC"]);
+        s.conn.rbuf.extend_from_slice(&exec);
+        s.conn.rbuf.extend_from_slice(&wire(&["MULTI", "SET a 1", "INCRBY a x", "PING", "GET a", "EXEC"]));
+        s.parse(&Limits::default());
+        let (_, attempt, register) = sent(s.drive(now));
+        assert_eq!(register.op, Op::Register);
+        let (_, attempt, cmd) = sent(s.on_reply(attempt, Reply::Registered { client: 9 }, now));
+        let Op::Exec { commands, watched: None } = &cmd.op else { panic!("{:?}", cmd.op) };
+        assert_eq!(commands.len(), 2, "SET and GET go in the entry");
+        assert_eq!(s.on_reply(attempt, Reply::Ok(Resp::Array(vec![Resp::Ok, Resp::bulk("1")])), now), None);
+        assert_eq!(
+            String::from_utf8(std::mem::take(&mut s.conn.wbuf)).unwrap(),
+            "-ERR EXEC without MULTI\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n\
+             *4\r\n+OK\r\n-ERR value is not an integer or out of range\r\n+PONG\r\n$1\r\n1\r\n"
+        );
+        // A wrong number of arguments, an unknown command or WATCH dooms it; DISCARD drops it.
+        for doom in ["GET", "FROB x", "WATCH a", "CLIENT ID"] {
+            s.conn.rbuf.extend_from_slice(&wire(&["MULTI", "SET a 1", doom, "EXEC"]));
+            s.parse(&Limits::default());
+            assert_eq!(s.drive(now), None);
+            let out = String::from_utf8(std::mem::take(&mut s.conn.wbuf)).unwrap();
+            assert!(out.ends_with("-EXECABORT Transaction discarded because of previous errors.\r\n"), "{doom}: {out}");
+        }
+        s.conn.rbuf.extend_from_slice(&wire(&["MULTI", "SET a 1", "DISCARD", "DISCARD"]));
+        s.parse(&Limits::default());
+        assert_eq!(s.drive(now), None);
+        assert_eq!(s.conn.wbuf, b"+OK\r\n+QUEUED\r\n+OK\r\n-ERR DISCARD without MULTI\r\n");
+        // A transaction of answers only needs no entry.
+        s.conn.wbuf.clear();
+        s.conn.rbuf.extend_from_slice(&wire(&["MULTI", "PING", "EXEC"]));
+        s.parse(&Limits::default());
+        assert_eq!(s.drive(now), None);
+        assert_eq!(s.conn.wbuf, b"+OK\r\n+QUEUED\r\n*1\r\n+PONG\r\n");
+        assert!(s.idle());
+    }
+
+    #[test]
+    fn a_pipeline_stops_at_the_value_limit_so_its_entry_and_frame_fit() {
+        let (mut s, _poll) = session();
+        let now = Instant::now();
+        // 1 MiB of values in all: no batch passes it.
+        let value = "v".repeat(300 << 10);
+        let sets: Vec<String> = (0..4).map(|i| format!("SET k{i} {value}")).collect();
+        let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
+        s.conn.rbuf.extend_from_slice(&wire(&refs));
+        s.parse(&Limits::default());
+        let (_, attempt, _) = sent(s.drive(now));
+        let (_, _, cmd) = sent(s.on_reply(attempt, Reply::Registered { client: 9 }, now));
+        let Op::Exec { commands, .. } = &cmd.op else { panic!("{:?}", cmd.op) };
+        assert_eq!(commands.len(), 3, "the fourth would pass 1 MiB");
     }
 
     #[test]

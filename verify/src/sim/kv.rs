@@ -512,6 +512,12 @@ impl KvWorld {
         let Some(service) = self.services[server].as_ref() else { return Ok(()) };
         let state = service.state();
         let index = state.applied().0;
+        if !state.consistent() {
+            return Err(Violation {
+                invariant: Invariant::ReplicasDiverge,
+                detail: format!("n{}: the keyspace's expiry index does not match its keys at {index}", server + 1),
+            });
+        }
         let digest = fnv(&state.snapshot());
         match self.digests.get(&index) {
             Some(&(d, other)) if d != digest => {
@@ -554,7 +560,7 @@ fn watched(key: &str, reply: &Resp) -> Watched {
 fn untracked_op(rng: &mut SimRng) -> Op {
     let ms = rng.between(1, 40 * TICK).to_string();
     let n = rng.below(100).to_string();
-    let words: Vec<&str> = match rng.below(12) {
+    let words: Vec<&str> = match rng.below(16) {
         0 => vec!["SET", "x0", "v", "PX", &ms],
         1 => vec!["PEXPIRE", "x0", &ms],
         2 => vec!["PERSIST", "x0"],
@@ -566,6 +572,10 @@ fn untracked_op(rng: &mut SimRng) -> Op {
         8 => vec!["RPUSH", "x4", &n, &ms],
         9 => vec!["LPOP", "x4"],
         10 => vec!["SET", "x5", &n, "PX", &ms, "GET"],
+        11 => vec!["SET", "x0", &n, "KEEPTTL"],
+        12 => vec!["RENAME", "x0", "x5"],
+        13 => vec!["GETEX", "x5", "PX", &ms],
+        14 => vec!["SPOP", "x1", "2"],
         _ => vec!["PEXPIRE", "x1", &ms],
     };
     let args: Vec<Bytes> = words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();

@@ -233,6 +233,9 @@ impl Writer<'_> {
         for k in &due {
             self.ks.remove(k);
         }
+        if !due.is_empty() {
+            *self.last_delete = self.index;
+        }
         due.len()
     }
 }

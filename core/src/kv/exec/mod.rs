@@ -108,10 +108,11 @@ impl Writer<'_> {
             .unwrap_or_else(|| Resp::error(String::from("ERR not a write command")))
     }
 
-    /// Removes `key` if it expired, so the write sees it missing.
+    /// Removes `key` if it expired, so the write sees it missing (a removal, for `WATCH`).
     fn purge(&mut self, key: &[u8]) {
         if self.ks.get(key).is_some_and(|i| i.expired(self.now)) {
             self.ks.remove(key);
+            *self.last_delete = self.index;
         }
     }
 

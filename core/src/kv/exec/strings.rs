@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{as_str, as_str_mut, index_range, reply_err, typed, Writer};
+use super::{as_str, as_str_mut, reply_err, typed, Writer};
 use crate::kv::cmd::{Cmd, Cond, SetTtl};
 use crate::kv::keyspace::Keyspace;
 use crate::kv::parse::{parse_float, parse_int};
@@ -12,6 +12,21 @@ use crate::kv::reply::{errors, format_double, Resp};
 use crate::kv::value::Value;
 
 const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+
+/// `GETRANGE`'s bytes: as list ranges, except that an end before the start of the string
+/// counts as its first byte (Redis 7), and two negative indexes out of order are empty.
+fn byte_range(start: i64, end: i64, len: usize) -> core::ops::Range<usize> {
+    let n = len as i64;
+    if (start < 0 && end < 0 && start > end) || len == 0 {
+        return 0..0;
+    }
+    let start = if start < 0 { (n + start).max(0) } else { start };
+    let end = if end < 0 { (n + end).max(0) } else { end.min(n - 1) };
+    if start > end {
+        return 0..0;
+    }
+    start as usize..end as usize + 1
+}
 
 fn string<'a>(ks: &'a Keyspace, key: &[u8], now: u64) -> Result<Option<&'a Bytes>, Resp> {
     typed(ks, key, now, as_str)
@@ -26,8 +41,7 @@ pub(super) fn read(ks: &Keyspace, cmd: &Cmd, now: u64) -> Option<Resp> {
         Cmd::Strlen { key } => Resp::Int(reply_err!(string(ks, key, now)).map_or(0, |v| v.len() as i64)),
         Cmd::GetRange { key, start, end } => {
             let v = reply_err!(string(ks, key, now)).cloned().unwrap_or_default();
-            let r = index_range(*start, *end, v.len());
-            Resp::Bulk(v.slice(r))
+            Resp::Bulk(v.slice(byte_range(*start, *end, v.len())))
         }
         _ => return None,
     })
