@@ -76,6 +76,34 @@ fn script() -> Vec<(Vec<&'static str>, Value, Value)> {
         same("ZADD z 1.5 m", Value::Int(1)),
         both("ZSCORE z m", bulk("1.5"), Value::Double(1.5)),
         same("ZCARD z", Value::Int(1)),
+        same("SETRANGE sr 2 xy", Value::Int(4)),
+        same("GETRANGE sr 0 -1", Value::BulkString(b"\0\0xy".to_vec())),
+        same("GETRANGE sr -2 -1", bulk("xy")),
+        same("INCRBYFLOAT f 1.5", bulk("1.5")),
+        same("SET e2 v", Value::Okay),
+        same("PEXPIREAT e2 99999999999999", Value::Int(1)),
+        same("PEXPIRETIME e2", Value::Int(99999999999999)),
+        same("KEYS sr*", Value::Array(vec![bulk("sr")])),
+        same("SCAN 0 MATCH e2 COUNT 1000", Value::Array(vec![bulk("0"), Value::Array(vec![bulk("e2")])])),
+        same("ZADD z2 1 a 2 b", Value::Int(2)),
+        both(
+            "ZRANGE z2 0 -1 WITHSCORES",
+            Value::Array(vec![bulk("a"), bulk("1"), bulk("b"), bulk("2")]),
+            Value::Array(vec![
+                Value::Array(vec![bulk("a"), Value::Double(1.0)]),
+                Value::Array(vec![bulk("b"), Value::Double(2.0)]),
+            ]),
+        ),
+        both("ZPOPMIN z2", Value::Array(vec![bulk("a"), bulk("1")]), Value::Array(vec![bulk("a"), Value::Double(1.0)])),
+        same("SADD sp only", Value::Int(1)),
+        same("SPOP sp", bulk("only")),
+        same("CLIENT SETNAME app", Value::Okay),
+        same("CLIENT GETNAME", bulk("app")),
+        both(
+            "CONFIG GET appendfsync",
+            Value::Array(vec![bulk("appendfsync"), bulk("always")]),
+            Value::Map(vec![(bulk("appendfsync"), bulk("always"))]),
+        ),
         same("SELECT 1", err("ERR", "DB index is out of range")),
         same("ECHO hi", bulk("hi")),
         same("FROB x", err("ERR", "unknown command 'FROB', with args beginning with: 'x' ")),
@@ -95,6 +123,17 @@ fn commands_answer_as_redis_in_resp2_and_resp3_through_a_follower() {
         for (words, v2, v3) in script() {
             let want = if proto == 2 { v2 } else { v3 };
             assert_eq!(run(&mut con, &words), want, "RESP{proto}: {}", words.join(" "));
+        }
+        // The server's commands.
+        let count: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut con).unwrap();
+        assert!(count > 90, "RESP{proto}: {count} commands");
+        let time: Vec<String> = redis::cmd("TIME").query(&mut con).unwrap();
+        assert!(time.len() == 2 && time[0].parse::<u64>().unwrap() > 1_700_000_000, "RESP{proto}: {time:?}");
+        let info: String = redis::cmd("INFO").arg("keyspace").query(&mut con).unwrap();
+        assert!(info.starts_with("# Keyspace\r\ndb0:keys="), "RESP{proto}: {info}");
+        let info: String = redis::cmd("INFO").query(&mut con).unwrap();
+        for section in ["# Server", "# Clients", "# Memory", "# Persistence", "# Stats", "# Raft"] {
+            assert!(info.contains(section), "RESP{proto}: no {section} in {info}");
         }
         // Binary keys and values, end to end.
         let key: &[u8] = b"\x00k\xff\r\n";

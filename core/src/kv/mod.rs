@@ -32,6 +32,7 @@ mod state;
 #[cfg(test)]
 mod state_tests;
 pub mod value;
+mod waiting;
 
 use alloc::string::String;
 use alloc::vec::Vec;

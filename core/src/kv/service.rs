@@ -29,6 +29,7 @@ use core::fmt;
 
 use bytes::Bytes;
 
+use super::waiting::{expire_each, expire_lists, Read, ReadOp, Write};
 use super::{encode, Applied, Body, Cmd, Command, KvState, LogEntry, Op, Reply, Resp, SessionLimits};
 use crate::io::{DropReason, Output, Proposal};
 use crate::types::{Entry, EntryKind, Index, NodeId, Snapshot, Term};
@@ -153,31 +154,6 @@ pub fn drop_hint(reason: &DropReason) -> Option<NodeId> {
         DropReason::Transferring { to } => Some(*to),
         DropReason::TooLarge { .. } | DropReason::Membership(_) => None,
     }
-}
-
-/// A write waiting for its entry. `client` 0 (never a session id: ids are log indexes) marks
-/// a `Register`.
-#[derive(Debug)]
-struct Write<W> {
-    to: W,
-    client: u64,
-    seq: u64,
-    deadline: u64,
-}
-
-/// What a read runs once its index is applied.
-#[derive(Debug)]
-enum ReadOp {
-    Cmd(Cmd),
-    Watch(alloc::vec::Vec<bytes::Bytes>),
-    Batch(alloc::vec::Vec<Cmd>),
-}
-
-#[derive(Debug)]
-struct Read<W> {
-    to: W,
-    op: ReadOp,
-    deadline: u64,
 }
 
 /// The KV server on one node: the replicated state and the requests waiting on it. `W` is
@@ -560,57 +536,5 @@ impl<W> Service<W> {
             + self.placed.values().map(Vec::len).sum::<usize>()
             + self.confirming.len()
             + self.ready.values().map(Vec::len).sum::<usize>()
-    }
-}
-
-/// A request waiting for something, with its deadline.
-trait Waiting<W> {
-    fn deadline(&self) -> u64;
-    fn into_waiter(self) -> W;
-}
-
-impl<W> Waiting<W> for Write<W> {
-    fn deadline(&self) -> u64 {
-        self.deadline
-    }
-    fn into_waiter(self) -> W {
-        self.to
-    }
-}
-
-impl<W> Waiting<W> for (Term, Write<W>) {
-    fn deadline(&self) -> u64 {
-        self.1.deadline
-    }
-    fn into_waiter(self) -> W {
-        self.1.to
-    }
-}
-
-impl<W> Waiting<W> for Read<W> {
-    fn deadline(&self) -> u64 {
-        self.deadline
-    }
-    fn into_waiter(self) -> W {
-        self.to
-    }
-}
-
-/// Removes the requests of `map` due at `now`, adding their waiters to `late`.
-fn expire_each<K: Ord + Copy, T: Waiting<W>, W>(map: &mut BTreeMap<K, T>, now: u64, late: &mut Vec<W>) {
-    let due: Vec<K> = map.iter().filter(|(_, v)| v.deadline() <= now).map(|(k, _)| *k).collect();
-    late.extend(due.into_iter().filter_map(|k| map.remove(&k)).map(Waiting::into_waiter));
-}
-
-/// [`expire_each`] for lists of requests by key.
-fn expire_lists<K: Ord + Copy, T: Waiting<W>, W>(map: &mut BTreeMap<K, Vec<T>>, now: u64, late: &mut Vec<W>) {
-    let touched: Vec<K> = map.iter().filter(|(_, v)| v.iter().any(|r| r.deadline() <= now)).map(|(k, _)| *k).collect();
-    for k in touched {
-        let Some(list) = map.remove(&k) else { continue };
-        let (due, left): (Vec<T>, Vec<T>) = list.into_iter().partition(|r| r.deadline() <= now);
-        late.extend(due.into_iter().map(Waiting::into_waiter));
-        if !left.is_empty() {
-            map.insert(k, left);
-        }
     }
 }

@@ -11,17 +11,18 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use skiff_core::kv::{validate_op, Clerk, ClerkStep, Cmd, Command, Op, Reply, Resp, Watched};
+use skiff_core::kv::{Clerk, ClerkStep, Cmd, Command, Op, Reply, Resp, Watched};
 use skiff_core::{ChangeStep, Membership, NodeId};
 use skiff_std::address::PeerAddress;
 
+mod multi;
+mod pipeline;
+
+use self::multi::Multi;
 use super::conn::{Conn, MAX_OUTPUT};
-use super::resp_commands::{all_commands, command_label, info_sections, local, ConnState, Local, ServerFacts};
+use super::resp_commands::{command_label, info_sections, local, ConnState, Local, ServerFacts};
 use crate::metrics::Metrics;
 use crate::resp::{encode, Limits, Parser, Proto};
-
-/// Most pipelined commands sent as one operation.
-const MAX_BATCH: usize = 256;
 
 /// A request sent to a server and not answered within this time is sent elsewhere.
 pub(crate) const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -76,28 +77,6 @@ pub(crate) enum Need {
     /// A membership change of these steps, answered with [`RespSession::answer_member`].
     Member(Vec<ChangeStep>),
 }
-
-/// What `MULTI` queued: a command for the entry, or an answer known now (`PING`, `ECHO`, a
-/// command whose arguments Redis would refuse only when running it, as `INCRBY k x`).
-#[derive(Debug)]
-enum Queued {
-    Cmd(Cmd),
-    Answer(Resp),
-}
-
-/// The commands queued since `MULTI`.
-#[derive(Debug, Default)]
-struct Multi {
-    queued: Vec<Queued>,
-    /// Bytes of the queued commands' arguments.
-    bytes: usize,
-    /// A command failed to queue (unknown, wrong arity, over the size limit): `EXEC`
-    /// discards the transaction.
-    dirty: bool,
-}
-
-/// Most commands one `MULTI` queues.
-const MAX_MULTI: usize = 10_000;
 
 /// One RESP connection.
 #[derive(Debug)]
@@ -346,138 +325,6 @@ impl RespSession {
         Step::Answered
     }
 
-    /// Data command `first` and the data commands queued right after it (a client that
-    /// pipelines), sent as one operation: a read pipeline at one ReadIndex, or, if any
-    /// writes, one log entry applied in order (one sequence number, so a retry applies it
-    /// once). Each is answered in order from the array of replies. The batch ends before
-    /// anything else (a connection command, `MULTI`, a command that does not parse or is over
-    /// a limit: it then goes alone and gets its own error), at [`MAX_BATCH`] commands, or at
-    /// the value limit in bytes, so the entry always fits.
-    fn pipeline(&mut self, first: Cmd, first_size: usize) -> Step {
-        let limits = (self.facts.max_key_bytes, self.facts.max_value_bytes);
-        let fits = |c: &Cmd| validate_op(&Op::Cmd(c.clone()), limits.0, limits.1).is_ok();
-        if !fits(&first) {
-            return Step::Start(Kind::Data, Op::Cmd(first));
-        }
-        // The batch's arguments, with room for each command's encoding, stay within the value
-        // limit, so the operation fits a native frame when it is forwarded (its bound is
-        // twice the key and value limits).
-        let mut bytes = first_size + 64;
-        let mut commands = vec![first];
-        let mut labels = vec![self.started.0];
-        while commands.len() < MAX_BATCH {
-            let Some(Item::Command(args)) = self.queue.front() else { break };
-            let size: usize = args.iter().map(Bytes::len).sum();
-            if bytes + size + 64 > limits.1 {
-                break;
-            }
-            let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-            let Some(Ok(cmd)) = Cmd::parse(args) else { break };
-            if !fits(&cmd) {
-                break;
-            }
-            self.queue.pop_front();
-            self.queued_bytes -= size;
-            bytes += size + 64;
-            commands.push(cmd);
-            labels.push(command_label(&name));
-        }
-        if commands.len() == 1 {
-            return Step::Start(Kind::Data, Op::Cmd(commands.pop().expect("one")));
-        }
-        self.batch = labels;
-        let op = if commands.iter().any(Cmd::is_write) {
-            Op::Exec { commands, watched: None }
-        } else {
-            Op::Reads { commands }
-        };
-        Step::Start(Kind::Batch, op)
-    }
-
-    /// A command inside `MULTI`: queued if it is a data command, else `EXEC`, `DISCARD` or
-    /// an error that dooms the transaction.
-    fn in_multi(&mut self, name: &str, args: &[Bytes]) -> Step {
-        let multi = self.multi.as_mut().expect("in a transaction");
-        let reply = match name {
-            "exec" => {
-                let m = self.multi.take().expect("in a transaction");
-                let watched = self.watched.take();
-                if m.dirty {
-                    self.reply(&Resp::error("EXECABORT Transaction discarded because of previous errors."));
-                    return Step::Answered;
-                }
-                let mut commands = Vec::new();
-                self.exec_answers = m
-                    .queued
-                    .into_iter()
-                    .map(|q| match q {
-                        Queued::Cmd(c) => {
-                            commands.push(c);
-                            None
-                        }
-                        Queued::Answer(r) => Some(r),
-                    })
-                    .collect();
-                if commands.is_empty() && watched.is_none() {
-                    let answers = std::mem::take(&mut self.exec_answers).into_iter().flatten().collect();
-                    self.reply(&Resp::Array(answers));
-                    return Step::Answered;
-                }
-                return Step::Start(Kind::Exec, Op::Exec { commands, watched });
-            }
-            "discard" => {
-                self.multi = None;
-                self.watched = None;
-                Resp::Ok
-            }
-            "multi" => Resp::error("ERR MULTI calls can not be nested"),
-            "watch" => {
-                multi.dirty = true;
-                Resp::error("ERR WATCH inside MULTI is not allowed")
-            }
-            _ => {
-                let size: usize = args.iter().map(Bytes::len).sum();
-                let max_bytes = 2 * (self.facts.max_key_bytes + self.facts.max_value_bytes);
-                if multi.queued.len() >= MAX_MULTI || multi.bytes + size > max_bytes {
-                    multi.dirty = true;
-                    let why = format!(
-                        "ERR a transaction holds at most {MAX_MULTI} commands and {max_bytes} bytes of arguments"
-                    );
-                    self.reply(&Resp::Error(why));
-                    return Step::Answered;
-                }
-                let queued = match (name, Cmd::parse(args)) {
-                    (_, Some(Ok(cmd))) => Ok(Queued::Cmd(cmd)),
-                    // Redis refuses a wrong number of arguments when queueing; other argument
-                    // errors come back from EXEC, in the command's place.
-                    (_, Some(Err(e))) if e == skiff_core::kv::arity_error(name) => Err(e),
-                    (_, Some(Err(e))) => Ok(Queued::Answer(e)),
-                    ("ping", None) if args.len() <= 2 => {
-                        Ok(Queued::Answer(args.get(1).map_or(Resp::Simple("PONG".into()), |m| Resp::Bulk(m.clone()))))
-                    }
-                    ("echo", None) if args.len() == 2 => Ok(Queued::Answer(Resp::Bulk(args[1].clone()))),
-                    (_, None) if all_commands().any(|n| n == name) => {
-                        Err(Resp::Error(format!("ERR '{name}' is not allowed inside MULTI by skiff")))
-                    }
-                    (_, None) => Err(unknown_command(args)),
-                };
-                match queued {
-                    Ok(q) => {
-                        multi.queued.push(q);
-                        multi.bytes += size;
-                        Resp::Simple("QUEUED".into())
-                    }
-                    Err(e) => {
-                        multi.dirty = true;
-                        e
-                    }
-                }
-            }
-        };
-        self.reply(&reply);
-        Step::Answered
-    }
-
     /// Carries out one clerk step for the operation in flight (never a membership change).
     fn follow(&mut self, step: ClerkStep, now: Instant) -> Option<Need> {
         let (kind, wait) = self.flight.as_mut().expect("an operation in flight");
@@ -622,170 +469,4 @@ fn member_command(args: &[Bytes]) -> Result<Option<Vec<ChangeStep>>, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use mio::net::{TcpListener, TcpStream};
-    use mio::{Poll, Token};
-
-    fn session() -> (RespSession, Poll) {
-        let poll = Poll::new().unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let conn = Conn::register(stream, Token(1), poll.registry()).unwrap();
-        let facts =
-            ServerFacts { node: 1, resp_port: 6379, max_key_bytes: 1024, max_value_bytes: 1 << 20, max_clients: 10 };
-        (RespSession::new(conn, Clerk::new(11, vec![NodeId(1), NodeId(2), NodeId(3)]), facts, Metrics::new()), poll)
-    }
-
-    fn sent(need: Option<Need>) -> (NodeId, u64, Command) {
-        match need {
-            Some(Need::Send { to, attempt, command }) => (to, attempt, command),
-            other => panic!("not a send: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn pipelined_commands_are_answered_in_order_with_kv_ops_one_at_a_time() {
-        let (mut s, _poll) = session();
-        let now = Instant::now();
-        s.conn.rbuf.extend_from_slice(
-            b"PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\nINFO\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nNOPE\r\n",
-        );
-        s.parse(&Limits::default());
-        let (_, attempt, register) = sent(s.drive(now));
-        assert_eq!(s.conn.wbuf, b"+PONG\r\n");
-        // The first write opens the connection's session.
-        assert_eq!(register.op, Op::Register);
-        let (to, attempt, cmd) = sent(s.on_reply(attempt, Reply::Registered { client: 9 }, now));
-        assert_eq!((cmd.client, cmd.seq), (9, 1));
-        // The current leader guess refuses with a hint; the clerk follows it.
-        let (next, again, resent) = sent(s.on_reply(attempt, Reply::WrongLeader { hint: Some(NodeId(2)) }, now));
-        assert_eq!((to, next, resent.seq), (NodeId(3), NodeId(2), cmd.seq));
-        // A duplicate of the refusal is not taken for the new attempt's answer.
-        assert_eq!(s.on_reply(attempt, Reply::Ok(Resp::Ok), now), None);
-        assert_eq!(s.on_reply(again, Reply::Ok(Resp::Ok), now), Some(Need::Info), "then INFO");
-        s.answer_info("# Raft\r\n".into());
-        let (_, attempt, get) = sent(s.drive(now));
-        assert!(matches!(get.op, Op::Cmd(Cmd::Get { .. })));
-        assert_eq!(s.on_reply(attempt, Reply::Ok(Resp::bulk("v")), now), None);
-        assert_eq!(s.conn.wbuf, b"+PONG\r\n+OK\r\n$8\r\n# Raft\r\n\r\n$1\r\nv\r\n-ERR unknown command 'NOPE', with args beginning with: \r\n");
-        assert!(s.idle());
-    }
-
-    fn wire(cmds: &[&str]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for c in cmds {
-            let words: Vec<&str> = c.split(' ').collect();
-            out.extend_from_slice(format!("*{}\r\n", words.len()).as_bytes());
-            for w in words {
-                out.extend_from_slice(format!("${}\r\n{w}\r\n", w.len()).as_bytes());
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn pipelined_data_commands_go_as_one_operation_and_are_answered_in_order() {
-        let (mut s, _poll) = session();
-        let now = Instant::now();
-        s.conn.rbuf.extend_from_slice(&wire(&["SET a 1", "INCR a", "LPUSH a x", "GET a", "PING", "GET a", "GET b"]));
-        s.parse(&Limits::default());
-        let (_, attempt, register) = sent(s.drive(now));
-        assert_eq!(register.op, Op::Register);
-        let (_, attempt, cmd) = sent(s.on_reply(attempt, Reply::Registered { client: 9 }, now));
-        let Op::Exec { commands, watched: None } = &cmd.op else { panic!("{:?}", cmd.op) };
-        assert_eq!(commands.len(), 4, "up to the PING");
-        let wrongtype = Resp::error("WRONGTYPE Operation against a key holding the wrong kind of value");
-        let replies = Resp::Array(vec![Resp::Ok, Resp::Int(2), wrongtype, Resp::bulk("2")]);
-        // The PING is answered here; then the reads after it go as one read pipeline.
-        let (_, attempt, reads) = sent(s.on_reply(attempt, Reply::Ok(replies), now));
-        assert!(matches!(&reads.op, Op::Reads { commands } if commands.len() == 2), "{:?}", reads.op);
-        assert_eq!(s.on_reply(attempt, Reply::Ok(Resp::Array(vec![Resp::bulk("2"), Resp::Nil])), now), None);
-        let got = String::from_utf8(s.conn.wbuf.clone()).unwrap();
-        assert_eq!(
-            got,
-            "+OK\r\n:2\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n$1\r\n2\r\n+PONG\r\n\
-             $1\r\n2\r\n$-1\r\n"
-        );
-        // A refusal of the whole pipeline answers each of its commands with it.
-        s.conn.wbuf.clear();
-        s.conn.rbuf.extend_from_slice(&wire(&["SET a 1", "SET b 2"]));
-        s.parse(&Limits::default());
-        let (_, attempt, _) = sent(s.drive(now));
-        assert_eq!(s.on_reply(attempt, Reply::Invalid { reason: "no".into() }, now), None);
-        assert_eq!(s.conn.wbuf, b"-ERR no\r\n-ERR no\r\n");
-        assert!(s.idle());
-    }
-
-    #[test]
-    fn a_transaction_queues_data_commands_and_answers_in_their_places() {
-        let (mut s, _poll) = session();
-        let now = Instant::now();
-        let exec = wire(&["EXEC"]);
-        s.conn.rbuf.extend_from_slice(&exec);
-        s.conn.rbuf.extend_from_slice(&wire(&["MULTI", "SET a 1", "INCRBY a x", "PING", "GET a", "EXEC"]));
-        s.parse(&Limits::default());
-        let (_, attempt, register) = sent(s.drive(now));
-        assert_eq!(register.op, Op::Register);
-        let (_, attempt, cmd) = sent(s.on_reply(attempt, Reply::Registered { client: 9 }, now));
-        let Op::Exec { commands, watched: None } = &cmd.op else { panic!("{:?}", cmd.op) };
-        assert_eq!(commands.len(), 2, "SET and GET go in the entry");
-        assert_eq!(s.on_reply(attempt, Reply::Ok(Resp::Array(vec![Resp::Ok, Resp::bulk("1")])), now), None);
-        assert_eq!(
-            String::from_utf8(std::mem::take(&mut s.conn.wbuf)).unwrap(),
-            "-ERR EXEC without MULTI\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n\
-             *4\r\n+OK\r\n-ERR value is not an integer or out of range\r\n+PONG\r\n$1\r\n1\r\n"
-        );
-        // A wrong number of arguments, an unknown command or WATCH dooms it; DISCARD drops it.
-        for doom in ["GET", "FROB x", "WATCH a", "CLIENT ID"] {
-            s.conn.rbuf.extend_from_slice(&wire(&["MULTI", "SET a 1", doom, "EXEC"]));
-            s.parse(&Limits::default());
-            assert_eq!(s.drive(now), None);
-            let out = String::from_utf8(std::mem::take(&mut s.conn.wbuf)).unwrap();
-            assert!(out.ends_with("-EXECABORT Transaction discarded because of previous errors.\r\n"), "{doom}: {out}");
-        }
-        s.conn.rbuf.extend_from_slice(&wire(&["MULTI", "SET a 1", "DISCARD", "DISCARD"]));
-        s.parse(&Limits::default());
-        assert_eq!(s.drive(now), None);
-        assert_eq!(s.conn.wbuf, b"+OK\r\n+QUEUED\r\n+OK\r\n-ERR DISCARD without MULTI\r\n");
-        // A transaction of answers only needs no entry.
-        s.conn.wbuf.clear();
-        s.conn.rbuf.extend_from_slice(&wire(&["MULTI", "PING", "EXEC"]));
-        s.parse(&Limits::default());
-        assert_eq!(s.drive(now), None);
-        assert_eq!(s.conn.wbuf, b"+OK\r\n+QUEUED\r\n*1\r\n+PONG\r\n");
-        assert!(s.idle());
-    }
-
-    #[test]
-    fn a_pipeline_stops_at_the_value_limit_so_its_entry_and_frame_fit() {
-        let (mut s, _poll) = session();
-        let now = Instant::now();
-        // 1 MiB of values in all: no batch passes it.
-        let value = "v".repeat(300 << 10);
-        let sets: Vec<String> = (0..4).map(|i| format!("SET k{i} {value}")).collect();
-        let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
-        s.conn.rbuf.extend_from_slice(&wire(&refs));
-        s.parse(&Limits::default());
-        let (_, attempt, _) = sent(s.drive(now));
-        let (_, _, cmd) = sent(s.on_reply(attempt, Reply::Registered { client: 9 }, now));
-        let Op::Exec { commands, .. } = &cmd.op else { panic!("{:?}", cmd.op) };
-        assert_eq!(commands.len(), 3, "the fourth would pass 1 MiB");
-    }
-
-    #[test]
-    fn an_unanswered_server_is_given_up_on_and_garbage_closes_the_connection() {
-        let (mut s, _poll) = session();
-        let now = Instant::now();
-        s.conn.rbuf.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$99999999999\r\n");
-        s.parse(&Limits::default());
-        let (first, _, cmd) = sent(s.drive(now));
-        assert_eq!(s.on_tick(now), None, "not yet");
-        let (second, attempt, again) = sent(s.on_tick(now + SERVER_TIMEOUT));
-        assert_ne!(first, second);
-        assert_eq!(again.seq, cmd.seq);
-        assert_eq!(s.on_reply(attempt, Reply::Ok(Resp::Nil), now), None);
-        assert_eq!(s.conn.wbuf, b"$-1\r\n-ERR Protocol error: invalid bulk length\r\n");
-        assert!(s.conn.closing);
-    }
-}
+mod tests;
