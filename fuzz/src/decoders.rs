@@ -39,6 +39,9 @@ pub fn resp(seed: u64) -> Result<(), String> {
             b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n*1\r\n$4\r\nPING\r\n",
             b"PING\r\nGET k\r\n",
             b"*0\r\n*-1\r\n$-1\r\n",
+            b"ZADD z 1.5 a\r\nLRANGE l -3 -1\r\nSETRANGE r 10 ab\r\nGETRANGE a -9 -2\r\n",
+            b"SPOP s 3\r\nEXPIRE a -5 GT\r\nSCAN 0 MATCH * COUNT 2 TYPE set\r\nINCRBYFLOAT n 1e300\r\n",
+            b"SET a b NX PX 10 GET\r\nHINCRBY h f -9223372036854775808\r\nZPOPMAX z 2\r\nGETEX a PERSIST\r\n",
         ]
         .iter()
         .map(|v| v.to_vec())
@@ -88,6 +91,19 @@ pub fn resp(seed: u64) -> Result<(), String> {
                     break 'feed;
                 }
             }
+        }
+    }
+    // Each command, parsed and run on a state holding every type: an answer, never a panic.
+    let mut kv = base_state().clone();
+    for (i, args) in whole.iter().enumerate() {
+        let args: Vec<bytes::Bytes> = args.iter().map(|a| bytes::Bytes::copy_from_slice(a)).collect();
+        let Some(Ok(cmd)) = Cmd::parse(&args) else { continue };
+        if cmd.is_write() {
+            let command = Command { client: 1, seq: 100 + i as u64, op: Op::Cmd(cmd) };
+            let entry = encode(&LogEntry { time: 7, body: Body::Write { command, max_value: 1 << 10 } });
+            kv.apply(Index(1000 + i as u64), &entry);
+        } else {
+            let _ = kv.read(&cmd);
         }
     }
     if pieces != whole || piece_error != whole_error {
