@@ -20,6 +20,7 @@ use crate::rng::SimRng;
 use network::{Links, NetProfile, Time};
 
 pub mod kv;
+mod kv_ops;
 pub mod membership;
 mod outputs;
 mod stats;
