@@ -20,13 +20,13 @@ pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The first field of every native client frame: a client or server of another version of
 /// the native protocol (whose commands would decode as other commands) is refused, not
-/// misread. Version 2 carries Redis commands (`Op::Cmd`).
+/// misread. Version 2 carries Redis commands (`Op::Cmd`); version 3, a [`Token`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NativeVersion;
 
 /// What [`NativeVersion`] encodes: "SKN" and the version, as a postcard varint (an old
 /// client's first field is its request id, which never gets near it).
-const NATIVE_MAGIC: u32 = 0x534b_4e02;
+const NATIVE_MAGIC: u32 = 0x534b_4e03;
 
 impl Serialize for NativeVersion {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -111,6 +111,22 @@ pub struct ClientRequest {
     pub version: NativeVersion,
     pub id: u64,
     pub command: Command,
+    /// Who asks: a node with users configured answers nothing without one that checks.
+    pub token: Option<Token>,
+}
+
+/// A user's credentials, as `AUTH user password` gives them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub user: alloc::string::String,
+    pub password: bytes::Bytes,
+}
+
+impl fmt::Debug for Token {
+    /// The user only: a password never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({})", self.user)
+    }
 }
 
 /// The server's answer to request `id` (id 0: a refusal of the connection's input, sent
@@ -124,7 +140,12 @@ pub struct ClientResponse {
 
 impl ClientRequest {
     pub fn new(id: u64, command: Command) -> ClientRequest {
-        ClientRequest { version: NativeVersion, id, command }
+        ClientRequest { version: NativeVersion, id, command, token: None }
+    }
+
+    /// The request with credentials.
+    pub fn with_token(self, token: Option<Token>) -> ClientRequest {
+        ClientRequest { token, ..self }
     }
 }
 

@@ -76,6 +76,19 @@ pub struct NodeConfig {
     /// add-learner`); `peers` then need only this node's own entry. A node with data uses
     /// the configuration its data holds, whatever this says.
     pub join: bool,
+    /// The users clients authenticate as (`[[users]]` tables); with none, every connection
+    /// may run everything.
+    pub users: Vec<UserConfig>,
+}
+
+/// One `[[users]]` table: `name`, `role` (`read-only`, `read-write` or `admin`) and
+/// `password_hash`, an Argon2 PHC string (`skiff-node --hash-password` makes one).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub role: String,
+    pub password_hash: String,
 }
 
 impl Default for NodeConfig {
@@ -104,6 +117,7 @@ impl Default for NodeConfig {
             max_client_buffer_bytes: 256 << 20,
             peer_handshake_timeout_ms: 5000,
             join: false,
+            users: Vec::new(),
         }
     }
 }
@@ -155,6 +169,8 @@ pub enum ConfigError {
     },
     /// The Raft settings do not make a valid core configuration.
     Raft(skiff_core::ConfigError),
+    /// A `[[users]]` entry is wrong.
+    User(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -182,6 +198,7 @@ impl fmt::Display for ConfigError {
                  the log's entry limit of {max_entry_bytes} bytes (with {COMMAND_OVERHEAD} for the rest of a command)"
             ),
             ConfigError::Raft(e) => write!(f, "{e}"),
+            ConfigError::User(e) => write!(f, "users: {e}"),
         }
     }
 }
@@ -211,6 +228,13 @@ fn addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 impl NodeConfig {
+    /// The users of the configuration, checked.
+    pub fn users(&self) -> Result<crate::server::acl::Users, crate::server::acl::UserError> {
+        let entries: Vec<(String, String, String)> =
+            self.users.iter().map(|u| (u.name.clone(), u.role.clone(), u.password_hash.clone())).collect();
+        crate::server::acl::Users::new(&entries)
+    }
+
     /// Reads a TOML file. Unknown keys are errors (a typo must not be silently ignored).
     pub fn from_file(path: &Path) -> Result<NodeConfig, ConfigError> {
         let path_text = || path.display().to_string();
@@ -221,6 +245,7 @@ impl NodeConfig {
 
     /// Checks everything that can be checked before starting.
     pub fn validate(&self) -> Result<Resolved, ConfigError> {
+        self.users().map_err(|e| ConfigError::User(e.0))?;
         let mut peers = BTreeMap::new();
         for (key, a) in &self.peers {
             let id = match key.parse::<u64>() {

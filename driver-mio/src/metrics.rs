@@ -52,6 +52,7 @@ pub struct Metrics {
     pub commands: Family<CommandLabel, Counter>,
     pub command_seconds: Family<CommandLabel, Histogram>,
     pub command_errors: Family<CommandLabel, Counter>,
+    pub auth_failures: Counter,
     /// Every command answered and every error reply (not exported: `INFO stats` reads them).
     pub commands_all: Counter,
     pub errors_all: Counter,
@@ -95,6 +96,7 @@ impl Metrics {
             commands: Family::default(),
             command_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             command_errors: Family::default(),
+            auth_failures: Counter::default(),
             commands_all: Counter::default(),
             errors_all: Counter::default(),
             started: std::time::Instant::now(),
@@ -120,6 +122,7 @@ impl Metrics {
         r.register("client_commands", "Commands answered, by name", m.commands.clone());
         r.register("client_command_seconds", "Latency of commands, by name", m.command_seconds.clone());
         r.register("client_command_errors", "Error replies, by command", m.command_errors.clone());
+        r.register("client_auth_failures", "Failed authentications (AUTH, HELLO AUTH)", m.auth_failures.clone());
         m.registry = Arc::new(r);
         m
     }

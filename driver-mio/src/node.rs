@@ -86,6 +86,7 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
         max_client_buffers: cfg.max_client_buffer_bytes,
         peer_handshake_timeout: Duration::from_millis(cfg.peer_handshake_timeout_ms),
         metrics: metrics.clone(),
+        users: cfg.users().map_err(|e| NodeError::Config(ConfigError::User(e.0)))?,
     };
     tracing::info!(
         id = cfg.id,

@@ -56,6 +56,10 @@ struct Args {
     /// member add-learner`) instead of starting a new cluster.
     #[arg(long)]
     join: bool,
+    /// Read a password from standard input, print its Argon2 hash for a `[[users]]` entry's
+    /// `password_hash`, and exit.
+    #[arg(long)]
+    hash_password: bool,
     /// Log lines as text (coloured only on a terminal) or as JSON objects.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -123,6 +127,15 @@ fn config(a: Args) -> Result<NodeConfig, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.hash_password {
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+            eprintln!("skiff-node --hash-password: give the password on standard input");
+            return ExitCode::FAILURE;
+        }
+        println!("{}", skiff_mio::server::acl::hash_password(line.trim_end_matches(['\r', '\n'])));
+        return ExitCode::SUCCESS;
+    }
     init_logs(args.log_format);
     let cfg = match config(args) {
         Ok(c) => c,

@@ -118,8 +118,19 @@ fn parse_servers(servers: &str) -> Result<Vec<(NodeId, SocketAddr)>, String> {
         .collect()
 }
 
+/// The credentials in `SKIFF_USER` and `SKIFF_PASSWORD` (the user defaults to `default`),
+/// for nodes with users configured.
+fn credentials() -> Option<(String, String)> {
+    let password = std::env::var("SKIFF_PASSWORD").ok()?;
+    Some((std::env::var("SKIFF_USER").unwrap_or_else(|_| "default".into()), password))
+}
+
 fn clerk(servers: &str) -> Result<KvClerk, String> {
-    Ok(KvClerk::new(parse_servers(servers)?, Duration::from_secs(1)))
+    let c = KvClerk::new(parse_servers(servers)?, Duration::from_secs(1));
+    Ok(match credentials() {
+        Some((user, password)) => c.with_credentials(&user, &password),
+        None => c,
+    })
 }
 
 fn local_cluster(nodes: u64, dir: PathBuf) -> Result<(), String> {
@@ -176,12 +187,18 @@ fn resp_command(addr: SocketAddr, args: &[String], timeout: Duration) -> Result<
     let mut s =
         std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| format!("{addr}: {e}"))?;
     s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let mut req = format!("*{}\r\n", args.len());
-    for a in args {
-        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-    }
+    let frame = |args: &[String]| {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        req
+    };
+    let auth = credentials().map(|(user, password)| frame(&["AUTH".into(), user, password]));
+    let req = auth.clone().unwrap_or_default() + &frame(args);
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
+    let mut authed = auth.is_none();
     let mut chunk = [0u8; 4096];
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     loop {
@@ -190,6 +207,18 @@ fn resp_command(addr: SocketAddr, args: &[String], timeout: Duration) -> Result<
             return Err(format!("{addr} closed the connection"));
         }
         buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else { continue };
+        if !authed {
+            // The answer to AUTH comes first: `+OK`, or why not.
+            if buf[0] != b'+' {
+                return Err(format!("{addr}: {}", text(&buf[1..end])));
+            }
+            buf.drain(..end + 2);
+            authed = true;
+            if buf.is_empty() {
+                continue;
+            }
+        }
         let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else { continue };
         match buf[0] {
             b'+' => return Ok(text(&buf[1..end])),

@@ -8,8 +8,10 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Registry, Token};
-use skiff_core::kv::{validate_op, Command, Reply};
-use skiff_core::wire::ClientResponse;
+use skiff_core::kv::{validate_op, Reply};
+use skiff_core::wire::{ClientRequest, ClientResponse};
+
+use super::acl::WRONGPASS;
 use skiff_core::{Input, NodeId};
 
 pub(crate) use super::accepted::Port;
@@ -51,6 +53,8 @@ pub(crate) struct ClientLimits {
     pub(crate) peer_handshake_timeout: std::time::Duration,
     /// What RESP sessions tell of the server.
     pub(crate) facts: super::resp_commands::ServerFacts,
+    /// Who may connect, and what each may run (shared with the RESP sessions).
+    pub(crate) users: std::sync::Arc<std::sync::Mutex<super::acl::Users>>,
     pub(crate) metrics: crate::metrics::Metrics,
 }
 
@@ -192,6 +196,7 @@ impl Clients {
                     clerk,
                     self.limits.facts.clone(),
                     self.limits.metrics.clone(),
+                    self.limits.users.clone(),
                 )))
             }
         };
@@ -285,6 +290,21 @@ impl Clients {
         }
     }
 
+    /// Whether the users let native request `req` run: `Err` with Redis's error text.
+    fn permit(&self, req: &ClientRequest) -> Result<(), String> {
+        let mut users = self.limits.users.lock().expect("users");
+        if !users.required() {
+            return Ok(());
+        }
+        let Some(t) = &req.token else { return Err("NOAUTH Authentication required.".into()) };
+        let role = users.check(&t.user, &t.password).map_err(|_| WRONGPASS.to_string())?;
+        let needed = super::acl::needs_op(&req.command.op);
+        if role < needed {
+            return Err(format!("NOPERM User {} has no permissions to run this command", t.user));
+        }
+        Ok(())
+    }
+
     fn read_native(&mut self, session: &mut NativeSession, now: Instant, ctx: &mut Ctx<'_>) -> bool {
         let mut requests = Vec::new();
         loop {
@@ -292,6 +312,12 @@ impl Clients {
             session.parse(self.limits.max_native_frame, &mut requests);
             let token = session.conn.token;
             for req in requests.drain(..) {
+                // With users configured, a request is run only with credentials that check
+                // and a role that allows it (the forwards of RESP sessions carry theirs).
+                if let Err(reason) = self.permit(&req) {
+                    session.respond(req.id, Reply::Invalid { reason });
+                    continue;
+                }
                 ctx.engine.submit(req.command, Waiter::Native { token, id: req.id }, now);
             }
             match state {
@@ -349,9 +375,7 @@ impl Clients {
                     session.answer_info(info);
                     need = session.drive(now);
                 }
-                Need::Send { to, attempt, command } => {
-                    self.dispatch(session.conn.token, to, attempt, command, now, ctx)
-                }
+                send @ Need::Send { .. } => self.dispatch(session.conn.token, send, now, ctx),
                 Need::MemberList => {
                     session.answer_info(ctx.engine.member_list());
                     need = session.drive(now);
@@ -364,16 +388,9 @@ impl Clients {
         }
     }
 
-    /// Sends a RESP session's attempt to node `to`: this node's service, or a forward.
-    fn dispatch(
-        &mut self,
-        session: Token,
-        to: NodeId,
-        attempt: u64,
-        command: Command,
-        now: Instant,
-        ctx: &mut Ctx<'_>,
-    ) {
+    /// Sends a RESP session's attempt ([`Need::Send`]) to its node: this node's service, or a forward.
+    fn dispatch(&mut self, session: Token, send: Need, now: Instant, ctx: &mut Ctx<'_>) {
+        let Need::Send { to, attempt, command, token: credentials } = send else { return };
         if to == self.me {
             ctx.engine.submit(command, Waiter::Resp { token: session, attempt }, now);
             return;
@@ -385,7 +402,7 @@ impl Clients {
             return;
         }
         match self.forwards.iter_mut().position(|f| f.node == to) {
-            Some(i) => self.forwards[i].send(ctx.registry, session, attempt, command, &mut self.replies),
+            Some(i) => self.forwards[i].send(ctx.registry, session, attempt, command, credentials, &mut self.replies),
             None => self.replies.push((session, attempt, Reply::Timeout)),
         }
     }

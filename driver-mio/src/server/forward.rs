@@ -44,6 +44,7 @@ impl Forward {
         session: Token,
         attempt: u64,
         command: Command,
+        credentials: Option<skiff_core::wire::Token>,
         out: &mut Vec<SessionReply>,
     ) {
         if self.conn.is_none() {
@@ -62,7 +63,7 @@ impl Forward {
         }
         let conn = self.conn.as_mut().expect("dialled above");
         self.next_id += 1;
-        if encode_frame(&ClientRequest::new(self.next_id, command), &mut conn.wbuf).is_err() {
+        if encode_frame(&ClientRequest::new(self.next_id, command).with_token(credentials), &mut conn.wbuf).is_err() {
             out.push((session, attempt, Reply::Timeout));
             return;
         }

@@ -12,6 +12,7 @@
 //! heartbeat interval, an idle follower when a heartbeat arrives.
 
 mod accepted;
+pub mod acl;
 mod budget;
 mod clients;
 mod conn;
@@ -98,6 +99,8 @@ pub struct ServerOptions {
     pub peer_handshake_timeout: Duration,
     /// Where the node counts what it does (served on `--metrics-listen`, read by `INFO`).
     pub metrics: crate::metrics::Metrics,
+    /// Who may connect and what each may run.
+    pub users: acl::Users,
 }
 
 /// Bound listening sockets.
@@ -165,7 +168,7 @@ pub fn serve<S: Storage>(
     restored: &Restored,
     storage: S,
     listeners: Listeners,
-    opts: ServerOptions,
+    mut opts: ServerOptions,
     stop: &AtomicBool,
 ) -> Result<(), ServeError> {
     let poll = Poll::new()?;
@@ -236,6 +239,7 @@ pub fn serve<S: Storage>(
             max_clients: opts.max_clients,
         },
         metrics: opts.metrics.clone(),
+        users: Arc::new(std::sync::Mutex::new(std::mem::take(&mut opts.users))),
     };
     let mut engine = Engine::new(node, kv, storage, opts.snapshot_threshold, opts.metrics.clone());
     // The restored configuration's addresses, for the peer links.

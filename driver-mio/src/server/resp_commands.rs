@@ -174,6 +174,11 @@ pub(crate) fn command_label(name: &str) -> &'static str {
     all_commands().find(|n| *n == name).unwrap_or("other")
 }
 
+/// Whether data command `name` (lowercase) may change the state.
+pub(crate) fn is_write(name: &str) -> bool {
+    WRITES.contains(&name)
+}
+
 /// Every command name skiff answers.
 pub(crate) fn all_commands() -> impl Iterator<Item = &'static str> {
     LOCAL.iter().map(|(n, _)| *n).chain(WRITES.iter().copied()).chain(READS.iter().copied())

@@ -46,6 +46,8 @@ pub struct KvClerk {
     servers: Vec<(NodeId, SocketAddr)>,
     conns: Vec<Option<(TcpStream, BufReader<TcpStream>)>>,
     timeout: Duration,
+    /// Sent with every request (a node with users configured requires it).
+    token: Option<skiff_core::wire::Token>,
 }
 
 static CLERKS: AtomicU64 = AtomicU64::new(0);
@@ -67,7 +69,14 @@ impl KvClerk {
             conns: (0..n).map(|_| None).collect(),
             servers,
             timeout,
+            token: None,
         }
+    }
+
+    /// The clerk, authenticating as `user` with `password` in every request.
+    pub fn with_credentials(self, user: &str, password: &str) -> KvClerk {
+        let token = skiff_core::wire::Token { user: user.to_string(), password: password.as_bytes().to_vec().into() };
+        KvClerk { token: Some(token), ..self }
     }
 
     /// The value of string `key` (`""` when missing; the UTF-8 of it, lossily: use
@@ -104,7 +113,7 @@ impl KvClerk {
             };
             let server = self.servers.iter().position(|(id, _)| *id == to).expect("the clerk names our servers");
             // The request id is the attempt: an answer to an earlier attempt is skipped.
-            let req = ClientRequest::new(attempt, command);
+            let req = ClientRequest::new(attempt, command).with_token(self.token.clone());
             let answered = match self.call(server, &req) {
                 Ok(reply) => self.clerk.on_reply(attempt, reply),
                 Err(_) => {

@@ -19,10 +19,13 @@ mod multi;
 mod pipeline;
 
 use self::multi::Multi;
+use super::acl::{self, Role, Users};
 use super::conn::{Conn, MAX_OUTPUT};
 use super::resp_commands::{command_label, info_sections, local, ConnState, Local, ServerFacts};
 use crate::metrics::Metrics;
 use crate::resp::{encode, Limits, Parser, Proto};
+use skiff_core::wire::Token;
+use std::sync::{Arc, Mutex};
 
 /// A request sent to a server and not answered within this time is sent elsewhere.
 pub(crate) const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -67,8 +70,9 @@ enum Wait {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Need {
     /// Deliver attempt `attempt` of `command` to node `to` (this node's service, or a
-    /// forward), and report its answer with [`RespSession::on_reply`].
-    Send { to: NodeId, attempt: u64, command: Command },
+    /// forward with the connection's credentials), and report its answer with
+    /// [`RespSession::on_reply`].
+    Send { to: NodeId, attempt: u64, command: Command, token: Option<Token> },
     /// The `INFO` text: give it with [`RespSession::answer_info`], then call
     /// [`RespSession::drive`] again.
     Info,
@@ -100,6 +104,12 @@ pub(crate) struct RespSession {
     metrics: Metrics,
     /// The command in flight (its metrics label) and when it was taken from the queue.
     started: (&'static str, Instant),
+    users: Arc<Mutex<Users>>,
+    /// Who the connection authenticated as: user, role, and the password (sent with its
+    /// forwarded requests, which the leader checks again).
+    authed: Option<(String, Role, Bytes)>,
+    /// Failed authentications so far.
+    failures: u32,
     /// The metrics labels of the pipelined commands in flight ([`Kind::Batch`]).
     batch: Vec<&'static str>,
     /// The answers of an `EXEC` in flight known when queued, in order; `None` where a
@@ -114,7 +124,13 @@ fn unknown_command(args: &[Bytes]) -> Resp {
 }
 
 impl RespSession {
-    pub(crate) fn new(conn: Conn, clerk: Clerk, facts: ServerFacts, metrics: Metrics) -> RespSession {
+    pub(crate) fn new(
+        conn: Conn,
+        clerk: Clerk,
+        facts: ServerFacts,
+        metrics: Metrics,
+        users: Arc<Mutex<Users>>,
+    ) -> RespSession {
         let addr = conn.stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
         let state = ConnState {
             id: conn.token.0 as u64,
@@ -141,6 +157,9 @@ impl RespSession {
             started: ("", Instant::now()),
             batch: Vec::new(),
             exec_answers: Vec::new(),
+            users,
+            authed: None,
+            failures: 0,
         }
     }
 
@@ -255,6 +274,14 @@ impl RespSession {
             let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
             self.started = (command_label(&name), now);
             let before = self.conn.wbuf.len();
+            if let Err(refused) = self.gate(&name, &args) {
+                if let Some(m) = self.multi.as_mut() {
+                    m.dirty = true;
+                }
+                self.reply(&refused);
+                self.metrics.command(self.started.0, Duration::ZERO, true);
+                continue;
+            }
             let op = if self.multi.is_some() { self.in_multi(&name, &args) } else { self.command(&name, &args) };
             match op {
                 Step::Answered => {
@@ -291,6 +318,12 @@ impl RespSession {
                 self.watched = None;
                 self.reply(&Resp::Ok);
             }
+            "auth" if self.users.lock().expect("users").required() => match &args[1..] {
+                [password] => return self.authenticate("default", password),
+                [user, password] => return self.authenticate(&String::from_utf8_lossy(user), password),
+                _ => self.reply(&skiff_core::kv::arity_error("auth")),
+            },
+            "hello" => return self.hello(args),
             "info" => {
                 self.info_args = args[1..].to_vec();
                 return Step::Need(Need::Info);
@@ -332,7 +365,7 @@ impl RespSession {
         match step {
             ClerkStep::Send { to, attempt, command } => {
                 *wait = Wait::Reply { deadline: now + SERVER_TIMEOUT };
-                return Some(Need::Send { to, attempt, command });
+                return Some(Need::Send { to, attempt, command, token: self.token() });
             }
             ClerkStep::Backoff { ticks, to, attempt, command } => {
                 *wait = Wait::Backoff { until: now + BACKOFF_TICK * ticks, to, attempt, command };
@@ -426,6 +459,96 @@ impl RespSession {
             return Some(need);
         }
         self.drive(now)
+    }
+}
+
+impl RespSession {
+    /// The credentials the connection's forwarded requests carry.
+    fn token(&self) -> Option<Token> {
+        self.authed.as_ref().map(|(user, _, password)| Token { user: user.clone(), password: password.clone() })
+    }
+
+    /// Whether command `name` may run now: with users configured, only `AUTH`, `HELLO`,
+    /// `QUIT` and `RESET` before the connection authenticates, then what its role allows.
+    fn gate(&self, name: &str, args: &[Bytes]) -> Result<(), Resp> {
+        if !self.users.lock().expect("users").required() {
+            return Ok(());
+        }
+        match &self.authed {
+            None if matches!(name, "auth" | "hello" | "quit" | "reset") => Ok(()),
+            None => Err(Resp::error("NOAUTH Authentication required.")),
+            Some((user, role, _)) if *role < acl::needs(name, &args[1..]) => {
+                Err(Resp::Error(format!("NOPERM User {user} has no permissions to run the '{name}' command")))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Checks `user`'s `password`: on success the connection is that user; on failure it is
+    /// answered `WRONGPASS`, and past [`acl::MAX_FAILURES`] failures closed.
+    fn try_auth(&mut self, user: &str, password: &Bytes) -> bool {
+        let checked = self.users.lock().expect("users").check(user, password);
+        match checked {
+            Ok(role) => {
+                self.authed = Some((user.to_string(), role, password.clone()));
+                self.failures = 0;
+                true
+            }
+            Err(_) => {
+                self.failures += 1;
+                self.metrics.auth_failures.inc();
+                tracing::info!(user, failures = self.failures, "failed authentication");
+                if self.failures >= acl::MAX_FAILURES {
+                    self.close_after(&Resp::error("ERR too many failed authentication attempts"));
+                } else {
+                    self.reply(&Resp::error(acl::WRONGPASS));
+                }
+                false
+            }
+        }
+    }
+
+    /// `AUTH [user] password`.
+    fn authenticate(&mut self, user: &str, password: &Bytes) -> Step {
+        if self.try_auth(user, password) {
+            self.reply(&Resp::Ok);
+        }
+        Step::Answered
+    }
+
+    /// `HELLO`: with users configured, its `AUTH user password` authenticates first (and a
+    /// connection that has not authenticated must give one); the rest is the connection's.
+    fn hello(&mut self, args: &[Bytes]) -> Step {
+        let at = args.iter().position(|a| a.eq_ignore_ascii_case(b"auth"));
+        let required = self.users.lock().expect("users").required();
+        let mut rest: Vec<Bytes> = args[1..].to_vec();
+        if required {
+            match at.map(|i| (i, args.get(i + 1), args.get(i + 2))) {
+                Some((i, Some(user), Some(password))) => {
+                    let (user, password) = (String::from_utf8_lossy(user).into_owned(), password.clone());
+                    if !self.try_auth(&user, &password) {
+                        return Step::Answered;
+                    }
+                    rest = args[1..i].iter().chain(&args[i + 3..]).cloned().collect();
+                }
+                Some(_) => {}
+                None if self.authed.is_none() => {
+                    self.reply(&Resp::error(
+                        "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO \
+                         <proto> AUTH <user> <pass> option can be used to authenticate the client and select the \
+                         RESP protocol version at the same time",
+                    ));
+                    return Step::Answered;
+                }
+                None => {}
+            }
+        }
+        match local("hello", &rest, &mut self.state, &self.facts) {
+            Local::Reply(r) => self.reply(&r),
+            Local::Close(r) => self.close_after(&r),
+            Local::No => unreachable!("HELLO is the connection's"),
+        }
+        Step::Answered
     }
 }
 

@@ -10,12 +10,13 @@ fn session() -> (RespSession, Poll) {
     let conn = Conn::register(stream, Token(1), poll.registry()).unwrap();
     let facts =
         ServerFacts { node: 1, resp_port: 6379, max_key_bytes: 1024, max_value_bytes: 1 << 20, max_clients: 10 };
-    (RespSession::new(conn, Clerk::new(11, vec![NodeId(1), NodeId(2), NodeId(3)]), facts, Metrics::new()), poll)
+    let users = std::sync::Arc::new(std::sync::Mutex::new(crate::server::acl::Users::default()));
+    (RespSession::new(conn, Clerk::new(11, vec![NodeId(1), NodeId(2), NodeId(3)]), facts, Metrics::new(), users), poll)
 }
 
 fn sent(need: Option<Need>) -> (NodeId, u64, Command) {
     match need {
-        Some(Need::Send { to, attempt, command }) => (to, attempt, command),
+        Some(Need::Send { to, attempt, command, .. }) => (to, attempt, command),
         other => panic!("not a send: {other:?}"),
     }
 }
