@@ -161,7 +161,7 @@ pub enum ConfigError {
     ZeroTick,
     /// `max_sessions` or `session_ttl_s` is 0.
     NoSessions,
-    /// A command of the largest key and value would not fit in one log entry.
+    /// A transaction of twice the largest key and value would not fit in one log entry.
     ValueOverEntryLimit {
         max_key_bytes: usize,
         max_value_bytes: usize,
@@ -195,7 +195,8 @@ impl fmt::Display for ConfigError {
             ConfigError::ValueOverEntryLimit { max_key_bytes, max_value_bytes, max_entry_bytes } => write!(
                 f,
                 "max_key_bytes ({max_key_bytes}) and max_value_bytes ({max_value_bytes}) allow commands over \
-                 the log's entry limit of {max_entry_bytes} bytes (with {COMMAND_OVERHEAD} for the rest of a command)"
+                 the log's entry limit of {max_entry_bytes} bytes: a transaction holds up to twice both, with \
+                 {COMMAND_OVERHEAD} bytes for the rest of each of up to 1024 commands"
             ),
             ConfigError::Raft(e) => write!(f, "{e}"),
             ConfigError::User(e) => write!(f, "users: {e}"),
@@ -316,7 +317,10 @@ impl NodeConfig {
             .build()
             .map_err(ConfigError::Raft)?;
         let max_entry_bytes = raft.max_entry_bytes();
-        if self.max_key_bytes.saturating_add(self.max_value_bytes).saturating_add(COMMAND_OVERHEAD) > max_entry_bytes {
+        // A transaction may hold twice the key and value limits of arguments (and a
+        // pipeline its value limit): both must fit one entry.
+        let largest = self.max_key_bytes.saturating_add(self.max_value_bytes).saturating_mul(2);
+        if largest.saturating_add(COMMAND_OVERHEAD * 1024) > max_entry_bytes {
             let (max_key_bytes, max_value_bytes) = (self.max_key_bytes, self.max_value_bytes);
             return Err(ConfigError::ValueOverEntryLimit { max_key_bytes, max_value_bytes, max_entry_bytes });
         }
@@ -359,6 +363,12 @@ mod tests {
         assert!(bad(|c| c.tick_ms = 0).contains("tick_ms"));
         assert!(bad(|c| c.max_sessions = 0).contains("max_sessions"));
         assert!(bad(|c| c.max_value_bytes = 64 << 20).contains("entry limit"));
+        // A transaction of twice the value limit must fit the 16 MiB entry too.
+        assert!(bad(|c| c.max_value_bytes = 8 << 20).contains("twice"));
+        let mut ok = NodeConfig { max_value_bytes: 7 << 20, ..NodeConfig::default() };
+        assert!(ok.validate().is_ok());
+        ok.users = vec![UserConfig { name: "u".into(), role: "root".into(), password_hash: "x".into() }];
+        assert!(ok.validate().unwrap_err().to_string().contains("users: user \"u\": role \"root\""));
         // Addresses others dial must name a host.
         assert!(bad(|c| {
             c.peers.insert("1".into(), "0.0.0.0:7001".into());
