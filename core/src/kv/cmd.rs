@@ -373,8 +373,8 @@ impl Cmd {
         }
     }
 
-    /// The one key of a single-key command.
-    fn key(&self) -> Option<&Bytes> {
+    /// The one key of a single-key command (without the allocation of [`Cmd::keys`]).
+    pub(crate) fn key(&self) -> Option<&Bytes> {
         use Cmd::*;
         match self {
             Get { key }

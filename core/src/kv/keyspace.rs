@@ -132,6 +132,11 @@ impl Keyspace {
         self.expiring.iter().take_while(|(at, _)| *at <= now).take(max).map(|(_, k)| k.clone()).collect()
     }
 
+    /// How many keys have expired at `now` (and wait for the sweep).
+    pub(super) fn expired_count(&self, now: u64) -> usize {
+        self.expiring.iter().take_while(|(at, _)| *at <= now).count()
+    }
+
     /// The soonest expiry time, if any key has one.
     pub(super) fn next_expiry(&self) -> Option<u64> {
         self.expiring.first().map(|(at, _)| *at)

@@ -148,12 +148,6 @@ impl KvState {
         self.sessions.ids_by_age()
     }
 
-    /// Every live key and its item, in encoding order (for tests and checkers).
-    pub fn items(&self) -> impl Iterator<Item = (&Bytes, &Item)> {
-        let now = self.clock;
-        self.data.iter().filter(move |(_, i)| !i.expired(now))
-    }
-
     /// Applies the log entry at `index` whose payload is `data` (an encoded [`LogEntry`], or
     /// anything else, which is skipped). Indexes must come in order.
     pub fn apply(&mut self, index: Index, data: &[u8]) -> Applied {

@@ -23,7 +23,7 @@ mod kv;
 mod members;
 mod native;
 mod peers;
-mod resp_commands;
+pub(crate) mod resp_commands;
 mod resp_session;
 mod stall;
 mod storage;

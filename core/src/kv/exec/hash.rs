@@ -99,7 +99,7 @@ impl Writer<'_> {
             _ => return None,
         };
         // A hash created for a command that then failed, or emptied, goes.
-        if let Some(key) = cmd.keys().first() {
+        if let Some(key) = cmd.key() {
             self.settle(key);
         }
         Some(reply)

@@ -92,7 +92,7 @@ fn class(p: &[u8], at: usize, c: u8) -> Option<(bool, usize)> {
 
 /// Keys live at `now`, not yet removed by the sweep included in [`Keyspace::len`].
 fn live_len(ks: &Keyspace, now: u64) -> usize {
-    ks.len() - ks.expired(now, usize::MAX).len()
+    ks.len() - ks.expired_count(now)
 }
 
 /// Milliseconds (or seconds, rounded as Redis rounds them) left to live of `key`: -2 if

@@ -72,7 +72,7 @@ impl Writer<'_> {
             }
             _ => return None,
         };
-        if let Some(key) = cmd.keys().first() {
+        if let Some(key) = cmd.key() {
             self.settle(key);
         }
         Some(reply)
