@@ -24,6 +24,8 @@ use serde::Deserialize;
 use skiff_core::kv::SessionLimits;
 use skiff_core::{Config, NodeId};
 
+use crate::server::TlsMode;
+
 /// Everything a node needs to start.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -79,6 +81,82 @@ pub struct NodeConfig {
     /// The users clients authenticate as (`[[users]]` tables); with none, every connection
     /// may run everything.
     pub users: Vec<UserConfig>,
+    /// TLS on the ports (a `[tls]` table); without it every port speaks plaintext.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The `[tls]` table: this node's certificate (PEM, it must name the node as `skiff certs`
+/// does: see `skiff_std::tls`), its private key, the cluster CA, and each port's mode
+/// (`required`, the default; `optional`, TLS or plaintext as the client chooses; `off`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    pub peer: String,
+    pub native: String,
+    pub resp: String,
+    pub metrics: String,
+    /// How long an accepted connection may take to complete its TLS handshake.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            ca: PathBuf::new(),
+            peer: "required".into(),
+            native: "required".into(),
+            resp: "required".into(),
+            metrics: "required".into(),
+            handshake_timeout_ms: 5000,
+        }
+    }
+}
+
+/// The `[tls]` table checked: files named, modes parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedTls {
+    pub files: skiff_std::tls::TlsFiles,
+    pub peer: TlsMode,
+    pub native: TlsMode,
+    pub resp: TlsMode,
+    pub metrics: TlsMode,
+    pub handshake_timeout: std::time::Duration,
+}
+
+impl TlsConfig {
+    /// Every port TLS required, with these files.
+    pub fn with_files(files: skiff_std::tls::TlsFiles) -> TlsConfig {
+        TlsConfig { cert: files.cert, key: files.key, ca: files.ca, ..TlsConfig::default() }
+    }
+
+    fn resolve(&self) -> Result<ResolvedTls, ConfigError> {
+        for (field, path) in [("cert", &self.cert), ("key", &self.key), ("ca", &self.ca)] {
+            if path.as_os_str().is_empty() {
+                return Err(ConfigError::Tls(format!("{field} is not set (the path of a PEM file)")));
+            }
+        }
+        let mode = |field: &str, value: &str| {
+            TlsMode::parse(value).ok_or_else(|| {
+                ConfigError::Tls(format!("{field}: '{value}' is not a TLS mode (required, optional or off)"))
+            })
+        };
+        if self.handshake_timeout_ms == 0 {
+            return Err(ConfigError::Tls("handshake_timeout_ms must be at least 1".into()));
+        }
+        Ok(ResolvedTls {
+            files: skiff_std::tls::TlsFiles { cert: self.cert.clone(), key: self.key.clone(), ca: self.ca.clone() },
+            peer: mode("peer", &self.peer)?,
+            native: mode("native", &self.native)?,
+            resp: mode("resp", &self.resp)?,
+            metrics: mode("metrics", &self.metrics)?,
+            handshake_timeout: std::time::Duration::from_millis(self.handshake_timeout_ms),
+        })
+    }
 }
 
 /// One `[[users]]` table: `name`, `role` (`read-only`, `read-write` or `admin`) and
@@ -118,6 +196,7 @@ impl Default for NodeConfig {
             peer_handshake_timeout_ms: 5000,
             join: false,
             users: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -171,6 +250,8 @@ pub enum ConfigError {
     Raft(skiff_core::ConfigError),
     /// A `[[users]]` entry is wrong.
     User(String),
+    /// The `[tls]` table is wrong.
+    Tls(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -200,6 +281,7 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::Raft(e) => write!(f, "{e}"),
             ConfigError::User(e) => write!(f, "users: {e}"),
+            ConfigError::Tls(e) => write!(f, "tls: {e}"),
         }
     }
 }
@@ -219,6 +301,7 @@ pub struct Resolved {
     /// numbers servers by position here).
     pub clients: Vec<(NodeId, SocketAddr)>,
     pub sessions: SessionLimits,
+    pub tls: Option<ResolvedTls>,
 }
 
 /// Bytes of a KV command besides its key and value (client id, sequence, op, lengths).
@@ -229,6 +312,11 @@ fn addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 impl NodeConfig {
+    /// Whether this node's certificate and key are in `certs`.
+    pub fn tls_files_exist(&self, certs: &crate::certs::CertDir) -> bool {
+        certs.node_cert(self.id).exists() && certs.node_key(self.id).exists()
+    }
+
     /// The users of the configuration, checked.
     pub fn users(&self) -> Result<crate::server::acl::Users, crate::server::acl::UserError> {
         let entries: Vec<(String, String, String)> =
@@ -247,6 +335,7 @@ impl NodeConfig {
     /// Checks everything that can be checked before starting.
     pub fn validate(&self) -> Result<Resolved, ConfigError> {
         self.users().map_err(|e| ConfigError::User(e.0))?;
+        let tls = self.tls.as_ref().map(TlsConfig::resolve).transpose()?;
         let mut peers = BTreeMap::new();
         for (key, a) in &self.peers {
             let id = match key.parse::<u64>() {
@@ -325,7 +414,7 @@ impl NodeConfig {
             return Err(ConfigError::ValueOverEntryLimit { max_key_bytes, max_value_bytes, max_entry_bytes });
         }
         let clients = clients.into_iter().map(|(id, a)| (NodeId(id), a)).collect();
-        Ok(Resolved { raft, peers, peer_listen, client_listen, resp_listen, metrics_listen, clients, sessions })
+        Ok(Resolved { raft, peers, peer_listen, client_listen, resp_listen, metrics_listen, clients, sessions, tls })
     }
 }
 
@@ -378,6 +467,23 @@ mod tests {
             c.clients.insert("1".into(), "[::]:7101".into());
         })
         .contains("clients.1"));
+    }
+
+    #[test]
+    fn a_tls_table_names_its_files_and_modes() {
+        let c: NodeConfig =
+            toml::from_str("[tls]\ncert = \"n.crt\"\nkey = \"n.key\"\nca = \"ca.crt\"\nresp = \"optional\"\n").unwrap();
+        let t = c.validate().unwrap().tls.unwrap();
+        assert_eq!(
+            (t.peer, t.native, t.resp, t.metrics),
+            (TlsMode::Required, TlsMode::Required, TlsMode::Optional, TlsMode::Required)
+        );
+        assert_eq!(t.files.ca, PathBuf::from("ca.crt"));
+        let bad = |text: &str| toml::from_str::<NodeConfig>(text).unwrap().validate().unwrap_err().to_string();
+        assert!(bad("[tls]\ncert = \"a\"\nkey = \"b\"\n").contains("tls: ca is not set"));
+        assert!(bad("[tls]\ncert = \"a\"\nkey = \"b\"\nca = \"c\"\npeer = \"yes\"")
+            .contains("peer: 'yes' is not a TLS mode"));
+        assert!(toml::from_str::<NodeConfig>("[tls]\ncertificate = \"a\"").is_err(), "unknown keys are errors");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! `skiff-node`, the standalone skiff server, and the `skiff` CLI: the event loop that runs a
 //! node on mio ([`server`]), the RESP2 protocol ([`resp`]) so that Redis clients can talk to
-//! it, its configuration ([`config`]), and starting a node from it ([`node`]).
+//! it, its configuration ([`config`]), starting a node from it ([`node`]), and the TLS
+//! certificates `skiff certs` makes ([`certs`]).
 
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod metrics;

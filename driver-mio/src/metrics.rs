@@ -27,6 +27,13 @@ pub struct CommandLabel {
     pub command: String,
 }
 
+/// A TLS refusal's port (`peer`, `native`, `resp`, `metrics`) and reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsLabel {
+    pub port: &'static str,
+    pub reason: &'static str,
+}
+
 /// The node's metrics. Cloning shares them.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -53,6 +60,8 @@ pub struct Metrics {
     pub command_seconds: Family<CommandLabel, Histogram>,
     pub command_errors: Family<CommandLabel, Counter>,
     pub auth_failures: Counter,
+    /// Connections refused by TLS, by port and reason.
+    pub tls_refusals: Family<TlsLabel, Counter>,
     /// Every command answered and every error reply (not exported: `INFO stats` reads them).
     pub commands_all: Counter,
     pub errors_all: Counter,
@@ -100,6 +109,7 @@ impl Metrics {
             command_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             command_errors: Family::default(),
             auth_failures: Counter::default(),
+            tls_refusals: Family::default(),
             commands_all: Counter::default(),
             errors_all: Counter::default(),
             started: std::time::Instant::now(),
@@ -127,6 +137,11 @@ impl Metrics {
         r.register("client_command_seconds", "Latency of commands, by name", m.command_seconds.clone());
         r.register("client_command_errors", "Error replies, by command", m.command_errors.clone());
         r.register("client_auth_failures", "Failed authentications (AUTH, HELLO AUTH)", m.auth_failures.clone());
+        r.register(
+            "tls_refused",
+            "Connections refused by TLS, by port and reason (plaintext, certificate, identity, handshake, timeout)",
+            m.tls_refusals.clone(),
+        );
         m.registry = Arc::new(r);
         let names = crate::server::resp_commands::all_commands().chain(["other"]);
         m.by_name = Arc::new(
@@ -143,6 +158,11 @@ impl Metrics {
                 .collect(),
         );
         m
+    }
+
+    /// Counts a connection refused by TLS on `port` for `reason`.
+    pub fn tls_refused(&self, port: &'static str, reason: &'static str) {
+        self.tls_refusals.get_or_create(&TlsLabel { port, reason }).inc();
     }
 
     /// Counts one command answered after `took`, and whether its reply was an error. A name
@@ -169,13 +189,13 @@ impl Metrics {
 
     /// Serves `GET /metrics` on `listener` from a thread of its own, one short connection
     /// at a time (a scraper's; anything else gets 404, a request that does not arrive in
-    /// 2 s is dropped).
-    pub fn serve(&self, listener: TcpListener) -> io::Result<SocketAddr> {
+    /// 2 s is dropped). With `tls`, over TLS as its mode says (HTTPS).
+    pub fn serve(&self, listener: TcpListener, tls: Option<MetricsTls>) -> io::Result<SocketAddr> {
         let addr = listener.local_addr()?;
         let metrics = self.clone();
         thread::Builder::new().name("skiff-metrics".into()).spawn(move || {
             for stream in listener.incoming().flatten() {
-                if let Err(e) = metrics.answer(stream) {
+                if let Err(e) = metrics.accept(stream, tls.as_ref()) {
                     tracing::debug!(error = %e, "metrics request");
                 }
             }
@@ -183,9 +203,47 @@ impl Metrics {
         Ok(addr)
     }
 
-    fn answer(&self, mut stream: TcpStream) -> io::Result<()> {
+    fn accept(&self, stream: TcpStream, tls: Option<&MetricsTls>) -> io::Result<()> {
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+        let Some(tls) = tls.filter(|t| t.mode != crate::server::TlsMode::Off) else {
+            return self.answer(stream);
+        };
+        // The first byte says whether the client speaks TLS (0x16 opens a handshake).
+        let mut first = [0u8; 1];
+        let refuse = |reason: &'static str, why: &str| {
+            tracing::warn!(port = "metrics", reason, "refused a connection: {why}");
+            self.tls_refused("metrics", reason);
+        };
+        match stream.peek(&mut first) {
+            Ok(1) if first[0] == 0x16 => {}
+            Ok(1) if tls.mode == crate::server::TlsMode::Optional => return self.answer(stream),
+            Ok(1) => {
+                refuse("plaintext", "plaintext on a port that requires TLS");
+                // What arrived is read, so that closing ends the stream cleanly (no reset).
+                let _ = (&stream).read(&mut [0u8; 4096]);
+                return Ok(());
+            }
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                refuse("timeout", "no TLS handshake in time");
+                return Err(e);
+            }
+        }
+        let conn = rustls::ServerConnection::new(tls.config.clone()).map_err(io::Error::other)?;
+        let mut tls_stream = rustls::StreamOwned::new(conn, stream);
+        while tls_stream.conn.is_handshaking() {
+            if let Err(e) = tls_stream.conn.complete_io(&mut tls_stream.sock) {
+                refuse("handshake", &e.to_string());
+                return Err(e);
+            }
+        }
+        self.answer(&mut tls_stream)?;
+        tls_stream.conn.send_close_notify();
+        tls_stream.flush()
+    }
+
+    fn answer(&self, mut stream: impl Read + Write) -> io::Result<()> {
         let mut buf = [0u8; 4096];
         let mut len = 0;
         // The request line and headers, up to the blank line (bounded).
@@ -207,8 +265,16 @@ impl Metrics {
             body.len()
         );
         stream.write_all(head.as_bytes())?;
-        stream.write_all(body.as_bytes())
+        stream.write_all(body.as_bytes())?;
+        stream.flush()
     }
+}
+
+/// The metrics port's TLS: its mode and server configuration.
+#[derive(Clone, Debug)]
+pub struct MetricsTls {
+    pub mode: crate::server::TlsMode,
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 #[cfg(test)]
@@ -221,7 +287,7 @@ mod tests {
         m.term.set(7);
         m.command("get", Duration::from_micros(300), false);
         m.command("incr", Duration::from_millis(2), true);
-        let addr = m.serve(TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        let addr = m.serve(TcpListener::bind("127.0.0.1:0").unwrap(), None).unwrap();
         let get = |path: &str| {
             let mut s = TcpStream::connect(addr).unwrap();
             s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();

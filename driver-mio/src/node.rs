@@ -30,6 +30,8 @@ pub enum NodeError {
     Restore(skiff_core::RestoreError),
     /// The event loop stopped on an error (storage failed, a snapshot does not decode, ...).
     Serve(crate::server::ServeError),
+    /// The TLS files cannot be used.
+    Tls(skiff_std::tls::TlsError),
 }
 
 impl fmt::Display for NodeError {
@@ -40,6 +42,7 @@ impl fmt::Display for NodeError {
             NodeError::Io { what, source } => write!(f, "{what}: {source}"),
             NodeError::Restore(e) => write!(f, "the stored state is refused: {e}"),
             NodeError::Serve(e) => write!(f, "the node stopped: {e}"),
+            NodeError::Tls(e) => write!(f, "tls: {e}"),
         }
     }
 }
@@ -55,6 +58,9 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> NodeError {
 /// written; the ports close).
 pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
     let resolved = cfg.validate().map_err(NodeError::Config)?;
+    // The files are read before anything starts: a wrong path or key is an error now.
+    let identity =
+        resolved.tls.as_ref().map(|t| skiff_std::tls::Identity::load(&t.files)).transpose().map_err(NodeError::Tls)?;
     check_cluster(&mut RealFs, &cfg.data_dir, cfg.cluster_id).map_err(NodeError::Storage)?;
     let (storage, restored) =
         FileStorage::open(&cfg.data_dir, FileStorageOptions::default()).map_err(NodeError::Storage)?;
@@ -67,9 +73,27 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
     let node = Node::new(resolved.raft.clone(), restored.clone()).map_err(NodeError::Restore)?;
     let metrics = Metrics::new();
     if let Some(a) = resolved.metrics_listen {
-        let at = metrics.serve(bind(a)?).map_err(io_err(format!("cannot serve metrics on {a}")))?;
-        tracing::info!(%at, "metrics served at /metrics");
+        let tls = match (&identity, &resolved.tls) {
+            (Some(id), Some(t)) if t.metrics != server::TlsMode::Off => Some(crate::metrics::MetricsTls {
+                mode: t.metrics,
+                config: id.server_config(false).map_err(NodeError::Tls)?,
+            }),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let at = metrics.serve(bind(a)?, tls).map_err(io_err(format!("cannot serve metrics on {a}")))?;
+        tracing::info!(%at, scheme, "metrics served at /metrics");
     }
+    let tls = match (identity, &resolved.tls) {
+        (Some(identity), Some(t)) => Some(server::TlsOptions {
+            identity,
+            peer: t.peer,
+            native: t.native,
+            resp: t.resp,
+            handshake_timeout: t.handshake_timeout,
+        }),
+        _ => None,
+    };
     let opts = ServerOptions {
         cluster_id: cfg.cluster_id,
         tick: Duration::from_millis(cfg.tick_ms),
@@ -87,6 +111,7 @@ pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
         peer_handshake_timeout: Duration::from_millis(cfg.peer_handshake_timeout_ms),
         metrics: metrics.clone(),
         users: cfg.users().map_err(|e| NodeError::Config(ConfigError::User(e.0)))?,
+        tls,
     };
     tracing::info!(
         id = cfg.id,

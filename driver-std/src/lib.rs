@@ -11,4 +11,5 @@ pub mod address;
 pub mod kv;
 pub mod runtime;
 pub mod storage;
+pub mod tls;
 pub mod transport;

@@ -52,6 +52,16 @@ struct Args {
     max_client_buffer_bytes: Option<usize>,
     #[arg(long)]
     peer_handshake_timeout_ms: Option<u64>,
+    /// TLS on every port with this certificate (PEM; `skiff certs` makes one): with
+    /// --tls-key and --tls-ca. A `[tls]` table in the configuration sets modes per port.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires_all = ["tls_cert", "tls_ca"])]
+    tls_key: Option<PathBuf>,
+    /// The cluster CA certificate (PEM): peers' certificates must chain to it.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
     /// Join a running cluster: with an empty data directory, wait to be added (see `skiff
     /// member add-learner`) instead of starting a new cluster.
     #[arg(long)]
@@ -120,6 +130,13 @@ fn config(a: Args) -> Result<NodeConfig, String> {
     }
     if let Some(v) = a.peer_handshake_timeout_ms {
         c.peer_handshake_timeout_ms = v;
+    }
+    if let (Some(cert), Some(key), Some(ca)) = (a.tls_cert, a.tls_key, a.tls_ca) {
+        let files = skiff_std::tls::TlsFiles { cert, key, ca };
+        c.tls = Some(match c.tls.take() {
+            Some(t) => skiff_mio::config::TlsConfig { cert: files.cert, key: files.key, ca: files.ca, ..t },
+            None => skiff_mio::config::TlsConfig::with_files(files),
+        });
     }
     c.join |= a.join;
     Ok(c)

@@ -7,7 +7,11 @@
 //! skiff member list | add-learner ID PEER_ADDR [CLIENT_ADDR] | promote ID [--no-wait] |
 //!              demote ID | remove ID [--nodes 127.0.0.1:6381,...]
 //! skiff bench [--connections 16] [--seconds 5] [--size 64] [--op set|get]
+//! skiff certs [--dir certs] [--cluster-id 1] [--nodes 1,2,3] [--host H]... [--days 365]
 //! ```
+//!
+//! Against nodes that require TLS, `--tls-ca FILE` (or `SKIFF_TLS_CA`) names the CA their
+//! certificates chain to; users' credentials come from `SKIFF_USER` and `SKIFF_PASSWORD`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +29,9 @@ use skiff_std::kv::KvClerk;
 struct Args {
     #[command(subcommand)]
     command: Cmd,
+    /// Speak TLS to the nodes, trusting this CA certificate (PEM); default: $SKIFF_TLS_CA.
+    #[arg(long, global = true)]
+    tls_ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -35,6 +42,27 @@ enum Cmd {
         nodes: u64,
         #[arg(long, default_value = "skiff-data")]
         dir: PathBuf,
+        /// TLS on every port, peers authenticated by certificate: a CA and node
+        /// certificates are made under DIR/tls unless there already.
+        #[arg(long)]
+        tls: bool,
+    },
+    /// Make a cluster CA (unless DIR has one) and a new key and certificate for each node:
+    /// DIR/ca.crt, DIR/node-ID.crt, DIR/node-ID.key (reissuing rotates a node's certificate).
+    Certs {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        cluster_id: u64,
+        /// Node ids: 1,2,3.
+        #[arg(long, default_value = "1,2,3")]
+        nodes: String,
+        /// Host names or addresses clients reach the nodes at (repeatable; default
+        /// localhost, 127.0.0.1 and ::1).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        #[arg(long, default_value_t = skiff_mio::certs::NODE_DAYS)]
+        days: u64,
     },
     /// Set a key.
     Put {
@@ -125,32 +153,91 @@ fn credentials() -> Option<(String, String)> {
     Some((std::env::var("SKIFF_USER").unwrap_or_else(|_| "default".into()), password))
 }
 
+/// The TLS client configuration from `--tls-ca` or `SKIFF_TLS_CA` (none: plaintext).
+static TLS: std::sync::OnceLock<Option<std::sync::Arc<skiff_std::tls::rustls::ClientConfig>>> =
+    std::sync::OnceLock::new();
+
+fn tls() -> Option<&'static std::sync::Arc<skiff_std::tls::rustls::ClientConfig>> {
+    TLS.get().and_then(Option::as_ref)
+}
+
 fn clerk(servers: &str) -> Result<KvClerk, String> {
-    let c = KvClerk::new(parse_servers(servers)?, Duration::from_secs(1));
+    let mut c = KvClerk::new(parse_servers(servers)?, Duration::from_secs(1));
+    if let Some(config) = tls() {
+        c = c.with_tls(config.clone());
+    }
     Ok(match credentials() {
         Some((user, password)) => c.with_credentials(&user, &password),
         None => c,
     })
 }
 
-fn local_cluster(nodes: u64, dir: PathBuf) -> Result<(), String> {
+fn certs(dir: PathBuf, cluster_id: u64, nodes: &str, hosts: Vec<String>, days: u64) -> Result<(), String> {
+    let ids: Vec<u64> = nodes
+        .split(',')
+        .map(|n| n.trim().parse().map_err(|_| format!("--nodes: '{n}' is not a node id")))
+        .collect::<Result<_, _>>()?;
+    let hosts = if hosts.is_empty() { skiff_mio::certs::local_hosts() } else { hosts };
+    let d = skiff_mio::certs::CertDir(dir);
+    if d.ensure_ca()? {
+        println!("made a CA: {} (keep {} secret)", d.ca_cert().display(), d.ca_key().display());
+    } else {
+        println!("using the CA in {}", d.ca_cert().display());
+    }
+    for id in ids {
+        d.issue(cluster_id, id, &hosts, skiff_mio::certs::Validity::days(days))?;
+        println!(
+            "node {id}: {} and {} (names {} and {})",
+            d.node_cert(id).display(),
+            d.node_key(id).display(),
+            skiff_std::tls::node_name(cluster_id, id),
+            hosts.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn local_cluster(nodes: u64, dir: PathBuf, tls: bool) -> Result<(), String> {
     if !(1..=9).contains(&nodes) {
         return Err("--nodes must be between 1 and 9".into());
     }
     let stop = stop_on_signals().map_err(|e| format!("cannot handle signals: {e}"))?;
-    let configs: Vec<_> = (1..=nodes).map(|id| local_node(id, nodes, &dir)).collect();
+    let mut configs: Vec<_> = (1..=nodes).map(|id| local_node(id, nodes, &dir)).collect();
+    let certs = skiff_mio::certs::CertDir(dir.join("tls"));
+    if tls {
+        let made = certs.ensure_ca()?;
+        for c in &mut configs {
+            if made || !c.tls_files_exist(&certs) {
+                certs.issue(
+                    c.cluster_id,
+                    c.id,
+                    &skiff_mio::certs::local_hosts(),
+                    skiff_mio::certs::Validity::days(365),
+                )?;
+            }
+            c.tls = Some(skiff_mio::config::TlsConfig::with_files(certs.files(c.id)));
+        }
+    }
     for c in &configs {
         c.validate().map_err(|e| e.to_string())?;
     }
     println!("skiff local cluster: {nodes} nodes, data under {}", dir.display());
     for c in &configs {
         let metrics = c.metrics_listen.as_deref().unwrap_or("off");
+        let scheme = if tls { "https" } else { "http" };
         println!(
-            "  node {}: RESP {}  native {}  metrics http://{metrics}/metrics",
+            "  node {}: RESP {}  native {}  metrics {scheme}://{metrics}/metrics",
             c.id, c.resp_listen, c.client_listen
         );
     }
-    println!("connect: redis-cli -p 6381 set k v; redis-cli -p 6382 get k; skiff get k");
+    if tls {
+        let ca = certs.ca_cert();
+        let ca = ca.display();
+        println!("TLS on every port (metrics over https); the CA is {ca}");
+        println!("connect: redis-cli --tls --cacert {ca} -p 6381 set k v; skiff --tls-ca {ca} get k");
+    } else {
+        println!("connect: redis-cli -p 6381 set k v; redis-cli -p 6382 get k; skiff get k");
+    }
     println!("Ctrl-C stops the cluster.");
     let nodes: Vec<_> = configs
         .into_iter()
@@ -185,8 +272,8 @@ fn info(addr: &str) -> Option<std::collections::BTreeMap<String, String>> {
 fn resp_command(addr: SocketAddr, args: &[String], timeout: Duration) -> Result<String, String> {
     use std::io::{Read, Write};
     let mut s =
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| format!("{addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        skiff_std::tls::ClientStream::dial(addr, Duration::from_secs(1), tls()).map_err(|e| format!("{addr}: {e}"))?;
+    s.tcp().set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     let frame = |args: &[String]| {
         let mut req = format!("*{}\r\n", args.len());
         for a in args {
@@ -196,7 +283,7 @@ fn resp_command(addr: SocketAddr, args: &[String], timeout: Duration) -> Result<
     };
     let auth = credentials().map(|(user, password)| frame(&["AUTH".into(), user, password]));
     let req = auth.clone().unwrap_or_default() + &frame(args);
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes()).and_then(|()| s.flush()).map_err(|e| format!("{addr}: {e}"))?;
     let mut buf = Vec::new();
     let mut authed = auth.is_none();
     let mut chunk = [0u8; 4096];
@@ -422,8 +509,20 @@ fn op(servers: &str, f: impl FnOnce(&mut KvClerk) -> Result<String, String> + Se
 
 fn main() -> ExitCode {
     init_logs(skiff_mio::cli::LogFormat::Text);
-    let result = match Args::parse().command {
-        Cmd::LocalCluster { nodes, dir } => local_cluster(nodes, dir),
+    let args = Args::parse();
+    let ca = args.tls_ca.or_else(|| std::env::var_os("SKIFF_TLS_CA").map(PathBuf::from));
+    match ca.map(|ca| skiff_std::tls::client_config(&ca)).transpose() {
+        Ok(config) => {
+            let _ = TLS.set(config);
+        }
+        Err(e) => {
+            eprintln!("skiff: --tls-ca: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let result = match args.command {
+        Cmd::LocalCluster { nodes, dir, tls } => local_cluster(nodes, dir, tls),
+        Cmd::Certs { dir, cluster_id, nodes, hosts, days } => certs(dir, cluster_id, &nodes, hosts, days),
         Cmd::Put { key, value, servers } => {
             op(&servers, move |c| c.put(&key, &value).map(|()| "OK".to_string()).map_err(|e| e.to_string()))
         }

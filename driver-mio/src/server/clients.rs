@@ -24,6 +24,7 @@ use super::kv::Waiter;
 use super::native::NativeSession;
 use super::peers::{read_peer, PeerCheck, PeerLink};
 use super::resp_session::{Need, RespSession};
+use super::wire::{Dial, PortTls, TlsFailure, Wire};
 use crate::resp::Limits;
 
 /// What a client connection's handling needs from the rest of the loop.
@@ -56,6 +57,29 @@ pub(crate) struct ClientLimits {
     /// Who may connect, and what each may run (shared with the RESP sessions).
     pub(crate) users: std::sync::Arc<std::sync::Mutex<super::acl::Users>>,
     pub(crate) metrics: crate::metrics::Metrics,
+    pub(crate) tls: PortsTls,
+}
+
+/// The TLS of the listening ports (`None`: plaintext) and of forwards.
+#[derive(Debug, Default)]
+pub(crate) struct PortsTls {
+    pub(crate) peer: Option<PortTls>,
+    pub(crate) native: Option<PortTls>,
+    pub(crate) resp: Option<PortTls>,
+    /// How long an accepted connection may take to complete its TLS handshake.
+    pub(crate) handshake_timeout: std::time::Duration,
+    /// How forwards dial other nodes' native ports.
+    pub(crate) forward_dial: Option<Dial>,
+}
+
+impl PortsTls {
+    fn of(&self, port: Port) -> Option<&PortTls> {
+        match port {
+            Port::Peer => self.peer.as_ref(),
+            Port::Native => self.native.as_ref(),
+            Port::Resp => self.resp.as_ref(),
+        }
+    }
 }
 
 /// Connections to the peer port still waiting for their handshake, at most.
@@ -165,7 +189,11 @@ impl Clients {
         let _ = stream.set_nodelay(true);
         let t = Token(self.next_token);
         self.next_token += 1;
-        let conn = match Conn::register(stream, t, ctx.registry) {
+        let (wire, by) = match self.limits.tls.of(port) {
+            Some(p) => (Wire::Undecided(p.clone()), Some(now + self.limits.tls.handshake_timeout)),
+            None => (Wire::Plain, None),
+        };
+        let conn = match Conn::register(stream, t, ctx.registry, wire, by) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch an accepted connection; closing it");
@@ -254,6 +282,10 @@ impl Clients {
             self.account(token);
             self.enforce_buffer_bound(ctx.registry);
         } else {
+            if matches!(a.conn().failure, Some(TlsFailure::Plaintext)) {
+                let port = a.port();
+                refuse(port, &mut a.conn().stream, "this port requires TLS (a Redis client: --tls, ssl=True)");
+            }
             a.conn().deregister(ctx.registry);
             self.account(token);
         }
@@ -421,7 +453,7 @@ impl Clients {
             self.servers.push(*id);
             if *id != self.me && !self.forwards.iter().any(|f| f.node == *id) {
                 let token = Token(super::FORWARDS + self.forwards.len());
-                self.forwards.push(Forward::new(*id, client, token));
+                self.forwards.push(Forward::new(*id, client, token, self.limits.tls.forward_dial.clone()));
             }
             for a in self.accepted.values_mut() {
                 if let Accepted::Resp(session) = a {
@@ -468,8 +500,20 @@ impl Clients {
     }
 
     /// Time passed: RESP sessions give up on servers that did not answer and end backoffs;
-    /// peer connections that did not send their handshake in time are closed.
+    /// connections whose TLS handshake did not complete in time, and peer connections that
+    /// did not send their handshake in time, are closed.
     pub(crate) fn on_tick(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        let stalled: Vec<Token> =
+            self.accepted.iter_mut().filter_map(|(t, a)| a.conn().handshake_late(now).then_some(*t)).collect();
+        for token in stalled {
+            if let Some(mut a) = self.accepted.remove(&token) {
+                if let Some(port) = a.conn().wire.port() {
+                    port.refused("timeout", "its TLS handshake did not complete in time");
+                }
+                a.conn().deregister(ctx.registry);
+                self.account(token);
+            }
+        }
         let late: Vec<Token> = self
             .accepted
             .iter()

@@ -1,11 +1,15 @@
 //! [`Conn`]: one non-blocking TCP connection of the event loop, with its read and write
-//! buffers. mio reports readiness edge-triggered, so reads and writes go on until the socket
+//! buffers (plaintext: under TLS, [`Wire`] encrypts and decrypts between them and the
+//! socket). mio reports readiness edge-triggered, so reads and writes go on until the socket
 //! would block.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+
+use super::wire::{TlsFailure, Wire};
 
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 << 10;
@@ -38,6 +42,12 @@ pub(crate) struct Conn {
     pub(crate) closing: bool,
     /// Read nothing more (what follows a protocol error is not looked at).
     pub(crate) stop_reading: bool,
+    /// Plaintext or TLS.
+    pub(crate) wire: Wire,
+    /// An accepted connection's TLS handshake must be complete by then.
+    handshake_by: Option<Instant>,
+    /// Why TLS ended the connection, once it did (the read that found it said `Closed`).
+    pub(crate) failure: Option<TlsFailure>,
 }
 
 /// What a read found.
@@ -53,10 +63,21 @@ pub(crate) enum ReadState {
 }
 
 impl Conn {
-    /// Registers `stream` for reading under `token`.
-    pub(crate) fn register(mut stream: TcpStream, token: Token, registry: &Registry) -> io::Result<Conn> {
+    /// Registers `stream` for reading under `token`, speaking `wire`; a TLS handshake it
+    /// accepts must be done by `handshake_by`.
+    pub(crate) fn register(
+        mut stream: TcpStream,
+        token: Token,
+        registry: &Registry,
+        wire: Wire,
+        handshake_by: Option<Instant>,
+    ) -> io::Result<Conn> {
         registry.register(&mut stream, token, Interest::READABLE)?;
+        let handshake_by = handshake_by.filter(|_| wire.handshaking());
         Ok(Conn {
+            wire,
+            handshake_by,
+            failure: None,
             stream,
             token,
             rbuf: Vec::new(),
@@ -80,8 +101,19 @@ impl Conn {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return ReadState::Closed,
                 Ok(n) => {
-                    self.rbuf.extend_from_slice(&chunk[..n]);
                     read += n;
+                    if let Err(f) = self.wire.take_in(&chunk[..n], &mut self.rbuf) {
+                        if let Some(port) = self.wire.port() {
+                            port.refused(f.reason(), &f.to_string());
+                        }
+                        self.failure = Some(f);
+                        // The alert TLS queued, if any, as far as the socket takes it now.
+                        let _ = self.wire.write_out(&mut self.stream, &[], &mut 0);
+                        return ReadState::Closed;
+                    }
+                    if self.handshake_by.is_some() && !self.wire.handshaking() {
+                        self.handshake_by = None;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadState::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -95,23 +127,20 @@ impl Conn {
         self.wpos > 0
     }
 
-    /// Bytes queued and not yet written.
+    /// Bytes queued and not yet written (at least 1 while TLS holds ciphertext to write).
     pub(crate) fn pending(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.wbuf.len() - self.wpos + usize::from(self.wire.wants_write())
+    }
+
+    /// Whether an accepted connection's TLS handshake did not complete in time.
+    pub(crate) fn handshake_late(&self, now: Instant) -> bool {
+        self.handshake_by.is_some_and(|by| by <= now)
     }
 
     /// Writes what the socket takes now and keeps the `WRITABLE` interest in step with what
     /// is left. An error means the connection is lost.
     pub(crate) fn flush(&mut self, registry: &Registry) -> io::Result<()> {
-        while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        self.wire.write_out(&mut self.stream, &self.wbuf, &mut self.wpos)?;
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
@@ -137,7 +166,11 @@ impl Conn {
         self.closing && self.pending() == 0
     }
 
+    /// Stops watching the connection (it closes when dropped); a TLS connection is ended
+    /// with close_notify as far as the socket takes it now.
     pub(crate) fn deregister(&mut self, registry: &Registry) {
+        self.wire.close_notify();
+        let _ = self.wire.write_out(&mut self.stream, &[], &mut 0);
         self.rbuf = Vec::new();
         self.wbuf = Vec::new();
         self.wpos = 0;

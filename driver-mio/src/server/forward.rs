@@ -15,6 +15,7 @@ use skiff_core::NodeId;
 
 use super::conn::{Conn, ReadState};
 use super::peers::frame_error;
+use super::wire::{dial_wire, Dial};
 
 /// An answer for a RESP session: (session, attempt, reply).
 pub(crate) type SessionReply = (Token, u64, Reply);
@@ -29,11 +30,13 @@ pub(crate) struct Forward {
     next_id: u64,
     /// Request id -> (session, attempt).
     pending: HashMap<u64, (Token, u64)>,
+    /// TLS to the node's native port, when it requires it.
+    dial: Option<Dial>,
 }
 
 impl Forward {
-    pub(crate) fn new(node: NodeId, addr: SocketAddr, token: Token) -> Forward {
-        Forward { node, addr, token, conn: None, next_id: 0, pending: HashMap::new() }
+    pub(crate) fn new(node: NodeId, addr: SocketAddr, token: Token, dial: Option<Dial>) -> Forward {
+        Forward { node, addr, token, conn: None, next_id: 0, pending: HashMap::new(), dial }
     }
 
     /// Sends attempt `attempt` of `command` for `session`, dialling first if needed. On
@@ -50,7 +53,7 @@ impl Forward {
         if self.conn.is_none() {
             let dialled = TcpStream::connect(self.addr).and_then(|s| {
                 s.set_nodelay(true)?;
-                Conn::register(s, self.token, registry)
+                Conn::register(s, self.token, registry, dial_wire(self.dial.as_ref(), self.node)?, None)
             });
             match dialled {
                 Ok(c) => self.conn = Some(c),
@@ -102,6 +105,9 @@ impl Forward {
             if let Some(why) = bad {
                 tracing::warn!(node = self.node.0, "bad answer from a forward: {why}");
                 return self.fail(registry, out);
+            }
+            if let Some(f) = conn.failure.take() {
+                tracing::warn!(node = self.node.0, "forward connection refused: {f}");
             }
             match state {
                 ReadState::More => continue,

@@ -27,6 +27,9 @@ pub(crate) mod resp_commands;
 mod resp_session;
 mod stall;
 mod storage;
+mod wire;
+
+pub use self::wire::TlsMode;
 
 use std::collections::HashMap;
 use std::io;
@@ -101,6 +104,53 @@ pub struct ServerOptions {
     pub metrics: crate::metrics::Metrics,
     /// Who may connect and what each may run.
     pub users: acl::Users,
+    /// TLS on the ports (none: plaintext everywhere).
+    pub tls: Option<TlsOptions>,
+}
+
+/// TLS of the node's ports: its identity (certificate, key, cluster CA) and each port's mode.
+/// Peers authenticate each other: the peer port asks for a client certificate, and every
+/// certificate must chain to the CA and name the node it speaks for.
+#[derive(Debug)]
+pub struct TlsOptions {
+    pub identity: skiff_std::tls::Identity,
+    pub peer: TlsMode,
+    pub native: TlsMode,
+    pub resp: TlsMode,
+    /// How long an accepted connection may take to complete its TLS handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// The listening ports' TLS and how this node dials others, from `opts.tls`.
+struct Tls {
+    ports: clients::PortsTls,
+    /// For peer links (when the peer port speaks TLS).
+    peer_dial: Option<wire::Dial>,
+}
+
+fn tls_setup(opts: &ServerOptions) -> Result<Tls, ServeError> {
+    let Some(t) = &opts.tls else {
+        return Ok(Tls { ports: clients::PortsTls::default(), peer_dial: None });
+    };
+    let bad = |e: skiff_std::tls::TlsError| ServeError::Io(io::Error::other(e.0));
+    let port = |mode: TlsMode, client_auth: bool, port: &'static str| -> Result<Option<wire::PortTls>, ServeError> {
+        if mode == TlsMode::Off {
+            return Ok(None);
+        }
+        let config = t.identity.server_config(client_auth).map_err(bad)?;
+        Ok(Some(wire::PortTls { mode, config, port, metrics: opts.metrics.clone() }))
+    };
+    let dial = wire::Dial { config: t.identity.client_config().map_err(bad)?, cluster: opts.cluster_id };
+    Ok(Tls {
+        ports: clients::PortsTls {
+            peer: port(t.peer, true, "peer")?,
+            native: port(t.native, false, "native")?,
+            resp: port(t.resp, false, "resp")?,
+            handshake_timeout: t.handshake_timeout,
+            forward_dial: (t.native != TlsMode::Off).then(|| dial.clone()),
+        },
+        peer_dial: (t.peer != TlsMode::Off).then_some(dial),
+    })
 }
 
 /// Bound listening sockets.
@@ -158,6 +208,8 @@ struct Server {
     /// The latest configuration the core reported.
     members: Option<Membership>,
     listeners: Vec<TcpListener>,
+    /// How peer links dial (TLS or not).
+    peer_dial: Option<wire::Dial>,
 }
 
 /// Runs a node on the event loop until `stop` is set or storage fails. On stop: the
@@ -171,6 +223,7 @@ pub fn serve<S: Storage>(
     mut opts: ServerOptions,
     stop: &AtomicBool,
 ) -> Result<(), ServeError> {
+    let tls = tls_setup(&opts)?;
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let id = node.view().id;
@@ -204,7 +257,7 @@ pub fn serve<S: Storage>(
         .iter()
         .filter(|(n, _)| *n != id)
         .enumerate()
-        .map(|(i, (n, addr))| Forward::new(*n, *addr, Token(FORWARDS + i)))
+        .map(|(i, (n, addr))| Forward::new(*n, *addr, Token(FORWARDS + i), tls.ports.forward_dial.clone()))
         .collect();
     let config = ServiceConfig {
         max_key_bytes: opts.max_key_bytes,
@@ -240,6 +293,7 @@ pub fn serve<S: Storage>(
         },
         metrics: opts.metrics.clone(),
         users: Arc::new(std::sync::Mutex::new(std::mem::take(&mut opts.users))),
+        tls: tls.ports,
     };
     let mut engine = Engine::new(node, kv, storage, opts.snapshot_threshold, opts.metrics.clone());
     // The restored configuration's addresses, for the peer links.
@@ -255,6 +309,7 @@ pub fn serve<S: Storage>(
         links,
         link_of,
         listeners: mio_listeners,
+        peer_dial: tls.peer_dial,
     };
     let result = server.run(stop);
     server.shut_down();
@@ -268,7 +323,7 @@ impl Server {
         // The wall time of the last tick delivered to the core.
         let mut last_tick = Instant::now();
         for link in &mut self.links {
-            link.connect_if_due(Instant::now(), self.poll.registry(), &self.hello);
+            link.connect_if_due(Instant::now(), self.poll.registry(), &self.hello, self.peer_dial.as_ref());
         }
         while !stop.load(Ordering::Relaxed) {
             // Capped so that a stop request is noticed soon even when the node is quiet.
@@ -441,7 +496,7 @@ impl Server {
             if self.members.as_ref().is_some_and(|m| !m.is_member(link.id)) {
                 link.sleep_if_idle(now, IDLE_LINK);
             }
-            link.connect_if_due(now, self.poll.registry(), &self.hello);
+            link.connect_if_due(now, self.poll.registry(), &self.hello, self.peer_dial.as_ref());
         }
     }
 

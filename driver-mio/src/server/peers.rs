@@ -17,6 +17,7 @@ use skiff_core::wire::Hello;
 use skiff_core::{Message, NodeId};
 
 use super::conn::{Conn, ReadState};
+use super::wire::{dial_wire, Dial};
 
 /// Bytes a link may hold unwritten before new messages are dropped.
 pub(crate) const MAX_QUEUED: usize = 32 << 20;
@@ -111,14 +112,14 @@ impl PeerLink {
         true
     }
 
-    /// Dials the peer if the link is down and its backoff has passed.
-    pub(crate) fn connect_if_due(&mut self, now: Instant, registry: &Registry, hello: &Hello) {
+    /// Dials the peer if the link is down and its backoff has passed (over TLS with `dial`).
+    pub(crate) fn connect_if_due(&mut self, now: Instant, registry: &Registry, hello: &Hello, dial: Option<&Dial>) {
         if self.conn.is_some() || self.dormant || now < self.retry_at {
             return;
         }
         let dialled = TcpStream::connect(self.addr).and_then(|s| {
             s.set_nodelay(true)?;
-            Conn::register(s, self.token, registry)
+            Conn::register(s, self.token, registry, dial_wire(dial, self.id)?, None)
         });
         match dialled {
             Ok(mut conn) => {
@@ -134,6 +135,11 @@ impl PeerLink {
     pub(crate) fn on_event(&mut self, now: Instant, registry: &Registry) {
         let Some(conn) = self.conn.as_mut() else { return };
         if conn.fill() == ReadState::Closed {
+            if let Some(f) = conn.failure.take() {
+                // The peer's certificate refused (another CA, another node's name), or TLS
+                // failed: said loudly, since the link will not come up by itself.
+                tracing::warn!(to = self.id.0, "peer link refused: {f}");
+            }
             let e = conn.stream.take_error().ok().flatten().unwrap_or_else(|| io::ErrorKind::ConnectionReset.into());
             self.fail(now, registry, &e);
             return;
@@ -203,6 +209,22 @@ pub(crate) fn read_peer(
                     // Any id but ours: a node being added dials us before we know it.
                     if let Err(why) = hello.check(check.cluster_id, check.me, |n| n != check.me) {
                         break Err(format!("refused handshake: {why}"));
+                    }
+                    // Over TLS, the certificate must name the node the handshake claims.
+                    if let Some(port) = conn.wire.port() {
+                        let named = conn
+                            .wire
+                            .peer_certificate()
+                            .is_some_and(|c| skiff_std::tls::names_node(c, check.cluster_id, hello.from.0));
+                        if !named {
+                            let why = format!(
+                                "a peer claims to be node {} but its certificate does not name {}",
+                                hello.from.0,
+                                skiff_std::tls::node_name(check.cluster_id, hello.from.0)
+                            );
+                            port.refused("identity", &why);
+                            break Err(why);
+                        }
                     }
                     if let Ok(a) = skiff_std::address::PeerAddress::decode(&hello.address) {
                         learned.push((hello.from, a.raft));

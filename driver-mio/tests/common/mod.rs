@@ -39,6 +39,37 @@ pub struct Cluster {
     pub flags: Vec<String>,
     /// Nodes 1..=`bootstrap` form the cluster; the others join it (`--join`) when started.
     pub bootstrap: usize,
+    /// TLS on every node's ports ([`Cluster::with_tls`]).
+    pub tls: Option<TlsSetup>,
+}
+
+/// The cluster id of the test clusters.
+pub const CLUSTER_ID: u64 = 7;
+
+/// TLS for a test cluster: a directory with its CA and every node's certificate, and lines
+/// for each node's `[tls]` table besides the files (modes, handshake timeout).
+pub struct TlsSetup {
+    pub certs: skiff_mio::certs::CertDir,
+    pub extra: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TlsSetup {
+    /// A CA and certificates for nodes 1..=n (naming loopback too), with `extra` lines.
+    pub fn new(n: usize, extra: &str) -> TlsSetup {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = skiff_mio::certs::CertDir(dir.path().join("certs"));
+        certs.ensure_ca().unwrap();
+        for id in 1..=n as u64 {
+            certs.issue(CLUSTER_ID, id, &skiff_mio::certs::local_hosts(), skiff_mio::certs::Validity::days(1)).unwrap();
+        }
+        TlsSetup { certs, extra: extra.to_string(), dir }
+    }
+
+    /// A client configuration trusting the cluster CA.
+    pub fn client(&self) -> std::sync::Arc<skiff_std::tls::rustls::ClientConfig> {
+        skiff_std::tls::client_config(&self.certs.ca_cert()).unwrap()
+    }
 }
 
 fn map(ports: &[u16]) -> String {
@@ -58,16 +89,21 @@ impl Cluster {
     /// A cluster of `n` nodes, started, and `spares` more (nodes `n + 1..`) that are not: each
     /// joins the cluster with `--join` when started.
     pub fn with_spares(n: usize, spares: usize, flags: &[&str]) -> Cluster {
-        Cluster::build(n, spares, flags, false)
+        Cluster::build(n, spares, flags, false, None)
+    }
+
+    /// A cluster of `n` nodes with TLS on their ports as `tls` says.
+    pub fn with_tls(n: usize, flags: &[&str], tls: TlsSetup) -> Cluster {
+        Cluster::build(n, 0, flags, false, Some(tls))
     }
 
     /// As [`Cluster::with_spares`], with every node's peer traffic through a relay that a
     /// test can cut (`c.relays[i]`: what node `i` receives from its peers).
     pub fn with_relays(n: usize, spares: usize, flags: &[&str]) -> Cluster {
-        Cluster::build(n, spares, flags, true)
+        Cluster::build(n, spares, flags, true, None)
     }
 
-    fn build(n: usize, spares: usize, flags: &[&str], relayed: bool) -> Cluster {
+    fn build(n: usize, spares: usize, flags: &[&str], relayed: bool, tls: Option<TlsSetup>) -> Cluster {
         let bootstrap = n;
         let n = n + spares;
         // One allocation for every port (relays included), so that none is handed out twice.
@@ -91,6 +127,7 @@ impl Cluster {
             logs: tempfile::tempdir().unwrap(),
             flags: flags.iter().map(|f| f.to_string()).collect(),
             bootstrap,
+            tls,
         };
         for i in 0..bootstrap {
             c.start(i);
@@ -118,6 +155,13 @@ impl Cluster {
             .args(&self.flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null());
+        if let Some(t) = &self.tls {
+            let f = t.certs.files(i as u64 + 1);
+            let config = t.dir.path().join(format!("node-{}.toml", i + 1));
+            let table = format!("[tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\n{}\n", f.cert, f.key, f.ca, t.extra);
+            std::fs::write(&config, table).unwrap();
+            cmd.arg("--config").arg(config);
+        }
         cmd
     }
 
@@ -129,7 +173,7 @@ impl Cluster {
             .append(true)
             .open(self.logs.path().join(format!("node-{}.log", i + 1)))
             .expect("a log file");
-        let child = self.command(i, self.dirs[i].path(), 7).stderr(log).spawn().expect("skiff-node starts");
+        let child = self.command(i, self.dirs[i].path(), CLUSTER_ID).stderr(log).spawn().expect("skiff-node starts");
         self.children[i] = Some(child);
     }
 

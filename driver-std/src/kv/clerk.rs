@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +12,8 @@ use skiff_core::codec::{encode_frame, LEN_PREFIX};
 use skiff_core::kv::{Clerk, ClerkStep, Op, Resp};
 use skiff_core::wire::{ClientRequest, ClientResponse};
 use skiff_core::NodeId;
+
+use crate::tls::ClientStream;
 
 /// Wall time of one backoff tick.
 const TICK: Duration = Duration::from_millis(10);
@@ -44,8 +46,11 @@ impl std::error::Error for ClerkError {}
 pub struct KvClerk {
     clerk: Clerk,
     servers: Vec<(NodeId, SocketAddr)>,
-    conns: Vec<Option<(TcpStream, BufReader<TcpStream>)>>,
+    conns: Vec<Option<BufReader<ClientStream>>>,
     timeout: Duration,
+    /// Speak TLS to the servers, trusting this configuration's CA; each server's certificate
+    /// must name the address it is dialled at.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Sent with every request (a node with users configured requires it).
     token: Option<skiff_core::wire::Token>,
 }
@@ -70,7 +75,13 @@ impl KvClerk {
             servers,
             timeout,
             token: None,
+            tls: None,
         }
+    }
+
+    /// The clerk, speaking TLS with `config` (see [`crate::tls::client_config`]).
+    pub fn with_tls(self, config: std::sync::Arc<rustls::ClientConfig>) -> KvClerk {
+        KvClerk { tls: Some(config), ..self }
     }
 
     /// The clerk, authenticating as `user` with `password` in every request.
@@ -131,16 +142,14 @@ impl KvClerk {
     /// One request to one server; an error means no usable answer.
     fn call(&mut self, server: usize, req: &ClientRequest) -> io::Result<skiff_core::kv::Reply> {
         if self.conns[server].is_none() {
-            let s = TcpStream::connect_timeout(&self.servers[server].1, self.timeout)?;
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(self.timeout))?;
-            let r = BufReader::new(s.try_clone()?);
-            self.conns[server] = Some((s, r));
+            let conn = ClientStream::dial(self.servers[server].1, self.timeout, self.tls.as_ref())?;
+            self.conns[server] = Some(BufReader::new(conn));
         }
-        let (w, r) = self.conns[server].as_mut().expect("connected above");
+        let r = self.conns[server].as_mut().expect("connected above");
         let mut buf = Vec::new();
         encode_frame(req, &mut buf).map_err(|e| io::Error::other(e.to_string()))?;
-        w.write_all(&buf)?;
+        r.get_mut().write_all(&buf)?;
+        r.get_mut().flush()?;
         loop {
             let mut len = [0u8; LEN_PREFIX];
             r.read_exact(&mut len)?;

@@ -7,7 +7,7 @@ fn session() -> (RespSession, Poll) {
     let poll = Poll::new().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let conn = Conn::register(stream, Token(1), poll.registry()).unwrap();
+    let conn = Conn::register(stream, Token(1), poll.registry(), crate::server::wire::Wire::Plain, None).unwrap();
     let facts =
         ServerFacts { node: 1, resp_port: 6379, max_key_bytes: 1024, max_value_bytes: 1 << 20, max_clients: 10 };
     let users = std::sync::Arc::new(std::sync::Mutex::new(crate::server::acl::Users::default()));
