@@ -57,11 +57,15 @@ fn write(path: &Path, text: &str, secret: bool) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// The CA's parameters: the same every time, so that an issuer rebuilt from them and the
-/// CA's key signs certificates that chain to the CA certificate made earlier.
-fn ca_params(validity: Validity) -> Result<CertificateParams, String> {
+/// The CA's parameters: the same for the same key, so that an issuer rebuilt from them and
+/// the CA's key signs certificates that chain to the CA certificate made earlier. The name
+/// carries a digest of the key, so that two CAs (during a rotation) are told apart by name.
+fn ca_params(validity: Validity, key: &KeyPair) -> Result<CertificateParams, String> {
+    use blake2::Digest;
+    let digest = blake2::Blake2s256::digest(rcgen::PublicKeyData::der_bytes(key));
+    let id: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
     let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
-    p.distinguished_name.push(DnType::CommonName, "skiff cluster CA");
+    p.distinguished_name.push(DnType::CommonName, format!("skiff cluster CA {id}"));
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     p.not_before = time(validity.from)?;
@@ -102,7 +106,7 @@ impl CertDir {
         }
         std::fs::create_dir_all(&self.0).map_err(|e| format!("cannot create {}: {e}", self.0.display()))?;
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
-        let cert = ca_params(Validity::days(CA_DAYS))?.self_signed(&key).map_err(|e| e.to_string())?;
+        let cert = ca_params(Validity::days(CA_DAYS), &key)?.self_signed(&key).map_err(|e| e.to_string())?;
         write(&self.ca_key(), &key.serialize_pem(), true)?;
         write(&self.ca_cert(), &cert.pem(), false)?;
         Ok(true)
@@ -114,7 +118,7 @@ impl CertDir {
         let ca_key = std::fs::read_to_string(self.ca_key())
             .map_err(|e| format!("cannot read {}: {e}", self.ca_key().display()))?;
         let ca_key = KeyPair::from_pem(&ca_key).map_err(|e| format!("{}: {e}", self.ca_key().display()))?;
-        let issuer = Issuer::new(ca_params(Validity::days(CA_DAYS))?, ca_key);
+        let issuer = Issuer::new(ca_params(Validity::days(CA_DAYS), &ca_key)?, ca_key);
         let name = skiff_std::tls::node_name(cluster, id);
         let mut names = vec![name.clone()];
         names.extend(hosts.iter().filter(|h| **h != name).cloned());
@@ -124,6 +128,8 @@ impl CertDir {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         p.not_before = time(validity.from)?;
         p.not_after = time(validity.until)?;
+        // Names the CA's key, so that a client holding two CAs picks the right issuer.
+        p.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
         let cert = p.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
         write(&self.node_key(id), &key.serialize_pem(), true)?;

@@ -145,8 +145,8 @@ impl TlsConfig {
                 ConfigError::Tls(format!("{field}: '{value}' is not a TLS mode (required, optional or off)"))
             })
         };
-        if self.handshake_timeout_ms == 0 {
-            return Err(ConfigError::Tls("handshake_timeout_ms must be at least 1".into()));
+        if !(1..=MAX_TIMEOUT_MS).contains(&self.handshake_timeout_ms) {
+            return Err(ConfigError::Tls(format!("handshake_timeout_ms must be between 1 and {MAX_TIMEOUT_MS}")));
         }
         Ok(ResolvedTls {
             files: skiff_std::tls::TlsFiles { cert: self.cert.clone(), key: self.key.clone(), ca: self.ca.clone() },
@@ -252,6 +252,11 @@ pub enum ConfigError {
     User(String),
     /// The `[tls]` table is wrong.
     Tls(String),
+    /// A duration past its bound.
+    TooLong {
+        field: &'static str,
+        max_ms: u64,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -282,6 +287,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Raft(e) => write!(f, "{e}"),
             ConfigError::User(e) => write!(f, "users: {e}"),
             ConfigError::Tls(e) => write!(f, "tls: {e}"),
+            ConfigError::TooLong { field, max_ms } => write!(f, "{field} must be at most {max_ms}"),
         }
     }
 }
@@ -303,6 +309,9 @@ pub struct Resolved {
     pub sessions: SessionLimits,
     pub tls: Option<ResolvedTls>,
 }
+
+/// Longest handshake timeout accepted (an hour).
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// Bytes of a KV command besides its key and value (client id, sequence, op, lengths).
 const COMMAND_OVERHEAD: usize = 64;
@@ -361,6 +370,9 @@ impl NodeConfig {
         let metrics_listen = self.metrics_listen.as_ref().map(|m| addr("metrics_listen", m)).transpose()?;
         if self.tick_ms == 0 {
             return Err(ConfigError::ZeroTick);
+        }
+        if self.peer_handshake_timeout_ms > MAX_TIMEOUT_MS {
+            return Err(ConfigError::TooLong { field: "peer_handshake_timeout_ms", max_ms: MAX_TIMEOUT_MS });
         }
         if self.max_sessions == 0 || self.session_ttl_s == 0 {
             return Err(ConfigError::NoSessions);
@@ -450,6 +462,7 @@ mod tests {
         assert!(bad(|c| c.client_listen = "localhost".into()).contains("client_listen"));
         assert!(bad(|c| c.election_ticks_min = 5).contains("election"));
         assert!(bad(|c| c.tick_ms = 0).contains("tick_ms"));
+        assert!(bad(|c| c.peer_handshake_timeout_ms = u64::MAX).contains("peer_handshake_timeout_ms must be at most"));
         assert!(bad(|c| c.max_sessions = 0).contains("max_sessions"));
         assert!(bad(|c| c.max_value_bytes = 64 << 20).contains("entry limit"));
         // A transaction of twice the value limit must fit the 16 MiB entry too.
@@ -484,6 +497,8 @@ mod tests {
         assert!(bad("[tls]\ncert = \"a\"\nkey = \"b\"\nca = \"c\"\npeer = \"yes\"")
             .contains("peer: 'yes' is not a TLS mode"));
         assert!(toml::from_str::<NodeConfig>("[tls]\ncertificate = \"a\"").is_err(), "unknown keys are errors");
+        assert!(bad("[tls]\ncert = \"a\"\nkey = \"b\"\nca = \"c\"\nhandshake_timeout_ms = 99999999999")
+            .contains("handshake_timeout_ms must be between"));
     }
 
     #[test]

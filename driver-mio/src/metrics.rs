@@ -232,9 +232,16 @@ impl Metrics {
         }
         let conn = rustls::ServerConnection::new(tls.config.clone()).map_err(io::Error::other)?;
         let mut tls_stream = rustls::StreamOwned::new(conn, stream);
+        // A client trickling bytes must not hold the (only) metrics thread past this.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while tls_stream.conn.is_handshaking() {
+            if std::time::Instant::now() > deadline {
+                refuse("timeout", "no TLS handshake in time");
+                return Ok(());
+            }
             if let Err(e) = tls_stream.conn.complete_io(&mut tls_stream.sock) {
-                refuse("handshake", &e.to_string());
+                let reason = if e.kind() == io::ErrorKind::WouldBlock { "timeout" } else { "handshake" };
+                refuse(reason, &e.to_string());
                 return Err(e);
             }
         }
@@ -246,8 +253,12 @@ impl Metrics {
     fn answer(&self, mut stream: impl Read + Write) -> io::Result<()> {
         let mut buf = [0u8; 4096];
         let mut len = 0;
-        // The request line and headers, up to the blank line (bounded).
+        // The request line and headers, up to the blank line (bounded in size and time).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            if std::time::Instant::now() > deadline {
+                break;
+            }
             let n = stream.read(&mut buf[len..])?;
             if n == 0 {
                 break;

@@ -59,8 +59,17 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> NodeError {
 pub fn run(cfg: &NodeConfig, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
     let resolved = cfg.validate().map_err(NodeError::Config)?;
     // The files are read before anything starts: a wrong path or key is an error now.
-    let identity =
-        resolved.tls.as_ref().map(|t| skiff_std::tls::Identity::load(&t.files)).transpose().map_err(NodeError::Tls)?;
+    // The certificate must be one this node can serve and authenticate with now.
+    let identity = resolved
+        .tls
+        .as_ref()
+        .map(|t| {
+            let identity = skiff_std::tls::Identity::load(&t.files)?;
+            identity.check_for_node(cfg.cluster_id, cfg.id)?;
+            Ok(identity)
+        })
+        .transpose()
+        .map_err(NodeError::Tls)?;
     check_cluster(&mut RealFs, &cfg.data_dir, cfg.cluster_id).map_err(NodeError::Storage)?;
     let (storage, restored) =
         FileStorage::open(&cfg.data_dir, FileStorageOptions::default()).map_err(NodeError::Storage)?;

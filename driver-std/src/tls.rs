@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use rustls;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -118,13 +119,14 @@ impl Identity {
         &self.chain[0]
     }
 
-    /// A server configuration presenting this identity; with `client_auth`, the client must
-    /// present a certificate that chains to the CA (peers), else none is asked for.
-    pub fn server_config(&self, client_auth: bool) -> Result<Arc<ServerConfig>, TlsError> {
+    /// A server configuration presenting this identity. With `peers`, the client must
+    /// present a certificate that chains to the CA, and sessions are never resumed (each
+    /// connection's certificate is verified afresh); else no certificate is asked for.
+    pub fn server_config(&self, peers: bool) -> Result<Arc<ServerConfig>, TlsError> {
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
             .map_err(|e| TlsError(e.to_string()))?;
-        let builder = if client_auth {
+        let builder = if peers {
             let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
                 .build()
                 .map_err(|e| TlsError(format!("the CA certificate cannot verify clients: {e}")))?;
@@ -132,22 +134,49 @@ impl Identity {
         } else {
             builder.with_no_client_auth()
         };
-        let config = builder
+        let mut config = builder
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError(format!("the certificate and key do not make a usable pair: {e}")))?;
+        if peers {
+            config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
         Ok(Arc::new(config))
     }
 
-    /// A client configuration that trusts the CA and presents this identity (for dialling
-    /// peers and other nodes' client ports).
+    /// A client configuration that trusts the CA and presents this identity, resuming no
+    /// session (for dialling peers and other nodes' client ports).
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
-        let config = ClientConfig::builder_with_provider(provider())
+        let mut config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
             .map_err(|e| TlsError(e.to_string()))?
             .with_root_certificates(self.roots.clone())
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError(format!("the certificate and key do not make a usable pair: {e}")))?;
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
+    }
+
+    /// Checks the certificate is one node `id` of `cluster` can serve and authenticate with
+    /// now: it chains to the CA, is valid today, names the node, and may serve and be a
+    /// client (a node started with another's files, or an expired certificate, is refused
+    /// at start rather than by every peer).
+    pub fn check_for_node(&self, cluster: u64, id: u64) -> Result<(), TlsError> {
+        let now = rustls::pki_types::UnixTime::now();
+        let (end, rest) = (&self.chain[0], &self.chain[1..]);
+        let server = rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider())
+            .build()
+            .map_err(|e| TlsError(e.to_string()))?;
+        server
+            .verify_server_cert(end, rest, &node_server_name(cluster, id), &[], now)
+            .map_err(|e| TlsError(format!("the certificate cannot serve as node {}: {e}", node_name(cluster, id))))?;
+        let client = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
+            .build()
+            .map_err(|e| TlsError(e.to_string()))?;
+        client
+            .verify_client_cert(end, rest, now)
+            .map_err(|e| TlsError(format!("the certificate cannot authenticate to peers: {e}")))?;
+        Ok(())
     }
 }
 

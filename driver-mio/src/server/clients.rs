@@ -162,7 +162,7 @@ impl Clients {
             // A RESP client is told why, unless part of an answer already went out (the error
             // would land inside it). A native client is not: its requests may still commit,
             // and a refusal would tell its clerk they did not (a lost connection is in doubt).
-            if port == Port::Resp && !conn.mid_frame() {
+            if port == Port::Resp && !conn.mid_frame() && conn.plaintext() {
                 conn.wbuf = Vec::new();
                 refuse(port, &mut conn.stream, why);
             }
@@ -209,7 +209,10 @@ impl Clients {
         if full {
             let mut conn = conn;
             tracing::warn!(?port, "refusing a connection: too many open");
-            refuse(port, &mut conn.stream, "max number of clients reached");
+            // Raw bytes would break a TLS handshake: a TLS port's client is only closed.
+            if conn.plaintext() {
+                refuse(port, &mut conn.stream, "max number of clients reached");
+            }
             conn.deregister(ctx.registry);
             self.budget.refused += 1;
             return;
@@ -503,13 +506,14 @@ impl Clients {
     /// connections whose TLS handshake did not complete in time, and peer connections that
     /// did not send their handshake in time, are closed.
     pub(crate) fn on_tick(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        for f in &mut self.forwards {
+            f.check_handshake(now, ctx.registry, &mut self.replies);
+        }
         let stalled: Vec<Token> =
             self.accepted.iter_mut().filter_map(|(t, a)| a.conn().handshake_late(now).then_some(*t)).collect();
         for token in stalled {
+            // (Counted as a refusal by `handshake_late`.)
             if let Some(mut a) = self.accepted.remove(&token) {
-                if let Some(port) = a.conn().wire.port() {
-                    port.refused("timeout", "its TLS handshake did not complete in time");
-                }
                 a.conn().deregister(ctx.registry);
                 self.account(token);
             }

@@ -102,14 +102,23 @@ impl Conn {
                 Ok(0) => return ReadState::Closed,
                 Ok(n) => {
                     read += n;
-                    if let Err(f) = self.wire.take_in(&chunk[..n], &mut self.rbuf) {
-                        if let Some(port) = self.wire.port() {
-                            port.refused(f.reason(), &f.to_string());
+                    let handshaking = self.wire.handshaking();
+                    match self.wire.take_in(&chunk[..n], &mut self.rbuf) {
+                        Ok(false) => {}
+                        // close_notify: what came before it is in `rbuf`.
+                        Ok(true) => return ReadState::Closed,
+                        Err(f) => {
+                            // A refusal while the connection is set up; a failure later is
+                            // only a lost connection.
+                            match self.wire.counted() {
+                                Some(c) if handshaking => c.refused(f.reason(), &f.to_string()),
+                                _ => tracing::debug!("TLS connection failed: {f}"),
+                            }
+                            self.failure = Some(f);
+                            // The alert TLS queued, if any, as far as the socket takes it now.
+                            let _ = self.wire.write_out(&mut self.stream, &[], &mut 0);
+                            return ReadState::Closed;
                         }
-                        self.failure = Some(f);
-                        // The alert TLS queued, if any, as far as the socket takes it now.
-                        let _ = self.wire.write_out(&mut self.stream, &[], &mut 0);
-                        return ReadState::Closed;
                     }
                     if self.handshake_by.is_some() && !self.wire.handshaking() {
                         self.handshake_by = None;
@@ -132,9 +141,23 @@ impl Conn {
         self.wbuf.len() - self.wpos + usize::from(self.wire.wants_write())
     }
 
-    /// Whether an accepted connection's TLS handshake did not complete in time.
-    pub(crate) fn handshake_late(&self, now: Instant) -> bool {
-        self.handshake_by.is_some_and(|by| by <= now)
+    /// Whether the connection's TLS handshake did not complete in time; if so, the refusal
+    /// is counted (once) and the owner must close it.
+    pub(crate) fn handshake_late(&mut self, now: Instant) -> bool {
+        if !self.handshake_by.is_some_and(|by| by <= now) {
+            return false;
+        }
+        self.handshake_by = None;
+        if let Some(c) = self.wire.counted() {
+            c.refused("timeout", "its TLS handshake did not complete in time");
+        }
+        self.failure = Some(TlsFailure::Timeout);
+        true
+    }
+
+    /// Whether the connection speaks plaintext (a message may be written to it raw).
+    pub(crate) fn plaintext(&self) -> bool {
+        matches!(self.wire, Wire::Plain)
     }
 
     /// Writes what the socket takes now and keeps the `WRITABLE` interest in step with what

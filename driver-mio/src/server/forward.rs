@@ -53,7 +53,8 @@ impl Forward {
         if self.conn.is_none() {
             let dialled = TcpStream::connect(self.addr).and_then(|s| {
                 s.set_nodelay(true)?;
-                Conn::register(s, self.token, registry, dial_wire(self.dial.as_ref(), self.node)?, None)
+                let (wire, by) = dial_wire(self.dial.as_ref(), self.node)?;
+                Conn::register(s, self.token, registry, wire, by)
             });
             match dialled {
                 Ok(c) => self.conn = Some(c),
@@ -106,9 +107,6 @@ impl Forward {
                 tracing::warn!(node = self.node.0, "bad answer from a forward: {why}");
                 return self.fail(registry, out);
             }
-            if let Some(f) = conn.failure.take() {
-                tracing::warn!(node = self.node.0, "forward connection refused: {f}");
-            }
             match state {
                 ReadState::More => continue,
                 ReadState::Drained => break,
@@ -116,6 +114,19 @@ impl Forward {
             }
         }
         self.flush(registry, out);
+    }
+
+    /// Fails the connection if its TLS handshake did not complete in time (what it carried
+    /// is answered `Timeout`: the sessions' clerks try another server).
+    pub(crate) fn check_handshake(
+        &mut self,
+        now: std::time::Instant,
+        registry: &Registry,
+        out: &mut Vec<SessionReply>,
+    ) {
+        if self.conn.as_mut().is_some_and(|c| c.handshake_late(now)) {
+            self.fail(registry, out);
+        }
     }
 
     pub(crate) fn flush(&mut self, registry: &Registry, out: &mut Vec<SessionReply>) {

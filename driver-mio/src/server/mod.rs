@@ -133,23 +133,36 @@ fn tls_setup(opts: &ServerOptions) -> Result<Tls, ServeError> {
         return Ok(Tls { ports: clients::PortsTls::default(), peer_dial: None });
     };
     let bad = |e: skiff_std::tls::TlsError| ServeError::Io(io::Error::other(e.0));
-    let port = |mode: TlsMode, client_auth: bool, port: &'static str| -> Result<Option<wire::PortTls>, ServeError> {
+    let counted = |port: &'static str| wire::Counted { port, metrics: opts.metrics.clone() };
+    let port = |mode: TlsMode, peers: bool, name: &'static str| -> Result<Option<wire::PortTls>, ServeError> {
         if mode == TlsMode::Off {
             return Ok(None);
         }
-        let config = t.identity.server_config(client_auth).map_err(bad)?;
-        Ok(Some(wire::PortTls { mode, config, port, metrics: opts.metrics.clone() }))
+        let config = t.identity.server_config(peers).map_err(bad)?;
+        Ok(Some(wire::PortTls { mode, config, counted: counted(name) }))
     };
-    let dial = wire::Dial { config: t.identity.client_config().map_err(bad)?, cluster: opts.cluster_id };
+    if t.peer == TlsMode::Optional {
+        tracing::warn!(
+            "the peer port takes plaintext too (tls.peer = \"optional\"): plaintext peers are not \
+             authenticated; set it to required once every node speaks TLS"
+        );
+    }
+    let config = t.identity.client_config().map_err(bad)?;
+    let dial = |name| wire::Dial {
+        config: config.clone(),
+        cluster: opts.cluster_id,
+        handshake_timeout: t.handshake_timeout,
+        counted: counted(name),
+    };
     Ok(Tls {
         ports: clients::PortsTls {
             peer: port(t.peer, true, "peer")?,
             native: port(t.native, false, "native")?,
             resp: port(t.resp, false, "resp")?,
             handshake_timeout: t.handshake_timeout,
-            forward_dial: (t.native != TlsMode::Off).then(|| dial.clone()),
+            forward_dial: (t.native != TlsMode::Off).then(|| dial("forward")),
         },
-        peer_dial: (t.peer != TlsMode::Off).then_some(dial),
+        peer_dial: (t.peer != TlsMode::Off).then(|| dial("peer-dial")),
     })
 }
 
@@ -496,6 +509,7 @@ impl Server {
             if self.members.as_ref().is_some_and(|m| !m.is_member(link.id)) {
                 link.sleep_if_idle(now, IDLE_LINK);
             }
+            link.check_handshake(now, self.poll.registry());
             link.connect_if_due(now, self.poll.registry(), &self.hello, self.peer_dial.as_ref());
         }
     }

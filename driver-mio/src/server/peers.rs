@@ -119,7 +119,8 @@ impl PeerLink {
         }
         let dialled = TcpStream::connect(self.addr).and_then(|s| {
             s.set_nodelay(true)?;
-            Conn::register(s, self.token, registry, dial_wire(dial, self.id)?, None)
+            let (wire, by) = dial_wire(dial, self.id)?;
+            Conn::register(s, self.token, registry, wire, by)
         });
         match dialled {
             Ok(mut conn) => {
@@ -135,12 +136,14 @@ impl PeerLink {
     pub(crate) fn on_event(&mut self, now: Instant, registry: &Registry) {
         let Some(conn) = self.conn.as_mut() else { return };
         if conn.fill() == ReadState::Closed {
-            if let Some(f) = conn.failure.take() {
-                // The peer's certificate refused (another CA, another node's name), or TLS
-                // failed: said loudly, since the link will not come up by itself.
-                tracing::warn!(to = self.id.0, "peer link refused: {f}");
-            }
-            let e = conn.stream.take_error().ok().flatten().unwrap_or_else(|| io::ErrorKind::ConnectionReset.into());
+            let e = match conn.failure.take() {
+                // The peer's certificate refused (another CA, another node's name): logged
+                // and counted where it was found.
+                Some(f) => io::Error::other(f.to_string()),
+                None => {
+                    conn.stream.take_error().ok().flatten().unwrap_or_else(|| io::ErrorKind::ConnectionReset.into())
+                }
+            };
             self.fail(now, registry, &e);
             return;
         }
@@ -155,7 +158,9 @@ impl PeerLink {
             return;
         }
         match conn.flush(registry) {
-            Ok(()) if conn.pending() == 0 => self.backoff = BACKOFF_MIN,
+            // Only a link that got through (its TLS handshake included) ends the backoff: a
+            // peer that refuses our certificate is redialled ever more slowly.
+            Ok(()) if conn.pending() == 0 && !conn.wire.handshaking() => self.backoff = BACKOFF_MIN,
             Ok(()) => {}
             Err(e) => self.fail(now, registry, &e),
         }
@@ -168,6 +173,14 @@ impl PeerLink {
         tracing::debug!(to = self.id.0, error = %e, "peer link down");
         self.retry_at = now + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Closes the link if its TLS handshake did not complete in time (it is redialled after
+    /// its backoff).
+    pub(crate) fn check_handshake(&mut self, now: Instant, registry: &Registry) {
+        if self.conn.as_mut().is_some_and(|c| c.handshake_late(now)) {
+            self.fail(now, registry, &io::Error::other("no TLS handshake in time"));
+        }
     }
 
     /// Whether the link is connected (or connecting).
@@ -211,7 +224,7 @@ pub(crate) fn read_peer(
                         break Err(format!("refused handshake: {why}"));
                     }
                     // Over TLS, the certificate must name the node the handshake claims.
-                    if let Some(port) = conn.wire.port() {
+                    if let Some(counted) = conn.wire.counted().filter(|_| conn.wire.accepted_tls()) {
                         let named = conn
                             .wire
                             .peer_certificate()
@@ -222,7 +235,7 @@ pub(crate) fn read_peer(
                                 hello.from.0,
                                 skiff_std::tls::node_name(check.cluster_id, hello.from.0)
                             );
-                            port.refused("identity", &why);
+                            counted.refused("identity", &why);
                             break Err(why);
                         }
                     }

@@ -45,23 +45,29 @@ impl TlsMode {
     }
 }
 
-/// A listening port's TLS: its mode, the server configuration, and where refusals are
-/// counted (`port` names the port in logs and metrics).
+/// Where a connection's TLS refusals are counted: `port` names it in logs and metrics
+/// (`peer`, `native`, `resp` for accepted connections; `peer-dial`, `forward` for dialled).
 #[derive(Clone, Debug)]
-pub(crate) struct PortTls {
-    pub(crate) mode: TlsMode,
-    pub(crate) config: Arc<ServerConfig>,
+pub(crate) struct Counted {
     pub(crate) port: &'static str,
     pub(crate) metrics: Metrics,
 }
 
-impl PortTls {
+impl Counted {
     /// Counts and logs a connection refused for `reason` (`plaintext`, `certificate`,
     /// `identity`, `handshake`, `timeout`).
     pub(crate) fn refused(&self, reason: &'static str, detail: &str) {
-        tracing::warn!(port = self.port, reason, "refused a connection: {detail}");
+        tracing::warn!(port = self.port, reason, "refused a TLS connection: {detail}");
         self.metrics.tls_refused(self.port, reason);
     }
+}
+
+/// A listening port's TLS: its mode, the server configuration, where refusals are counted.
+#[derive(Clone, Debug)]
+pub(crate) struct PortTls {
+    pub(crate) mode: TlsMode,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) counted: Counted,
 }
 
 /// Why a TLS connection ended in error.
@@ -72,6 +78,8 @@ pub(crate) enum TlsFailure {
     /// The handshake or a record failed (a certificate refused, a protocol error).
     Tls(rustls::Error),
     Io(io::Error),
+    /// The handshake did not complete in time.
+    Timeout,
 }
 
 impl TlsFailure {
@@ -83,6 +91,7 @@ impl TlsFailure {
                 "certificate"
             }
             TlsFailure::Tls(_) | TlsFailure::Io(_) => "handshake",
+            TlsFailure::Timeout => "timeout",
         }
     }
 }
@@ -93,6 +102,7 @@ impl std::fmt::Display for TlsFailure {
             TlsFailure::Plaintext => f.write_str("plaintext on a port that requires TLS"),
             TlsFailure::Tls(e) => write!(f, "TLS: {e}"),
             TlsFailure::Io(e) => write!(f, "TLS: {e}"),
+            TlsFailure::Timeout => f.write_str("the TLS handshake did not complete in time"),
         }
     }
 }
@@ -103,30 +113,23 @@ pub(crate) enum Wire {
     Plain,
     /// An accepted connection on a TLS port before its first byte said which it speaks.
     Undecided(PortTls),
-    /// TLS; `port` is set for accepted connections (where refusals are counted).
+    /// TLS; `accepted` tells an accepted connection from a dialled one.
     Tls {
         tls: Box<rustls::Connection>,
-        port: Option<PortTls>,
+        counted: Counted,
+        accepted: bool,
     },
 }
 
 impl Wire {
-    /// A client's TLS to a server that must be `name`.
-    pub(crate) fn client(
-        config: &Arc<rustls::ClientConfig>,
-        name: rustls::pki_types::ServerName<'static>,
-    ) -> io::Result<Wire> {
-        let c = rustls::ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
-        Ok(Wire::Tls { tls: Box::new(c.into()), port: None })
-    }
-
     /// Takes bytes read from the socket: plaintext goes to `rbuf` (decrypted first under
-    /// TLS). On an undecided port the first byte decides.
-    pub(crate) fn take_in(&mut self, bytes: &[u8], rbuf: &mut Vec<u8>) -> Result<(), TlsFailure> {
+    /// TLS). On an undecided port the first byte decides. `Ok(true)`: the other side ended
+    /// TLS (close_notify), nothing more comes.
+    pub(crate) fn take_in(&mut self, bytes: &[u8], rbuf: &mut Vec<u8>) -> Result<bool, TlsFailure> {
         if let Wire::Undecided(port) = self {
             *self = if bytes.first() == Some(&TLS_HANDSHAKE) {
                 let server = rustls::ServerConnection::new(port.config.clone()).map_err(TlsFailure::Tls)?;
-                Wire::Tls { tls: Box::new(server.into()), port: Some(port.clone()) }
+                Wire::Tls { tls: Box::new(server.into()), counted: port.counted.clone(), accepted: true }
             } else if port.mode == TlsMode::Optional {
                 Wire::Plain
             } else {
@@ -136,7 +139,7 @@ impl Wire {
         let tls = match self {
             Wire::Plain => {
                 rbuf.extend_from_slice(bytes);
-                return Ok(());
+                return Ok(false);
             }
             Wire::Undecided(_) => unreachable!("decided above"),
             Wire::Tls { tls, .. } => tls,
@@ -145,7 +148,7 @@ impl Wire {
         while !rest.is_empty() {
             if tls.read_tls(&mut rest).map_err(TlsFailure::Io)? == 0 {
                 // After the peer's close_notify nothing more is read.
-                break;
+                return Ok(true);
             }
             let state = tls.process_new_packets().map_err(TlsFailure::Tls)?;
             let n = state.plaintext_bytes_to_read();
@@ -154,8 +157,11 @@ impl Wire {
                 rbuf.resize(start + n, 0);
                 tls.reader().read_exact(&mut rbuf[start..]).map_err(TlsFailure::Io)?;
             }
+            if state.peer_has_closed() {
+                return Ok(true);
+            }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Writes `out` (advancing `pos`) and what TLS has to send, as far as `stream` takes it.
@@ -185,13 +191,15 @@ impl Wire {
                     Err(e) => return Err(e),
                 }
             }
-            if *pos == out.len() {
+            // Plaintext waits in `out` until the handshake is done, so that what is pending is
+            // all in sight (rustls would take it and hold it unsent).
+            if *pos == out.len() || tls.is_handshaking() {
                 return Ok(());
             }
             let end = out.len().min(*pos + TLS_CHUNK);
             let n = tls.writer().write(&out[*pos..end])?;
             if n == 0 {
-                // rustls holds as much as it takes until the handshake completes.
+                // Its buffer is full: the next round writes it out.
                 return Ok(());
             }
             *pos += n;
@@ -220,13 +228,19 @@ impl Wire {
         }
     }
 
-    /// The accepting port's TLS policy, where refusals are counted.
-    pub(crate) fn port(&self) -> Option<&PortTls> {
+    /// Where this connection's refusals are counted (TLS ports and dialled TLS).
+    pub(crate) fn counted(&self) -> Option<&Counted> {
         match self {
-            Wire::Undecided(p) => Some(p),
-            Wire::Tls { port, .. } => port.as_ref(),
+            Wire::Undecided(p) => Some(&p.counted),
+            Wire::Tls { counted, .. } => Some(counted),
             Wire::Plain => None,
         }
+    }
+
+    /// Whether this is TLS accepted on a port (its peer's certificate, if asked for, was
+    /// verified against the CA).
+    pub(crate) fn accepted_tls(&self) -> bool {
+        matches!(self, Wire::Tls { accepted: true, .. })
     }
 
     /// Queues TLS's close_notify (a clean end of a TLS connection).
@@ -240,17 +254,29 @@ impl Wire {
 }
 
 /// How this node dials other nodes' TLS ports: trusting the cluster CA, presenting its own
-/// certificate, and expecting the node dialled to be named by its certificate.
+/// certificate, expecting the node dialled to be named by its certificate, within a
+/// handshake timeout.
 #[derive(Clone, Debug)]
 pub(crate) struct Dial {
     pub(crate) config: Arc<rustls::ClientConfig>,
     pub(crate) cluster: u64,
+    pub(crate) handshake_timeout: std::time::Duration,
+    pub(crate) counted: Counted,
 }
 
-/// The wire of a connection dialled to `node`: TLS with `dial`, else plaintext.
-pub(crate) fn dial_wire(dial: Option<&Dial>, node: skiff_core::NodeId) -> io::Result<Wire> {
-    match dial {
-        Some(d) => Wire::client(&d.config, skiff_std::tls::node_server_name(d.cluster, node.0)),
-        None => Ok(Wire::Plain),
-    }
+/// The wire of a connection dialled to `node`, and when its handshake must be done: TLS with
+/// `dial`, else plaintext.
+pub(crate) fn dial_wire(
+    dial: Option<&Dial>,
+    node: skiff_core::NodeId,
+) -> io::Result<(Wire, Option<std::time::Instant>)> {
+    let Some(d) = dial else { return Ok((Wire::Plain, None)) };
+    let name = skiff_std::tls::node_server_name(d.cluster, node.0);
+    let c = rustls::ClientConnection::new(d.config.clone(), name).map_err(io::Error::other)?;
+    let wire = Wire::Tls { tls: Box::new(c.into()), counted: d.counted.clone(), accepted: false };
+    Ok((wire, Some(std::time::Instant::now() + d.handshake_timeout)))
 }
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;

@@ -162,6 +162,10 @@ fn replay(args: &[String]) -> Result<ExitCode, String> {
             println!("VIOLATION {v}");
             Ok(ExitCode::FAILURE)
         }
+        None if report.sim.kv.as_ref().is_some_and(|kv| kv.unchecked) => {
+            println!("no verdict: the linearizability check ran out of time (raise SKIFF_CHECK_SECS)");
+            Ok(ExitCode::FAILURE)
+        }
         None => {
             println!("no violation");
             Ok(ExitCode::SUCCESS)

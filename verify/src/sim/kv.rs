@@ -498,7 +498,7 @@ impl Sim {
     /// Checks the recorded history (operations still in progress have unknown outcomes).
     pub fn kv_check(&mut self) -> Result<(), Violation> {
         let Some(kv) = self.kv.as_mut() else { return Ok(()) };
-        match linearizability::check(&kv.history, Some(std::time::Duration::from_secs(20))) {
+        match linearizability::check(&kv.history, Some(check_budget())) {
             Verdict::Linearizable => Ok(()),
             Verdict::Unknown => {
                 kv.unchecked = true;
@@ -510,6 +510,13 @@ impl Sim {
             }),
         }
     }
+}
+
+/// How long the linearizability check of one history may search: 20 s, or
+/// `SKIFF_CHECK_SECS` seconds (to decide a seed a sweep left unchecked on a busy machine).
+fn check_budget() -> std::time::Duration {
+    let secs = std::env::var("SKIFF_CHECK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    std::time::Duration::from_secs(secs)
 }
 
 /// The KV workload of a run, if any. Cloning one that holds a workload panics: the
