@@ -142,11 +142,11 @@ tls_round() { # tls_round plain|tls ROUND: one cluster, every measurement once
   pids=("${pids[@]/$pid}")
 }
 echo "# TLS cost: skiff local-cluster without and with --tls, $TLS_ROUNDS rounds of ${SECS} s runs"
-: >"$WORK/tls"
+: >"$WORK/tls-results"
 for r in $(seq 1 "$TLS_ROUNDS"); do
   for mode in plain tls; do
     tls_round "$mode" "$r" >"$WORK/round"  # not in a pipeline: its cluster's pid stays in pids
-    cat "$WORK/round" >>"$WORK/tls"; cat "$WORK/round"
+    cat "$WORK/round" >>"$WORK/tls-results"; cat "$WORK/round"
   done
 done
 # Per measurement: median ops/s of each, and the median and range of the per-round ratios.
@@ -165,5 +165,5 @@ awk -F'\t' '
       }
       printf "tls-cost %s plain_ops_per_s=%.0f tls_ops_per_s=%.0f ratio=%.2f [%.2f-%.2f]\n", m, median(p, np), median(t, nt), median(q, nr), lo, hi
     }
-  }' "$WORK/tls" | sort
+  }' "$WORK/tls-results" | sort
 fi
