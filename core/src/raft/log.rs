@@ -55,13 +55,29 @@ pub(crate) fn decode_config(entry: &Entry) -> Option<Membership> {
     postcard::from_bytes::<Membership>(&entry.data).ok().filter(|m| !m.is_empty())
 }
 
-/// Compacted entries waiting to be freed (`Debug` shows how many, not each one).
+/// Compacted entries waiting to be freed, and an empty buffer kept from the last batch
+/// freed: the next compaction moves the log's remaining entries into it, so the log does not
+/// grow its buffer again from nothing (`Debug` shows how many wait, not each one).
 #[derive(Clone, Default)]
-struct Garbage(Vec<Entry>);
+struct Garbage {
+    waiting: Vec<Entry>,
+    spare: Vec<Entry>,
+}
+
+impl Garbage {
+    /// Frees the last `n` entries waiting; keeps the buffer once empty.
+    fn free(&mut self, n: usize) {
+        let keep = self.waiting.len().saturating_sub(n);
+        self.waiting.truncate(keep);
+        if keep == 0 && self.waiting.capacity() > self.spare.capacity() {
+            self.spare = core::mem::take(&mut self.waiting);
+        }
+    }
+}
 
 impl core::fmt::Debug for Garbage {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} compacted entries", self.0.len())
+        write!(f, "{} compacted entries", self.waiting.len())
     }
 }
 
@@ -243,6 +259,9 @@ impl RaftLog {
             self.configs.push(entry.index, m);
         }
         self.entries.push(entry);
+        // As many compacted entries freed as appended: the backlog stays bounded by what one
+        // compaction leaves, however rarely the driver ticks.
+        self.garbage.free(1);
     }
 
     /// Follower path: merge `entries` (which follow an entry already checked to match, at or
@@ -298,14 +317,15 @@ impl RaftLog {
     }
 
     /// Takes the first `n` entries out of the log into `garbage`, copying only the entries
-    /// that stay.
+    /// that stay (into the spare buffer, when nothing else waits).
     fn discard_front(&mut self, n: usize) {
-        let rest = self.entries.split_off(n.min(self.entries.len()));
-        let gone = core::mem::replace(&mut self.entries, rest);
-        if self.garbage.0.is_empty() {
-            self.garbage.0 = gone;
+        let n = n.min(self.entries.len());
+        if self.garbage.waiting.is_empty() {
+            let mut rest = core::mem::take(&mut self.garbage.spare);
+            rest.extend(self.entries.drain(n..));
+            self.garbage.waiting = core::mem::replace(&mut self.entries, rest);
         } else {
-            self.garbage.0.extend(gone);
+            self.garbage.waiting.extend(self.entries.drain(..n));
         }
     }
 
@@ -313,22 +333,18 @@ impl RaftLog {
     /// bounded cost per call, and a backlog that shrinks geometrically however fast entries
     /// are compacted.
     pub(crate) fn free_garbage(&mut self, n: usize) {
-        let waiting = self.garbage.0.len();
-        let keep = waiting.saturating_sub(n.max(waiting / 16));
-        self.garbage.0.truncate(keep);
-        if keep == 0 && self.garbage.0.capacity() > 0 {
-            self.garbage.0 = Vec::new();
-        }
+        let waiting = self.garbage.waiting.len();
+        self.garbage.free(n.max(waiting / 16));
     }
 
     #[cfg(test)]
     pub(crate) fn garbage_len(&self) -> usize {
-        self.garbage.0.len()
+        self.garbage.waiting.len()
     }
 
     /// Whether compacted entries wait to be freed.
     pub(crate) fn has_garbage(&self) -> bool {
-        !self.garbage.0.is_empty()
+        !self.garbage.waiting.is_empty()
     }
 
     /// A snapshot received from the leader, not yet covered by our commit index. When we
