@@ -490,6 +490,14 @@ fn transactions_apply_whole_and_watch_aborts_on_any_change() {
     let w = watch(&db, &["u"]);
     db.run("SET u v PX 10");
     assert_eq!(db.op(exec(vec![parse("INCR a")], Some(w))), Resp::NilArray, "created, not yet expired");
+    // A plain SET over a key that expired (not swept yet) removes it first: a key missing
+    // at WATCH then aborts, as for any removal.
+    db.run("SET e v PX 10");
+    db.time += 50; // later entries carry a later time; no sweep ran
+    let w = watch(&db, &["absent"]);
+    db.run("SET e w");
+    assert_eq!(db.op(exec(vec![parse("INCR a")], Some(w))), Resp::NilArray, "an expired key overwritten");
+    assert_eq!(db.run("GET e"), ok("w"));
     // Nothing at all changed: applied.
     let w = watch(&db, &["nothing"]);
     assert_eq!(db.op(exec(vec![parse("INCR a")], Some(w))), Resp::Array(vec![int(11)]));

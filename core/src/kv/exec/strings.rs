@@ -9,7 +9,7 @@ use crate::kv::cmd::{Cmd, Cond, SetTtl};
 use crate::kv::keyspace::Keyspace;
 use crate::kv::parse::{parse_float, parse_int};
 use crate::kv::reply::{errors, format_double, Resp};
-use crate::kv::value::Value;
+use crate::kv::value::{Item, Value};
 
 const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 
@@ -157,6 +157,21 @@ impl Writer<'_> {
     /// `SET` with its options: `OK`, or the old value with `GET`, or nil if a condition
     /// stopped it.
     fn set(&mut self, key: &Bytes, value: &Bytes, cond: Cond, get: bool, ttl: SetTtl) -> Resp {
+        // A plain SET (the common write) reads nothing of the old item: one lookup, the
+        // insert, which hands back the old item. One that had expired counts as removed
+        // first, as `purge` would have made it (for `WATCH`).
+        if matches!(cond, Cond::Always) && !get && !matches!(ttl, SetTtl::Keep) {
+            let expires = match ttl {
+                SetTtl::After(ms) => Some(self.now.saturating_add(ms)),
+                SetTtl::At(ms) => Some(ms),
+                SetTtl::Clear | SetTtl::Keep => None,
+            };
+            let item = Item { value: Value::Str(value.clone()), expires, version: self.index };
+            if self.ks.insert(key.clone(), item).is_some_and(|old| old.expired(self.now)) {
+                *self.last_delete = self.index;
+            }
+            return Resp::Ok;
+        }
         self.purge(key);
         let old = self.ks.get(key);
         if get {
