@@ -24,7 +24,7 @@ use super::kv::Waiter;
 use super::native::NativeSession;
 use super::peers::{read_peer, PeerCheck, PeerLink};
 use super::resp_session::{Need, RespSession};
-use super::wire::{Dial, PortTls, TlsFailure, Wire};
+use super::wire::{PortsTls, TlsFailure, Wire};
 use crate::resp::Limits;
 
 /// What a client connection's handling needs from the rest of the loop.
@@ -58,28 +58,6 @@ pub(crate) struct ClientLimits {
     pub(crate) users: std::sync::Arc<std::sync::Mutex<super::acl::Users>>,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) tls: PortsTls,
-}
-
-/// The TLS of the listening ports (`None`: plaintext) and of forwards.
-#[derive(Debug, Default)]
-pub(crate) struct PortsTls {
-    pub(crate) peer: Option<PortTls>,
-    pub(crate) native: Option<PortTls>,
-    pub(crate) resp: Option<PortTls>,
-    /// How long an accepted connection may take to complete its TLS handshake.
-    pub(crate) handshake_timeout: std::time::Duration,
-    /// How forwards dial other nodes' native ports.
-    pub(crate) forward_dial: Option<Dial>,
-}
-
-impl PortsTls {
-    fn of(&self, port: Port) -> Option<&PortTls> {
-        match port {
-            Port::Peer => self.peer.as_ref(),
-            Port::Native => self.native.as_ref(),
-            Port::Resp => self.resp.as_ref(),
-        }
-    }
 }
 
 /// Connections to the peer port still waiting for their handshake, at most.

@@ -123,14 +123,14 @@ pub struct TlsOptions {
 
 /// The listening ports' TLS and how this node dials others, from `opts.tls`.
 struct Tls {
-    ports: clients::PortsTls,
+    ports: wire::PortsTls,
     /// For peer links (when the peer port speaks TLS).
     peer_dial: Option<wire::Dial>,
 }
 
 fn tls_setup(opts: &ServerOptions) -> Result<Tls, ServeError> {
     let Some(t) = &opts.tls else {
-        return Ok(Tls { ports: clients::PortsTls::default(), peer_dial: None });
+        return Ok(Tls { ports: wire::PortsTls::default(), peer_dial: None });
     };
     let bad = |e: skiff_std::tls::TlsError| ServeError::Io(io::Error::other(e.0));
     let counted = |port: &'static str| wire::Counted { port, metrics: opts.metrics.clone() };
@@ -155,7 +155,7 @@ fn tls_setup(opts: &ServerOptions) -> Result<Tls, ServeError> {
         counted: counted(name),
     };
     Ok(Tls {
-        ports: clients::PortsTls {
+        ports: wire::PortsTls {
             peer: port(t.peer, true, "peer")?,
             native: port(t.native, false, "native")?,
             resp: port(t.resp, false, "resp")?,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use rustls::pki_types::CertificateDer;
 use rustls::ServerConfig;
 
+use super::accepted::Port;
 use crate::metrics::Metrics;
 
 /// Byte that starts a TLS record carrying a handshake message.
@@ -249,6 +250,28 @@ impl Wire {
             if !tls.is_handshaking() {
                 tls.send_close_notify();
             }
+        }
+    }
+}
+
+/// The TLS of the listening ports (`None`: plaintext) and of forwards.
+#[derive(Debug, Default)]
+pub(crate) struct PortsTls {
+    pub(crate) peer: Option<PortTls>,
+    pub(crate) native: Option<PortTls>,
+    pub(crate) resp: Option<PortTls>,
+    /// How long an accepted connection may take to complete its TLS handshake.
+    pub(crate) handshake_timeout: std::time::Duration,
+    /// How forwards dial other nodes' native ports.
+    pub(crate) forward_dial: Option<Dial>,
+}
+
+impl PortsTls {
+    pub(crate) fn of(&self, port: Port) -> Option<&PortTls> {
+        match port {
+            Port::Peer => self.peer.as_ref(),
+            Port::Native => self.native.as_ref(),
+            Port::Resp => self.resp.as_ref(),
         }
     }
 }
