@@ -2,7 +2,9 @@
 //!
 //! Both libraries get the same work: one thread drives 3 nodes round-robin through
 //! in-memory queues; persistence is acknowledged at once (raft-rs: its `MemStorage`; skiff:
-//! `Persisted` right after each `Persist`); every proposal is a fresh 64-byte buffer whose
+//! each `Persist` record's entries kept in a `Vec` the same way, then `Persisted`); a batch
+//! is proposed as one message (raft-rs: one `MsgPropose` with every entry; skiff:
+//! `ProposeBatch`); every proposal is a fresh 64-byte buffer whose
 //! first 8 bytes are its sequence number; every node applies every entry by inserting
 //! `seq % 100000 -> payload[8..]` (a copy) into a `HashMap`; each node compacts its log every
 //! 50,000 applied entries (raft-rs: `MemStorage::compact`; skiff: `Input::Snapshot` with an
@@ -186,8 +188,14 @@ fn main() {
     let mut results: Vec<(Load, Vec<f64>, Vec<f64>)> = loads.iter().map(|l| (*l, Vec::new(), Vec::new())).collect();
     for r in 1..=rounds {
         for (load, skiff, raft) in &mut results {
-            let s = measure::<skiff::Skiff>(*load, secs);
-            let o = measure::<raftrs::RaftRs>(*load, secs);
+            // Who goes first alternates from round to round.
+            let (s, o) = if r % 2 == 1 {
+                let s = measure::<skiff::Skiff>(*load, secs);
+                (s, measure::<raftrs::RaftRs>(*load, secs))
+            } else {
+                let o = measure::<raftrs::RaftRs>(*load, secs);
+                (measure::<skiff::Skiff>(*load, secs), o)
+            };
             println!("round={r} load={} skiff={s:.0} raft-rs={o:.0} ratio={:.2}", load.name(), s / o);
             skiff.push(s);
             raft.push(o);

@@ -103,9 +103,20 @@ impl Harness for RaftRs {
     }
 
     fn propose(&mut self, payloads: Vec<Vec<u8>>) {
-        for p in payloads {
-            self.members[0].node.propose(vec![], p).expect("the leader takes it");
-        }
+        // One proposal message carrying the whole batch (what `propose` builds for one).
+        let mut m = Message::default();
+        m.set_msg_type(raft::eraftpb::MessageType::MsgPropose);
+        m.from = 1;
+        m.to = 1;
+        m.entries = payloads
+            .into_iter()
+            .map(|p| {
+                let mut e = Entry::default();
+                e.data = p.into();
+                e
+            })
+            .collect();
+        self.members[0].node.step(m).expect("the leader takes it");
         self.ready(0);
     }
 

@@ -13,6 +13,9 @@ struct Member {
     inbox: VecDeque<Message>,
     /// The highest persist not yet acknowledged.
     unacked: Option<u64>,
+    /// What was persisted, kept as raft-rs's `MemStorage` keeps its log (truncated where a
+    /// record says, compacted with the log).
+    stored: Vec<skiff_core::Entry>,
     last_applied: Index,
 }
 
@@ -33,7 +36,17 @@ impl Skiff {
                     let to = m.to.0 as usize - 1;
                     self.members[to].inbox.push_back(m);
                 }
-                Output::Persist(p) => self.members[i].unacked = Some(p.seq),
+                Output::Persist(p) => {
+                    let m = &mut self.members[i];
+                    m.unacked = Some(p.seq);
+                    if let Some(from) = p.truncate_from {
+                        m.stored.retain(|e| e.index < from);
+                    }
+                    if let Some(s) = &p.snapshot {
+                        m.stored.retain(|e| e.index > s.meta.index);
+                    }
+                    m.stored.extend(p.entries);
+                }
                 Output::Apply(entries) => {
                     let m = &mut self.members[i];
                     for e in &entries {
@@ -77,6 +90,7 @@ impl Harness for Skiff {
                     sm: StateMachine::default(),
                     inbox: VecDeque::new(),
                     unacked: None,
+                    stored: Vec::new(),
                     last_applied: Index(0),
                 }
             })

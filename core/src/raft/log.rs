@@ -322,6 +322,11 @@ impl RaftLog {
         let n = n.min(self.entries.len());
         if self.garbage.waiting.is_empty() {
             let mut rest = core::mem::take(&mut self.garbage.spare);
+            // A spare from a spike of the log's length is not kept past twice the length the
+            // log reached this time: memory follows the log's recent size.
+            if rest.capacity() > 2 * self.entries.len().max(4096) {
+                rest = Vec::new();
+            }
             rest.extend(self.entries.drain(n..));
             self.garbage.waiting = core::mem::replace(&mut self.entries, rest);
         } else {
@@ -335,6 +340,12 @@ impl RaftLog {
     pub(crate) fn free_garbage(&mut self, n: usize) {
         let waiting = self.garbage.waiting.len();
         self.garbage.free(n.max(waiting / 16));
+    }
+
+    /// Capacity held by the log's entries and its compacted-entry buffers.
+    #[cfg(test)]
+    pub(crate) fn buffers_capacity(&self) -> usize {
+        self.entries.capacity() + self.garbage.waiting.capacity() + self.garbage.spare.capacity()
     }
 
     #[cfg(test)]

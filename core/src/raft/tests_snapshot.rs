@@ -367,6 +367,28 @@ fn compacted_entries_are_freed_a_bounded_number_per_tick() {
 }
 
 #[test]
+fn the_log_gives_back_the_buffers_of_a_spike_in_its_length() {
+    let mut n = single_leader(100_000);
+    let _ = n.step(Input::Snapshot { index: Index(100_000), data: Bytes::from_static(b"s") });
+    while n.log.garbage_len() > 0 {
+        let _ = n.step(Input::Tick);
+    }
+    assert!(n.log.buffers_capacity() >= 100_000, "the spike's buffer is kept for the next entries");
+    // The log now stays short: the next compactions let the big buffer go.
+    for round in 0..3u64 {
+        for id in 0..100 {
+            step_durably(&mut n, Input::Propose(Proposal { id: 1_000_000 + round * 1000 + id, data: Bytes::new() }));
+        }
+        let applied = n.view().applied;
+        let _ = n.step(Input::Snapshot { index: applied, data: Bytes::from_static(b"s") });
+        while n.log.garbage_len() > 0 {
+            let _ = n.step(Input::Tick);
+        }
+    }
+    assert!(n.log.buffers_capacity() <= 4 * 8192, "{} entries of capacity held", n.log.buffers_capacity());
+}
+
+#[test]
 fn without_ticks_the_compacted_backlog_stays_within_one_compaction() {
     // A driver that ticks rarely (a benchmark, a busy loop): appends free as they go.
     let mut n = single_leader(1_000);
