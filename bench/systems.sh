@@ -3,7 +3,8 @@
 # and a chart drawn from that run (bench/chart, plotters):
 #
 #   skiff: `skiff local-cluster` (3 nodes, each write committed on a majority and fsynced),
-#          loaded on the leader's RESP port with redis-benchmark;
+#          loaded on the leader's RESP port with redis-benchmark; reads by ReadIndex;
+#   skiff-lease: the same with `--lease-reads` (reads from the leader's lease), GET loads;
 #   Redis: one `redis-server`, `appendonly yes`, `appendfsync always` (fsync before every
 #          reply), no replication, loaded with the same redis-benchmark options;
 #   etcd:  3 `etcd` processes (Debian's etcd-server 3.4, fsync on), loaded over gRPC with
@@ -20,6 +21,7 @@
 # (cargo build --release -p skiff-mio), bench/etcd-load (needs protoc: apt install
 # protobuf-compiler) and bench/chart.
 # Usage: bench/systems.sh [rounds] [seconds-per-load] [out-dir]   (out: bench/results)
+#        SYSTEMS="skiff redis" bench/systems.sh ...   measures only those systems
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -72,9 +74,13 @@ resp_loads() { # resp_loads SYSTEM ROUND PORT
   rb "$1" "$2" get-c50 "$3" get 50 1
 }
 
-skiff_round() {
+skiff_round() { skiff_cluster skiff "$1"; }
+skiff-lease_round() { skiff_cluster skiff-lease "$1" --lease-reads; }
+
+skiff_cluster() { # skiff_cluster SYSTEM ROUND [local-cluster flags]
+  local system=$1 round=$2; shift 2
   mkdir -p "$WORK/skiff"; rm -rf "$WORK/skiff"/*
-  ( cd "$WORK/skiff" && exec "$SKIFF" local-cluster >"$WORK/skiff.log" 2>&1 ) &
+  ( cd "$WORK/skiff" && exec "$SKIFF" local-cluster "$@" >"$WORK/skiff.log" 2>&1 ) &
   pids+=($!)
   sleep 3
   "$SKIFF" put warmup 1 >/dev/null
@@ -83,7 +89,12 @@ skiff_round() {
     if redis-cli -p "$port" info raft | grep -q "role:Leader"; then leader=$port; fi
   done
   [ -n "$leader" ] || { echo "the skiff cluster has no leader" >&2; exit 1; }
-  resp_loads skiff "$1" "$leader"
+  if [ "$system" = skiff ]; then
+    resp_loads skiff "$round" "$leader"
+  else
+    rb "$system" "$round" get-c1 "$leader" get 1 1
+    rb "$system" "$round" get-c50 "$leader" get 50 1
+  fi
   stop "${pids[@]}"
 }
 
@@ -122,7 +133,7 @@ etcd_round() {
 
 echo "# skiff, Redis (appendfsync always), etcd $(etcd --version | head -1 | awk '{print $3}'): $ROUNDS rounds of ${SECS} s loads"
 for r in $(seq 1 "$ROUNDS"); do
-  for system in skiff redis etcd; do
+  for system in ${SYSTEMS:-skiff skiff-lease redis etcd}; do
     "${system}_round" "$r" >"$WORK/round"  # not in a pipeline: its processes stay in pids
     cat "$WORK/round" >>"$RESULTS"; cat "$WORK/round"
   done
@@ -139,18 +150,19 @@ awk -F'\t' 'NR > 1 { ops[$3, $2, $1] = $4; p99[$3, $2, $1] = $6; loads[$3] = 1; 
     if (n == 0) return "-"
     return sprintf("%.0f ops/s p99 %.2f ms", median(o, n), median(q, n))
   }
-  function ratio(l, s,   r, n, x, lo, hi) {
+  function ratio(l, a, s,   r, n, x, lo, hi) {
     n = 0; lo = 1e9; hi = 0
-    for (r in rounds) if ((l, s, r) in ops && ops[l, s, r] > 0) {
-      x[++n] = ops[l, "skiff", r] / ops[l, s, r]; if (x[n] < lo) lo = x[n]; if (x[n] > hi) hi = x[n]
+    for (r in rounds) if ((l, s, r) in ops && (l, a, r) in ops && ops[l, s, r] > 0) {
+      x[++n] = ops[l, a, r] / ops[l, s, r]; if (x[n] < lo) lo = x[n]; if (x[n] > hi) hi = x[n]
     }
     if (n == 0) return "-"
     return sprintf("%.2f [%.2f-%.2f]", median(x, n), lo, hi)
   }
   END {
     for (l in loads)
-      printf "systems %s | skiff %s | redis %s | etcd %s | skiff/redis %s | skiff/etcd %s\n",
-        l, summary(l, "skiff"), summary(l, "redis"), summary(l, "etcd"), ratio(l, "redis"), ratio(l, "etcd")
+      printf "systems %s | skiff %s | skiff-lease %s | redis %s | etcd %s | skiff/redis %s | skiff-lease/redis %s | skiff/etcd %s\n",
+        l, summary(l, "skiff"), summary(l, "skiff-lease"), summary(l, "redis"), summary(l, "etcd"),
+        ratio(l, "skiff", "redis"), ratio(l, "skiff-lease", "redis"), ratio(l, "skiff", "etcd")
   }' "$RESULTS" | sort | tee "$OUT/systems-summary.txt"
 "$CHART" "$RESULTS" "$OUT/systems.svg"
 echo "chart: $OUT/systems.svg; results: $RESULTS"

@@ -20,7 +20,8 @@ use crate::types::NodeId;
 /// Invariants: `voters` is sorted, free of duplicates and contains `id` (empty when
 /// joining); `bootstrap` is built from `voters` and `initial_addresses`;
 /// `heartbeat_ticks >= 1`; `heartbeat_ticks < election_ticks_min < election_ticks_max`;
-/// every flow-control limit is at least 1.
+/// every flow-control limit is at least 1; lease reads imply check-quorum and a lease of
+/// at least one tick.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     id: NodeId,
@@ -34,6 +35,8 @@ pub struct Config {
     election_ticks_max: u32,
     pre_vote: bool,
     check_quorum: bool,
+    /// Lease reads on, with this clock-drift bound in parts per thousand.
+    lease_drift_permille: Option<u32>,
     max_entries_per_msg: usize,
     max_bytes_per_msg: u64,
     max_inflight_msgs: usize,
@@ -67,6 +70,12 @@ pub enum ConfigError {
     EmptyElectionRange { min: u32, max: u32 },
     /// A flow-control limit is zero, which would stall replication forever.
     ZeroLimit { name: &'static str },
+    /// Lease reads rely on followers refusing votes while they hear from a leader, which
+    /// check-quorum provides.
+    LeaseWithoutCheckQuorum,
+    /// The lease left by the election timeout and the drift bound is shorter than a tick
+    /// (or the bound is 1000 permille or more).
+    LeaseTooShort { election_min: u32, drift_permille: u32 },
 }
 
 impl fmt::Display for ConfigError {
@@ -92,6 +101,13 @@ impl fmt::Display for ConfigError {
                 "the election timeout range [{min}, {max}) is empty: max must be above min"
             ),
             ConfigError::ZeroLimit { name } => write!(f, "{name} must be at least 1"),
+            ConfigError::LeaseWithoutCheckQuorum => {
+                write!(f, "lease reads need check-quorum: followers must refuse votes while they hear from a leader")
+            }
+            ConfigError::LeaseTooShort { election_min, drift_permille } => write!(
+                f,
+                "lease reads: a minimum election timeout of {election_min} ticks with a clock-drift bound of {drift_permille} permille leaves no lease; raise the timeout or lower the bound"
+            ),
         }
     }
 }
@@ -127,6 +143,7 @@ impl Config {
                 election_ticks_max: 20,
                 pre_vote: true,
                 check_quorum: true,
+                lease_drift_permille: None,
                 max_entries_per_msg: 512,
                 max_bytes_per_msg: 1 << 20,
                 max_inflight_msgs: 64,
@@ -174,6 +191,26 @@ impl Config {
     }
     pub fn check_quorum(&self) -> bool {
         self.check_quorum
+    }
+    /// The clock-drift bound lease reads were enabled with (parts per thousand), or `None`
+    /// when reads go through ReadIndex.
+    pub fn lease_drift_permille(&self) -> Option<u32> {
+        self.lease_drift_permille
+    }
+    /// Ticks a leader's lease lasts from the send of a heartbeat a quorum answered (0 when
+    /// lease reads are off). A follower that received that heartbeat refuses votes for
+    /// `election_ticks_min` of its ticks, which span at least `election_ticks_min - 1` tick
+    /// lengths after the receipt; a leader's tick may run fast by the drift bound `d` and a
+    /// follower's slow by as much, so the lease is `(min - 1) * (1 - d) / (1 + d)` ticks,
+    /// rounded down.
+    pub fn lease_ticks(&self) -> u32 {
+        match self.lease_drift_permille {
+            Some(d) if d < 1000 => {
+                let min = u64::from(self.election_ticks_min.saturating_sub(1));
+                (min * u64::from(1000 - d) / u64::from(1000 + d)) as u32
+            }
+            _ => 0,
+        }
     }
     pub fn max_entries_per_msg(&self) -> usize {
         self.max_entries_per_msg
@@ -265,6 +302,19 @@ impl ConfigBuilder {
         self.config.check_quorum = on;
         self
     }
+    /// Lease reads (Raft thesis §6.4.1), off by default: a leader answers a read at once,
+    /// with no heartbeat round, while a quorum answered a heartbeat it sent less than
+    /// [`Config::lease_ticks`] ago, no leadership transfer was started in its term, and it
+    /// has committed an entry of its term; otherwise the read goes through ReadIndex.
+    /// `drift_permille` bounds how much faster or slower than another node's any node's
+    /// ticks may run (parts per thousand; 50 = 5%). Safe only if that bound holds and the
+    /// driver delivers every elapsed tick before the reads that arrived after it. Needs
+    /// check-quorum. With leases on, a node refuses votes for an election timeout after it
+    /// starts, and a follower that hears a leader ignores [`crate::Input::Campaign`].
+    pub fn lease_reads(mut self, drift_permille: u32) -> Self {
+        self.config.lease_drift_permille = Some(drift_permille);
+        self
+    }
     /// Largest number of entries in one append message.
     pub fn max_entries_per_msg(mut self, n: usize) -> Self {
         self.config.max_entries_per_msg = n;
@@ -345,6 +395,14 @@ impl ConfigBuilder {
         }
         if c.election_ticks_max <= c.election_ticks_min {
             return Err(ConfigError::EmptyElectionRange { min: c.election_ticks_min, max: c.election_ticks_max });
+        }
+        if let Some(drift_permille) = c.lease_drift_permille {
+            if !c.check_quorum {
+                return Err(ConfigError::LeaseWithoutCheckQuorum);
+            }
+            if c.lease_ticks() == 0 {
+                return Err(ConfigError::LeaseTooShort { election_min: c.election_ticks_min, drift_permille });
+            }
         }
         for (name, v) in [
             ("max_entries_per_msg", c.max_entries_per_msg as u64),

@@ -238,6 +238,8 @@ pub struct View {
     pub transferring_to: Option<NodeId>,
     /// Leader: reads waiting for leadership confirmation.
     pub pending_reads: usize,
+    /// Reads this node answered from its lease since it started (lease reads on).
+    pub lease_reads: u64,
     /// The configuration this node acts on: the latest in its log, committed or not.
     pub membership: Membership,
     /// The entry that set `membership` (0: the bootstrap configuration).

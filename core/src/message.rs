@@ -48,13 +48,17 @@ pub enum MessageBody {
     AppendResponse(AppendResult),
     /// A leader's liveness beat. `commit` is already capped at what the follower is known to
     /// hold, so the follower may adopt it without a log check. `read_round` is the latest
-    /// ReadIndex round the leader opened; the answer echoes it.
+    /// ReadIndex round the leader opened; the answer echoes it. `sent_at` is the leader's
+    /// clock (ticks it has taken) when it sent the beat; the answer echoes it too, so the
+    /// leader knows from when a quorum's answers date its lease.
     Heartbeat {
         commit: Index,
         read_round: u64,
+        sent_at: u64,
     },
     HeartbeatResponse {
         read_round: u64,
+        sent_at: u64,
     },
     /// Leadership transfer: the leader asks its up-to-date target to campaign at once.
     TimeoutNow,

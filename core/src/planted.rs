@@ -1,9 +1,9 @@
-//! Bugs that can be planted in the membership code, for verification only: the simulator and
+//! Bugs that can be planted in the membership and lease code, for verification only: the simulator and
 //! the tests plant one to show that a check catches it. [`crate::ConfigBuilder::plant`]
 //! exists only with the `planted-bugs` cargo feature; without it no bug can be planted and
 //! each site's test folds to `false`.
 
-/// A known wrong way to do membership changes.
+/// A known wrong way to do membership changes or lease reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PlantedBug {
     /// A leader makes a change before it has committed an entry of its own term (the
@@ -21,4 +21,13 @@ pub enum PlantedBug {
     LatestOnlyCampaign,
     /// Removed nodes are dropped from replication as soon as their removal commits.
     NoDeparting,
+    /// Lease reads: the lease dates from when a heartbeat's answer arrives, not from when
+    /// the beat was sent (a slow network then stretches it past the followers' refusal).
+    LeaseFromAnswer,
+    /// Lease reads: a leadership transfer does not end the lease (its `TimeoutNow` may
+    /// override the followers' refusal of votes while the lease still holds).
+    LeaseThroughTransfer,
+    /// Lease reads: a node that restarts votes at once instead of staying quiet for an
+    /// election timeout (it forgot the leader whose lease it was part of).
+    LeaseForgetsRestart,
 }

@@ -48,6 +48,9 @@ pub struct Metrics {
     pub proposals: Counter,
     pub proposals_dropped: Counter,
     pub reads: Counter,
+    /// Reads the core answered from its lease (a gauge of the core's counter, which
+    /// restarts with the node).
+    pub lease_reads: Gauge,
     pub keys: Gauge,
     pub fsync_seconds: Histogram,
     pub storage_records: Counter,
@@ -97,6 +100,7 @@ impl Metrics {
             proposals: Counter::default(),
             proposals_dropped: Counter::default(),
             reads: Counter::default(),
+            lease_reads: Gauge::default(),
             keys: Gauge::default(),
             fsync_seconds: Histogram::new(latency_buckets()),
             storage_records: Counter::default(),
@@ -124,7 +128,8 @@ impl Metrics {
         r.register("raft_last_index", "The last index of the log", m.last_index.clone());
         r.register("raft_proposals", "Entries proposed to this node's core", m.proposals.clone());
         r.register("raft_proposals_dropped", "Proposals the core refused", m.proposals_dropped.clone());
-        r.register("raft_reads", "ReadIndex reads asked of this node's core", m.reads.clone());
+        r.register("raft_reads", "Linearizable reads asked of this node's core", m.reads.clone());
+        r.register("raft_lease_reads", "Reads answered from the leader's lease", m.lease_reads.clone());
         r.register("kv_keys", "Keys in the state machine", m.keys.clone());
         r.register("storage_fsync_seconds", "Time of one group commit (write and fsync)", m.fsync_seconds.clone());
         r.register("storage_records", "Records made durable", m.storage_records.clone());

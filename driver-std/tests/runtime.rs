@@ -38,6 +38,17 @@ fn wait_leader(h: &RaftHandle) {
 
 #[test]
 fn a_single_node_applies_reads_restarts_and_stops_cleanly() {
+    // Lease reads are refused up front: this runtime's ticks may lag its reads.
+    let leased = Config::builder(NodeId(1), [NodeId(1)], 1).lease_reads(50).build().unwrap();
+    let disk = skiff_std::storage::MemDisk::new();
+    let refused = RaftNode::start(
+        leased,
+        disk.restored(),
+        skiff_std::storage::MemStorage::new(disk),
+        Duration::from_millis(5),
+        |_| -> std::io::Result<TcpTransport> { unreachable!("no transport is built for a refused configuration") },
+    );
+    assert!(matches!(refused, Err(skiff_std::runtime::StartError::LeaseReadsUnsupported)));
     let before = threads();
     let dir = tempfile::tempdir().unwrap();
     let (h, applied) = start(dir.path());

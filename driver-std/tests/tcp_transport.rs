@@ -22,7 +22,7 @@ fn beat(from: u64, to: u64) -> Message {
         from: NodeId(from),
         to: NodeId(to),
         term: Term(1),
-        body: MessageBody::Heartbeat { commit: Index(0), read_round: 0 },
+        body: MessageBody::Heartbeat { commit: Index(0), read_round: 0, sent_at: 0 },
     }
 }
 

@@ -195,7 +195,7 @@ pub fn peer(seed: u64) -> Result<(), String> {
                 commit: Index(1),
             },
             MessageBody::InstallSnapshot { meta, offset: 0, data: Bytes::from_static(b"snap"), done: true },
-            MessageBody::Heartbeat { commit: Index(2), read_round: 4 },
+            MessageBody::Heartbeat { commit: Index(2), read_round: 4, sent_at: 9 },
         ];
         let mut v = frames(&bodies.map(|body| Message { from: NodeId(1), to: NodeId(2), term: Term(2), body }));
         v.extend(frames(&[Hello::new(7, NodeId(1), Bytes::from_static(b"raft=127.0.0.1:7001"))]));

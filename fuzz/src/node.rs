@@ -94,8 +94,8 @@ fn forged(rng: &mut Rng, v: &View) -> Message {
             },
             _ => AppendResult::StaleTerm,
         }),
-        7 => MessageBody::Heartbeat { commit: index(rng), read_round: rng.below(5) },
-        8 => MessageBody::HeartbeatResponse { read_round: rng.below(5) },
+        7 => MessageBody::Heartbeat { commit: index(rng), read_round: rng.below(5), sent_at: rng.below(50) },
+        8 => MessageBody::HeartbeatResponse { read_round: rng.below(5), sent_at: rng.below(50) },
         9 => MessageBody::TimeoutNow,
         10 => {
             let meta_index = index(rng);

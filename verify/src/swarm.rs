@@ -29,6 +29,9 @@ pub struct Faults {
     pub read_rate: f64,
     pub transfer_rate: f64,
     pub misdirect: f64,
+    /// Each read also goes to every other node that believes it leads (a deposed leader
+    /// that has not heard of its successor): where a lease read would be stale.
+    pub read_every_leader: bool,
     /// Figure 8 style (lab 3C): every live node is offered a command every tick, so deposed
     /// leaders keep appending entries that must never commit.
     pub propose_everywhere: bool,
@@ -83,6 +86,7 @@ pub fn profile(seed: u64) -> (SimConfig, Faults) {
         misdirect: r.pick(&[0.0, 0.2, 1.0]),
         read_rate: r.pick(&[0.0, 0.2, 1.0]),
         transfer_rate: r.pick(&[0.0, 0.0, 0.005, 0.02]),
+        read_every_leader: false,
         propose_everywhere: false,
         safety_ticks: r.between(200, 800),
         churn: crate::churn::profile(seed),
@@ -103,7 +107,29 @@ pub fn profile(seed: u64) -> (SimConfig, Faults) {
         faults.safety_ticks = r.between(500, 1500);
     }
     cfg.slots = cfg.nodes + faults.churn.spare_slots;
+    draw_clocks(seed, &mut cfg, &mut faults);
     (cfg, faults)
+}
+
+/// Lease reads and clock drift, from a stream of their own (seeds that draw neither run as
+/// before leases existed): a third of the seeds with check-quorum read from leases, their
+/// nodes' clocks drifting by up to the bound the lease is configured with. Half of those
+/// seeds read at every node that believes it leads, and cut leaders off (instead of
+/// crashing them) half the time, to give a deposed leader reads while its lease may seem
+/// to hold.
+fn draw_clocks(seed: u64, cfg: &mut SimConfig, faults: &mut Faults) {
+    let mut r = SimRng::new(seed ^ 0x1EA5_E000_0000_0004);
+    if cfg.check_quorum && r.chance(0.33) {
+        let drift = r.pick(&[0, 10, 50, 100]);
+        cfg.lease_drift_permille = Some(drift);
+        cfg.clock_drift_permille = drift;
+        if r.chance(0.5) {
+            faults.read_every_leader = true;
+            faults.leader_isolate = true;
+            faults.read_rate = faults.read_rate.max(0.5);
+            faults.leader_crash_rate = faults.leader_crash_rate.max(r.pick(&[0.01, 0.05]));
+        }
+    }
 }
 
 /// The outcome of one seed.
@@ -222,6 +248,14 @@ fn safety_phase(sim: &mut Sim, f: &mut Faults, rng: &mut SimRng, churn_rng: &mut
                 _ => rng.below(n),
             };
             sim.read(target)?;
+            if f.read_every_leader {
+                let leaders: Vec<usize> = (0..n)
+                    .filter(|i| *i != target && sim.view(*i).is_some_and(|v| v.role == skiff_core::Role::Leader))
+                    .collect();
+                for l in leaders {
+                    sim.read(l)?;
+                }
+            }
         }
         if rng.chance(f.transfer_rate) {
             if let Some(l) = sim.leader() {

@@ -1,6 +1,7 @@
 //! Each known membership bug, planted in every node, is caught by the swarm: a seed that is
 //! clean without it violates the invariant named here with it. (Found with
-//! `skiff-verify sweep --seeds 3000 --plant BUG`; the note on issue 14 gives the counts.)
+//! `skiff-verify sweep --seeds 3000 --plant BUG`; the note on issue 14 gives the counts. Two
+//! seeds were replaced when lease reads joined the swarm's draws and changed their runs.)
 
 use skiff_core::PlantedBug;
 use skiff_verify::checker::Invariant;
@@ -27,12 +28,12 @@ fn counting_only_the_incoming_voters_while_joint_elects_and_commits_without_a_qu
 
 #[test]
 fn a_removed_leader_counting_itself_commits_without_a_quorum() {
-    caught(PlantedBug::LeaderCountsSelfWhenRemoved, 1, Invariant::CommittedNotDurableOnMajority);
+    caught(PlantedBug::LeaderCountsSelfWhenRemoved, 16, Invariant::CommittedNotDurableOnMajority);
 }
 
 #[test]
 fn a_truncated_configuration_that_stays_in_force_is_not_the_latest() {
-    caught(PlantedBug::NoConfigRollback, 844, Invariant::ConfigNotLatest);
+    caught(PlantedBug::NoConfigRollback, 37, Invariant::ConfigNotLatest);
 }
 
 #[test]

@@ -36,8 +36,12 @@ fn read(path: &str) -> Result<Results, String> {
     Ok(r)
 }
 
-const SYSTEMS: [(&str, RGBColor); 3] =
-    [("skiff", RGBColor(31, 119, 180)), ("redis", RGBColor(214, 39, 40)), ("etcd", RGBColor(44, 160, 44))];
+const SYSTEMS: [(&str, RGBColor); 4] = [
+    ("skiff", RGBColor(31, 119, 180)),
+    ("skiff-lease", RGBColor(148, 103, 189)),
+    ("redis", RGBColor(214, 39, 40)),
+    ("etcd", RGBColor(44, 160, 44)),
+];
 const LOADS: [&str; 6] = ["set-c1", "set-c50", "set-c256", "set-c50-p16", "get-c1", "get-c50"];
 
 fn panel(

@@ -60,7 +60,10 @@ impl Node {
     pub(super) fn in_lease(&self) -> bool {
         match self.role {
             Role::Leader => true,
-            _ => self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks_min(),
+            _ => {
+                (self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks_min())
+                    || self.lease.quiet_after_start
+            }
         }
     }
 
@@ -129,6 +132,7 @@ impl Node {
         self.transfer = None;
         self.sync_progress();
         self.reads = Default::default();
+        self.lease.revoked = false;
         // Raft §5.4.2 / §8: commit an entry of our own term to commit everything before it.
         // While the configuration in force is one no entry set (the bootstrap one), that
         // entry writes it down, so that the log says who the cluster is from its first

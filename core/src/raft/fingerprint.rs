@@ -11,6 +11,7 @@
 //! - `ignored`: counters only, never read by the protocol.
 //! - The absolute persist sequence numbers: every one is hashed relative to `acked_seq`.
 //! - The config history's version: a change counter the node compares only with itself.
+//! - The lease clock, with lease reads off: nothing reads it then (beats carry 0).
 
 use core::hash::{Hash, Hasher};
 
@@ -28,6 +29,9 @@ impl Node {
         self.self_vote_seq.map(rel).hash(h);
         self.progress.hash(h);
         self.reads.hash(h);
+        if self.leases() {
+            self.lease.hash(h);
+        }
         self.transfer.hash(h);
         self.incoming.hash(h);
         (self.snapshot_unpersisted, self.snapshot_apply_after.map(rel)).hash(h);

@@ -7,6 +7,7 @@ mod configs;
 mod election;
 #[cfg(feature = "explore")]
 mod fingerprint;
+mod lease;
 pub mod log;
 pub mod progress;
 #[cfg(test)]
@@ -23,6 +24,8 @@ mod tests;
 #[cfg(test)]
 mod tests_change;
 #[cfg(test)]
+mod tests_lease;
+#[cfg(test)]
 mod tests_membership;
 #[cfg(test)]
 mod tests_snapshot;
@@ -38,6 +41,7 @@ use crate::message::{Message, MessageBody};
 use crate::planted::PlantedBug;
 use crate::types::{Entry, EntryKind, HardState, Index, NodeId, Term};
 
+use self::lease::Lease;
 use self::log::RaftLog;
 use self::progress::Progress;
 use self::quorum::Tally;
@@ -84,6 +88,8 @@ pub struct Node {
     progress: BTreeMap<NodeId, Progress>,
     /// Leader: ReadIndex rounds and the reads waiting on them.
     reads: Reads,
+    /// The lease clock and what lease reads need besides it (`lease`).
+    lease: Lease,
     /// Leader: a leadership transfer in progress.
     transfer: Option<Transfer>,
     /// Follower: a snapshot being received in chunks.
@@ -142,6 +148,11 @@ impl Node {
             self_vote_seq: None,
             progress: BTreeMap::new(),
             reads: Reads::default(),
+            lease: Lease {
+                quiet_after_start: cfg.lease_drift_permille().is_some()
+                    && !cfg.has_bug(PlantedBug::LeaseForgetsRestart),
+                ..Lease::default()
+            },
             transfer: None,
             incoming: None,
             snapshot_unpersisted: false,
@@ -174,6 +185,7 @@ impl Node {
         match input {
             Input::Tick => {
                 self.log.free_garbage(GARBAGE_PER_TICK);
+                self.tick_lease();
                 self.tick(out)
             }
             Input::Message(m) => self.step_message(m, out),
@@ -181,7 +193,10 @@ impl Node {
             Input::ProposeBatch(ps) => self.propose(ps.into_iter(), out),
             Input::Persisted { up_to } => self.persisted(up_to, out),
             Input::Campaign => {
-                if !self.promotable() {
+                // With leases, a follower that hears a leader (or just started) must not
+                // help elect another: the leader may be serving reads from its lease.
+                let leased = self.leases() && self.role != Role::Leader && self.in_lease();
+                if !self.promotable() || leased {
                     self.ignored.bad_campaign += 1;
                 } else if self.role != Role::Leader {
                     self.start_election(out);
@@ -211,6 +226,7 @@ impl Node {
             snapshot_index: self.log.snapshot_index(),
             transferring_to: self.transfer.map(|t| t.to),
             pending_reads: self.reads.pending.len(),
+            lease_reads: self.lease.served,
             membership: self.log.membership().clone(),
             membership_index: self.log.membership_index(),
             membership_committed: self.log.membership_index() <= self.log.commit(),
@@ -248,6 +264,11 @@ impl Node {
             || self.snapshot_apply_after.is_some_and(|s| s <= self.acked_seq)
             || self.held.front().is_some_and(|(need, _)| *need <= self.acked_seq)
             || (self.role, self.term, self.leader) != self.reported
+    }
+
+    /// Reads answered from the lease since this node started (as `View::lease_reads`).
+    pub fn lease_reads(&self) -> u64 {
+        self.lease.served
     }
 
     /// The in-memory log, read-only (for status pages, tests and checkers).

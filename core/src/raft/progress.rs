@@ -44,6 +44,9 @@ pub struct Progress {
     pub(crate) commit_notice: CommitNotice,
     /// The latest ReadIndex round this follower answered.
     pub(crate) read_round_acked: u64,
+    /// One more than the stamp of the newest heartbeat this follower answered (0: none yet
+    /// in this term); the leader's lease dates from these (`raft::lease`).
+    pub(crate) lease_acked: u64,
     /// The last snapshot the follower refused as too large, and the bound it gave: that
     /// snapshot is not streamed to it again for [`REFUSAL_BEATS`] heartbeats (a newer one
     /// is at once), so a follower whose bound was raised gets it in time. Cleared once the
@@ -78,6 +81,7 @@ impl Progress {
             commit_sent: Index(0),
             commit_notice: Default::default(),
             read_round_acked: 0,
+            lease_acked: 0,
             snapshot_refused: None,
             refusal_wait: 0,
             departing: None,

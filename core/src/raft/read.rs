@@ -40,6 +40,11 @@ impl Node {
             out.push(Output::ReadDropped { id, reason: DropReason::NotLeader { hint: self.leader } });
             return;
         }
+        if self.lease_holds() && self.log.term_at(self.log.commit()) == Some(self.term) {
+            out.push(Output::ReadReady { id, index: self.log.commit() });
+            self.lease.served += 1;
+            return;
+        }
         let outstanding = self.reads.round > self.reads.confirmed;
         if outstanding {
             // Join the next round, opened when the current one completes.

@@ -86,12 +86,12 @@ impl Node {
                 }
                 self.handle_append_response(msg.from, result, out);
             }
-            MessageBody::HeartbeatResponse { read_round } => {
+            MessageBody::HeartbeatResponse { read_round, sent_at } => {
                 if self.role != Role::Leader {
                     self.ignored.stray_response += 1;
                     return;
                 }
-                self.handle_heartbeat_response(msg.from, read_round, out);
+                self.handle_heartbeat_response(msg.from, read_round, sent_at, out);
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(msg.from, out),
             MessageBody::SnapshotResponse { index, next_offset, done } => {

@@ -57,7 +57,7 @@ impl Node {
     /// Leader: heartbeats to every follower. The commit index is capped at what each follower
     /// is known to hold, so it may adopt it without a log check.
     pub(super) fn broadcast_heartbeat(&mut self, out: &mut Vec<Output>) {
-        let commit = self.log.commit();
+        let (commit, sent_at) = (self.log.commit(), self.heartbeat_stamp());
         let beats: Vec<(NodeId, Index)> = self
             .progress
             .iter_mut()
@@ -67,7 +67,7 @@ impl Node {
             })
             .collect();
         for (to, commit) in beats {
-            self.send(to, MessageBody::Heartbeat { commit, read_round: self.reads.round }, out);
+            self.send(to, MessageBody::Heartbeat { commit, read_round: self.reads.round, sent_at }, out);
         }
     }
 
@@ -141,14 +141,14 @@ impl Node {
 
     /// Follower: a heartbeat from the current leader.
     pub(super) fn handle_heartbeat(&mut self, msg: &Message, out: &mut Vec<Output>) {
-        let MessageBody::Heartbeat { commit, read_round } = msg.body else { unreachable!() };
+        let MessageBody::Heartbeat { commit, read_round, sent_at } = msg.body else { unreachable!() };
         if commit > self.log.last_index() {
             // The leader caps it at our match; more than we hold means a confused sender.
             self.ignored.malformed += 1;
         } else {
             self.log.commit_to(commit);
         }
-        self.send(msg.from, MessageBody::HeartbeatResponse { read_round }, out);
+        self.send(msg.from, MessageBody::HeartbeatResponse { read_round, sent_at }, out);
     }
 
     /// Leader: a follower's answer to an append.
@@ -205,7 +205,14 @@ impl Node {
 
     /// Leader: a follower's answer to a heartbeat. Resumes a paused probe and nudges a
     /// follower that lags (its last append or answer may have been lost).
-    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64, out: &mut Vec<Output>) {
+    pub(super) fn handle_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        read_round: u64,
+        sent_at: u64,
+        out: &mut Vec<Output>,
+    ) {
+        self.lease_acked(from, sent_at);
         self.read_acked(from, read_round, out);
         let (max_msgs, max_bytes) = (self.cfg.max_inflight_msgs(), self.cfg.max_inflight_bytes());
         let Some(pr) = self.progress.get_mut(&from) else { return };

@@ -86,7 +86,7 @@ fn proposals_on_a_follower_are_dropped_with_a_hint() {
         from: NodeId(1),
         to: NodeId(2),
         term: Term(3),
-        body: MessageBody::Heartbeat { commit: Index(0), read_round: 0 },
+        body: MessageBody::Heartbeat { commit: Index(0), read_round: 0, sent_at: 0 },
     };
     let _ = n.step(Input::Message(hb));
     let out = n.step(Input::Propose(Proposal { id: 1, data: Bytes::new() }));

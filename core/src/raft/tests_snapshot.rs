@@ -300,7 +300,7 @@ fn a_follower_refusing_an_oversized_snapshot_tells_the_leader_which_stops_sendin
             break;
         }
         out = n.step(Input::Tick);
-        out.extend(n.step(from3(MessageBody::HeartbeatResponse { read_round: 0 })));
+        out.extend(n.step(from3(MessageBody::HeartbeatResponse { read_round: 0, sent_at: 0 })));
     }
     assert!(snapshot_chunks_to(&out, 3) > 0, "the leader streams its snapshot to node 3");
     let _ = n.step(from3(MessageBody::SnapshotRefused { index: Index(5), max_bytes: 3 }));
@@ -309,7 +309,7 @@ fn a_follower_refusing_an_oversized_snapshot_tells_the_leader_which_stops_sendin
     let mut resent = 0;
     for _ in 0..50 {
         resent += snapshot_chunks_to(&n.step(Input::Tick), 3);
-        resent += snapshot_chunks_to(&n.step(from3(MessageBody::HeartbeatResponse { read_round: 0 })), 3);
+        resent += snapshot_chunks_to(&n.step(from3(MessageBody::HeartbeatResponse { read_round: 0, sent_at: 0 })), 3);
     }
     assert_eq!(resent, 0, "a refused snapshot is not streamed again");
     // A newer snapshot is offered.
@@ -320,7 +320,7 @@ fn a_follower_refusing_an_oversized_snapshot_tells_the_leader_which_stops_sendin
     let mut offered = 0;
     for _ in 0..20 {
         offered += snapshot_chunks_to(&n.step(Input::Tick), 3);
-        offered += snapshot_chunks_to(&n.step(from3(MessageBody::HeartbeatResponse { read_round: 0 })), 3);
+        offered += snapshot_chunks_to(&n.step(from3(MessageBody::HeartbeatResponse { read_round: 0, sent_at: 0 })), 3);
     }
     assert!(offered > 0, "the next snapshot is offered again");
     // Refused too, it is offered again after a while: the follower's bound may have been
@@ -333,7 +333,7 @@ fn a_follower_refusing_an_oversized_snapshot_tells_the_leader_which_stops_sendin
             .iter()
             .filter(|o| matches!(o, Output::Send(m) if m.to == NodeId(3) && matches!(m.body, MessageBody::Heartbeat { .. })))
             .count();
-        let out2 = n.step(from3(MessageBody::HeartbeatResponse { read_round: 0 }));
+        let out2 = n.step(from3(MessageBody::HeartbeatResponse { read_round: 0, sent_at: 0 }));
         if snapshot_chunks_to(&out, 3) + snapshot_chunks_to(&out2, 3) > 0 {
             break;
         }

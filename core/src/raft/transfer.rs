@@ -34,6 +34,7 @@ impl Node {
         // must not keep a leader without a vote in office.
         let elapsed = self.transfer.filter(|_| self.leads_without_a_vote()).map_or(0, |t| t.elapsed);
         self.transfer = Some(Transfer { to, elapsed });
+        self.revoke_lease();
         self.try_finish_transfer(out);
     }
 

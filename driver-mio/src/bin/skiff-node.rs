@@ -66,6 +66,10 @@ struct Args {
     /// member add-learner`) instead of starting a new cluster.
     #[arg(long)]
     join: bool,
+    /// Answer reads from the leader's lease instead of a heartbeat round (see the README's
+    /// "Lease reads" for the clock-drift bound it assumes: `lease_clock_drift_permille`).
+    #[arg(long)]
+    lease_reads: bool,
     /// Read a password from standard input, print its Argon2 hash for a `[[users]]` entry's
     /// `password_hash`, and exit.
     #[arg(long)]
@@ -139,6 +143,7 @@ fn config(a: Args) -> Result<NodeConfig, String> {
         });
     }
     c.join |= a.join;
+    c.lease_reads |= a.lease_reads;
     Ok(c)
 }
 

@@ -46,6 +46,10 @@ enum Cmd {
         /// certificates are made under DIR/tls unless there already.
         #[arg(long)]
         tls: bool,
+        /// Reads from the leader's lease instead of a heartbeat round (clock-drift bound
+        /// 5%; see the README's "Lease reads").
+        #[arg(long)]
+        lease_reads: bool,
     },
     /// Make a cluster CA (unless DIR has one) and a new key and certificate for each node:
     /// DIR/ca.crt, DIR/node-ID.crt, DIR/node-ID.key (reissuing rotates a node's certificate).
@@ -197,12 +201,15 @@ fn certs(dir: PathBuf, cluster_id: u64, nodes: &str, hosts: Vec<String>, days: u
     Ok(())
 }
 
-fn local_cluster(nodes: u64, dir: PathBuf, tls: bool) -> Result<(), String> {
+fn local_cluster(nodes: u64, dir: PathBuf, tls: bool, lease_reads: bool) -> Result<(), String> {
     if !(1..=9).contains(&nodes) {
         return Err("--nodes must be between 1 and 9".into());
     }
     let stop = stop_on_signals().map_err(|e| format!("cannot handle signals: {e}"))?;
     let mut configs: Vec<_> = (1..=nodes).map(|id| local_node(id, nodes, &dir)).collect();
+    for c in &mut configs {
+        c.lease_reads = lease_reads;
+    }
     let certs = skiff_mio::certs::CertDir(dir.join("tls"));
     if tls {
         let made = certs.ensure_ca()?;
@@ -521,7 +528,7 @@ fn main() -> ExitCode {
         }
     }
     let result = match args.command {
-        Cmd::LocalCluster { nodes, dir, tls } => local_cluster(nodes, dir, tls),
+        Cmd::LocalCluster { nodes, dir, tls, lease_reads } => local_cluster(nodes, dir, tls, lease_reads),
         Cmd::Certs { dir, cluster_id, nodes, hosts, days } => certs(dir, cluster_id, &nodes, hosts, days),
         Cmd::Put { key, value, servers } => {
             op(&servers, move |c| c.put(&key, &value).map(|()| "OK".to_string()).map_err(|e| e.to_string()))

@@ -63,6 +63,7 @@ pub(crate) fn needs(name: &str, args: &[bytes::Bytes]) -> Role {
         "skiff.member" => Role::Admin,
         "config" if sub(b"get") => Role::ReadOnly,
         "config" => Role::Admin,
+        "bgsave" => Role::Admin,
         _ if super::resp_commands::is_write(name) => Role::ReadWrite,
         _ => Role::ReadOnly,
     }
@@ -240,5 +241,7 @@ mod tests {
         assert_eq!(needs("config", &[b("get"), b("save")]), Role::ReadOnly);
         assert_eq!(needs("config", &[b("set"), b("save"), b("")]), Role::Admin);
         assert_eq!(needs("ping", &[]), Role::ReadOnly);
+        assert_eq!(needs("bgsave", &[]), Role::Admin);
+        assert_eq!(needs("lastsave", &[]), Role::ReadOnly);
     }
 }

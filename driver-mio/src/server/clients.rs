@@ -393,6 +393,10 @@ impl Clients {
                     session.answer_info(ctx.engine.member_list());
                     need = session.drive(now);
                 }
+                Need::Save { start } => {
+                    session.answer_save(ctx.engine.save_command(start));
+                    need = session.drive(now);
+                }
                 Need::Member(steps) => {
                     // Answered through `deliver` (at once if refused).
                     ctx.engine.change_membership(steps, session.conn.token);

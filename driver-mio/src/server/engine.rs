@@ -4,16 +4,17 @@
 //! (`replies`). The loop routes both before it waits again, so every message the core emits
 //! is queued on its link within the same round (DESIGN §2).
 
-use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::sync::mpsc::TryRecvError;
 use std::time::Instant;
 
 use skiff_core::kv::{Action, Command, Reply};
-use skiff_core::{Index, Input, Message, Node, Output, Proposal, Role};
+use skiff_core::{Input, Message, Node, Output, Proposal, Role};
 use skiff_std::runtime::batch_input;
 
 use super::kv::{LocalKv, Waiter};
 use super::members::Members;
 use super::peers::PeerLink;
+use super::snapshots::Snapshots;
 use super::stall::Stalls;
 use super::storage::{StorageEvent, StorageLink};
 use super::ServeError;
@@ -35,15 +36,8 @@ pub(crate) struct Engine {
     pub(crate) outbox: Vec<Message>,
     /// Answers for waiters, to deliver.
     pub(crate) replies: Vec<(Waiter, Reply)>,
-    /// Snapshot once this many bytes of log were written since the last one.
-    snapshot_threshold: Option<u64>,
-    /// Bytes of log entries handed to storage since the last snapshot began.
-    logged: u64,
-    /// A snapshot being encoded on its own thread: the index it covers and where its bytes
-    /// arrive.
-    encoding: Option<(Index, Receiver<bytes::Bytes>)>,
-    /// Snapshots this node took (for `INFO`).
-    snapshots_taken: u64,
+    /// When to snapshot, and the snapshot being encoded.
+    pub(crate) snapshots: Snapshots,
     /// How long the event loop's rounds take (recorded by the loop).
     pub(crate) loop_stalls: Stalls,
     /// Set when the node cannot go on (a snapshot that does not decode): the loop stops.
@@ -55,8 +49,6 @@ pub(crate) struct Engine {
     pub(crate) metrics: Metrics,
     /// The leader last reported (to count changes).
     last_leader: Option<skiff_core::NodeId>,
-    /// When the snapshot being encoded was frozen.
-    encoding_began: Instant,
 }
 
 impl Engine {
@@ -75,17 +67,13 @@ impl Engine {
             batch: Vec::new(),
             outbox: Vec::new(),
             replies: Vec::new(),
-            snapshot_threshold,
-            logged: 0,
-            encoding: None,
-            snapshots_taken: 0,
+            snapshots: Snapshots::new(snapshot_threshold),
             loop_stalls: Stalls::default(),
             fatal: None,
             members: Members::default(),
             new_membership: None,
             metrics,
             last_leader: None,
-            encoding_began: Instant::now(),
         }
     }
 
@@ -152,7 +140,7 @@ impl Engine {
         match o {
             Output::Send(m) => self.outbox.push(m),
             Output::Persist(p) => {
-                self.logged += p.entries.iter().map(|e| e.data.len() as u64 + ENTRY_OVERHEAD).sum::<u64>();
+                self.snapshots.logged += p.entries.iter().map(|e| e.data.len() as u64 + ENTRY_OVERHEAD).sum::<u64>();
                 self.storage.persist(p)
             }
             Output::RoleChanged { role, term, leader } => {
@@ -219,57 +207,29 @@ impl Engine {
         m.commit_index.set(v.commit.0 as i64);
         m.applied_index.set(v.applied.0 as i64);
         m.last_index.set(v.last_index.0 as i64);
+        m.lease_reads.set(v.lease_reads as i64);
         m.keys.set(self.kv.keys() as i64);
     }
 
-    /// The snapshot policy: once `snapshot_threshold` bytes of log were written since the
-    /// last snapshot, freeze the state (cheap: see `KvState::freeze`) and encode it on a
-    /// thread of its own, so the loop never stalls on a large state; when the bytes are ready,
-    /// hand them to the core, which compacts its log and has storage write the snapshot (and
-    /// trim the WAL). One snapshot at a time. Counting bytes written since the last snapshot,
-    /// rather than the WAL's size, means a WAL that trimming cannot shrink further (its active
-    /// segment) never triggers one snapshot after another.
+    /// `BGSAVE` (`start`: snapshot now, as Redis saves in the background) or `LASTSAVE`.
+    pub(crate) fn save_command(&mut self, start: bool) -> skiff_core::kv::Resp {
+        use skiff_core::kv::Resp;
+        if !start {
+            return Resp::Int(self.snapshots.last_save() as i64);
+        }
+        match self.snapshots.ask() {
+            Ok(()) => Resp::Simple("Background saving started".into()),
+            Err(super::snapshots::SaveRefused::InProgress) => Resp::error("ERR Background save already in progress"),
+        }
+    }
+
+    /// The snapshot policy's check (see `snapshots`): a finished encoding goes to the core.
     fn snapshot_policy(&mut self) {
-        if let Some((index, rx)) = &self.encoding {
-            match rx.try_recv() {
-                Ok(data) => {
-                    let index = *index;
-                    self.encoding = None;
-                    self.snapshots_taken += 1;
-                    let began = Instant::now();
-                    let bytes = data.len();
-                    self.metrics.snapshots.inc();
-                    self.metrics.snapshot_bytes.set(bytes as i64);
-                    self.metrics.snapshot_seconds.observe(self.encoding_began.elapsed().as_secs_f64());
-                    self.step(Input::Snapshot { index, data });
-                    let us = began.elapsed().as_micros() as u64;
-                    tracing::debug!(index = index.0, bytes, compaction_us = us, "snapshot taken");
-                }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => {
-                    tracing::error!("the snapshot encoder ended without a snapshot");
-                    self.encoding = None;
-                }
-            }
-            return;
-        }
-        let Some(threshold) = self.snapshot_threshold else { return };
-        if self.logged < threshold {
-            return;
-        }
-        let Some((index, state)) = self.kv.freeze() else { return };
-        self.logged = 0;
-        let (tx, rx) = channel();
-        let spawned = std::thread::Builder::new().name("skiff-snapshot".into()).spawn(move || {
-            // Made `Bytes` here: the conversion may copy (to fit the allocation).
-            let _ = tx.send(bytes::Bytes::from(state.snapshot()));
-        });
-        match spawned {
-            Ok(_) => {
-                self.encoding = Some((index, rx));
-                self.encoding_began = Instant::now();
-            }
-            Err(e) => tracing::error!(error = %e, "cannot start the snapshot encoder"),
+        if let Some((index, data)) = self.snapshots.poll(&mut self.kv, &self.metrics) {
+            let (began, bytes) = (Instant::now(), data.len());
+            self.step(Input::Snapshot { index, data });
+            let us = began.elapsed().as_micros() as u64;
+            tracing::debug!(index = index.0, bytes, compaction_us = us, "snapshot taken");
         }
     }
 
@@ -277,7 +237,7 @@ impl Engine {
     /// ([`Node::ticks_until_due`]), or one while requests wait for their deadlines or a
     /// snapshot is being encoded.
     pub(crate) fn ticks_until_due(&self) -> u32 {
-        if self.kv.idle() && self.encoding.is_none() {
+        if self.kv.idle() && !self.snapshots.encoding() {
             self.node.ticks_until_due()
         } else {
             1
@@ -288,7 +248,7 @@ impl Engine {
     pub(crate) fn info(&self, links: &[PeerLink]) -> String {
         let v = self.node.view();
         let mut s = format!(
-            "# Raft\r\nnode_id:{}\r\nrole:{:?}\r\nterm:{}\r\nleader:{}\r\ncommit_index:{}\r\napplied_index:{}\r\nlast_index:{}\r\nsnapshot_index:{}\r\n",
+            "# Raft\r\nnode_id:{}\r\nrole:{:?}\r\nterm:{}\r\nleader:{}\r\ncommit_index:{}\r\napplied_index:{}\r\nlast_index:{}\r\nsnapshot_index:{}\r\nread_mode:{}\r\nlease_reads:{}\r\n",
             v.id.0,
             v.role,
             v.term.0,
@@ -296,7 +256,9 @@ impl Engine {
             v.commit.0,
             v.applied.0,
             v.last_index.0,
-            v.snapshot_index.0
+            v.snapshot_index.0,
+            if self.node.config().lease_drift_permille().is_some() { "lease" } else { "read-index" },
+            v.lease_reads
         );
         if v.role == Role::Leader {
             for link in links {
@@ -335,7 +297,7 @@ impl Engine {
             self.kv.sessions(),
             self.kv.in_progress(),
             self.kv.installed(),
-            self.snapshots_taken
+            self.snapshots.taken
         ));
         s.push_str("# Stalls\r\n");
         s.push_str(&self.loop_stalls.info("loop_round"));

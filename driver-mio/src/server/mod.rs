@@ -25,6 +25,7 @@ mod native;
 mod peers;
 pub(crate) mod resp_commands;
 mod resp_session;
+mod snapshots;
 mod stall;
 mod storage;
 mod wire;

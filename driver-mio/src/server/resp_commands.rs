@@ -77,6 +77,8 @@ const LOCAL: &[(&str, i32)] = &[
     ("watch", -2),
     ("unwatch", 1),
     ("skiff.member", -2),
+    ("bgsave", -1),
+    ("lastsave", 1),
 ];
 
 /// Data commands that change the state.

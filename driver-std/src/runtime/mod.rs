@@ -121,6 +121,10 @@ impl std::error::Error for ReadError {}
 pub enum StartError {
     Restore(RestoreError),
     Io(io::Error),
+    /// Lease reads need a driver that delivers every elapsed tick before the reads that
+    /// arrived after it; this runtime's timer thread skips ticks when it falls behind, and
+    /// its ticks queue behind other events. Use skiff-node (skiff-mio), or ReadIndex.
+    LeaseReadsUnsupported,
 }
 
 impl fmt::Display for StartError {
@@ -128,6 +132,10 @@ impl fmt::Display for StartError {
         match self {
             StartError::Restore(e) => write!(f, "stored state refused: {e}"),
             StartError::Io(e) => write!(f, "cannot start threads or transport: {e}"),
+            StartError::LeaseReadsUnsupported => write!(
+                f,
+                "lease reads are not supported by the threaded runtime (its ticks may lag reads): use skiff-node, or ReadIndex"
+            ),
         }
     }
 }
@@ -177,6 +185,9 @@ impl RaftNode {
         transport: impl FnOnce(Inbox) -> io::Result<T>,
     ) -> Result<(RaftHandle, Receiver<Applied>), StartError> {
         let id = config.id();
+        if config.lease_drift_permille().is_some() {
+            return Err(StartError::LeaseReadsUnsupported);
+        }
         let node = Node::new(config, restored).map_err(StartError::Restore)?;
         let (events_tx, events_rx) = channel::<Event>();
         let (apply_tx, apply_rx) = channel::<Applied>();

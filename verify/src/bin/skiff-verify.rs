@@ -32,6 +32,9 @@ fn plant(args: &[String]) -> Result<Option<PlantedBug>, String> {
         Some("no-config-rollback") => PlantedBug::NoConfigRollback,
         Some("latest-only-campaign") => PlantedBug::LatestOnlyCampaign,
         Some("no-departing") => PlantedBug::NoDeparting,
+        Some("lease-from-answer") => PlantedBug::LeaseFromAnswer,
+        Some("lease-through-transfer") => PlantedBug::LeaseThroughTransfer,
+        Some("lease-forgets-restart") => PlantedBug::LeaseForgetsRestart,
         other => return Err(format!("--plant: unknown bug {other:?}")),
     };
     Ok(Some(bug))
@@ -118,14 +121,15 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     }
     let s = stats;
     println!(
-        "snapshots_taken={} snapshots_installed={} largest_installed={}B snapshot_chunks={} chunk_bytes={} largest_chunk={}B timeout_now={}",
+        "snapshots_taken={} snapshots_installed={} largest_installed={}B snapshot_chunks={} chunk_bytes={} largest_chunk={}B timeout_now={} lease_reads={}",
         s.snapshots_taken,
         s.snapshots_installed,
         s.largest_installed_snapshot,
         s.snapshot_chunks,
         s.snapshot_chunk_bytes,
         s.largest_snapshot_chunk,
-        s.timeout_now
+        s.timeout_now,
+        s.lease_reads
     );
     println!(
         "churn_seeds={churn_seeds} changes_proposed={} accepted={} refused={} configs_committed={} joint_committed={} leader_removed={} learners_promoted={}",

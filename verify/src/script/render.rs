@@ -86,8 +86,12 @@ pub(super) fn render_body(body: &MessageBody) -> String {
             )
         }
         MessageBody::AppendResponse(AppendResult::StaleTerm) => "AppendResponse StaleTerm".to_string(),
-        MessageBody::Heartbeat { commit, read_round } => format!("Heartbeat{{commit={}, read={read_round}}}", commit.0),
-        MessageBody::HeartbeatResponse { read_round } => format!("HeartbeatResponse{{read={read_round}}}"),
+        MessageBody::Heartbeat { commit, read_round, sent_at } => {
+            format!("Heartbeat{{commit={}, read={read_round}, at={sent_at}}}", commit.0)
+        }
+        MessageBody::HeartbeatResponse { read_round, sent_at } => {
+            format!("HeartbeatResponse{{read={read_round}, at={sent_at}}}")
+        }
         MessageBody::TimeoutNow => "TimeoutNow".to_string(),
         MessageBody::InstallSnapshot { meta, offset, data, done } => format!(
             "InstallSnapshot{{at={}, offset={offset}, len={}{}}}",

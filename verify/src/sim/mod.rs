@@ -49,6 +49,12 @@ pub struct SimConfig {
     pub election_ticks: (u32, u32),
     pub pre_vote: bool,
     pub check_quorum: bool,
+    /// Lease reads with this clock-drift bound (parts per thousand), or ReadIndex (`None`).
+    pub lease_drift_permille: Option<u32>,
+    /// How far each node's tick length may stray from [`TICK`] (parts per thousand): each
+    /// node draws its own length within it at every start, from a stream of its own (so
+    /// that seeds without drift run as they always did).
+    pub clock_drift_permille: u32,
     pub max_inflight_msgs: usize,
     pub max_entries_per_msg: usize,
     /// Keep a readable trace of every event.
@@ -79,6 +85,8 @@ impl SimConfig {
             election_ticks: (10, 20),
             pre_vote: true,
             check_quorum: true,
+            lease_drift_permille: None,
+            clock_drift_permille: 0,
             max_inflight_msgs: 16,
             max_entries_per_msg: 64,
             trace: false,
@@ -110,6 +118,8 @@ pub struct SimNode {
     /// The simulated service: a digest of everything applied, and how far it got.
     pub state: u64,
     pub state_index: Index,
+    /// This life's tick length (units): [`TICK`] give or take the configured drift.
+    pub tick_len: Time,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +171,8 @@ pub struct Sim {
     /// Running digest of everything that happened, to compare two runs of one seed.
     pub digest: u64,
     pub trace: Vec<String>,
+    /// The stream each start draws its node's tick length from.
+    clock_rng: SimRng,
     /// Proposals accepted by a leader and not yet resolved: (leader, index) -> (term, id).
     awaiting: BTreeMap<(usize, Index), (Term, u64)>,
     /// Commands acknowledged to the client: (acknowledging node, index) -> where they
@@ -223,6 +235,7 @@ impl Sim {
             events: 0,
             digest: 0xcbf2_9ce4_8422_2325,
             trace: Vec::new(),
+            clock_rng: SimRng::new(cfg.seed ^ 0x00C1_0C4D_0000_0003),
             awaiting: BTreeMap::new(),
             acked: BTreeMap::new(),
             next_proposal: 1,
@@ -264,6 +277,7 @@ impl Sim {
                 snapshot_refused_at: None,
                 state: EMPTY_DIGEST,
                 state_index: Index(0),
+                tick_len: TICK,
             });
             if i < sim.cfg.nodes {
                 sim.start(i);
@@ -299,6 +313,10 @@ impl Sim {
             .max_inflight_msgs(c.max_inflight_msgs)
             .max_entries_per_msg(c.max_entries_per_msg)
             .snapshot_chunk_bytes(c.snapshot_chunk_bytes);
+        let builder = match c.lease_drift_permille {
+            Some(d) => builder.lease_reads(d),
+            None => builder,
+        };
         let builder = match c.plant {
             Some(bug) => builder.plant(bug),
             None => builder,
@@ -326,11 +344,29 @@ impl Sim {
             self.deferred_violation.get_or_insert(v);
         }
         self.checker.restarted(NodeId(i as u64 + 1), snapshot_index);
+        let tick_len = self.draw_tick_len();
         let n = &mut self.nodes[i];
         let epoch = n.epoch;
+        n.tick_len = tick_len;
         let phase = self.rng.between(1, TICK);
         self.push(self.now + phase, Event::Tick { node: i, epoch });
         self.log(|| format!("start n{}", i + 1));
+    }
+
+    /// A tick length within the drift bound: half the time at one of its ends (where a
+    /// lease is tightest), otherwise anywhere in it.
+    fn draw_tick_len(&mut self) -> Time {
+        let d = self.cfg.clock_drift_permille as Time;
+        if d == 0 {
+            return TICK;
+        }
+        let (short, long) = (TICK * (1000 - d) / 1000, TICK * (1000 + d) / 1000);
+        let r = &mut self.clock_rng;
+        match r.between(0, 4) {
+            0 => short,
+            1 => long,
+            _ => r.between(short, long),
+        }
     }
 
     pub fn is_up(&self, i: usize) -> bool {
@@ -466,7 +502,7 @@ impl Sim {
                 if self.nodes[node].epoch != epoch || !self.is_up(node) {
                     return Ok(());
                 }
-                self.push(self.now + TICK, Event::Tick { node, epoch });
+                self.push(self.now + self.nodes[node].tick_len, Event::Tick { node, epoch });
                 self.mix(node as u64);
                 self.tick_due = self.nodes[node].node.as_ref().map(Node::ticks_until_due);
                 self.step(node, Input::Tick)?;

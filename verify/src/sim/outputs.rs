@@ -18,7 +18,9 @@ impl Sim {
         out.clear();
         let n = &mut self.nodes[i];
         let Some(node) = n.node.as_mut() else { return Ok(()) };
+        let lease_reads = node.lease_reads();
         node.step_into(input, &mut out);
+        self.stats.lease_reads += node.lease_reads() - lease_reads;
         if let Some(due) = self.tick_due.take() {
             if due > 1 && !out.is_empty() {
                 let detail = format!("node {} was due in {due} ticks but emitted {:?}", i + 1, out.first());

@@ -10,6 +10,8 @@ pub struct FeatureStats {
     pub snapshot_chunk_bytes: u64,
     pub largest_snapshot_chunk: u64,
     pub timeout_now: u64,
+    /// Reads leaders answered from their lease.
+    pub lease_reads: u64,
     /// Snapshot chunks sent as slices of the sender's snapshot (all of them, or a violation).
     pub borrowed_chunks: u64,
 }
@@ -23,6 +25,7 @@ impl FeatureStats {
         self.snapshot_chunk_bytes += o.snapshot_chunk_bytes;
         self.largest_snapshot_chunk = self.largest_snapshot_chunk.max(o.largest_snapshot_chunk);
         self.timeout_now += o.timeout_now;
+        self.lease_reads += o.lease_reads;
         self.borrowed_chunks += o.borrowed_chunks;
     }
 }
