@@ -60,6 +60,19 @@ pub(super) fn shard_of(key: &[u8]) -> usize {
     (h % SHARDS as u64) as usize
 }
 
+/// Below this many bytes a kept `Bytes` is copied into an allocation of its own rather than
+/// shared with the buffer it was cut from.
+const DETACH_BELOW: usize = 4096;
+
+/// `b` held alone if it is short (see [`Keyspace::insert`]).
+fn detach(b: Bytes) -> Bytes {
+    if b.len() < DETACH_BELOW && !b.is_unique() {
+        Bytes::copy_from_slice(&b)
+    } else {
+        b
+    }
+}
+
 impl Keyspace {
     /// Keys held, expired ones not yet removed included.
     pub(super) fn len(&self) -> usize {
@@ -82,14 +95,34 @@ impl Keyspace {
     }
 
     /// Sets `key` to `item`; returns the item it replaces.
-    pub(super) fn insert(&mut self, key: Bytes, item: Item) -> Option<Item> {
+    /// What is kept is held alone: a short key, and a short string value, are copied out
+    /// of the command they came in (a `Bytes` cloned from a command is a shared one, and a
+    /// shared one costs an allocation more, 32 bytes a key in all); the key is cloned again
+    /// only for the expiry index.
+    pub(super) fn insert(&mut self, key: Bytes, mut item: Item) -> Option<Item> {
+        let key = detach(key);
+        if let super::value::Value::Str(v) = &mut item.value {
+            *v = detach(core::mem::take(v));
+        }
         let expires = item.expires;
         let shard = Arc::make_mut(&mut self.shards[shard_of(&key)]);
-        let old = shard.insert(key.clone(), item);
+        let (key, old) = match shard.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(mut e) => {
+                let old = e.insert(item);
+                let indexed = old.expires.is_some() || expires.is_some();
+                (indexed.then(|| e.key().clone()), Some(old))
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                let key = expires.map(|_| e.key().clone());
+                e.insert(item);
+                self.len += 1;
+                (key, None)
+            }
+        };
+        let Some(key) = key else { return old };
         // The old entry goes from the index before the new one comes in: they may be equal.
-        match &old {
-            None => self.len += 1,
-            Some(o) => self.unindex(&key, o.expires),
+        if let Some(o) = &old {
+            self.unindex(&key, o.expires);
         }
         if let Some(at) = expires {
             Arc::make_mut(&mut self.expiring).insert((at, key));

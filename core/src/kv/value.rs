@@ -102,7 +102,8 @@ pub enum Value {
     Hash(BTreeMap<Bytes, Bytes>),
     List(VecDeque<Bytes>),
     Set(BTreeSet<Bytes>),
-    ZSet(ZSet),
+    /// Boxed: its two maps would make every value (strings included) 16 bytes larger.
+    ZSet(alloc::boxed::Box<ZSet>),
 }
 
 impl Value {

@@ -11,7 +11,7 @@ use crate::kv::reply::{errors, format_double, Resp};
 use crate::kv::value::{Float, Value, ZSet};
 
 fn new_zset() -> Value {
-    Value::ZSet(ZSet::default())
+    Value::ZSet(alloc::boxed::Box::default())
 }
 
 fn double(f: Float) -> Resp {
