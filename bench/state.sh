@@ -65,12 +65,12 @@ p99_of() { # p99_of PORT [snapshot-command]: SET c1 p99 (ms), with the command r
   local port=$1; shift
   redis-benchmark -p "$port" -t set -c 1 -r 1000000 -d 64 -n 3000 >"$WORK/p99" 2>/dev/null &
   local b=$!
-  if [ $# -gt 0 ]; then sleep 0.2; "$@"; fi
+  if [ $# -gt 0 ]; then sleep 0.2; "$@" >/dev/null; fi
   wait "$b"
   tr '\r' '\n' <"$WORK/p99" | awk '/latency summary/ { getline; getline; print $5 }'
 }
 
-skiff_taken() { local p s=0; for p in 6381 6382 6383; do s=$((s + $(redis-cli -p $p info | awk -F: '/^snapshots_taken/ {print $2+0}'))); done; echo $s; }
+skiff_taken() { local p s=0; for p in 6381 6382 6383; do s=$((s + $(redis-cli -p $p info | awk -F: '/^snapshots_taken/ {print $2+0; exit}'))); done; echo $s; }
 skiff_bgsave() { local p; for p in 6381 6382 6383; do redis-cli -p $p bgsave >/dev/null; done; }
 skiff_wait_snapshot() { # until every node took one more snapshot than $1 (3 nodes)
   local before=$1

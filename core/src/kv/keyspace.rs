@@ -60,19 +60,6 @@ pub(super) fn shard_of(key: &[u8]) -> usize {
     (h % SHARDS as u64) as usize
 }
 
-/// Below this many bytes a kept `Bytes` is copied into an allocation of its own rather than
-/// shared with the buffer it was cut from.
-const DETACH_BELOW: usize = 4096;
-
-/// `b` held alone if it is short (see [`Keyspace::insert`]).
-fn detach(b: Bytes) -> Bytes {
-    if b.len() < DETACH_BELOW && !b.is_unique() {
-        Bytes::copy_from_slice(&b)
-    } else {
-        b
-    }
-}
-
 impl Keyspace {
     /// Keys held, expired ones not yet removed included.
     pub(super) fn len(&self) -> usize {
@@ -95,15 +82,11 @@ impl Keyspace {
     }
 
     /// Sets `key` to `item`; returns the item it replaces.
-    /// What is kept is held alone: a short key, and a short string value, are copied out
-    /// of the command they came in (a `Bytes` cloned from a command is a shared one, and a
-    /// shared one costs an allocation more, 32 bytes a key in all); the key is cloned again
-    /// only for the expiry index.
-    pub(super) fn insert(&mut self, key: Bytes, mut item: Item) -> Option<Item> {
-        let key = detach(key);
-        if let super::value::Value::Str(v) = &mut item.value {
-            *v = detach(core::mem::take(v));
-        }
+    /// The key is cloned only for the expiry index. (Keys and values are `Bytes` cloned out
+    /// of the command, shared ones: a 24-byte header each besides the data. Copying them
+    /// out would not last: the first write to a shard after a freeze copies the shard, and
+    /// with it shares every `Bytes` it holds again.)
+    pub(super) fn insert(&mut self, key: Bytes, item: Item) -> Option<Item> {
         let expires = item.expires;
         let shard = Arc::make_mut(&mut self.shards[shard_of(&key)]);
         let (key, old) = match shard.entry(key) {
