@@ -25,10 +25,8 @@ SECTIONS=${SECTIONS:-skiff etcd tls}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 SKIFF=target/release/skiff
 LOAD=bench/etcd-load/target/release/etcd-load
-WORK=$(mktemp -d /tmp/skiff-compare.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+. bench/lib.sh
+bench_init skiff-compare
 
 # CPU time (user + system) the given processes used over IDLE seconds of no load.
 IDLE=10
@@ -79,16 +77,7 @@ fi
 
 if want etcd; then
 echo "# etcd $(etcd --version | head -1)"
-CL="m1=http://127.0.0.1:12380,m2=http://127.0.0.1:22380,m3=http://127.0.0.1:32380"
-for i in 1 2 3; do
-  etcd --name m$i --data-dir "$WORK/etcd$i" \
-    --listen-client-urls http://127.0.0.1:${i}2379 --advertise-client-urls http://127.0.0.1:${i}2379 \
-    --listen-peer-urls http://127.0.0.1:${i}2380 --initial-advertise-peer-urls http://127.0.0.1:${i}2380 \
-    --initial-cluster "$CL" --initial-cluster-state new --initial-cluster-token compare \
-    --log-level error --logger zap >"$WORK/etcd$i.log" 2>&1 &
-  pids+=($!)
-done
-sleep 4
+etcd_start compare
 idle_cpu etcd "${pids[@]}"
 for c in 1 50 256; do
   $LOAD --op put --conns "$c" --clients "$c" --seconds "$SECS"

@@ -23,23 +23,16 @@ ROUNDS=${1:-3}
 OUT=${2:-bench/results}
 SKIFF=$PWD/target/release/skiff
 REDIS_PORT=6399
-WORK=$(mktemp -d /tmp/skiff-state.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-for tool in redis-benchmark redis-server redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "needs $tool (apt install redis-tools redis-server)" >&2; exit 1; }
-done
+. bench/lib.sh
+bench_init skiff-state
+need_tools "apt install redis-tools redis-server python3" redis-benchmark redis-server redis-cli python3
 [ -x "$SKIFF" ] || { echo "needs $SKIFF: cargo build --release -p skiff-mio" >&2; exit 1; }
-for port in 6381 6382 6383 $REDIS_PORT; do
-  if (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; then echo "port $port is taken: stop what listens there" >&2; exit 1; fi
-done
+ports_free 6381 6382 6383 $REDIS_PORT
 mkdir -p "$OUT"
 RESULTS="$OUT/state.tsv"
 printf 'round\tsystem\tmeasure\tvalue\n' >"$RESULTS"
 HZ=$(getconf CLK_TCK)
 
-stop() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; pids=(); }
 emit() { printf '%s\t%s\t%s\t%s\n' "$@" | tee -a "$RESULTS"; }
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
 rss_kb() { awk '/VmRSS/ {print $2}' /proc/"$1"/status; }
@@ -80,22 +73,17 @@ skiff_wait_snapshot() { # until every node took one more snapshot than $1 (3 nod
 skiff_round() {
   rm -rf "$WORK/skiff"; mkdir -p "$WORK/skiff"
   ( cd "$WORK/skiff" && exec "$SKIFF" local-cluster >"$WORK/skiff.log" 2>&1 ) &
-  local pid=$! leader="" port before t0 t1
+  local pid=$! leader before t0 t1
   pids+=($pid)
   sleep 3
-  for port in 6381 6382 6383; do
-    if redis-cli -p "$port" info raft | grep -q "role:Leader"; then leader=$port; fi
-  done
-  [ -n "$leader" ] || { echo "the skiff cluster has no leader" >&2; exit 1; }
+  leader=$(skiff_leader)
   loads skiff "$1" "$leader" "$pid" 3
   stop "${pids[@]}"
   # A fresh cluster for the 1M distinct keys.
   rm -rf "$WORK/skiff"; mkdir -p "$WORK/skiff"
   ( cd "$WORK/skiff" && exec "$SKIFF" local-cluster >"$WORK/skiff.log" 2>&1 ) &
-  pid=$!; pids+=($pid); sleep 3; leader=""
-  for port in 6381 6382 6383; do
-    if redis-cli -p "$port" info raft | grep -q "role:Leader"; then leader=$port; fi
-  done
+  pid=$!; pids+=($pid); sleep 3
+  leader=$(skiff_leader)
   python3 bench/load_keys.py 1000000 "$leader" >/dev/null
   sleep 1
   before=$(skiff_taken); t0=$(date +%s.%N)

@@ -31,25 +31,16 @@ SKIFF=$PWD/target/release/skiff
 LOAD=$PWD/bench/etcd-load/target/release/etcd-load
 CHART=$PWD/bench/chart/target/release/chart
 REDIS_PORT=6399
-WORK=$(mktemp -d /tmp/skiff-systems.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-for tool in redis-benchmark redis-server redis-cli etcd; do
-  command -v "$tool" >/dev/null || { echo "needs $tool (apt install redis-tools redis-server etcd-server)" >&2; exit 1; }
-done
+. bench/lib.sh
+bench_init skiff-systems
+need_tools "apt install redis-tools redis-server etcd-server" redis-benchmark redis-server redis-cli etcd
 for bin in "$SKIFF" "$LOAD" "$CHART"; do
   [ -x "$bin" ] || { echo "needs $bin (see the header of $0)" >&2; exit 1; }
 done
-for port in 6381 6382 6383 $REDIS_PORT 12379 22379 32379; do
-  if (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; then echo "port $port is taken: stop what listens there" >&2; exit 1; fi
-done
+ports_free 6381 6382 6383 $REDIS_PORT 12379 22379 32379
 mkdir -p "$OUT"
 RESULTS="$OUT/systems.tsv"
 printf 'round\tsystem\tload\tops_per_s\tp50_ms\tp99_ms\n' >"$RESULTS"
-
-stop() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; pids=(); }
 
 # redis-benchmark on PORT: ops/s, p50 and p99 of TEST with CONNS connections, PIPE deep,
 # N requests sized to last about SECS at the rate of a short probe.
@@ -84,11 +75,8 @@ skiff_cluster() { # skiff_cluster SYSTEM ROUND [local-cluster flags]
   pids+=($!)
   sleep 3
   "$SKIFF" put warmup 1 >/dev/null
-  local leader=""
-  for port in 6381 6382 6383; do
-    if redis-cli -p "$port" info raft | grep -q "role:Leader"; then leader=$port; fi
-  done
-  [ -n "$leader" ] || { echo "the skiff cluster has no leader" >&2; exit 1; }
+  local leader
+  leader=$(skiff_leader)
   if [ "$system" = skiff ]; then
     resp_loads skiff "$round" "$leader"
   else
@@ -109,18 +97,8 @@ redis_round() {
 }
 
 etcd_round() {
-  local cl="m1=http://127.0.0.1:12380,m2=http://127.0.0.1:22380,m3=http://127.0.0.1:32380" i
-  rm -rf "$WORK"/etcd*
-  for i in 1 2 3; do
-    etcd --name m$i --data-dir "$WORK/etcd$i" \
-      --listen-client-urls http://127.0.0.1:${i}2379 --advertise-client-urls http://127.0.0.1:${i}2379 \
-      --listen-peer-urls http://127.0.0.1:${i}2380 --initial-advertise-peer-urls http://127.0.0.1:${i}2380 \
-      --initial-cluster "$cl" --initial-cluster-state new --initial-cluster-token systems \
-      --log-level error --logger zap >"$WORK/etcd$i.log" 2>&1 &
-    pids+=($!)
-  done
-  sleep 4
-  local load op c
+  etcd_start systems
+  local load op c name
   for load in set-c1:put:1 set-c50:put:50 set-c256:put:256 get-c1:get:1 get-c50:get:50; do
     IFS=: read -r name op c <<<"$load"
     "$LOAD" --op "$op" --conns "$(( c < 50 ? c : 50 ))" --clients "$c" --seconds "$SECS" --keys 100000 \

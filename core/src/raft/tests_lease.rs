@@ -56,6 +56,18 @@ fn read_now(c: &mut Cluster, id: u64) -> Option<Index> {
     out.iter().find_map(|o| if let Output::ReadReady { index, .. } = o { Some(*index) } else { None })
 }
 
+/// The messages of kind `name` sent since the cluster's log held `before` outputs (dropped
+/// ones included: the log records every output).
+fn sent_since(c: &Cluster, before: usize, name: &str) -> Vec<Message> {
+    c.log[before..]
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Send(m) if m.body.name() == name => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The highest commit index any node knows.
 fn highest_commit(c: &Cluster) -> Index {
     c.nodes.values().map(|n| n.view().commit).max().unwrap()
@@ -127,13 +139,7 @@ fn answers_arrive_late(plant: Option<PlantedBug>) -> Result<Option<Index>, (Inde
     while !c.log[before..].iter().any(|(_, o)| matches!(o, Output::Send(m) if m.body.name() == "HeartbeatResponse")) {
         c.tick(1);
     }
-    let held: Vec<Message> = c.log[before..]
-        .iter()
-        .filter_map(|(_, o)| match o {
-            Output::Send(m) if m.body.name() == "HeartbeatResponse" => Some(m.clone()),
-            _ => None,
-        })
-        .collect();
+    let held = sent_since(&c, before, "HeartbeatResponse");
     // The leader is cut off; the answers reach it 10 ticks after the beat.
     c.cut.extend([a, b]);
     for _ in 0..10 {
@@ -176,13 +182,8 @@ fn timeout_now_arrives_late(plant: Option<PlantedBug>) -> Result<Option<Index>, 
     c.drop = |m| m.body == MessageBody::TimeoutNow;
     let before = c.log.len();
     let _ = c.step(l, Input::TransferLeadership { to: NodeId(a) });
-    let timeout_now = c.log[before..]
-        .iter()
-        .find_map(|(_, o)| match o {
-            Output::Send(m) if m.body == MessageBody::TimeoutNow => Some(m.clone()),
-            _ => None,
-        })
-        .expect("the target is up to date: TimeoutNow goes at once");
+    let timeout_now =
+        sent_since(&c, before, "TimeoutNow").pop().expect("the target is up to date: TimeoutNow goes at once");
     c.drop = |_| false;
     c.tick(12);
     assert_eq!(c.nodes[&l].view().transferring_to, None, "the transfer was abandoned");
