@@ -306,9 +306,9 @@ impl ConfigBuilder {
     /// with no heartbeat round, while a quorum answered a heartbeat it sent less than
     /// [`Config::lease_ticks`] ago, no leadership transfer was started in its term, and it
     /// has committed an entry of its term; otherwise the read goes through ReadIndex.
-    /// `drift_permille` bounds how much faster or slower than another node's any node's
-    /// ticks may run (parts per thousand; 50 = 5%). Safe only if that bound holds and the
-    /// driver delivers every elapsed tick before the reads that arrived after it. Needs
+    /// `drift_permille` bounds how far any node's tick length may stray from the nominal one,
+    /// either way (parts per thousand; 50 = 5%). Safe only if that bound holds and the
+    /// driver delivers every elapsed tick before each read and each peer message. Needs
     /// check-quorum. With leases on, a node refuses votes for an election timeout after it
     /// starts, and a follower that hears a leader ignores [`crate::Input::Campaign`].
     pub fn lease_reads(mut self, drift_permille: u32) -> Self {

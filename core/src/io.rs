@@ -200,6 +200,10 @@ pub struct Ignored {
     pub malformed: u64,
     /// Vote requests dropped under the leader lease (check-quorum).
     pub leased_vote: u64,
+    /// With lease reads, messages of a higher term that no leader sent (answers to an old
+    /// election) dropped by a follower that hears its leader: adopting their term would end
+    /// its refusal of votes while the leader's lease counts on it.
+    pub leased_term: u64,
     /// `Persisted` acknowledgements for sequence numbers never issued.
     pub bad_persisted: u64,
     /// Leadership transfers asked of a non-leader, or to itself or a non-voter.

@@ -27,6 +27,9 @@ pub enum PlantedBug {
     /// Lease reads: a leadership transfer does not end the lease (its `TimeoutNow` may
     /// override the followers' refusal of votes while the lease still holds).
     LeaseThroughTransfer,
+    /// Lease reads: a follower that hears its leader adopts the higher term of any message
+    /// (an old election's answer), which ends its refusal of votes.
+    LeaseYieldsToHigherTerm,
     /// Lease reads: a node that restarts votes at once instead of staying quiet for an
     /// election timeout (it forgot the leader whose lease it was part of).
     LeaseForgetsRestart,

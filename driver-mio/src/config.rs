@@ -265,6 +265,12 @@ pub enum ConfigError {
         field: &'static str,
         max_ms: u64,
     },
+    /// Lease reads with a lease longer than the ticks the loop delivers at once after a
+    /// stall (`MAX_TICK_BURST`): a long stall would leave the lease clock behind.
+    LeaseTooLong {
+        lease_ticks: u32,
+        max: u64,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -296,6 +302,10 @@ impl fmt::Display for ConfigError {
             ConfigError::User(e) => write!(f, "users: {e}"),
             ConfigError::Tls(e) => write!(f, "tls: {e}"),
             ConfigError::TooLong { field, max_ms } => write!(f, "{field} must be at most {max_ms}"),
+            ConfigError::LeaseTooLong { lease_ticks, max } => write!(
+                f,
+                "lease reads: a lease of {lease_ticks} ticks is longer than the {max} ticks a node catches up at once after a stall; lower election_ticks_min"
+            ),
         }
     }
 }
@@ -425,6 +435,10 @@ impl NodeConfig {
             .max_snapshot_bytes(self.max_snapshot_bytes);
         let builder = if self.lease_reads { builder.lease_reads(self.lease_clock_drift_permille) } else { builder };
         let raft = builder.build().map_err(ConfigError::Raft)?;
+        let max = crate::server::MAX_TICK_BURST;
+        if u64::from(raft.lease_ticks()) >= max {
+            return Err(ConfigError::LeaseTooLong { lease_ticks: raft.lease_ticks(), max });
+        }
         let max_entry_bytes = raft.max_entry_bytes();
         // A transaction may hold twice the key and value limits of arguments (and a
         // pipeline its value limit): both must fit one entry.
@@ -475,6 +489,12 @@ mod tests {
             c.lease_clock_drift_permille = 1000;
         })
         .contains("leaves no lease"));
+        assert!(bad(|c| {
+            c.lease_reads = true;
+            c.election_ticks_min = 5000;
+            c.election_ticks_max = 6000;
+        })
+        .contains("longer than the 1000 ticks"));
         let leased = NodeConfig { lease_reads: true, ..NodeConfig::default() }.validate().unwrap();
         // (50 - 1) ticks shrunk by 5% each way: 44 ticks of 10 ms.
         assert_eq!(leased.raft.lease_ticks(), 44);

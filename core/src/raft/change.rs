@@ -173,6 +173,7 @@ impl Node {
             }
             Some((_, to)) => {
                 self.transfer = Some(Transfer { to, elapsed: 0 });
+                self.revoke_lease();
                 self.try_finish_transfer(out);
             }
             None => self.become_follower(self.term, None),

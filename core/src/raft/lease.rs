@@ -17,8 +17,12 @@
 //!   election timeout after it starts (`Lease::quiet_after_start`), and a follower that
 //!   hears a leader ignores `Input::Campaign`;
 //! - the leader must have committed an entry of its term (as for ReadIndex);
-//! - the driver delivers every tick that elapsed before reads that arrived after it, and the
-//!   nodes' tick rates stay within the drift bound: the obligations of the configuration.
+//! - a follower that hears its leader drops messages of a higher term that no leader sent
+//!   (answers of an old election): adopting the term would clear its leader and end its
+//!   refusal early (`Node::keeps_lease_against`);
+//! - the driver delivers every tick that elapsed before each read and each peer message,
+//!   and the nodes' tick lengths stay within the drift bound of the nominal one: the
+//!   obligations of the configuration.
 //!
 //! Invariant: `Progress::lease_acked` is 0 or one more than a `sent_at` this leader stamped
 //! in its current term, so never above `clock + 1`.

@@ -8,6 +8,32 @@ use crate::io::{Output, Role};
 use crate::message::{AppendResult, Message, MessageBody};
 
 impl Node {
+    /// With lease reads, whether a follower that hears its leader (or a node just started)
+    /// must drop this message of a higher term instead of adopting the term: any but what a
+    /// leader of that term sends, a vote (refused under the lease below, unless a transfer's),
+    /// and a pre-vote or its grant (which never move the term). Adopting it would clear the leader it refuses votes for, and a vote asked next
+    /// would be granted while that leader's lease still counts on this node (the answer to
+    /// an old election, a refused pre-vote's answer, can carry a higher term). A leader
+    /// takes every higher term: it steps down, and its lease ends with its office.
+    fn keeps_lease_against(&self, body: &MessageBody) -> bool {
+        if !self.leases() || self.role == Role::Leader || !self.in_lease() {
+            return false;
+        }
+        if self.cfg.has_bug(crate::planted::PlantedBug::LeaseYieldsToHigherTerm) {
+            return false;
+        }
+        !matches!(
+            body,
+            MessageBody::Append { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
+                | MessageBody::TimeoutNow
+                | MessageBody::Vote { .. }
+                | MessageBody::PreVote { .. }
+                | MessageBody::PreVoteResponse { granted: true }
+        )
+    }
+
     pub(super) fn step_message(&mut self, msg: Message, out: &mut Vec<Output>) {
         let me = self.cfg.id();
         // Senders outside the configuration are heard: a node being added, or one that lags,
@@ -17,6 +43,10 @@ impl Node {
             return;
         }
         if msg.term > self.term {
+            if self.keeps_lease_against(&msg.body) {
+                self.ignored.leased_term += 1;
+                return;
+            }
             match msg.body {
                 // A pre-vote speaks of a prospective term; it never moves ours.
                 MessageBody::PreVote { .. } => return self.handle_pre_vote(&msg, out),

@@ -6,7 +6,6 @@
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::testkit::Cluster;
 use super::Node;
@@ -124,7 +123,10 @@ fn lease_reads_need_check_quorum_and_a_lease_of_a_tick() {
 fn a_follower_that_hears_a_leader_ignores_campaign_with_leases_on() {
     let mut c = leased(10, None);
     let (l, a, _) = settle(&mut c);
-    let _ = c.step(a, Input::Campaign);
+    let before = c.nodes[&a].view().ignored.bad_campaign;
+    let out = c.step(a, Input::Campaign);
+    assert_eq!(c.nodes[&a].view().ignored.bad_campaign, before + 1);
+    assert!(!out.iter().any(|o| matches!(o, Output::Send(_))), "no pre-vote goes out: {out:?}");
     assert_eq!(c.nodes[&l].view().role, Role::Leader);
     assert_eq!(c.nodes[&a].view().role, Role::Follower);
 }
@@ -203,20 +205,30 @@ fn a_transfer_ends_the_lease_for_the_rest_of_the_term() {
     assert!(timeout_now_arrives_late(Some(PlantedBug::LeaseThroughTransfer)).is_err(), "kept: stale");
 }
 
-static LEADER: AtomicU64 = AtomicU64::new(0);
-static CUT_OFF: AtomicU64 = AtomicU64::new(0);
+extern crate std;
+
+std::thread_local! {
+    /// The two nodes whose link `cut_between` cut (per test thread: tests run in parallel).
+    static CUT: core::cell::Cell<(u64, u64)> = const { core::cell::Cell::new((0, 0)) };
+}
+
+/// Drops every message between `x` and `y`, both ways.
+fn cut_between(c: &mut Cluster, x: u64, y: u64) {
+    CUT.with(|cut| cut.set((x, y)));
+    c.drop = |m| {
+        CUT.with(|cut| {
+            let (x, y) = cut.get();
+            (m.from.0, m.to.0) == (x, y) || (m.from.0, m.to.0) == (y, x)
+        })
+    };
+}
 
 /// A follower restarts while the leader's lease counts on it, and another asks its vote.
 fn a_voter_restarts(plant: Option<PlantedBug>) -> Result<Option<Index>, (Index, Index)> {
     let mut c = leased(10, plant);
     let (l, a, b) = settle(&mut c);
     // `b` no longer hears the leader (nor the leader `b`); `a` hears both.
-    LEADER.store(l, Ordering::SeqCst);
-    CUT_OFF.store(b, Ordering::SeqCst);
-    c.drop = |m| {
-        let (l, b) = (LEADER.load(Ordering::SeqCst), CUT_OFF.load(Ordering::SeqCst));
-        (m.from.0, m.to.0) == (l, b) || (m.from.0, m.to.0) == (b, l)
-    };
+    cut_between(&mut c, l, b);
     // `b` times out and asks `a`, which refuses: it hears the leader.
     c.tick(25);
     assert_eq!(c.nodes[&l].view().role, Role::Leader);
@@ -241,4 +253,39 @@ fn a_restarted_voter_stays_quiet_for_an_election_timeout() {
     assert!(fresh.is_ok_and(|r| r.is_some()), "no one else leads: the lease read is served ({fresh:?})");
     #[cfg(feature = "planted-bugs")]
     assert!(a_voter_restarts(Some(PlantedBug::LeaseForgetsRestart)).is_err(), "voted at once: stale");
+}
+
+/// A leased follower is handed an answer of a later term (an old election's), then another
+/// node campaigns: the follower must keep refusing while its leader's lease counts on it.
+fn an_old_answer_arrives(plant: Option<PlantedBug>) -> Result<Option<Index>, (Index, Index)> {
+    let mut c = leased(10, plant);
+    let (l, a, b) = settle(&mut c);
+    c.tick(2);
+    // `b` no longer hears the leader (nor the leader `b`).
+    cut_between(&mut c, l, b);
+    let term = c.nodes[&a].view().term;
+    let late = Message {
+        from: NodeId(b),
+        to: NodeId(a),
+        term: crate::types::Term(term.0 + 1),
+        body: MessageBody::VoteResponse { granted: false },
+    };
+    let _ = c.step(a, Input::Message(late));
+    // `b` times out and campaigns; only `a` hears it.
+    for _ in 0..60 {
+        let _ = c.step(b, Input::Tick);
+        if c.nodes[&b].view().role == Role::Leader {
+            break;
+        }
+    }
+    assert_eq!(c.nodes[&l].view().role, Role::Leader, "the leader does not know of any other");
+    read_is_fresh(&mut c, l)
+}
+
+#[test]
+fn a_leased_follower_drops_a_later_term_that_no_leader_sent() {
+    let fresh = an_old_answer_arrives(None);
+    assert!(fresh.is_ok_and(|r| r.is_some()), "no one else leads: the lease read is served ({fresh:?})");
+    #[cfg(feature = "planted-bugs")]
+    assert!(an_old_answer_arrives(Some(PlantedBug::LeaseYieldsToHigherTerm)).is_err(), "term taken: stale");
 }

@@ -5,7 +5,7 @@
 //! is queued on its link within the same round (DESIGN §2).
 
 use std::sync::mpsc::TryRecvError;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use skiff_core::kv::{Action, Command, Reply};
 use skiff_core::{Input, Message, Node, Output, Proposal, Role};
@@ -49,6 +49,12 @@ pub(crate) struct Engine {
     pub(crate) metrics: Metrics,
     /// The leader last reported (to count changes).
     last_leader: Option<skiff_core::NodeId>,
+    /// The wall time of the last tick delivered to the core, and a tick's length.
+    last_tick: Instant,
+    tick: Duration,
+    /// Ticks delivered by a catch-up before a read or a peer message (with lease reads),
+    /// whose timed work the loop has not done yet.
+    caught_up: u64,
 }
 
 impl Engine {
@@ -58,6 +64,7 @@ impl Engine {
         storage: StorageLink,
         snapshot_threshold: Option<u64>,
         metrics: Metrics,
+        tick: Duration,
     ) -> Engine {
         Engine {
             node,
@@ -74,6 +81,9 @@ impl Engine {
             new_membership: None,
             metrics,
             last_leader: None,
+            last_tick: Instant::now(),
+            tick,
+            caught_up: 0,
         }
     }
 
@@ -113,6 +123,14 @@ impl Engine {
     }
 
     pub(crate) fn step(&mut self, input: Input) {
+        // A lease read must see the clock as it is now, and a follower must count a beat's
+        // receipt after every tick that came before it: what arrived late in a long loop
+        // round is not decided on the round's start.
+        if matches!(input, Input::Read { .. } | Input::Message(_))
+            && self.node.config().lease_drift_permille().is_some()
+        {
+            self.caught_up += self.catch_up(Instant::now());
+        }
         match &input {
             Input::Propose(_) => {
                 self.metrics.proposals.inc();
@@ -193,12 +211,36 @@ impl Engine {
         }
     }
 
-    /// `n` ticks of the clock passed: the core's, then request deadlines and the snapshot
-    /// policy.
-    pub(crate) fn ticks_elapsed(&mut self, n: u64, now: Instant) {
-        for _ in 0..n {
+    /// When the last tick delivered to the core was due.
+    pub(crate) fn last_tick(&self) -> Instant {
+        self.last_tick
+    }
+
+    /// Delivers to the core every tick that elapsed by `now` (at most `MAX_TICK_BURST`: a
+    /// node stopped for long then sees its timers expired without replaying the pause tick
+    /// by tick). Returns how many.
+    pub(crate) fn catch_up(&mut self, now: Instant) -> u64 {
+        let elapsed = (now.saturating_duration_since(self.last_tick).as_nanos() / self.tick.as_nanos().max(1)) as u64;
+        if elapsed == 0 {
+            return 0;
+        }
+        let delivered = elapsed.min(super::MAX_TICK_BURST);
+        self.last_tick =
+            if elapsed > super::MAX_TICK_BURST { now } else { self.last_tick + self.tick * elapsed as u32 };
+        for _ in 0..delivered {
             self.step(Input::Tick);
         }
+        delivered
+    }
+
+    /// Ticks a catch-up inside a step delivered since the last call.
+    pub(crate) fn take_ticks_caught_up(&mut self) -> u64 {
+        std::mem::take(&mut self.caught_up)
+    }
+
+    /// Ticks passed (delivered by [`Engine::catch_up`]): request deadlines and the snapshot
+    /// policy.
+    pub(crate) fn after_ticks(&mut self, now: Instant) {
         self.kv.expire(now);
         self.snapshot_policy();
         let v = self.node.view();

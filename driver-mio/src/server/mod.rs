@@ -73,7 +73,7 @@ const MAX_ADDRESSES: usize = 256;
 const IDLE_LINK: Duration = Duration::from_secs(5);
 /// Most ticks delivered at once after the loop slept long (a stopped process): the core
 /// then sees its timers expired, without replaying a long pause tick by tick.
-const MAX_TICK_BURST: u64 = 1000;
+pub(crate) const MAX_TICK_BURST: u64 = 1000;
 
 /// Everything the loop needs besides the core's state.
 #[derive(Debug)]
@@ -309,7 +309,7 @@ pub fn serve<S: Storage>(
         users: Arc::new(std::sync::Mutex::new(std::mem::take(&mut opts.users))),
         tls: tls.ports,
     };
-    let mut engine = Engine::new(node, kv, storage, opts.snapshot_threshold, opts.metrics.clone());
+    let mut engine = Engine::new(node, kv, storage, opts.snapshot_threshold, opts.metrics.clone(), opts.tick);
     // The restored configuration's addresses, for the peer links.
     engine.new_membership = Some(engine.node.view().membership);
     let mut server = Server {
@@ -334,14 +334,12 @@ impl Server {
     fn run(&mut self, stop: &AtomicBool) -> Result<(), ServeError> {
         let mut events = Events::with_capacity(1024);
         let tick = self.opts.tick;
-        // The wall time of the last tick delivered to the core.
-        let mut last_tick = Instant::now();
         for link in &mut self.links {
             link.connect_if_due(Instant::now(), self.poll.registry(), &self.hello, self.peer_dial.as_ref());
         }
         while !stop.load(Ordering::Relaxed) {
             // Capped so that a stop request is noticed soon even when the node is quiet.
-            let due = (last_tick + tick * self.ticks_until_due()).min(Instant::now() + MAX_SLEEP);
+            let due = (self.engine.last_tick() + tick * self.ticks_until_due()).min(Instant::now() + MAX_SLEEP);
             if let Err(e) = self.poll.poll(&mut events, Some(due.saturating_duration_since(Instant::now()))) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -349,11 +347,11 @@ impl Server {
                 return Err(e.into());
             }
             let now = Instant::now();
-            // Ticks that elapsed come first: the events were read after them.
-            let elapsed = (now.duration_since(last_tick).as_nanos() / tick.as_nanos().max(1)) as u64;
-            if elapsed > 0 {
-                self.ticks_elapsed(elapsed.min(MAX_TICK_BURST), now);
-                last_tick = if elapsed > MAX_TICK_BURST { now } else { last_tick + tick * elapsed as u32 };
+            // Ticks that elapsed come first: the events were read after them. (With lease
+            // reads the engine catches up again before each read and peer message.)
+            let delivered = self.engine.catch_up(now) + self.engine.take_ticks_caught_up();
+            if delivered > 0 {
+                self.ticks_elapsed(now);
             }
             for event in events.iter() {
                 self.on_event(event.token(), now)?;
@@ -501,9 +499,10 @@ impl Server {
         }
     }
 
-    /// `n` ticks of the clock passed: the engine's, sessions' retries, redials.
-    fn ticks_elapsed(&mut self, n: u64, now: Instant) {
-        self.engine.ticks_elapsed(n, now);
+    /// Ticks passed (the engine delivered them to the core): the engine's timed work,
+    /// sessions' retries, redials.
+    fn ticks_elapsed(&mut self, now: Instant) {
+        self.engine.after_ticks(now);
         let mut ctx = Ctx { registry: self.poll.registry(), engine: &mut self.engine, links: &self.links };
         self.clients.on_tick(now, &mut ctx);
         for link in &mut self.links {

@@ -35,6 +35,7 @@ fn plant(args: &[String]) -> Result<Option<PlantedBug>, String> {
         Some("lease-from-answer") => PlantedBug::LeaseFromAnswer,
         Some("lease-through-transfer") => PlantedBug::LeaseThroughTransfer,
         Some("lease-forgets-restart") => PlantedBug::LeaseForgetsRestart,
+        Some("lease-yields-to-higher-term") => PlantedBug::LeaseYieldsToHigherTerm,
         other => return Err(format!("--plant: unknown bug {other:?}")),
     };
     Ok(Some(bug))

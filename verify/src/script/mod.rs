@@ -469,6 +469,7 @@ impl Cluster {
             ("stray_response", ig.stray_response),
             ("malformed", ig.malformed),
             ("leased_vote", ig.leased_vote),
+            ("leased_term", ig.leased_term),
             ("bad_persisted", ig.bad_persisted),
             ("bad_transfer", ig.bad_transfer),
             ("bad_snapshot", ig.bad_snapshot),

@@ -362,7 +362,7 @@ impl Sim {
         }
         let (short, long) = (TICK * (1000 - d) / 1000, TICK * (1000 + d) / 1000);
         let r = &mut self.clock_rng;
-        match r.between(0, 4) {
+        match r.between(0, 3) {
             0 => short,
             1 => long,
             _ => r.between(short, long),
