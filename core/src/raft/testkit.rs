@@ -39,10 +39,12 @@ pub(super) fn install(from: u64, to: u64, term: u64, meta: SnapshotMeta, data: &
 }
 
 /// Nodes wired together by instant delivery and instant persistence, for rule-by-rule tests
-/// of several nodes. Messages to or from a node in `cut` are dropped.
+/// of several nodes. Messages to or from a node in `cut`, or between the two nodes of a pair
+/// in `cut_links` (either way), are dropped.
 pub(super) struct Cluster {
     pub nodes: alloc::collections::BTreeMap<u64, Node>,
     pub cut: alloc::collections::BTreeSet<u64>,
+    pub cut_links: alloc::collections::BTreeSet<(u64, u64)>,
     /// Messages for which this says true are dropped too.
     pub drop: fn(&Message) -> bool,
     /// Every output of every step, with the node that emitted it.
@@ -66,7 +68,7 @@ impl Cluster {
             let cfg = crate::Config::joining(NodeId(id), id).build().unwrap();
             nodes.insert(id, Node::new(cfg, crate::io::Restored::default()).unwrap());
         }
-        Cluster { nodes, cut: Default::default(), drop: |_| false, log: Vec::new() }
+        Cluster { nodes, cut: Default::default(), cut_links: Default::default(), drop: |_| false, log: Vec::new() }
     }
 
     /// Steps `input` on node `id`, then carries out everything that follows until no
@@ -92,7 +94,11 @@ impl Cluster {
     }
 
     fn delivers(&self, m: &Message) -> bool {
-        let cut = self.cut.contains(&m.from.0) || self.cut.contains(&m.to.0);
+        let (from, to) = (m.from.0, m.to.0);
+        let cut = self.cut.contains(&from)
+            || self.cut.contains(&to)
+            || self.cut_links.contains(&(from, to))
+            || self.cut_links.contains(&(to, from));
         !cut && !(self.drop)(m) && self.nodes.contains_key(&m.to.0)
     }
 

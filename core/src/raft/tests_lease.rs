@@ -30,7 +30,7 @@ fn leased(min: u32, plant: Option<PlantedBug>) -> Cluster {
         let _ = plant;
         nodes.insert(id, Node::new(b.build().unwrap(), Restored::default()).unwrap());
     }
-    Cluster { nodes, cut: BTreeSet::new(), drop: |_| false, log: Vec::new() }
+    Cluster { nodes, cut: BTreeSet::new(), cut_links: BTreeSet::new(), drop: |_| false, log: Vec::new() }
 }
 
 /// Ticks every node until one leads and has committed its first entry; returns it and the
@@ -205,30 +205,12 @@ fn a_transfer_ends_the_lease_for_the_rest_of_the_term() {
     assert!(timeout_now_arrives_late(Some(PlantedBug::LeaseThroughTransfer)).is_err(), "kept: stale");
 }
 
-extern crate std;
-
-std::thread_local! {
-    /// The two nodes whose link `cut_between` cut (per test thread: tests run in parallel).
-    static CUT: core::cell::Cell<(u64, u64)> = const { core::cell::Cell::new((0, 0)) };
-}
-
-/// Drops every message between `x` and `y`, both ways.
-fn cut_between(c: &mut Cluster, x: u64, y: u64) {
-    CUT.with(|cut| cut.set((x, y)));
-    c.drop = |m| {
-        CUT.with(|cut| {
-            let (x, y) = cut.get();
-            (m.from.0, m.to.0) == (x, y) || (m.from.0, m.to.0) == (y, x)
-        })
-    };
-}
-
 /// A follower restarts while the leader's lease counts on it, and another asks its vote.
 fn a_voter_restarts(plant: Option<PlantedBug>) -> Result<Option<Index>, (Index, Index)> {
     let mut c = leased(10, plant);
     let (l, a, b) = settle(&mut c);
     // `b` no longer hears the leader (nor the leader `b`); `a` hears both.
-    cut_between(&mut c, l, b);
+    c.cut_links.insert((l, b));
     // `b` times out and asks `a`, which refuses: it hears the leader.
     c.tick(25);
     assert_eq!(c.nodes[&l].view().role, Role::Leader);
@@ -262,7 +244,7 @@ fn an_old_answer_arrives(plant: Option<PlantedBug>) -> Result<Option<Index>, (In
     let (l, a, b) = settle(&mut c);
     c.tick(2);
     // `b` no longer hears the leader (nor the leader `b`).
-    cut_between(&mut c, l, b);
+    c.cut_links.insert((l, b));
     let term = c.nodes[&a].view().term;
     let late = Message {
         from: NodeId(b),
