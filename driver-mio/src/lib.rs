@@ -5,6 +5,12 @@
 //! it, its configuration ([`config`]), starting a node from it ([`node`]), and the TLS
 //! certificates `skiff certs` makes ([`certs`]).
 
+/// Every binary linking this crate allocates through jemalloc (see `Cargo.toml`); without
+/// the feature, through the system's allocator.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 pub mod certs;
 pub mod cli;
 pub mod config;

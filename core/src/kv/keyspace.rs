@@ -22,14 +22,16 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use bytes::Bytes;
+use hashbrown::hash_map::EntryRef;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::blob::Blob;
 use super::value::Item;
 
 /// One shard's map.
-type Shard = hashbrown::HashMap<Bytes, Item, foldhash::fast::RandomState>;
+type Shard = hashbrown::HashMap<Blob, Item, foldhash::fast::RandomState>;
 
 /// Number of shards: a write after a freeze copies at most 1/SHARDS of the data.
 pub(super) const SHARDS: usize = 256;
@@ -41,7 +43,7 @@ pub(super) const SHARDS: usize = 256;
 pub(super) struct Keyspace {
     shards: Vec<Arc<Shard>>,
     len: usize,
-    expiring: Arc<BTreeSet<(u64, Bytes)>>,
+    expiring: Arc<BTreeSet<(u64, Blob)>>,
 }
 
 impl Default for Keyspace {
@@ -81,23 +83,21 @@ impl Keyspace {
         self.get(key).filter(|i| !i.expired(now))
     }
 
-    /// Sets `key` to `item`; returns the item it replaces.
-    /// The key is cloned only for the expiry index. (Keys and values are `Bytes` cloned out
-    /// of the command, shared ones: a 24-byte header each besides the data. Copying them
-    /// out would not last: the first write to a shard after a freeze copies the shard, and
-    /// with it shares every `Bytes` it holds again.)
-    pub(super) fn insert(&mut self, key: Bytes, item: Item) -> Option<Item> {
+    /// Sets `key` to `item`; returns the item it replaces. The key is copied into a [`Blob`]
+    /// only if it is new, and cloned only for the expiry index.
+    pub(super) fn insert(&mut self, key: &[u8], item: Item) -> Option<Item> {
         let expires = item.expires;
-        let shard = Arc::make_mut(&mut self.shards[shard_of(&key)]);
-        let (key, old) = match shard.entry(key) {
-            hashbrown::hash_map::Entry::Occupied(mut e) => {
+        let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
+        let (key, old) = match shard.entry_ref(key) {
+            EntryRef::Occupied(mut e) => {
                 let old = e.insert(item);
                 let indexed = old.expires.is_some() || expires.is_some();
                 (indexed.then(|| e.key().clone()), Some(old))
             }
-            hashbrown::hash_map::Entry::Vacant(e) => {
-                let key = expires.map(|_| e.key().clone());
-                e.insert(item);
+            EntryRef::Vacant(e) => {
+                let blob = Blob::new(key);
+                let key = expires.map(|_| blob.clone());
+                e.insert_with_key(blob, item);
                 self.len += 1;
                 (key, None)
             }
@@ -121,7 +121,7 @@ impl Keyspace {
         Some(old)
     }
 
-    fn unindex(&mut self, key: &Bytes, expires: Option<u64>) {
+    fn unindex(&mut self, key: &Blob, expires: Option<u64>) {
         if let Some(at) = expires {
             Arc::make_mut(&mut self.expiring).remove(&(at, key.clone()));
         }
@@ -155,7 +155,7 @@ impl Keyspace {
 
     /// Up to `max` keys expired at `now`, soonest first.
     pub(super) fn expired(&self, now: u64, max: usize) -> Vec<Bytes> {
-        self.expiring.iter().take_while(|(at, _)| *at <= now).take(max).map(|(_, k)| k.clone()).collect()
+        self.expiring.iter().take_while(|(at, _)| *at <= now).take(max).map(|(_, k)| k.to_bytes()).collect()
     }
 
     /// How many keys have expired at `now` (and wait for the sweep).
@@ -169,26 +169,26 @@ impl Keyspace {
     }
 
     /// Every key and item of shard `shard`, in key order (sorted here: the map has none).
-    pub(super) fn shard(&self, shard: usize) -> impl Iterator<Item = (&Bytes, &Item)> {
-        let mut entries: Vec<(&Bytes, &Item)> = self.shards[shard].iter().collect();
+    pub(super) fn shard(&self, shard: usize) -> impl Iterator<Item = (&Blob, &Item)> {
+        let mut entries: Vec<(&Blob, &Item)> = self.shards[shard].iter().collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         entries.into_iter()
     }
 
     /// Every key and item, in encoding order (shard by shard, each sorted by key).
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&Bytes, &Item)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&Blob, &Item)> {
         (0..SHARDS).flat_map(|s| self.shard(s))
     }
 
     /// Every key and item in no particular order (no sort: for what only counts or checks).
-    fn unordered(&self) -> impl Iterator<Item = (&Bytes, &Item)> {
+    fn unordered(&self) -> impl Iterator<Item = (&Blob, &Item)> {
         self.shards.iter().flat_map(|s| s.iter())
     }
 
     /// Whether the invariants hold: the count, and the expiry index against the items (for
     /// tests and checkers; walks everything).
     pub fn consistent(&self) -> bool {
-        let index: BTreeSet<(u64, Bytes)> =
+        let index: BTreeSet<(u64, Blob)> =
             self.unordered().filter_map(|(k, i)| i.expires.map(|at| (at, k.clone()))).collect();
         self.unordered().count() == self.len && index == *self.expiring
     }
@@ -214,8 +214,8 @@ impl<'de> Deserialize<'de> for Keyspace {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Keyspace, A::Error> {
                 let mut ks = Keyspace::default();
-                while let Some((k, v)) = access.next_entry::<Bytes, Item>()? {
-                    ks.insert(k, v);
+                while let Some((k, v)) = access.next_entry::<Blob, Item>()? {
+                    ks.insert(&k, v);
                 }
                 Ok(ks)
             }
@@ -231,7 +231,7 @@ mod tests {
     use alloc::format;
 
     fn item(v: &str, expires: Option<u64>) -> Item {
-        Item { value: Value::Str(Bytes::copy_from_slice(v.as_bytes())), expires, version: 1 }
+        Item { value: Value::Str(v.as_bytes().into()), expires, version: 1 }
     }
 
     fn key(s: &str) -> Bytes {
@@ -242,12 +242,12 @@ mod tests {
     fn a_frozen_copy_keeps_its_contents_while_the_live_one_changes() {
         let mut live = Keyspace::default();
         for i in 0..1000 {
-            live.insert(key(&format!("k{i}")), item(&format!("v{i}"), None));
+            live.insert(&key(&format!("k{i}")), item(&format!("v{i}"), None));
         }
         let frozen = live.clone();
-        live.insert(key("k1"), item("changed", None));
+        live.insert(&key("k1"), item("changed", None));
         live.get_mut(b"k2").unwrap().version = 9;
-        live.insert(key("new"), item("x", None));
+        live.insert(&key("new"), item("x", None));
         assert_eq!((live.len(), frozen.len()), (1001, 1000));
         assert_eq!(frozen.get(b"k1"), Some(&item("v1", None)));
         assert_eq!(frozen.get(b"k2").map(|i| i.version), Some(1));
@@ -267,7 +267,7 @@ mod tests {
                 let at = (t % 4 != 0).then_some(u64::from(t % 4));
                 match op % 4 {
                     0 | 1 => {
-                        ks.insert(key, item("v", at));
+                        ks.insert(&key, item("v", at));
                     }
                     2 => ks.set_expires(&key, at),
                     _ => {
@@ -286,14 +286,14 @@ mod tests {
     #[test]
     fn the_expiry_index_follows_every_change_and_survives_encoding() {
         let mut ks = Keyspace::default();
-        ks.insert(key("a"), item("1", Some(50)));
-        ks.insert(key("b"), item("2", Some(20)));
-        ks.insert(key("c"), item("3", None));
+        ks.insert(&key("a"), item("1", Some(50)));
+        ks.insert(&key("b"), item("2", Some(20)));
+        ks.insert(&key("c"), item("3", None));
         assert_eq!(ks.expired(30, 10), [key("b")]);
         assert_eq!(ks.next_expiry(), Some(20));
         ks.set_expires(b"b", None);
         ks.set_expires(b"c", Some(10));
-        ks.insert(key("a"), item("1", Some(5)));
+        ks.insert(&key("a"), item("1", Some(5)));
         assert_eq!(ks.expired(100, 10), [key("a"), key("c")]);
         assert_eq!(ks.expired(100, 1), [key("a")]);
         ks.remove(b"a");

@@ -17,6 +17,7 @@
 //! its `Register` entry) and numbers its requests; a write applied once is never applied
 //! again, whatever the retries. Sessions expire by the same clock: see [`SessionLimits`].
 
+pub mod blob;
 mod clerk;
 pub mod cmd;
 mod exec;

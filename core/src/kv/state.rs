@@ -96,7 +96,7 @@ impl KvState {
     /// lab's `Get`.
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
         match &self.data.live(key, self.clock)?.value {
-            Value::Str(v) => Some(v.clone()),
+            Value::Str(v) => Some(v.to_bytes()),
             _ => None,
         }
     }
@@ -250,8 +250,8 @@ impl KvState {
         let old: LegacyState = postcard::from_bytes(bytes).map_err(|_| SnapshotError)?;
         let mut data = Keyspace::default();
         for (k, v) in old.data {
-            let item = Item { value: Value::Str(Bytes::from(v.into_bytes())), expires: None, version: old.applied.0 };
-            data.insert(Bytes::from(k.into_bytes()), item);
+            let item = Item { value: Value::Str(v.as_bytes().into()), expires: None, version: old.applied.0 };
+            data.insert(k.as_bytes(), item);
         }
         Ok(KvState {
             data,

@@ -113,7 +113,7 @@ pub(super) fn read(ks: &Keyspace, cmd: &Cmd, now: u64) -> Option<Resp> {
         Cmd::Exists { keys } => Resp::Int(keys.iter().filter(|k| ks.live(k, now).is_some()).count() as i64),
         Cmd::Type { key } => Resp::Simple(ks.live(key, now).map_or("none", |i| i.value.type_name()).into()),
         Cmd::Keys { pattern } => {
-            Resp::bulks(ks.iter().filter(|(k, i)| !i.expired(now) && glob_match(pattern, k)).map(|(k, _)| k.clone()))
+            Resp::bulks(ks.iter().filter(|(k, i)| !i.expired(now) && glob_match(pattern, k)).map(|(k, _)| k.to_bytes()))
         }
         Cmd::Scan { cursor, pattern, count, kind } => {
             // The cursor is a shard: each call answers whole shards, so a key present for
@@ -126,7 +126,7 @@ pub(super) fn read(ks: &Keyspace, cmd: &Cmd, now: u64) -> Option<Resp> {
                         .filter(|(_, i)| !i.expired(now))
                         .filter(|(k, _)| pattern.as_ref().is_none_or_match(k))
                         .filter(|(_, i)| kind.as_deref().map_or(true, |t| i.value.type_name() == t))
-                        .map(|(k, _)| k.clone()),
+                        .map(|(k, _)| k.to_bytes()),
                 );
                 shard += 1;
             }
@@ -171,7 +171,7 @@ impl Writer<'_> {
                     let mut item = self.ks.remove(from).expect("present");
                     *self.last_delete = self.index;
                     item.version = self.index;
-                    self.ks.insert(to.clone(), item);
+                    self.ks.insert(to, item);
                 }
                 if *nx {
                     Resp::Int(1)

@@ -19,6 +19,7 @@ use alloc::string::String;
 
 use bytes::Bytes;
 
+use super::blob::Blob;
 use super::cmd::Cmd;
 use super::keyspace::Keyspace;
 use super::reply::{errors, Resp};
@@ -64,7 +65,7 @@ macro_rules! picks {
 }
 
 picks! {
-    as_str, as_str_mut, Str, Bytes;
+    as_str, as_str_mut, Str, Blob;
     as_hash, as_hash_mut, Hash, BTreeMap<Bytes, Bytes>;
     as_list, as_list_mut, List, VecDeque<Bytes>;
     as_set, as_set_mut, Set, BTreeSet<Bytes>;
@@ -137,7 +138,7 @@ impl Writer<'_> {
         self.purge(key);
         if self.ks.get(key).is_none() {
             let Some(make) = create else { return Ok(None) };
-            self.ks.insert(key.clone(), Item { value: make(), expires: None, version: self.index });
+            self.ks.insert(key, Item { value: make(), expires: None, version: self.index });
         }
         let index = self.index;
         let item = self.ks.get_mut(key).expect("present");
@@ -157,7 +158,7 @@ impl Writer<'_> {
     }
 
     /// Sets `key` to `value` expiring at `expires`.
-    fn put(&mut self, key: Bytes, value: Value, expires: Option<u64>) {
+    fn put(&mut self, key: &[u8], value: Value, expires: Option<u64>) {
         self.ks.insert(key, Item { value, expires, version: self.index });
     }
 

@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 
 use super::{as_str, as_str_mut, reply_err, typed, Writer};
+use crate::kv::blob::Blob;
 use crate::kv::cmd::{Cmd, Cond, SetTtl};
 use crate::kv::keyspace::Keyspace;
 use crate::kv::parse::{parse_float, parse_int};
@@ -28,20 +29,20 @@ fn byte_range(start: i64, end: i64, len: usize) -> core::ops::Range<usize> {
     start as usize..end as usize + 1
 }
 
-fn string<'a>(ks: &'a Keyspace, key: &[u8], now: u64) -> Result<Option<&'a Bytes>, Resp> {
+fn string<'a>(ks: &'a Keyspace, key: &[u8], now: u64) -> Result<Option<&'a Blob>, Resp> {
     typed(ks, key, now, as_str)
 }
 
 pub(super) fn read(ks: &Keyspace, cmd: &Cmd, now: u64) -> Option<Resp> {
     Some(match cmd {
-        Cmd::Get { key } => Resp::bulk_or_nil(reply_err!(string(ks, key, now)).cloned()),
-        Cmd::MGet { keys } => {
-            Resp::Array(keys.iter().map(|k| Resp::bulk_or_nil(string(ks, k, now).ok().flatten().cloned())).collect())
-        }
+        Cmd::Get { key } => Resp::bulk_or_nil(reply_err!(string(ks, key, now)).map(Blob::to_bytes)),
+        Cmd::MGet { keys } => Resp::Array(
+            keys.iter().map(|k| Resp::bulk_or_nil(string(ks, k, now).ok().flatten().map(Blob::to_bytes))).collect(),
+        ),
         Cmd::Strlen { key } => Resp::Int(reply_err!(string(ks, key, now)).map_or(0, |v| v.len() as i64)),
         Cmd::GetRange { key, start, end } => {
-            let v = reply_err!(string(ks, key, now)).cloned().unwrap_or_default();
-            Resp::Bulk(v.slice(byte_range(*start, *end, v.len())))
+            let v = reply_err!(string(ks, key, now)).map_or(&[][..], Blob::as_slice);
+            Resp::Bulk(Bytes::copy_from_slice(&v[byte_range(*start, *end, v.len())]))
         }
         _ => return None,
     })
@@ -57,14 +58,14 @@ impl Writer<'_> {
             },
             Cmd::GetSet { key, value } => self.set(key, value, Cond::Always, true, SetTtl::Clear),
             Cmd::GetDel { key } => {
-                let old = reply_err!(string(self.ks, key, self.now)).cloned();
+                let old = reply_err!(string(self.ks, key, self.now)).map(Blob::to_bytes);
                 if old.is_some() {
                     self.delete(key);
                 }
                 Resp::bulk_or_nil(old)
             }
             Cmd::GetEx { key, ttl } => {
-                let old = reply_err!(string(self.ks, key, self.now)).cloned();
+                let old = reply_err!(string(self.ks, key, self.now)).map(Blob::to_bytes);
                 if old.is_some() {
                     let at = match ttl {
                         None | Some(SetTtl::Keep) => return Some(Resp::bulk_or_nil(old)),
@@ -86,7 +87,7 @@ impl Writer<'_> {
                     return Some(Resp::Int(0));
                 }
                 for (k, v) in pairs {
-                    self.put(k.clone(), Value::Str(v.clone()), None);
+                    self.put(k, Value::Str(v.into()), None);
                 }
                 if *nx {
                     Resp::Int(1)
@@ -119,19 +120,19 @@ impl Writer<'_> {
                 Resp::Bulk(Bytes::from(text.into_bytes()))
             }
             Cmd::Append { key, value } => {
-                let old = reply_err!(string(self.ks, key, self.now)).cloned().unwrap_or_default();
+                let old = reply_err!(string(self.ks, key, self.now)).map_or(&[][..], Blob::as_slice);
                 let len = old.len() + value.len();
                 if len as u64 > self.max_value {
                     return Some(Resp::error(TOO_BIG));
                 }
                 let mut v = BytesMut::with_capacity(len);
-                v.extend_from_slice(&old);
+                v.extend_from_slice(old);
                 v.extend_from_slice(value);
                 self.set_keeping_ttl(key, v.freeze());
                 Resp::Int(len as i64)
             }
             Cmd::SetRange { key, offset, value } => {
-                let old = reply_err!(string(self.ks, key, self.now)).cloned();
+                let old = reply_err!(string(self.ks, key, self.now)).map(Blob::to_bytes);
                 if value.is_empty() {
                     return Some(Resp::Int(old.map_or(0, |v| v.len() as i64)));
                 }
@@ -166,8 +167,8 @@ impl Writer<'_> {
                 SetTtl::At(ms) => Some(ms),
                 SetTtl::Clear | SetTtl::Keep => None,
             };
-            let item = Item { value: Value::Str(value.clone()), expires, version: self.index };
-            if self.ks.insert(key.clone(), item).is_some_and(|old| old.expired(self.now)) {
+            let item = Item { value: Value::Str(value.into()), expires, version: self.index };
+            if self.ks.insert(key, item).is_some_and(|old| old.expired(self.now)) {
                 *self.last_delete = self.index;
             }
             return Resp::Ok;
@@ -181,7 +182,7 @@ impl Writer<'_> {
                 }
             }
         }
-        let old_value = old.and_then(|i| as_str(&i.value)).cloned();
+        let old_value = if get { old.and_then(|i| as_str(&i.value)).map(Blob::to_bytes) } else { None };
         let old_expires = old.and_then(|i| i.expires);
         let proceed = match cond {
             Cond::Always => true,
@@ -195,7 +196,7 @@ impl Writer<'_> {
                 SetTtl::After(ms) => Some(self.now.saturating_add(ms)),
                 SetTtl::At(ms) => Some(ms),
             };
-            self.put(key.clone(), Value::Str(value.clone()), expires);
+            self.put(key, Value::Str(value.into()), expires);
         }
         match (get, proceed) {
             (true, _) => Resp::bulk_or_nil(old_value),
@@ -207,8 +208,8 @@ impl Writer<'_> {
     /// Sets string `key` to `v`, keeping its expiry (the counters and `APPEND`).
     fn set_keeping_ttl(&mut self, key: &Bytes, v: Bytes) {
         match self.typed_mut(key, as_str_mut, None) {
-            Ok(Some(s)) => *s = v,
-            _ => self.put(key.clone(), Value::Str(v), None),
+            Ok(Some(s)) => *s = v.into(),
+            _ => self.put(key, Value::Str(v.into()), None),
         }
     }
 }
