@@ -5,11 +5,14 @@
 //! it, its configuration ([`config`]), starting a node from it ([`node`]), and the TLS
 //! certificates `skiff certs` makes ([`certs`]).
 
-/// Every binary linking this crate allocates through jemalloc (see `Cargo.toml`); without
-/// the feature, through the system's allocator.
+/// The allocator `skiff-node` and `skiff` install (`#[global_allocator]` in each binary, not
+/// here, so other programs linking this crate, such as the fuzzer with its counting
+/// allocator, keep their own): jemalloc with the feature `jemalloc` (see `Cargo.toml`),
+/// else the system's.
 #[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+pub type Allocator = tikv_jemallocator::Jemalloc;
+#[cfg(not(feature = "jemalloc"))]
+pub type Allocator = std::alloc::System;
 
 pub mod certs;
 pub mod cli;

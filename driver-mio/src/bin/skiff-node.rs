@@ -2,6 +2,9 @@
 //! SIGTERM or Ctrl-C: stop accepting, flush, exit 0. A bad configuration or an unusable data
 //! directory: a message and exit code 2.
 
+#[global_allocator]
+static ALLOCATOR: skiff_mio::Allocator = skiff_mio::Allocator {};
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

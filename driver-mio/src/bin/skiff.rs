@@ -13,6 +13,9 @@
 //! Against nodes that require TLS, `--tls-ca FILE` (or `SKIFF_TLS_CA`) names the CA their
 //! certificates chain to; users' credentials come from `SKIFF_USER` and `SKIFF_PASSWORD`.
 
+#[global_allocator]
+static ALLOCATOR: skiff_mio::Allocator = skiff_mio::Allocator {};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
