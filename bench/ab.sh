@@ -55,6 +55,7 @@ measure() { # measure A|B ROUND
   load native-set-c1 native set 1
   load native-set-c50 native set 50
   load native-get-c1 native get 1
+  load resp-set-c1 rb "$port" set 1 1 $((15000 * SECS / 5))
   load resp-set-c50 rb "$port" set 50 1 $((20000 * SECS / 5))
   load resp-set-c50-P16 rb "$port" set 50 16 $((150000 * SECS / 5))
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
