@@ -45,6 +45,8 @@ pub struct Config {
     max_inflight_snapshot_chunks: u64,
     max_entry_bytes: usize,
     max_snapshot_bytes: u64,
+    /// Drop the snapshot's bytes once storage holds them; load them back to send them.
+    snapshots_in_storage: bool,
     #[cfg(feature = "planted-bugs")]
     planted: Option<PlantedBug>,
 }
@@ -152,6 +154,7 @@ impl Config {
                 max_inflight_snapshot_chunks: 4,
                 max_entry_bytes: 16 << 20,
                 max_snapshot_bytes: 4 << 30,
+                snapshots_in_storage: false,
                 #[cfg(feature = "planted-bugs")]
                 planted: None,
             },
@@ -237,6 +240,11 @@ impl Config {
     }
     pub fn max_inflight_snapshot_chunks(&self) -> u64 {
         self.max_inflight_snapshot_chunks
+    }
+    /// Whether the node keeps its snapshot's bytes only while it needs them (see
+    /// [`ConfigBuilder::snapshots_in_storage`]).
+    pub fn snapshots_in_storage(&self) -> bool {
+        self.snapshots_in_storage
     }
 
     /// Whether `bug` was planted (never, without the `planted-bugs` feature).
@@ -361,6 +369,17 @@ impl ConfigBuilder {
     /// transfer cannot grow a follower's memory without bound.
     pub fn max_snapshot_bytes(mut self, n: u64) -> Self {
         self.config.max_snapshot_bytes = n;
+        self
+    }
+
+    /// Keep the latest snapshot's bytes in storage only (default off: the node keeps them in
+    /// memory, which every storage supports). On, the node drops its copy once the record
+    /// that carried the snapshot is durable and the service has it, and when a follower
+    /// needs the snapshot it asks for the bytes with [`crate::Output::LoadSnapshot`], which
+    /// the driver answers with [`crate::Input::SnapshotLoaded`]; a transfer holds its bytes
+    /// until it ends. The node's memory is then its log, not its log and its state again.
+    pub fn snapshots_in_storage(mut self, on: bool) -> Self {
+        self.config.snapshots_in_storage = on;
         self
     }
 

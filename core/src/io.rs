@@ -43,6 +43,10 @@ pub enum Input {
     /// snapshot. An index not above the current snapshot, or above what was applied, is
     /// refused (counted in [`Ignored::bad_snapshot`]).
     Snapshot { index: Index, data: Bytes },
+    /// The stored snapshot, read back for an [`Output::LoadSnapshot`] (or `None`: storage
+    /// holds none). One that is not the node's current snapshot is ignored (counted in
+    /// [`Ignored::stale_snapshot_load`]); the node asks again when it still needs one.
+    SnapshotLoaded(Option<Snapshot>),
 }
 
 /// A command to replicate, with an id chosen by the proposer to match the answer.
@@ -80,6 +84,12 @@ pub enum Output {
     /// snapshot installed), or became committed: it was set by the entry at `index` (0: the
     /// bootstrap configuration). Not emitted at start; read [`crate::Node::view`] then.
     MembershipChanged { index: Index, membership: Membership, committed: bool },
+    /// Read the stored snapshot (the one at `index`, or a newer one if storage has one) and
+    /// give it back with [`Input::SnapshotLoaded`]: the node dropped its bytes (see
+    /// `ConfigBuilder::snapshots_in_storage`) and a follower needs them. Emitted once until
+    /// answered; the driver must answer every one (a crash answers for it). Storage may
+    /// still be writing the snapshot's file when asked, and then answers once it is written.
+    LoadSnapshot { index: Index },
 }
 
 /// Why a proposal was refused.
@@ -213,6 +223,8 @@ pub struct Ignored {
     pub bad_snapshot: u64,
     /// Snapshot chunks of a transfer the leader replaced by a later one.
     pub stale_chunk: u64,
+    /// Snapshots loaded from storage that were not the node's current one (or not asked for).
+    pub stale_snapshot_load: u64,
     /// Snapshot transfers dropped for passing `Config::max_snapshot_bytes`.
     pub too_large_snapshot: u64,
     /// `Campaign` or `TimeoutNow` on a node that is not a voter of its configuration (a

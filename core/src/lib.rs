@@ -39,6 +39,8 @@
 //!             Output::MembershipChanged { .. } => {}
 //!             // ReadIndex: serve read `id` once `applied` reaches `index`.
 //!             Output::ReadReady { .. } | Output::ReadDropped { .. } => {}
+//!             // Only with `snapshots_in_storage`: read the stored snapshot back.
+//!             Output::LoadSnapshot { .. } => {}
 //!         }
 //!     }
 //!     if node.view().commit.0 >= 1 && !proposed {

@@ -1,4 +1,4 @@
-//! Bugs that can be planted in the membership and lease code, for verification only: the simulator and
+//! Bugs that can be planted in the membership, lease and snapshot code, for verification only: the simulator and
 //! the tests plant one to show that a check catches it. [`crate::ConfigBuilder::plant`]
 //! exists only with the `planted-bugs` cargo feature; without it no bug can be planted and
 //! each site's test folds to `false`.
@@ -33,4 +33,8 @@ pub enum PlantedBug {
     /// Lease reads: a node that restarts votes at once instead of staying quiet for an
     /// election timeout (it forgot the leader whose lease it was part of).
     LeaseForgetsRestart,
+    /// Snapshots in storage: a node drops a snapshot's bytes as soon as it has it, before
+    /// the record carrying it is durable and the service installed it (a follower's service
+    /// then never gets the snapshot it installed).
+    ReleaseBeforeInstall,
 }

@@ -61,6 +61,9 @@ pub struct NodeConfig {
     /// Snapshot once this many bytes of log were written since the last snapshot (the
     /// snapshot is encoded off the event loop).
     pub snapshot_threshold: u64,
+    /// Keep the latest snapshot in its file only (default): the node reads it back when a
+    /// follower needs it, instead of holding a second copy of its state in memory.
+    pub snapshots_in_storage: bool,
     /// Largest snapshot this node takes from a leader; a larger one is refused (the leader
     /// is told and `INFO` shows it as `peer_N_snapshot_refused` there), so set it above the
     /// state's size on every node.
@@ -194,6 +197,7 @@ impl Default for NodeConfig {
             lease_reads: false,
             lease_clock_drift_permille: 50,
             snapshot_threshold: 64 << 20,
+            snapshots_in_storage: true,
             max_snapshot_bytes: 4 << 30,
             max_key_bytes: 1024,
             max_value_bytes: 1 << 20,
@@ -432,7 +436,8 @@ impl NodeConfig {
         let builder = builder
             .heartbeat_ticks(self.heartbeat_ticks)
             .election_ticks(self.election_ticks_min, self.election_ticks_max)
-            .max_snapshot_bytes(self.max_snapshot_bytes);
+            .max_snapshot_bytes(self.max_snapshot_bytes)
+            .snapshots_in_storage(self.snapshots_in_storage);
         let builder = if self.lease_reads { builder.lease_reads(self.lease_clock_drift_permille) } else { builder };
         let raft = builder.build().map_err(ConfigError::Raft)?;
         let max = crate::server::MAX_TICK_BURST;

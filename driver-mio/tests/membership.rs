@@ -35,6 +35,14 @@ fn a_joining_node_is_added_promoted_and_the_leader_removes_itself() {
     assert!(answer.starts_with("+OK v=1,2,3 l=4"), "{answer}");
     let commit = info_field(c.resp[leader(&c)], "commit_index");
     wait_for("the learner to catch up", Duration::from_secs(20), || info_field(c.resp[3], "applied_index") >= commit);
+    // It caught up through the leader's snapshot, which the leader keeps in its file only:
+    // read back for the transfer, and out of memory again after it.
+    let l = leader(&c);
+    assert!(info_field(c.resp[3], "snapshots_installed") >= 1, "the learner installed a snapshot");
+    assert!(info_field(c.resp[l], "snapshots_read_back") >= 1, "the leader read its snapshot back");
+    wait_for("the leader to drop the bytes again", Duration::from_secs(10), || {
+        info_field(c.resp[l], "snapshot_in_memory") == 0
+    });
 
     // A learner serves reads (forwarded to the leader) once it knows the cluster.
     let want = format!("value-7-{}", "x".repeat(100));

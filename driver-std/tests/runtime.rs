@@ -38,17 +38,23 @@ fn wait_leader(h: &RaftHandle) {
 
 #[test]
 fn a_single_node_applies_reads_restarts_and_stops_cleanly() {
+    let refused = |tune: fn(skiff_core::ConfigBuilder) -> skiff_core::ConfigBuilder| {
+        let disk = skiff_std::storage::MemDisk::new();
+        let cfg = tune(Config::builder(NodeId(1), [NodeId(1)], 1)).build().unwrap();
+        let started = RaftNode::start(
+            cfg,
+            disk.restored(),
+            skiff_std::storage::MemStorage::new(disk),
+            Duration::from_millis(5),
+            |_| -> std::io::Result<TcpTransport> { unreachable!("no transport is built for a refused configuration") },
+        );
+        started.expect_err("refused")
+    };
     // Lease reads are refused up front: this runtime's ticks may lag its reads.
-    let leased = Config::builder(NodeId(1), [NodeId(1)], 1).lease_reads(50).build().unwrap();
-    let disk = skiff_std::storage::MemDisk::new();
-    let refused = RaftNode::start(
-        leased,
-        disk.restored(),
-        skiff_std::storage::MemStorage::new(disk),
-        Duration::from_millis(5),
-        |_| -> std::io::Result<TcpTransport> { unreachable!("no transport is built for a refused configuration") },
-    );
-    assert!(matches!(refused, Err(skiff_std::runtime::StartError::LeaseReadsUnsupported)));
+    assert!(matches!(refused(|b| b.lease_reads(50)), skiff_std::runtime::StartError::LeaseReadsUnsupported));
+    // So are snapshots kept in storage only: its storage thread does not read them back.
+    let in_storage = refused(|b| b.snapshots_in_storage(true));
+    assert!(matches!(in_storage, skiff_std::runtime::StartError::SnapshotsInStorageUnsupported));
     let before = threads();
     let dir = tempfile::tempdir().unwrap();
     let (h, applied) = start(dir.path());

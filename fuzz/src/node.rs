@@ -1,15 +1,15 @@
 //! The node target: node 1 of a three-node cluster, driven through `step` by forged peers
 //! (random messages, and mutations of what the node itself sent: reflected, re-termed,
 //! re-indexed) and by its local clients and storage (proposals, reads, transfers, snapshots,
-//! `Persisted` acknowledgements true and false). After every step the `View` invariants must
-//! hold; nothing may panic.
+//! `Persisted` acknowledgements true and false, snapshots read back whether asked for or
+//! not). After every step the `View` invariants must hold; nothing may panic.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use skiff_core::{
     AppendResult, ChangeStep, Config, Entry, EntryKind, Index, Input, JointPolicy, Membership, Message, MessageBody,
-    Node, NodeId, Output, Proposal, Restored, SnapshotMeta, Term, View,
+    Node, NodeId, Output, Proposal, Restored, Snapshot, SnapshotMeta, Term, View,
 };
 
 use crate::mutate::Rng;
@@ -153,9 +153,12 @@ fn check(v: &View) -> Result<(), String> {
 /// One case: a fresh node and [`STEPS`] hostile steps.
 pub fn run(seed: u64) -> Result<(), String> {
     let mut rng = Rng::new(seed);
+    // Snapshot loads from a stream of their own: the main stream's cases stay as they were.
+    let mut loads = Rng::new(seed ^ 0x5A0B_D15C_0000_0005);
     let cfg = Config::builder(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)], seed)
         .pre_vote(rng.below(2) == 0)
         .check_quorum(rng.below(2) == 0)
+        .snapshots_in_storage(loads.below(2) == 0)
         .max_entry_bytes(6)
         .build()
         .map_err(|e| format!("{e:?}"))?;
@@ -183,6 +186,21 @@ pub fn run(seed: u64) -> Result<(), String> {
                 Input::Tick
             }
         };
+        if loads.below(16) == 0 {
+            // A read-back nobody asked for, or of a snapshot the node does not hold.
+            let meta = SnapshotMeta {
+                index: Index(near(&mut loads, v.applied.0, 3)),
+                term: Term(loads.below(4)),
+                membership: v.membership.clone(),
+                membership_index: Index(loads.below(3)),
+            };
+            let loaded = (loads.below(3) != 0).then(|| Snapshot { meta, data: Bytes::from_static(b"s") });
+            for out in node.step(Input::SnapshotLoaded(loaded)) {
+                if let Output::Persist(p) = out {
+                    issued = issued.max(p.seq);
+                }
+            }
+        }
         for out in node.step(input) {
             match out {
                 Output::Persist(p) => issued = issued.max(p.seq),

@@ -50,6 +50,7 @@ impl Cluster {
                 Output::ApplySnapshot(s) => self.applied[i] = s.meta.index.0,
                 Output::Accepted { .. } | Output::ProposalDropped { .. } | Output::RoleChanged { .. } => {}
                 Output::ReadReady { .. } | Output::ReadDropped { .. } | Output::MembershipChanged { .. } => {}
+                Output::LoadSnapshot { .. } => unreachable!("snapshots stay in memory here"),
             }
         }
         self.out = out;

@@ -108,6 +108,8 @@ pub fn profile(seed: u64) -> (SimConfig, Faults) {
     }
     cfg.slots = cfg.nodes + faults.churn.spare_slots;
     draw_clocks(seed, &mut cfg, &mut faults);
+    // From a stream of its own, so seeds that do not draw it run as before it existed.
+    cfg.snapshots_in_storage = SimRng::new(seed ^ 0x5A0B_D15C_0000_0005).chance(0.5);
     (cfg, faults)
 }
 

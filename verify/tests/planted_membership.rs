@@ -1,7 +1,8 @@
 //! Each known membership bug, planted in every node, is caught by the swarm: a seed that is
 //! clean without it violates the invariant named here with it. (Found with
 //! `skiff-verify sweep --seeds 3000 --plant BUG`; the note on issue 14 gives the counts. Two
-//! seeds were replaced when lease reads joined the swarm's draws and changed their runs.)
+//! seeds were replaced when lease reads joined the swarm's draws and changed their runs, one
+//! (218 by 300) when snapshots kept in storage did.)
 
 use skiff_core::PlantedBug;
 use skiff_verify::checker::Invariant;
@@ -23,7 +24,7 @@ fn a_change_before_the_leaders_own_term_commits_breaks_the_guard() {
 #[test]
 fn counting_only_the_incoming_voters_while_joint_elects_and_commits_without_a_quorum() {
     caught(PlantedBug::IncomingOnlyQuorum, 31, Invariant::ElectedWithoutQuorum);
-    caught(PlantedBug::IncomingOnlyQuorum, 218, Invariant::CommittedNotDurableOnMajority);
+    caught(PlantedBug::IncomingOnlyQuorum, 300, Invariant::CommittedNotDurableOnMajority);
 }
 
 #[test]

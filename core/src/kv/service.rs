@@ -306,7 +306,9 @@ impl<W> Service<W> {
                 self.leading = true;
                 return Ok(false);
             }
-            Output::Send(_) | Output::Persist(_) | Output::MembershipChanged { .. } => return Ok(false),
+            Output::Send(_) | Output::Persist(_) | Output::MembershipChanged { .. } | Output::LoadSnapshot { .. } => {
+                return Ok(false)
+            }
         }
         Ok(true)
     }

@@ -35,6 +35,7 @@ impl Node {
         self.transfer.hash(h);
         self.incoming.hash(h);
         (self.snapshot_unpersisted, self.snapshot_apply_after.map(rel)).hash(h);
+        (self.snapshot_seq.map(rel), self.snapshot_loading).hash(h);
         (rel(self.next_seq), self.persisted_hard, self.unpersisted_from, self.truncate_from).hash(h);
         for (seq, m) in &self.held {
             rel(*seq).hash(h);

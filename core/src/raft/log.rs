@@ -25,8 +25,11 @@ pub const MAX_APPLY_BYTES: usize = 8 << 20;
 /// this log is known to match it.
 #[derive(Clone, Debug)]
 pub struct RaftLog {
-    /// The snapshot that replaces every entry up to its index, if any.
+    /// The snapshot that replaces every entry up to its index, if any. Its `data` is empty
+    /// while `released`.
     snapshot: Option<Snapshot>,
+    /// The snapshot's bytes were dropped: storage holds them (`snapshots_in_storage`).
+    released: bool,
     entries: Vec<Entry>,
     /// Highest index known committed (may exceed `durable` on a follower).
     commit: Index,
@@ -104,6 +107,7 @@ impl RaftLog {
         }
         Ok(RaftLog {
             snapshot,
+            released: false,
             entries,
             commit: commit.min(last).max(base),
             applied: base,
@@ -140,8 +144,37 @@ impl RaftLog {
     pub fn snapshot_term(&self) -> Term {
         self.snapshot.as_ref().map_or(Term(0), |s| s.meta.term)
     }
+    /// The snapshot with its bytes, unless they were released to storage (then `None`:
+    /// [`RaftLog::snapshot_meta`] still describes it).
     pub fn snapshot(&self) -> Option<&Snapshot> {
-        self.snapshot.as_ref()
+        self.snapshot.as_ref().filter(|_| !self.released)
+    }
+    /// What the snapshot covers, whether or not its bytes are held.
+    pub fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref().map(|s| &s.meta)
+    }
+    /// Whether the snapshot's bytes are in storage only.
+    pub fn snapshot_released(&self) -> bool {
+        self.released
+    }
+    /// Drops the snapshot's bytes (storage holds them).
+    pub(crate) fn release_snapshot(&mut self) {
+        if let Some(s) = &mut self.snapshot {
+            s.data = bytes::Bytes::new();
+            self.released = true;
+        }
+    }
+    /// Takes back the bytes of the released snapshot; `false` (and nothing changes) when
+    /// `loaded` is not that snapshot or nothing was released.
+    pub(crate) fn reload_snapshot(&mut self, loaded: Snapshot) -> bool {
+        match &mut self.snapshot {
+            Some(s) if self.released && s.meta == loaded.meta => {
+                s.data = loaded.data;
+                self.released = false;
+                true
+            }
+            _ => false,
+        }
     }
     pub fn last_index(&self) -> Index {
         self.entries.last().map_or(self.snapshot_index(), |e| e.index)
@@ -314,6 +347,7 @@ impl RaftLog {
         self.discard_front(drop);
         self.configs.compact_to(index);
         self.snapshot = Some(Snapshot { meta, data });
+        self.released = false;
     }
 
     /// Takes the first `n` entries out of the log into `garbage`, copying only the entries
@@ -388,6 +422,7 @@ impl RaftLog {
         }
         self.commit = meta.index;
         self.snapshot = Some(snapshot);
+        self.released = false;
         !keep
     }
 
@@ -460,7 +495,7 @@ impl RaftLog {
     #[cfg(feature = "explore")]
     pub(crate) fn fingerprint<H: core::hash::Hasher>(&self, h: &mut H, acked_seq: u64) {
         use core::hash::Hash;
-        self.snapshot.hash(h);
+        (&self.snapshot, self.released).hash(h);
         self.entries.hash(h);
         (self.commit, self.applied, self.durable).hash(h);
         self.configs.base().hash(h);

@@ -29,6 +29,8 @@ mod tests_lease;
 mod tests_membership;
 #[cfg(test)]
 mod tests_snapshot;
+#[cfg(test)]
+mod tests_snapshot_storage;
 mod transfer;
 
 use alloc::collections::{BTreeMap, VecDeque};
@@ -98,6 +100,12 @@ pub struct Node {
     snapshot_unpersisted: bool,
     /// A received snapshot waits for this persist before the service may install it.
     snapshot_apply_after: Option<u64>,
+    /// The persist that carried the current snapshot, until acknowledged (`None` too for a
+    /// snapshot restored from storage): with `snapshots_in_storage`, its bytes are released
+    /// once this is acknowledged and the service installed it.
+    snapshot_seq: Option<u64>,
+    /// An `Output::LoadSnapshot` is unanswered.
+    snapshot_loading: bool,
 
     /// Next persist sequence number to issue; every number below was issued.
     next_seq: u64,
@@ -157,6 +165,8 @@ impl Node {
             incoming: None,
             snapshot_unpersisted: false,
             snapshot_apply_after: None,
+            snapshot_seq: None,
+            snapshot_loading: false,
             next_seq: 1,
             acked_seq: 0,
             persisted_hard,
@@ -206,6 +216,7 @@ impl Node {
             Input::TransferLeadership { to } => self.transfer_leadership(to, out),
             Input::ChangeMembership(change) => self.change_membership(change, out),
             Input::Snapshot { index, data } => self.compact(index, data),
+            Input::SnapshotLoaded(snapshot) => self.snapshot_loaded(snapshot, out),
         }
         self.finish_step(out);
     }
@@ -491,6 +502,9 @@ impl Node {
             if self.snapshot_unpersisted && self.log.applied() < self.log.snapshot_index() {
                 self.snapshot_apply_after = Some(seq);
             }
+            if self.snapshot_unpersisted {
+                self.snapshot_seq = Some(seq);
+            }
             out.push(Output::Persist(Persist {
                 seq,
                 snapshot: if core::mem::take(&mut self.snapshot_unpersisted) {
@@ -525,6 +539,7 @@ impl Node {
             }
             self.log.snapshot_applied();
         }
+        self.maybe_release_snapshot();
         if let Some(entries) = self.log.take_applicable() {
             out.push(Output::Apply(entries));
         }

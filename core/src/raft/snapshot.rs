@@ -13,8 +13,9 @@ use bytes::Bytes;
 use super::progress::Mode;
 use super::Node;
 use super::MAX_INDEX;
-use crate::io::Output;
+use crate::io::{Output, Role};
 use crate::message::{Message, MessageBody};
+use crate::planted::PlantedBug;
 use crate::types::{Index, NodeId, Snapshot, SnapshotMeta, Term};
 
 /// A snapshot being received from one leader in one term. Chunks that arrive ahead of a gap
@@ -117,8 +118,10 @@ impl Node {
     /// snapshot even when we took a newer one since: restarting at every new snapshot never
     /// finished when snapshots came faster than a transfer (seed 2001964); the follower gets
     /// the newer one next, if it still needs it.
+    ///
+    /// With our snapshot's bytes in storage only, a new transfer waits for them: they are
+    /// asked for ([`Output::LoadSnapshot`]) and the transfer starts once they are back.
     pub(super) fn send_snapshot(&mut self, to: NodeId, out: &mut Vec<Output>) {
-        let Some(current) = self.log.snapshot().cloned() else { return };
         let chunk = self.cfg.snapshot_chunk_bytes();
         let window = chunk * self.cfg.max_inflight_snapshot_chunks();
         let Some(pr) = self.progress.get_mut(&to) else { return };
@@ -126,13 +129,20 @@ impl Node {
             (Mode::Snapshot { index, .. }, Some(s)) if s.meta.index == index && pr.may_stream(index) => Some(s.clone()),
             _ => None,
         };
-        let Snapshot { meta, data } = match held {
-            Some(s) => s,
-            None if pr.may_stream(current.meta.index) => {
-                pr.start_snapshot(current.clone());
-                current
-            }
-            None => return,
+        let Snapshot { meta, data } = match (held, self.log.snapshot_meta()) {
+            (Some(s), _) => s,
+            (None, Some(current)) if pr.may_stream(current.index) => match self.log.snapshot() {
+                Some(s) => {
+                    pr.start_snapshot(s.clone());
+                    s.clone()
+                }
+                None => {
+                    let index = current.index;
+                    self.load_snapshot(index, out);
+                    return;
+                }
+            },
+            (None, _) => return,
         };
         let total = data.len() as u64;
         // `sent` counts bytes out, and `total + 1` once the final (done) chunk is out, so an
@@ -158,9 +168,55 @@ impl Node {
     /// Leader: the snapshots being streamed to followers that are older than our own (each
     /// transfer finishes with the snapshot it began with). Every chunk sent is a slice of our
     /// snapshot or of one of these.
+    /// (With our snapshot's bytes released, transfers of it too: they hold its only copy.)
     pub fn snapshots_in_transfer(&self) -> impl Iterator<Item = &Snapshot> + '_ {
-        let own = self.log.snapshot_index();
-        self.progress.values().filter_map(|p| p.streaming.as_ref()).filter(move |s| s.meta.index != own)
+        let own = self.log.snapshot().map(|s| s.meta.index);
+        self.progress.values().filter_map(|p| p.streaming.as_ref()).filter(move |s| Some(s.meta.index) != own)
+    }
+
+    /// Asks the driver for our snapshot's bytes, unless already asked.
+    fn load_snapshot(&mut self, index: Index, out: &mut Vec<Output>) {
+        if !core::mem::replace(&mut self.snapshot_loading, true) {
+            out.push(Output::LoadSnapshot { index });
+        }
+    }
+
+    /// The driver read our snapshot back: transfers waiting for it start (each holds the
+    /// bytes until it ends); our own copy goes again at the end of the step.
+    pub(super) fn snapshot_loaded(&mut self, loaded: Option<Snapshot>, out: &mut Vec<Output>) {
+        let asked = core::mem::replace(&mut self.snapshot_loading, false);
+        let reloaded = match loaded {
+            Some(s) if asked => self.log.reload_snapshot(s),
+            _ => false,
+        };
+        if !reloaded {
+            // Not the snapshot we hold (storage still writing ours, or a newer one came
+            // since): the next heartbeat that finds a follower in need asks again.
+            self.ignored.stale_snapshot_load += 1;
+            return;
+        }
+        if self.role == Role::Leader {
+            let waiting: Vec<NodeId> = self.progress.keys().copied().filter(|&p| self.needs_snapshot(p)).collect();
+            for to in waiting {
+                self.send_snapshot(to, out);
+            }
+        }
+    }
+
+    /// With `snapshots_in_storage`: drops our snapshot's bytes once storage has them and the
+    /// service installed it (a transfer keeps its own reference).
+    pub(super) fn maybe_release_snapshot(&mut self) {
+        let early = self.cfg.has_bug(PlantedBug::ReleaseBeforeInstall);
+        if !self.cfg.snapshots_in_storage()
+            || self.log.snapshot().is_none()
+            || self.snapshot_unpersisted
+            || (!early && self.snapshot_apply_after.is_some())
+            || (!early && self.snapshot_seq.is_some_and(|s| s > self.acked_seq))
+        {
+            return;
+        }
+        self.snapshot_seq = None;
+        self.log.release_snapshot();
     }
 
     /// Follower: one chunk from the current leader.

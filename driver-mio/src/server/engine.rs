@@ -14,6 +14,7 @@ use skiff_std::runtime::batch_input;
 use super::kv::{LocalKv, Waiter};
 use super::members::Members;
 use super::peers::PeerLink;
+use super::snapshot_load::SnapshotLoader;
 use super::snapshots::Snapshots;
 use super::stall::Stalls;
 use super::storage::{StorageEvent, StorageLink};
@@ -38,6 +39,8 @@ pub(crate) struct Engine {
     pub(crate) replies: Vec<(Waiter, Reply)>,
     /// When to snapshot, and the snapshot being encoded.
     pub(crate) snapshots: Snapshots,
+    /// The snapshot being read back for the core (`Output::LoadSnapshot`).
+    loader: SnapshotLoader,
     /// How long the event loop's rounds take (recorded by the loop).
     pub(crate) loop_stalls: Stalls,
     /// Set when the node cannot go on (a snapshot that does not decode): the loop stops.
@@ -63,6 +66,7 @@ impl Engine {
         kv: LocalKv,
         storage: StorageLink,
         snapshot_threshold: Option<u64>,
+        data_dir: std::path::PathBuf,
         metrics: Metrics,
         tick: Duration,
     ) -> Engine {
@@ -75,6 +79,7 @@ impl Engine {
             outbox: Vec::new(),
             replies: Vec::new(),
             snapshots: Snapshots::new(snapshot_threshold),
+            loader: SnapshotLoader::new(data_dir),
             loop_stalls: Stalls::default(),
             fatal: None,
             members: Members::default(),
@@ -184,6 +189,10 @@ impl Engine {
                 tracing::info!(node = id, index = index.0, %membership, committed, "configuration changed");
                 self.new_membership = Some(membership);
             }
+            Output::LoadSnapshot { index } => {
+                tracing::debug!(index = index.0, "reading the snapshot back for a follower");
+                self.loader.start(index);
+            }
             o @ (Output::Accepted { .. } | Output::ProposalDropped { .. }) if self.member_output(&o) => {}
             Output::ProposalDropped { id, reason } => {
                 self.metrics.proposals_dropped.inc();
@@ -265,8 +274,16 @@ impl Engine {
         }
     }
 
-    /// The snapshot policy's check (see `snapshots`): a finished encoding goes to the core.
+    /// The snapshot policy's check (see `snapshots`): a finished encoding goes to the core,
+    /// and so does a snapshot read back (an unreadable one stops the node).
     fn snapshot_policy(&mut self) {
+        match self.loader.poll() {
+            Some(Ok(snapshot)) => self.step(Input::SnapshotLoaded(snapshot)),
+            Some(Err(e)) => {
+                self.fatal.get_or_insert(ServeError::Storage(e));
+            }
+            None => {}
+        }
         if let Some((index, data)) = self.snapshots.poll(&mut self.kv, &self.metrics) {
             let (began, bytes) = (Instant::now(), data.len());
             self.step(Input::Snapshot { index, data });
@@ -277,9 +294,9 @@ impl Engine {
 
     /// Ticks until the engine has something to do by itself: the core's
     /// ([`Node::ticks_until_due`]), or one while requests wait for their deadlines or a
-    /// snapshot is being encoded.
+    /// snapshot is being encoded or read back.
     pub(crate) fn ticks_until_due(&self) -> u32 {
-        if self.kv.idle() && !self.snapshots.encoding() {
+        if self.kv.idle() && !self.snapshots.encoding() && !self.loader.reading() {
             self.node.ticks_until_due()
         } else {
             1
@@ -332,14 +349,16 @@ impl Engine {
             v.membership_committed
         ));
         s.push_str(&format!(
-            "# Keyspace\r\ndb0:keys={},expires={},avg_ttl=0\r\nkeys:{}\r\nkv_sessions:{}\r\nrequests_in_progress:{}\r\nsnapshots_installed:{}\r\nsnapshots_taken:{}\r\n",
+            "# Keyspace\r\ndb0:keys={},expires={},avg_ttl=0\r\nkeys:{}\r\nkv_sessions:{}\r\nrequests_in_progress:{}\r\nsnapshots_installed:{}\r\nsnapshots_taken:{}\r\nsnapshots_read_back:{}\r\nsnapshot_in_memory:{}\r\n",
             self.kv.keys(),
             self.kv.volatile(),
             self.kv.keys(),
             self.kv.sessions(),
             self.kv.in_progress(),
             self.kv.installed(),
-            self.snapshots.taken
+            self.snapshots.taken,
+            self.loader.started,
+            u8::from(self.node.log().snapshot().is_some())
         ));
         s.push_str("# Stalls\r\n");
         s.push_str(&self.loop_stalls.info("loop_round"));

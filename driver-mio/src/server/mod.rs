@@ -25,6 +25,7 @@ mod native;
 mod peers;
 pub(crate) mod resp_commands;
 mod resp_session;
+mod snapshot_load;
 mod snapshots;
 mod stall;
 mod storage;
@@ -84,6 +85,9 @@ pub struct ServerOptions {
     pub peers: std::collections::BTreeMap<NodeId, SocketAddr>,
     /// Every node's native client address, in the order RESP sessions' clerks try them.
     pub clients: Vec<(NodeId, SocketAddr)>,
+    /// The data directory. With the core's `snapshots_in_storage` (skiff-node's default),
+    /// the storage must keep its snapshot file there (`FileStorage` does): the node reads
+    /// the snapshot back from it to send it to a follower.
     pub data_dir: PathBuf,
     /// Snapshot once this many bytes of log were written since the last snapshot.
     pub snapshot_threshold: Option<u64>,
@@ -309,7 +313,8 @@ pub fn serve<S: Storage>(
         users: Arc::new(std::sync::Mutex::new(std::mem::take(&mut opts.users))),
         tls: tls.ports,
     };
-    let mut engine = Engine::new(node, kv, storage, opts.snapshot_threshold, opts.metrics.clone(), opts.tick);
+    let mut engine =
+        Engine::new(node, kv, storage, opts.snapshot_threshold, opts.data_dir.clone(), opts.metrics.clone(), opts.tick);
     // The restored configuration's addresses, for the peer links.
     engine.new_membership = Some(engine.node.view().membership);
     let mut server = Server {

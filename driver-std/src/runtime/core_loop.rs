@@ -179,6 +179,8 @@ impl<T: Transport> CoreLoop<T> {
                 tracing::info!(node = id, index = index.0, %membership, committed, "configuration changed");
                 self.transport.set_members(&membership);
             }
+            // `RaftNode::start` refuses `snapshots_in_storage`: the core keeps its snapshot.
+            Output::LoadSnapshot { .. } => unreachable!("snapshots_in_storage is refused at start"),
         }
     }
 }

@@ -125,6 +125,9 @@ pub enum StartError {
     /// arrived after it; this runtime's timer thread skips ticks when it falls behind, and
     /// its ticks queue behind other events. Use skiff-node (skiff-mio), or ReadIndex.
     LeaseReadsUnsupported,
+    /// The configuration keeps snapshots in storage only (`snapshots_in_storage`): this
+    /// runtime's storage thread does not read snapshots back. Use skiff-node (skiff-mio).
+    SnapshotsInStorageUnsupported,
 }
 
 impl fmt::Display for StartError {
@@ -135,6 +138,10 @@ impl fmt::Display for StartError {
             StartError::LeaseReadsUnsupported => write!(
                 f,
                 "lease reads are not supported by the threaded runtime (its ticks may lag reads): use skiff-node, or ReadIndex"
+            ),
+            StartError::SnapshotsInStorageUnsupported => write!(
+                f,
+                "snapshots_in_storage is not supported by the threaded runtime (it does not read snapshots back): use skiff-node"
             ),
         }
     }
@@ -187,6 +194,9 @@ impl RaftNode {
         let id = config.id();
         if config.lease_drift_permille().is_some() {
             return Err(StartError::LeaseReadsUnsupported);
+        }
+        if config.snapshots_in_storage() {
+            return Err(StartError::SnapshotsInStorageUnsupported);
         }
         let node = Node::new(config, restored).map_err(StartError::Restore)?;
         let (events_tx, events_rx) = channel::<Event>();

@@ -14,7 +14,7 @@ mod legacy;
 mod marker;
 mod mem;
 mod sim_fs;
-mod snapshot_file;
+pub mod snapshot_file;
 mod wal;
 
 use std::fmt;

@@ -36,6 +36,7 @@ fn plant(args: &[String]) -> Result<Option<PlantedBug>, String> {
         Some("lease-through-transfer") => PlantedBug::LeaseThroughTransfer,
         Some("lease-forgets-restart") => PlantedBug::LeaseForgetsRestart,
         Some("lease-yields-to-higher-term") => PlantedBug::LeaseYieldsToHigherTerm,
+        Some("release-before-install") => PlantedBug::ReleaseBeforeInstall,
         other => return Err(format!("--plant: unknown bug {other:?}")),
     };
     Ok(Some(bug))
@@ -122,7 +123,7 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
     }
     let s = stats;
     println!(
-        "snapshots_taken={} snapshots_installed={} largest_installed={}B snapshot_chunks={} chunk_bytes={} largest_chunk={}B timeout_now={} lease_reads={}",
+        "snapshots_taken={} snapshots_installed={} largest_installed={}B snapshot_chunks={} chunk_bytes={} largest_chunk={}B timeout_now={} lease_reads={} snapshot_loads={}",
         s.snapshots_taken,
         s.snapshots_installed,
         s.largest_installed_snapshot,
@@ -130,7 +131,8 @@ fn sweep(args: &[String]) -> Result<ExitCode, String> {
         s.snapshot_chunk_bytes,
         s.largest_snapshot_chunk,
         s.timeout_now,
-        s.lease_reads
+        s.lease_reads,
+        s.snapshot_loads
     );
     println!(
         "churn_seeds={churn_seeds} changes_proposed={} accepted={} refused={} configs_committed={} joint_committed={} leader_removed={} learners_promoted={}",

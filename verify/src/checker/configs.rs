@@ -68,8 +68,8 @@ pub fn config_at(node: &Node, at: Index, bootstrap: &Membership) -> (Index, Memb
             }
         }
     }
-    match log.snapshot() {
-        Some(s) => (s.meta.membership_index, s.meta.membership.clone()),
+    match log.snapshot_meta() {
+        Some(m) => (m.membership_index, m.membership.clone()),
         None => (Index(0), bootstrap.clone()),
     }
 }

@@ -434,6 +434,8 @@ impl Cluster {
                 pos(snap.meta.index, snap.meta.term),
                 render_data(&snap.data)
             ));
+        } else if let Some(meta) = log.snapshot_meta() {
+            out.push(format!("{id}: snapshot up to {} (bytes in storage)", pos(meta.index, meta.term)));
         }
         for i in view.snapshot_index.0 + 1..=view.last_index.0 {
             let e = log.entry(Index(i)).expect("entries up to last_index exist");

@@ -154,5 +154,6 @@ pub(super) fn render_output(o: &Output) -> String {
         Output::MembershipChanged { index, membership, committed } => {
             format!("MembershipChanged i{} {membership} committed={committed}", index.0)
         }
+        Output::LoadSnapshot { index } => format!("LoadSnapshot i{}", index.0),
     }
 }

@@ -67,6 +67,9 @@ pub struct SimConfig {
     /// Size of the simulated service's snapshots: its 8-byte state digest repeated, so that
     /// a transfer spans several chunks and a reassembly error shows.
     pub snapshot_bytes: usize,
+    /// Nodes keep their snapshot's bytes on the disk only (`snapshots_in_storage`): the
+    /// disk answers each `LoadSnapshot` after a persist delay, unless the node crashes first.
+    pub snapshots_in_storage: bool,
     /// Run the KV service with these clients (histories checked for linearizability).
     pub kv: Option<KvWorkload>,
     /// A known bug planted in every node (to show that a check catches it).
@@ -93,6 +96,7 @@ impl SimConfig {
             snapshot_every: None,
             snapshot_chunk_bytes: 64 << 10,
             snapshot_bytes: 8,
+            snapshots_in_storage: false,
             kv: None,
             plant: None,
         }
@@ -124,9 +128,21 @@ pub struct SimNode {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Event {
-    Tick { node: usize, epoch: u64 },
+    Tick {
+        node: usize,
+        epoch: u64,
+    },
     Deliver(Message),
-    PersistDone { node: usize, epoch: u64, seq: u64 },
+    PersistDone {
+        node: usize,
+        epoch: u64,
+        seq: u64,
+    },
+    /// The disk read node `node`'s snapshot back (lost if it crashed since it asked).
+    SnapshotRead {
+        node: usize,
+        epoch: u64,
+    },
     Kv(kv::KvEvent),
 }
 
@@ -312,7 +328,8 @@ impl Sim {
             .check_quorum(c.check_quorum)
             .max_inflight_msgs(c.max_inflight_msgs)
             .max_entries_per_msg(c.max_entries_per_msg)
-            .snapshot_chunk_bytes(c.snapshot_chunk_bytes);
+            .snapshot_chunk_bytes(c.snapshot_chunk_bytes)
+            .snapshots_in_storage(c.snapshots_in_storage);
         let builder = match c.lease_drift_permille {
             Some(d) => builder.lease_reads(d),
             None => builder,
@@ -550,6 +567,17 @@ impl Sim {
                 self.mix(0x2000_0000 + up_to);
                 self.log(|| format!("durable n{} up to {up_to}", node + 1));
                 self.step(node, Input::Persisted { up_to })
+            }
+            Event::SnapshotRead { node, epoch } => {
+                if self.nodes[node].epoch != epoch {
+                    return Ok(());
+                }
+                // The disk's snapshot as it is now: the one asked for, or a newer one.
+                let snapshot = self.nodes[node].disk.snapshot.clone();
+                self.log(|| {
+                    format!("n{} read its snapshot back: {:?}", node + 1, snapshot.as_ref().map(|s| s.meta.index.0))
+                });
+                self.step(node, Input::SnapshotLoaded(snapshot))
             }
             Event::Kv(ev) => self.kv_handle(ev),
         }

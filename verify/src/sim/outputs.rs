@@ -198,6 +198,13 @@ impl Sim {
                     format!("n{} acts on configuration {membership} of i{} (committed: {committed})", i + 1, index.0)
                 });
             }
+            Output::LoadSnapshot { index } => {
+                self.stats.snapshot_loads += 1;
+                let delay = self.rng.between(self.cfg.persist_delay.0, self.cfg.persist_delay.1);
+                let epoch = self.nodes[i].epoch;
+                self.log(|| format!("n{} reads its snapshot at i{} back", i + 1, index.0));
+                self.push(self.now + delay.max(1), Event::SnapshotRead { node: i, epoch });
+            }
         }
     }
 }

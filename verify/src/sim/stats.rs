@@ -14,6 +14,8 @@ pub struct FeatureStats {
     pub lease_reads: u64,
     /// Snapshot chunks sent as slices of the sender's snapshot (all of them, or a violation).
     pub borrowed_chunks: u64,
+    /// Snapshots read back from the disk (`snapshots_in_storage`).
+    pub snapshot_loads: u64,
 }
 
 impl FeatureStats {
@@ -27,5 +29,6 @@ impl FeatureStats {
         self.timeout_now += o.timeout_now;
         self.lease_reads += o.lease_reads;
         self.borrowed_chunks += o.borrowed_chunks;
+        self.snapshot_loads += o.snapshot_loads;
     }
 }
