@@ -119,11 +119,19 @@ impl Node {
     /// finished when snapshots came faster than a transfer (seed 2001964); the follower gets
     /// the newer one next, if it still needs it.
     ///
-    /// With our snapshot's bytes in storage only, a new transfer waits for them: they are
-    /// asked for ([`Output::LoadSnapshot`]) and the transfer starts once they are back.
+    /// With our snapshot's bytes in storage only, a new transfer shares the copy another
+    /// transfer of it holds, or waits for them: they are asked for
+    /// ([`Output::LoadSnapshot`]) and the transfer starts once they are back.
     pub(super) fn send_snapshot(&mut self, to: NodeId, out: &mut Vec<Output>) {
         let chunk = self.cfg.snapshot_chunk_bytes();
         let window = chunk * self.cfg.max_inflight_snapshot_chunks();
+        let ours = match (self.log.snapshot(), self.log.snapshot_meta()) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(meta)) => {
+                self.progress.values().filter_map(|p| p.streaming.as_ref()).find(|s| s.meta == *meta).cloned()
+            }
+            (None, None) => None,
+        };
         let Some(pr) = self.progress.get_mut(&to) else { return };
         let held = match (pr.mode, &pr.streaming) {
             (Mode::Snapshot { index, .. }, Some(s)) if s.meta.index == index && pr.may_stream(index) => Some(s.clone()),
@@ -131,10 +139,10 @@ impl Node {
         };
         let Snapshot { meta, data } = match (held, self.log.snapshot_meta()) {
             (Some(s), _) => s,
-            (None, Some(current)) if pr.may_stream(current.index) => match self.log.snapshot() {
+            (None, Some(current)) if pr.may_stream(current.index) => match ours {
                 Some(s) => {
                     pr.start_snapshot(s.clone());
-                    s.clone()
+                    s
                 }
                 None => {
                     let index = current.index;

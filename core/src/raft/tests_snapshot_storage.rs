@@ -108,3 +108,33 @@ fn a_restored_snapshot_is_released_at_the_first_step_and_kept_without_the_option
         assert_eq!(n.log().snapshot_meta(), Some(&meta));
     }
 }
+
+#[test]
+fn a_second_follower_shares_the_copy_a_transfer_holds() {
+    // Five nodes: 1 leads, 4 and 5 are away while 1 compacts; 4 comes back and is sent the
+    // snapshot read back; 5 comes back while that transfer still holds the bytes (its
+    // chunks to 4 are dropped, so it never ends) and shares them: no second read.
+    let mut c = Cluster::with_builder(5, &[], |b| b.snapshots_in_storage(true).snapshot_chunk_bytes(2));
+    c.elect(1);
+    c.cut.extend([4, 5]);
+    for id in 0..5 {
+        let _ = c.step(1, Input::Propose(Proposal { id, data: Bytes::from_static(b"x") }));
+    }
+    c.tick(3);
+    let applied = c.nodes[&1].view().applied;
+    let _ = c.step(1, Input::Snapshot { index: applied, data: Bytes::from_static(b"a larger state") });
+    let snapshot = Snapshot {
+        meta: c.nodes[&1].log().snapshot_meta().unwrap().clone(),
+        data: Bytes::from_static(b"a larger state"),
+    };
+    c.cut.remove(&4);
+    c.drop = |m| matches!(m.body, crate::message::MessageBody::InstallSnapshot { .. }) && m.to == NodeId(4);
+    c.tick(3);
+    assert_eq!(loads(&c, 1).len(), 1);
+    let _ = c.step(1, Input::SnapshotLoaded(Some(snapshot.clone())));
+    assert!(c.nodes[&1].log().snapshot().is_none(), "only the transfer holds the bytes");
+    c.cut.remove(&5);
+    c.tick(3);
+    assert_eq!(loads(&c, 1).len(), 1, "5's transfer shares 4's copy");
+    assert_eq!(c.nodes[&5].view().snapshot_index, snapshot.meta.index, "n5 installed it");
+}

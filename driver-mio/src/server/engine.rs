@@ -275,12 +275,18 @@ impl Engine {
     }
 
     /// The snapshot policy's check (see `snapshots`): a finished encoding goes to the core,
-    /// and so does a snapshot read back (an unreadable one stops the node).
+    /// and so does a snapshot read back (a damaged one stops the node).
     fn snapshot_policy(&mut self) {
         match self.loader.poll() {
             Some(Ok(snapshot)) => self.step(Input::SnapshotLoaded(snapshot)),
-            Some(Err(e)) => {
+            // A damaged snapshot file: storage can no longer be trusted.
+            Some(Err(e @ skiff_std::storage::StorageError::Corrupt { .. })) => {
                 self.fatal.get_or_insert(ServeError::Storage(e));
+            }
+            Some(Err(e)) => {
+                // Could not read it now (no thread, an I/O error): the core asks again.
+                tracing::warn!(error = %e, "cannot read the snapshot back");
+                self.step(Input::SnapshotLoaded(None));
             }
             None => {}
         }

@@ -7,8 +7,9 @@
 //! Storage writes a snapshot's file in the background after reporting the record that
 //! carried it (`FileStorageOptions::snapshot_writes`), so the file may still hold the older
 //! snapshot when the core asks: the reader waits for the one asked for (or a newer one),
-//! up to [`WAIT_FOR_FILE`], then gives the core what is there (which the core ignores and
-//! asks again for at its next heartbeat).
+//! reading the file again only when its length or modification time changed, up to
+//! [`WAIT_FOR_FILE`]; then it answers that it has none (with a warning: a snapshot write
+//! that failed shows there), and the core asks again when a follower still needs one.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, TryRecvError};
@@ -51,7 +52,7 @@ impl SnapshotLoader {
         let (tx, rx) = channel();
         let dir = self.dir.clone();
         let spawned = std::thread::Builder::new().name("skiff-snapshot-read".into()).spawn(move || {
-            let _ = tx.send(read_at_least(&dir, index));
+            let _ = tx.send(read_at_least_within(&dir, index, WAIT_FOR_FILE));
         });
         if let Err(e) = spawned {
             let (tx, rx) = channel();
@@ -76,14 +77,29 @@ impl SnapshotLoader {
     }
 }
 
-/// Reads `dir`'s snapshot, waiting (up to [`WAIT_FOR_FILE`]) until it is at `index` or later.
-fn read_at_least(dir: &std::path::Path, index: Index) -> Loaded {
+/// Reads `dir`'s snapshot, waiting (up to `wait`) until it is at `index` or later.
+fn read_at_least_within(dir: &std::path::Path, index: Index, wait: Duration) -> Loaded {
     let began = Instant::now();
+    let path = dir.join(snapshot_file::SNAPSHOT_FILE);
+    let version = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.len(), m.modified().ok()));
+    let mut seen = None;
     loop {
-        let snapshot = snapshot_file::read(&mut RealFs, dir)?;
-        let there = snapshot.as_ref().is_some_and(|s| s.meta.index >= index);
-        if there || began.elapsed() >= WAIT_FOR_FILE {
-            return Ok(snapshot);
+        let now = version(&path);
+        if now.is_some() && now != seen {
+            // Read before noting the version: a replace between the two is read again.
+            let snapshot = snapshot_file::read(&mut RealFs, dir)?;
+            if snapshot.as_ref().is_some_and(|s| s.meta.index >= index) {
+                return Ok(snapshot);
+            }
+            seen = now;
+        }
+        if began.elapsed() >= wait {
+            tracing::warn!(
+                index = index.0,
+                waited_ms = wait.as_millis() as u64,
+                "the snapshot file does not hold the snapshot asked for (was its write lost?)"
+            );
+            return Ok(None);
         }
         std::thread::sleep(RETRY);
     }
@@ -132,6 +148,13 @@ mod tests {
         assert!(loader.poll().is_none(), "answered with the older snapshot");
         snapshot_file::write(&mut RealFs, dir.path(), &snapshot(9)).unwrap();
         assert_eq!(wait(&mut loader).unwrap(), Some(snapshot(9)));
+    }
+
+    #[test]
+    fn a_file_that_never_reaches_the_index_answers_none() {
+        let dir = tempfile::tempdir().unwrap();
+        snapshot_file::write(&mut RealFs, dir.path(), &snapshot(5)).unwrap();
+        assert_eq!(read_at_least_within(dir.path(), Index(9), Duration::from_millis(50)).unwrap(), None);
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub struct SimConfig {
     /// a transfer spans several chunks and a reassembly error shows.
     pub snapshot_bytes: usize,
     /// Nodes keep their snapshot's bytes on the disk only (`snapshots_in_storage`): the
-    /// disk answers each `LoadSnapshot` after a persist delay, unless the node crashes first.
+    /// disk answers each `LoadSnapshot` after a persist delay (one time in five with none),
+    /// unless the node crashes first.
     pub snapshots_in_storage: bool,
     /// Run the KV service with these clients (histories checked for linearizability).
     pub kv: Option<KvWorkload>,
@@ -572,8 +573,10 @@ impl Sim {
                 if self.nodes[node].epoch != epoch {
                     return Ok(());
                 }
-                // The disk's snapshot as it is now: the one asked for, or a newer one.
-                let snapshot = self.nodes[node].disk.snapshot.clone();
+                // The disk's snapshot as it is now (the one asked for, or a newer one), or one
+                // time in five none, as a driver answers when the file is not written yet
+                // or a read fails: the node must ask again.
+                let snapshot = if self.rng.chance(0.2) { None } else { self.nodes[node].disk.snapshot.clone() };
                 self.log(|| {
                     format!("n{} read its snapshot back: {:?}", node + 1, snapshot.as_ref().map(|s| s.meta.index.0))
                 });
