@@ -74,7 +74,10 @@ impl Sim {
     }
 
     /// A snapshot chunk must be a slice of the sender's one copy of a snapshot it holds (its
-    /// own, or an older one a transfer began with): never a copy per chunk or per follower.
+    /// own, or an older one a transfer began with), or that its disk holds (shared with the
+    /// core's, which may drop its reference in the step that sent the chunk, as a leader
+    /// that steps down drops its transfers: seed 4394748): never a copy per chunk or per
+    /// follower.
     fn check_chunk_borrows_snapshot(&mut self, i: usize, chunk: &Bytes) {
         if chunk.is_empty() {
             return;
@@ -83,10 +86,14 @@ impl Sim {
             let r = s.data.as_ptr_range();
             r.start <= chunk.as_ptr() && chunk.as_ptr_range().end <= r.end
         };
-        let borrowed = self.nodes[i]
-            .node
-            .as_ref()
-            .is_some_and(|n| n.log().snapshot().is_some_and(inside) || n.snapshots_in_transfer().any(inside));
+        let sim = &self.nodes[i];
+        let on_disk = sim.disk.snapshot.as_ref().is_some_and(inside)
+            || sim.pending.iter().filter_map(|p| p.snapshot.as_ref()).any(inside);
+        let borrowed = on_disk
+            || sim
+                .node
+                .as_ref()
+                .is_some_and(|n| n.log().snapshot().is_some_and(inside) || n.snapshots_in_transfer().any(inside));
         if borrowed {
             self.stats.borrowed_chunks += 1;
         } else if self.deferred_violation.is_none() {
