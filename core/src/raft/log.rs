@@ -153,10 +153,6 @@ impl RaftLog {
     pub fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
         self.snapshot.as_ref().map(|s| &s.meta)
     }
-    /// Whether the snapshot's bytes are in storage only.
-    pub fn snapshot_released(&self) -> bool {
-        self.released
-    }
     /// Drops the snapshot's bytes (storage holds them).
     pub(crate) fn release_snapshot(&mut self) {
         if let Some(s) = &mut self.snapshot {

@@ -125,18 +125,20 @@ impl Node {
     pub(super) fn send_snapshot(&mut self, to: NodeId, out: &mut Vec<Output>) {
         let chunk = self.cfg.snapshot_chunk_bytes();
         let window = chunk * self.cfg.max_inflight_snapshot_chunks();
-        let ours = match (self.log.snapshot(), self.log.snapshot_meta()) {
-            (Some(s), _) => Some(s.clone()),
-            (None, Some(meta)) => {
-                self.progress.values().filter_map(|p| p.streaming.as_ref()).find(|s| s.meta == *meta).cloned()
-            }
-            (None, None) => None,
-        };
-        let Some(pr) = self.progress.get_mut(&to) else { return };
+        let Some(pr) = self.progress.get(&to) else { return };
         let held = match (pr.mode, &pr.streaming) {
             (Mode::Snapshot { index, .. }, Some(s)) if s.meta.index == index && pr.may_stream(index) => Some(s.clone()),
             _ => None,
         };
+        // A new transfer's bytes: ours, or those another transfer of our snapshot holds.
+        let ours = match (&held, self.log.snapshot(), self.log.snapshot_meta()) {
+            (Some(_), _, _) | (None, None, None) => None,
+            (None, Some(s), _) => Some(s.clone()),
+            (None, None, Some(meta)) => {
+                self.progress.values().filter_map(|p| p.streaming.as_ref()).find(|s| s.meta == *meta).cloned()
+            }
+        };
+        let pr = self.progress.get_mut(&to).expect("looked up above");
         let Snapshot { meta, data } = match (held, self.log.snapshot_meta()) {
             (Some(s), _) => s,
             (None, Some(current)) if pr.may_stream(current.index) => match ours {
