@@ -51,31 +51,43 @@ fn a_fresh_directory_recovers_empty_and_records_survive_a_restart() {
     assert_eq!(r.entries, vec![entry(1, 1), entry(2, 1), entry(3, 2)]);
 }
 
-/// Writes batches of one entry each; returns the WAL length after each batch.
+/// Writes batches of one entry each; returns the WAL's length in records after each batch
+/// (the segment is preallocated: zeros follow).
 fn write_batches(dir: &Path, n: u64) -> Vec<u64> {
     let (mut s, _) = open(dir).unwrap();
     let mut lens = Vec::new();
     for i in 1..=n {
         s.append(&[persist(i, vec![entry(i, 1)])]).unwrap();
-        lens.push(fs::metadata(segment(dir, 1)).unwrap().len());
+        lens.push(s.wal_bytes().get());
     }
+    assert_eq!(fs::metadata(segment(dir, 1)).unwrap().len(), FileStorageOptions::default().segment_bytes);
     lens
+}
+
+/// The records of segment 1 (without the preallocated zeros after them).
+fn records(dir: &Path, lens: &[u64]) -> Vec<u8> {
+    let bytes = fs::read(segment(dir, 1)).unwrap();
+    let end = *lens.last().unwrap() as usize;
+    assert!(bytes[end..].iter().all(|&b| b == 0), "zeros after the records");
+    bytes[..end].to_vec()
 }
 
 #[test]
 fn a_wal_cut_at_any_byte_of_its_last_record_recovers_every_earlier_record() {
     let dir = tempfile::tempdir().unwrap();
     let lens = write_batches(dir.path(), 5);
-    let wal = fs::read(segment(dir.path(), 1)).unwrap();
+    let wal = records(dir.path(), &lens);
     let (start, end) = (lens[3], lens[4]);
     for cut in start..end {
         let copy = tempfile::tempdir().unwrap();
         fs::create_dir(copy.path().join("wal")).unwrap();
         fs::write(segment(copy.path(), 1), &wal[..cut as usize]).unwrap();
-        let (_, r) = open(copy.path()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let (s, r) = open(copy.path()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(indexes(&r), vec![1, 2, 3, 4], "cut at {cut}");
-        // The torn bytes are gone: the next write lands after the last whole record.
-        assert_eq!(fs::metadata(segment(copy.path(), 1)).unwrap().len(), start, "cut at {cut}");
+        // The torn bytes are gone (zeros now): the next write lands after the last whole record.
+        assert_eq!(s.wal_bytes().get(), start, "cut at {cut}");
+        let bytes = fs::read(segment(copy.path(), 1)).unwrap();
+        assert!(bytes[start as usize..].iter().all(|&b| b == 0), "cut at {cut}: the torn bytes are zeros");
     }
 }
 
@@ -84,7 +96,7 @@ fn a_flipped_byte_before_the_tail_is_an_error_naming_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let lens = write_batches(dir.path(), 5);
     let path = segment(dir.path(), 1);
-    let good = fs::read(&path).unwrap();
+    let good = records(dir.path(), &lens);
     // A byte in the payload of the second record, then a byte of its length field.
     for (at, what) in [(lens[0] + 10, "checksum"), (lens[0] + 1, "length")] {
         let mut bad = good.clone();
@@ -209,14 +221,15 @@ fn a_zero_filled_tail_is_torn_but_bit_rot_in_the_last_record_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let lens = write_batches(dir.path(), 5);
     let path = segment(dir.path(), 1);
-    let good = fs::read(&path).unwrap();
+    let good = records(dir.path(), &lens);
     // The size of a write reached the disk but not its data.
     let mut zeroed = good.clone();
     zeroed.resize(good.len() + 4096, 0);
     fs::write(&path, &zeroed).unwrap();
-    let (_, r) = open(dir.path()).unwrap();
+    let (s, r) = open(dir.path()).unwrap();
     assert_eq!(indexes(&r), vec![1, 2, 3, 4, 5]);
-    assert_eq!(fs::metadata(&path).unwrap().len(), good.len() as u64, "the zeros are cut away");
+    assert_eq!(s.wal_bytes().get(), good.len() as u64, "the zeros are not records");
+    drop(s);
     // ... or only its first part did.
     let mut half = good[..lens[3] as usize + 10].to_vec();
     half.resize(good.len(), 0);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use skiff_core::{Config, NodeId};
 use skiff_std::kv::{KvOptions, KvServer, KvService};
 use skiff_std::runtime::RaftNode;
-use skiff_std::storage::{wal_size, FileStorage, FileStorageOptions};
+use skiff_std::storage::{FileStorage, FileStorageOptions};
 use skiff_std::transport::{TcpOptions, TcpTransport};
 
 /// One node: its service and client port.
@@ -51,6 +51,7 @@ pub fn start(
     let id = NodeId(index as u64 + 1);
     let (storage, restored) = FileStorage::open(dir, FileStorageOptions::default()).expect("storage opens");
     let snapshot = restored.snapshot.clone();
+    let wal_bytes = storage.wal_bytes();
     let config = Config::builder(id, addrs.peers.keys().copied(), id.0)
         .heartbeat_ticks(5)
         .election_ticks(20, 40)
@@ -63,10 +64,9 @@ pub fn start(
         TcpTransport::start(opts, peer, inbox)
     })
     .expect("node starts");
-    let d = dir.to_path_buf();
     let kv_opts = KvOptions {
         max_raft_state,
-        raft_state_size: Box::new(move || wal_size(&d)),
+        raft_state_size: Box::new(move || wal_bytes.get()),
         max_key_bytes: 64,
         max_value_bytes: 4096,
         ..KvOptions::default()

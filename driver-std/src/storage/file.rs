@@ -19,6 +19,14 @@
 //! nothing. A roll is atomic: the new segment is written and synced under a temporary name,
 //! then renamed into place and its directory synced.
 //!
+//! Preallocation ([`FileStorageOptions::preallocate`], on by default): the active segment is
+//! extended to `segment_bytes` with allocated zeros (`fallocate`) when it is started or
+//! reopened, and records are written over them, so a sync writes the data and no size or
+//! block-map change (on ext4 that saves a journal commit per sync, a quarter of its time
+//! with three nodes on one disk). The zeros after the last record read as a torn tail (see
+//! [`wal`]), cut on recovery like one; a segment is rolled only once its records fill it, so
+//! closed segments hold no zeros.
+//!
 //! Recovery: remove temporary files a crash left, read the snapshot, replay every segment in
 //! order; a torn tail of the last segment is cut away (see [`wal`] for torn versus corrupt),
 //! anything else damaged is an error naming the file and offset. If the snapshot file is newer
@@ -28,6 +36,8 @@
 //! never acts on bytes a power loss could still take back.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use skiff_core::{Entry, HardState, Index, Persist, Restored, SnapshotMeta};
 
@@ -50,6 +60,9 @@ pub struct FileStorageOptions {
     /// written: on its own thread by default, so the batches behind it do not wait for a
     /// large file's write and sync.
     pub snapshot_writes: SnapshotWrites,
+    /// Preallocate each active segment to `segment_bytes` (see the module docs). Where the
+    /// file system cannot, segments simply grow.
+    pub preallocate: bool,
 }
 
 impl Default for FileStorageOptions {
@@ -59,15 +72,30 @@ impl Default for FileStorageOptions {
             record_bytes: 8 << 20,
             sync: true,
             snapshot_writes: SnapshotWrites::Background,
+            preallocate: true,
         }
     }
 }
 
-/// One WAL segment: its number and the highest entry index written in it.
+/// One WAL segment: its number, the highest entry index written in it, and (once closed)
+/// the bytes its records take.
 #[derive(Clone, Copy, Debug)]
 struct Segment {
     number: u64,
     max_index: Index,
+    len: u64,
+}
+
+/// The bytes the WAL's records take on disk (preallocated space not counted), as a handle
+/// that reads the count while the storage is written on another thread.
+#[derive(Clone, Debug, Default)]
+pub struct WalBytes(Arc<AtomicU64>);
+
+impl WalBytes {
+    /// The bytes of every segment's records, as of the last write, roll or trim.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// File-backed [`Storage`].
@@ -80,7 +108,9 @@ pub struct FileStorage<F: Fs = RealFs> {
     /// Oldest first; the last is the one being appended to.
     segments: Vec<Segment>,
     active: Option<F::File>,
+    /// Bytes of records (and header) in the active segment: where the next write goes.
     active_len: u64,
+    wal_bytes: WalBytes,
     /// The hard state and snapshot marker as of the last record encoded.
     hard_state: HardState,
     snapshot: Option<SnapshotMeta>,
@@ -122,12 +152,19 @@ impl<F: Fs> FileStorage<F> {
             let bytes = fs.read(&path).map_err(|e| StorageError::io(&path, "read WAL segment", e))?;
             let (records, tail, format) = wal::parse_segment(&path, &bytes)?;
             last_format = format;
+            let mut len = bytes.len() as u64;
             if let Tail::Torn { valid_len } = tail {
                 if k + 1 < numbers.len() {
                     return Err(StorageError::corrupt(&path, valid_len, "damaged record in a closed segment"));
                 }
-                tracing::warn!(file = %path.display(), offset = valid_len, "truncating a torn WAL tail");
+                if bytes[valid_len as usize..].iter().all(|&b| b == 0) {
+                    // Preallocated space, or a write that kept the size but none of the data.
+                    tracing::debug!(file = %path.display(), offset = valid_len, "cutting the WAL's zero tail");
+                } else {
+                    tracing::warn!(file = %path.display(), offset = valid_len, "truncating a torn WAL tail");
+                }
                 fs.set_len(&path, valid_len).map_err(|e| StorageError::io(&path, "truncate torn WAL tail", e))?;
+                len = valid_len;
             }
             if opts.sync {
                 fs.sync_path(&path).map_err(|e| StorageError::io(&path, "sync WAL segment", e))?;
@@ -141,7 +178,7 @@ impl<F: Fs> FileStorage<F> {
                 )?;
                 max_index = record.entries.last().map_or(max_index, |e| max_index.max(e.index));
             }
-            segments.push(Segment { number, max_index });
+            segments.push(Segment { number, max_index, len });
         }
         // The snapshot file is written before the record that mentions it, so it may be newer
         // than the WAL knows (a crash in between), never older.
@@ -178,6 +215,7 @@ impl<F: Fs> FileStorage<F> {
             segments,
             active: None,
             active_len: 0,
+            wal_bytes: WalBytes::default(),
             hard_state: image.hard_state,
             snapshot: snapshot.as_ref().map(|s| s.meta.clone()),
             buf: Vec::new(),
@@ -188,8 +226,9 @@ impl<F: Fs> FileStorage<F> {
             Some(last) if last_format != wal::Format::V4 => storage.roll(last.number + 1)?,
             Some(last) => {
                 let path = wal::segment_path(&storage.wal_dir, last.number);
-                let (file, len) =
+                let (mut file, len) =
                     storage.fs.open_append(&path).map_err(|e| StorageError::io(&path, "open WAL segment", e))?;
+                storage.preallocate(&mut file, len, &path)?;
                 storage.active = Some(file);
                 storage.active_len = len;
             }
@@ -204,12 +243,47 @@ impl<F: Fs> FileStorage<F> {
             wal::encode_record(&record, &mut storage.buf).expect("a marker record is small");
             storage.write_buf(true)?;
         }
+        storage.count_bytes();
         let restored = Restored { hard_state: image.hard_state, snapshot, entries: image.entries };
         Ok((storage, restored))
     }
 
+    /// A handle on the bytes the WAL's records take (for a service deciding when to snapshot).
+    pub fn wal_bytes(&self) -> WalBytes {
+        self.wal_bytes.clone()
+    }
+
+    /// Publishes the WAL's size in records: closed segments' and the active one's.
+    fn count_bytes(&self) {
+        let closed: u64 = self.segments[..self.segments.len().saturating_sub(1)].iter().map(|s| s.len).sum();
+        self.wal_bytes.0.store(closed + self.active_len, Ordering::Relaxed);
+    }
+
+    /// Extends `file` (the active segment at `path`, `len` bytes written) to `segment_bytes`
+    /// if preallocation is on. A file system that cannot is noted once and gone without; any
+    /// other failure is an error (a full disk, say).
+    fn preallocate(&mut self, file: &mut F::File, len: u64, path: &Path) -> Result<(), StorageError> {
+        if !self.opts.preallocate || len >= self.opts.segment_bytes {
+            return Ok(());
+        }
+        match self.fs.preallocate(file, self.opts.segment_bytes) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                tracing::info!(file = %path.display(), error = %e, "WAL segments are not preallocated");
+                self.opts.preallocate = false;
+                Ok(())
+            }
+            Err(e) => Err(StorageError::io(path, "preallocate WAL segment", e)),
+        }
+    }
+
     /// Starts segment `number`, headed by the current hard state and snapshot marker, atomically.
     fn roll(&mut self, number: u64) -> Result<(), StorageError> {
+        if let Some(closing) = self.segments.last_mut().filter(|_| self.active.is_some()) {
+            // Full (see `roll_if_full`), so no preallocated zeros are left in it.
+            debug_assert!(self.active_len >= self.opts.segment_bytes);
+            closing.len = self.active_len;
+        }
         let path = wal::segment_path(&self.wal_dir, number);
         let temp = path.with_extension("wal.tmp");
         let mut header = wal::SEGMENT_MAGIC.to_vec();
@@ -224,15 +298,17 @@ impl<F: Fs> FileStorage<F> {
         let mut create = || -> std::io::Result<F::File> {
             let mut file = fs.create(&temp)?;
             fs.write(&mut file, &header)?;
-            fs.sync(&mut file)?;
             Ok(file)
         };
-        let file = create().map_err(|e| StorageError::io(&temp, "create WAL segment", e))?;
+        let mut file = create().map_err(|e| StorageError::io(&temp, "create WAL segment", e))?;
+        self.preallocate(&mut file, header.len() as u64, &temp)?;
+        self.fs.sync(&mut file).map_err(|e| StorageError::io(&temp, "sync WAL segment", e))?;
         self.fs.rename(&temp, &path).map_err(|e| StorageError::io(&path, "rename WAL segment into place", e))?;
         self.fs.sync_path(&self.wal_dir).map_err(|e| StorageError::io(&self.wal_dir, "sync directory", e))?;
         self.active = Some(file);
         self.active_len = header.len() as u64;
-        self.segments.push(Segment { number, max_index: Index(0) });
+        self.segments.push(Segment { number, max_index: Index(0), len: 0 });
+        self.count_bytes();
         Ok(())
     }
 
@@ -272,6 +348,7 @@ impl<F: Fs> FileStorage<F> {
         }
         self.active_len += self.buf.len() as u64;
         self.buf.clear();
+        self.count_bytes();
         Ok(())
     }
 
@@ -285,6 +362,7 @@ impl<F: Fs> FileStorage<F> {
             self.fs.remove(&path).map_err(|e| StorageError::io(&path, "remove WAL segment", e))?;
             self.fs.sync_path(&self.wal_dir).map_err(|e| StorageError::io(&self.wal_dir, "sync directory", e))?;
         }
+        self.count_bytes();
         Ok(())
     }
 
@@ -409,12 +487,4 @@ fn remove_temporary<F: Fs>(fs: &mut F, dir: &Path, wal_dir: &Path) -> Result<(),
         }
     }
     Ok(())
-}
-
-/// Bytes of WAL segments in the data directory `dir` (the persisted Raft state besides the
-/// snapshot), for a service deciding when to snapshot. 0 if unreadable.
-pub fn wal_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir.join("wal"))
-        .map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
-        .unwrap_or(0)
 }

@@ -6,16 +6,19 @@
 //! durable only after [`Fs::sync`] of that file (or [`Fs::sync_path`]); a created, renamed or
 //! removed name is durable only after [`Fs::sync_path`] of its directory. A crash may keep any
 //! part of what was not made durable, including a prefix of a write or a zero-filled tail.
+//! Space preallocated with [`Fs::preallocate`] reads as zeros and is durable, like a write,
+//! after a sync of its file.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// The operations [`super::FileStorage`] performs on disk.
 /// Clones share one file system (a writer thread gets its own handle).
 pub trait Fs: Clone + Send + 'static {
-    /// An open file, written at its end.
+    /// An open file, written at its cursor: where the last write ended, at first the file's
+    /// end as opened (0 for a created file). Preallocation does not move it.
     type File: Send + fmt::Debug;
 
     /// Creates `dir` and its missing parents (durably: a directory, once made, survives).
@@ -24,12 +27,18 @@ pub trait Fs: Clone + Send + 'static {
     fn list(&mut self, dir: &Path) -> io::Result<Vec<String>>;
     /// The whole content of `path`; `ErrorKind::NotFound` if it does not exist.
     fn read(&mut self, path: &Path) -> io::Result<Vec<u8>>;
-    /// Creates `path` empty (replacing any file of that name) and opens it for appending.
+    /// Creates `path` empty (replacing any file of that name) and opens it for writing.
     fn create(&mut self, path: &Path) -> io::Result<Self::File>;
-    /// Opens an existing `path` for appending; returns the file and its length.
+    /// Opens an existing `path` for writing at its end; returns the file and its length.
     fn open_append(&mut self, path: &Path) -> io::Result<(Self::File, u64)>;
-    /// Appends `bytes` to `file`.
+    /// Writes `bytes` at `file`'s cursor (over what is there, extending the file past its
+    /// end) and moves the cursor past them.
     fn write(&mut self, file: &mut Self::File, bytes: &[u8]) -> io::Result<()>;
+    /// Extends `file` to at least `len` bytes, the new ones reading as zeros and allocated
+    /// on disk, so that later writes within them change no file size or block map and a
+    /// sync of them writes no metadata (Linux `fallocate`). Not durable until synced.
+    /// `ErrorKind::Unsupported` where the file system cannot (the caller goes without).
+    fn preallocate(&mut self, file: &mut Self::File, len: u64) -> io::Result<()>;
     /// Makes everything written to `file` durable (fdatasync).
     fn sync(&mut self, file: &mut Self::File) -> io::Result<()>;
     /// Makes the file or directory at `path` durable: a file's data, or a directory's names.
@@ -79,13 +88,35 @@ impl Fs for RealFs {
     }
 
     fn open_append(&mut self, path: &Path) -> io::Result<(File, u64)> {
-        let file = OpenOptions::new().append(true).open(path)?;
-        let len = file.metadata()?.len();
+        // Not O_APPEND: writes go to the cursor, inside preallocated space.
+        let mut file = OpenOptions::new().write(true).open(path)?;
+        let len = file.seek(SeekFrom::End(0))?;
         Ok((file, len))
     }
 
     fn write(&mut self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
         file.write_all(bytes)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn preallocate(&mut self, file: &mut File, len: u64) -> io::Result<()> {
+        if file.metadata()?.len() >= len {
+            return Ok(());
+        }
+        // Mode 0: allocate and extend the size (the new range reads as zeros).
+        rustix::fs::fallocate(&*file, rustix::fs::FallocateFlags::empty(), 0, len).map_err(|e| {
+            let e = io::Error::from(e);
+            if e.raw_os_error() == Some(95) {
+                io::Error::new(io::ErrorKind::Unsupported, e) // EOPNOTSUPP
+            } else {
+                e
+            }
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn preallocate(&mut self, _file: &mut File, _len: u64) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "preallocation is only implemented on Linux"))
     }
 
     fn sync(&mut self, file: &mut File) -> io::Result<()> {

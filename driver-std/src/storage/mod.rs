@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use skiff_core::{Persist, RestoreError};
 
-pub use file::{wal_size, FileStorage, FileStorageOptions};
+pub use file::{FileStorage, FileStorageOptions, WalBytes};
 pub use fs::{Fs, RealFs};
 pub use group_commit::group_commit;
 pub use image::LogImage;

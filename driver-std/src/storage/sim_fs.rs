@@ -11,7 +11,8 @@
 //! - nothing unsynced kept (a power loss), or everything written kept;
 //! - a page cache that outlives the process (a process crash: still not durable);
 //! - one file's unsynced tail partly kept (cut at its first byte, half way and one byte short),
-//!   or its size kept with zeros in place of the data, whole or from half way;
+//!   or its size kept with zeros in place of the data, whole or from half way; a write over
+//!   durable bytes (preallocated zeros) likewise partly kept, the old bytes after the cut;
 //! - one name change kept without the others.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -89,24 +90,7 @@ impl DiskImage {
             if inode.data == inode.durable {
                 continue;
             }
-            let mut variants: Vec<(String, Vec<u8>)> = Vec::new();
-            if inode.data.starts_with(&inode.durable) {
-                let (base, extra) = (inode.durable.len(), inode.data.len() - inode.durable.len());
-                for cut in [1, extra / 2, extra.saturating_sub(1)] {
-                    if cut > 0 && cut < extra {
-                        variants
-                            .push((format!("{cut} of {extra} unsynced bytes kept"), inode.data[..base + cut].to_vec()));
-                    }
-                }
-                let mut zeros = inode.durable.clone();
-                zeros.resize(inode.data.len(), 0);
-                variants.push((format!("size kept, {extra} unsynced bytes zero"), zeros));
-                let mut half = inode.data[..base + extra / 2].to_vec();
-                half.resize(inode.data.len(), 0);
-                variants.push((format!("half of {extra} unsynced bytes kept, the rest zero"), half));
-            } else {
-                variants.push(("unsynced rewrite kept".to_string(), inode.data.clone()));
-            }
+            let variants = partial_writes(inode);
             let name = self
                 .names
                 .iter()
@@ -157,10 +141,52 @@ impl DiskImage {
     }
 }
 
-/// An open [`SimFs`] file: its inode (it outlives a rename or removal of its name).
+/// What a crash may keep of one file whose data differs from what is durable, besides all
+/// or nothing of it: the unsynced range (from the first byte that differs to the end of what
+/// was written) cut at its first byte, half way and one byte short, the bytes after the cut
+/// as they were durable (none past a durable end); the written size with zeros in place of
+/// that range, whole or from half way. A file that only shrank keeps its new content whole.
+fn partial_writes(inode: &Inode) -> Vec<(String, Vec<u8>)> {
+    let (data, durable) = (&inode.data, &inode.durable);
+    let base = data.iter().zip(durable).position(|(a, b)| a != b).unwrap_or(data.len().min(durable.len()));
+    if base == data.len() {
+        return vec![("unsynced rewrite kept".to_string(), data.clone())];
+    }
+    // The written range ends at the last byte that differs (or the written end).
+    let end = if data.len() > durable.len() {
+        data.len()
+    } else {
+        data.iter().zip(durable).rposition(|(a, b)| a != b).map_or(base, |p| p + 1)
+    };
+    let extra = end - base;
+    let keep = |upto: usize, rest: &dyn Fn(usize) -> u8| -> Vec<u8> {
+        let len = if durable.len() > data.len() { durable.len() } else { data.len().min(upto).max(durable.len()) };
+        (0..len).map(|k| if k < upto { data[k] } else { rest(k) }).collect()
+    };
+    let old = |k: usize| durable.get(k).copied().unwrap_or(0);
+    let mut variants = Vec::new();
+    for cut in [1, extra / 2, extra.saturating_sub(1)] {
+        if cut > 0 && cut < extra {
+            variants.push((format!("{cut} of {extra} unsynced bytes kept"), keep(base + cut, &old)));
+        }
+    }
+    let zeros = |from: usize| -> Vec<u8> {
+        let mut v = data[..from].to_vec();
+        v.extend(data[from..end].iter().map(|_| 0));
+        v.extend_from_slice(&data[end..]);
+        v
+    };
+    variants.push((format!("size kept, {extra} unsynced bytes zero"), zeros(base)));
+    variants.push((format!("half of {extra} unsynced bytes kept, the rest zero"), zeros(base + extra / 2)));
+    variants
+}
+
+/// An open [`SimFs`] file: its inode (it outlives a rename or removal of its name) and the
+/// cursor its writes go to.
 #[derive(Debug)]
 pub struct SimFile {
     inode: usize,
+    pos: usize,
 }
 
 #[derive(Debug, Default)]
@@ -280,19 +306,36 @@ impl Fs for SimFs {
             d.inodes.push(Inode::default());
             let inode = d.inodes.len() - 1;
             d.names.insert(path.to_path_buf(), inode);
-            Ok(SimFile { inode })
+            Ok(SimFile { inode, pos: 0 })
         })
     }
 
     fn open_append(&mut self, path: &Path) -> io::Result<(SimFile, u64)> {
         let s = self.state();
         let inode = s.disk.inode_at(path)?;
-        Ok((SimFile { inode }, s.disk.inodes[inode].data.len() as u64))
+        let len = s.disk.inodes[inode].data.len();
+        Ok((SimFile { inode, pos: len }, len as u64))
     }
 
     fn write(&mut self, file: &mut SimFile, bytes: &[u8]) -> io::Result<()> {
         self.op("write", Path::new("<open file>"), |d| {
-            d.inodes[file.inode].data.extend_from_slice(bytes);
+            let data = &mut d.inodes[file.inode].data;
+            let end = file.pos + bytes.len();
+            if data.len() < end {
+                data.resize(end, 0);
+            }
+            data[file.pos..end].copy_from_slice(bytes);
+            file.pos = end;
+            Ok(())
+        })
+    }
+
+    fn preallocate(&mut self, file: &mut SimFile, len: u64) -> io::Result<()> {
+        self.op("preallocate", Path::new("<open file>"), |d| {
+            let data = &mut d.inodes[file.inode].data;
+            if data.len() < len as usize {
+                data.resize(len as usize, 0);
+            }
             Ok(())
         })
     }
