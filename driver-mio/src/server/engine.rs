@@ -35,6 +35,11 @@ pub(crate) struct Engine {
     batch: Vec<Proposal>,
     /// Messages for peers, to route to their links.
     pub(crate) outbox: Vec<Message>,
+    /// Records for the storage thread, handed over at the end of the round
+    /// ([`Engine::hand_over_persists`]), after the round's messages were written: woken
+    /// earlier, on a busy machine the storage thread would take the core the loop needs to
+    /// send the appends that the followers' disks wait for.
+    persists: Vec<skiff_core::Persist>,
     /// Answers for waiters, to deliver.
     pub(crate) replies: Vec<(Waiter, Reply)>,
     /// When to snapshot, and the snapshot being encoded.
@@ -77,6 +82,7 @@ impl Engine {
             storage,
             batch: Vec::new(),
             outbox: Vec::new(),
+            persists: Vec::new(),
             replies: Vec::new(),
             snapshots: Snapshots::new(snapshot_threshold),
             loader: SnapshotLoader::new(data_dir),
@@ -164,7 +170,7 @@ impl Engine {
             Output::Send(m) => self.outbox.push(m),
             Output::Persist(p) => {
                 self.snapshots.logged += p.entries.iter().map(|e| e.data.len() as u64 + ENTRY_OVERHEAD).sum::<u64>();
-                self.storage.persist(p)
+                self.persists.push(p)
             }
             Output::RoleChanged { role, term, leader } => {
                 let id = self.node.config().id().0;
@@ -205,6 +211,14 @@ impl Engine {
                     self.fatal.get_or_insert(ServeError::Service(e));
                 }
             }
+        }
+    }
+
+    /// Gives the storage thread the records the core emitted, in order. The loop calls this
+    /// after writing the round's messages and before it waits again.
+    pub(crate) fn hand_over_persists(&mut self) {
+        for p in self.persists.drain(..) {
+            self.storage.persist(p);
         }
     }
 

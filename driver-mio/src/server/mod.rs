@@ -4,7 +4,8 @@
 //! commits and wakes the loop with what became durable ([`storage`]).
 //!
 //! Obligations kept (DESIGN §2): messages the core emits are queued on their link at once and
-//! written before the loop waits again; `Persisted { up_to }` reaches the core only after
+//! written before the loop waits again, and its records are handed to storage after them
+//! (the core holds back what must wait for durability); `Persisted { up_to }` reaches the core only after
 //! storage returned for every record up to `up_to`; applies go to the state machine in the
 //! order the core emits them. The loop sleeps in `poll` until a socket is ready, storage
 //! wakes it, or the next tick that can do something is due ([`Node::ticks_until_due`]; the
@@ -519,7 +520,8 @@ impl Server {
         }
     }
 
-    /// Writes what was queued: on peer links, forwards and client connections.
+    /// Writes what was queued: on peer links, forwards and client connections; then gives
+    /// storage the round's records (see [`Engine::hand_over_persists`]).
     fn flush(&mut self, now: Instant) {
         self.route();
         let registry = self.poll.registry();
@@ -527,6 +529,7 @@ impl Server {
             link.flush(now, registry);
         }
         self.clients.flush(registry);
+        self.engine.hand_over_persists();
     }
 
     fn shut_down(&mut self) {
@@ -535,6 +538,7 @@ impl Server {
             let _ = registry.deregister(&mut l);
         }
         self.clients.close_all(registry);
+        self.engine.hand_over_persists();
         self.engine.storage.finish();
         // Give the peers what was queued for them (a last append, a vote), briefly.
         self.route();
