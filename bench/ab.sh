@@ -13,6 +13,7 @@ REV=${1:?usage: bench/ab.sh REV [rounds] [seconds]}
 ROUNDS=${2:-3}
 SECS=${3:-5}
 ONLY=${ONLY:-} # ONLY=resp-set-c50-P16 (a load's name): only that load, more rounds in the same time
+CLUSTER_FLAGS=${CLUSTER_FLAGS:-} # CLUSTER_FLAGS=--lease-reads: flags of `skiff local-cluster` (both sides)
 WORK=$(mktemp -d /tmp/skiff-ab.XXXXXX)
 pids=()
 cleanup() {
@@ -36,7 +37,8 @@ rb() { # rb PORT TEST CONNS PIPELINE N
 measure() { # measure A|B ROUND
   local side=$1 round=$2 bin=${BIN[$1]} dir="$WORK/data-$1-$2"
   mkdir -p "$dir"
-  ( cd "$dir" && exec "$bin" local-cluster >"$dir/log" 2>&1 ) &
+  # shellcheck disable=SC2086 # the flags are words
+  ( cd "$dir" && exec "$bin" local-cluster $CLUSTER_FLAGS >"$dir/log" 2>&1 ) &
   pids+=($!)
   sleep 3
   "$bin" put warmup 1 >/dev/null
@@ -58,6 +60,8 @@ measure() { # measure A|B ROUND
   load resp-set-c1 rb "$port" set 1 1 $((15000 * SECS / 5))
   load resp-set-c50 rb "$port" set 50 1 $((20000 * SECS / 5))
   load resp-set-c50-P16 rb "$port" set 50 16 $((150000 * SECS / 5))
+  load resp-get-c1 rb "$port" get 1 1 $((40000 * SECS / 5))
+  load resp-get-c50 rb "$port" get 50 1 $((300000 * SECS / 5))
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
   unset 'pids[-1]'
 }
