@@ -60,7 +60,9 @@ fn write_batches(dir: &Path, n: u64) -> Vec<u64> {
         s.append(&[persist(i, vec![entry(i, 1)])]).unwrap();
         lens.push(s.wal_bytes().get());
     }
-    assert_eq!(fs::metadata(segment(dir, 1)).unwrap().len(), FileStorageOptions::default().segment_bytes);
+    if cfg!(target_os = "linux") {
+        assert_eq!(fs::metadata(segment(dir, 1)).unwrap().len(), FileStorageOptions::default().segment_bytes);
+    }
     lens
 }
 

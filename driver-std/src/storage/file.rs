@@ -111,6 +111,9 @@ pub struct FileStorage<F: Fs = RealFs> {
     /// Bytes of records (and header) in the active segment: where the next write goes.
     active_len: u64,
     wal_bytes: WalBytes,
+    /// Set when a write or sync failed: the active segment's cursor may be past its cut end
+    /// (see `write_buf`), so every later `append` is refused (the node must stop anyway).
+    failed: bool,
     /// The hard state and snapshot marker as of the last record encoded.
     hard_state: HardState,
     snapshot: Option<SnapshotMeta>,
@@ -216,6 +219,7 @@ impl<F: Fs> FileStorage<F> {
             active: None,
             active_len: 0,
             wal_bytes: WalBytes::default(),
+            failed: false,
             hard_state: image.hard_state,
             snapshot: snapshot.as_ref().map(|s| s.meta.clone()),
             buf: Vec::new(),
@@ -260,8 +264,10 @@ impl<F: Fs> FileStorage<F> {
     }
 
     /// Extends `file` (the active segment at `path`, `len` bytes written) to `segment_bytes`
-    /// if preallocation is on. A file system that cannot is noted once and gone without; any
-    /// other failure is an error (a full disk, say).
+    /// if preallocation is on. A file system that cannot is noted once and gone without; a
+    /// disk without room for a whole segment is warned of and this segment goes without (the
+    /// writes report a full disk themselves when it comes to that); any other failure is an
+    /// error.
     fn preallocate(&mut self, file: &mut F::File, len: u64, path: &Path) -> Result<(), StorageError> {
         if !self.opts.preallocate || len >= self.opts.segment_bytes {
             return Ok(());
@@ -271,6 +277,12 @@ impl<F: Fs> FileStorage<F> {
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
                 tracing::info!(file = %path.display(), error = %e, "WAL segments are not preallocated");
                 self.opts.preallocate = false;
+                Ok(())
+            }
+            // ENOSPC, 28 on every Linux architecture and the BSDs (`ErrorKind::StorageFull`
+            // is newer than this crate's minimum Rust).
+            Err(e) if e.raw_os_error() == Some(28) => {
+                tracing::warn!(file = %path.display(), error = %e, "no room to preallocate a WAL segment");
                 Ok(())
             }
             Err(e) => Err(StorageError::io(path, "preallocate WAL segment", e)),
@@ -344,6 +356,7 @@ impl<F: Fs> FileStorage<F> {
             // take a batch that failed for durable.
             let path = wal::segment_path(&self.wal_dir, number);
             let _ = self.fs.set_len(&path, self.active_len).and_then(|_| self.fs.sync_path(&path));
+            self.failed = true;
             return Err(StorageError::io(&path, "append to WAL", e));
         }
         self.active_len += self.buf.len() as u64;
@@ -399,6 +412,14 @@ impl<F: Fs> FileStorage<F> {
 
 impl<F: Fs> Storage for FileStorage<F> {
     fn append(&mut self, batch: &[Persist]) -> Result<(), StorageError> {
+        if self.failed {
+            let number = self.segments.last().map_or(0, |s| s.number);
+            return Err(StorageError::Io {
+                path: wal::segment_path(&self.wal_dir, number),
+                op: "append to WAL",
+                source: std::io::Error::other("an earlier write to this WAL failed; it takes no more"),
+            });
+        }
         self.roll_if_full()?;
         self.buf.clear();
         let mut trim_to = None;

@@ -105,11 +105,10 @@ impl Fs for RealFs {
         }
         // Mode 0: allocate and extend the size (the new range reads as zeros).
         rustix::fs::fallocate(&*file, rustix::fs::FallocateFlags::empty(), 0, len).map_err(|e| {
-            let e = io::Error::from(e);
-            if e.raw_os_error() == Some(95) {
-                io::Error::new(io::ErrorKind::Unsupported, e) // EOPNOTSUPP
+            if e == rustix::io::Errno::OPNOTSUPP {
+                io::Error::new(io::ErrorKind::Unsupported, io::Error::from(e))
             } else {
-                e
+                io::Error::from(e)
             }
         })
     }

@@ -14,6 +14,12 @@
 //!   or its size kept with zeros in place of the data, whole or from half way; a write over
 //!   durable bytes (preallocated zeros) likewise partly kept, the old bytes after the cut;
 //! - one name change kept without the others.
+//!
+//! Not modelled: a later page of an unsynced write kept while an earlier one is lost (zeros,
+//! then data), which a file system converting allocated extents as each page's write
+//! completes could leave after a power loss in the middle of a sync (ext4 does so for
+//! appended blocks too). Recovery refuses such a last segment as damaged rather than guess
+//! whether the records after the zeros were acknowledged.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
@@ -198,6 +204,8 @@ struct SimState {
     images: Option<Vec<DiskImage>>,
     /// The operation (by number, from 1) that fails, and its OS error number.
     fail_at: Option<(u64, i32)>,
+    /// What the planted failure hit, once it fired (`"write <open file>"`, say).
+    fired: Option<String>,
 }
 
 /// A simulated file system; clones share one disk.
@@ -243,6 +251,12 @@ impl SimFs {
         self.state().fail_at = Some((op, errno));
     }
 
+    /// What the failure planted with [`SimFs::fail_at`] hit, if it fired: the operation's
+    /// name and path (`"preallocate <open file>"`).
+    pub fn fired(&self) -> Option<String> {
+        self.state().fired.clone()
+    }
+
     /// The disk as it is now.
     pub fn image(&self) -> DiskImage {
         self.state().disk.clone()
@@ -254,6 +268,7 @@ impl SimFs {
         s.ops += 1;
         let result = match s.fail_at {
             Some((op, errno)) if op == s.ops => {
+                s.fired = Some(format!("{what} {}", path.display()));
                 let e = io::Error::from_raw_os_error(errno);
                 Err(io::Error::new(e.kind(), format!("{e} (planted, on {what} {})", path.display())))
             }
