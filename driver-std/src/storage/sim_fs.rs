@@ -165,15 +165,14 @@ fn partial_writes(inode: &Inode) -> Vec<(String, Vec<u8>)> {
         data.iter().zip(durable).rposition(|(a, b)| a != b).map_or(base, |p| p + 1)
     };
     let extra = end - base;
-    let keep = |upto: usize, rest: &dyn Fn(usize) -> u8| -> Vec<u8> {
-        let len = if durable.len() > data.len() { durable.len() } else { data.len().min(upto).max(durable.len()) };
-        (0..len).map(|k| if k < upto { data[k] } else { rest(k) }).collect()
+    // The written bytes before `upto`, the durable ones after it (`upto` < `end` <= data.len()).
+    let keep = |upto: usize| -> Vec<u8> {
+        (0..upto.max(durable.len())).map(|k| if k < upto { data[k] } else { durable[k] }).collect()
     };
-    let old = |k: usize| durable.get(k).copied().unwrap_or(0);
     let mut variants = Vec::new();
     for cut in [1, extra / 2, extra.saturating_sub(1)] {
         if cut > 0 && cut < extra {
-            variants.push((format!("{cut} of {extra} unsynced bytes kept"), keep(base + cut, &old)));
+            variants.push((format!("{cut} of {extra} unsynced bytes kept"), keep(base + cut)));
         }
     }
     let zeros = |from: usize| -> Vec<u8> {
