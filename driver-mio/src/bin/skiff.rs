@@ -253,7 +253,11 @@ fn local_cluster(nodes: u64, dir: PathBuf, tls: bool, lease_reads: bool) -> Resu
         .into_iter()
         .map(|c| {
             let stop = stop.clone();
-            std::thread::spawn(move || skiff_mio::node::run(&c, stop).map_err(|e| format!("node {}: {e}", c.id)))
+            // Named, so that `top -H`, perf and bench/cpu_per_set.sh tell the nodes' loops apart.
+            std::thread::Builder::new()
+                .name(format!("skiff-node-{}", c.id))
+                .spawn(move || skiff_mio::node::run(&c, stop).map_err(|e| format!("node {}: {e}", c.id)))
+                .expect("a thread for each node")
         })
         .collect();
     let mut failed = None;
