@@ -79,7 +79,17 @@ fn connections_past_the_limit_are_refused_and_silent_peers_are_closed() {
     let c = Cluster::with_flags(1, &["--max-clients", "8", "--peer-handshake-timeout-ms", "300"]);
     let port = c.resp[0];
     assert_eq!(resp(port, &["SET", "k", "v"]).trim(), "+OK");
-    let held: Vec<RespConn> = (0..8).map(|_| RespConn::connect(port, Duration::from_secs(5)).unwrap()).collect();
+    // A connection closed by the client still counts until the node has read its close
+    // (the SET's, just now): the first held connection waits until it is the only one.
+    let mut first = RespConn::connect(port, Duration::from_secs(5)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !first.call(&["INFO", "clients"]).unwrap().contains("connected_clients:1\r\n") {
+        assert!(Instant::now() < deadline, "a closed connection still counted after 5 s");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let held: Vec<RespConn> = std::iter::once(first)
+        .chain((1..8).map(|_| RespConn::connect(port, Duration::from_secs(5)).unwrap()))
+        .collect();
     // The node has counted them once it answers on each.
     let mut held = held;
     for h in &mut held {

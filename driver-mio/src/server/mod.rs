@@ -7,10 +7,10 @@
 //! written before the loop waits again, and its records are handed to storage after them
 //! (the core holds back what must wait for durability); `Persisted { up_to }` reaches the
 //! core only after storage returned for every record up to `up_to`; applies go to the state
-//! machine in the order the core emits them. The loop sleeps in `poll` until a socket is ready, storage
-//! wakes it, or the next tick that can do something is due ([`Node::ticks_until_due`]; the
-//! ticks that elapsed meanwhile are delivered together): an idle leader wakes once per
-//! heartbeat interval, an idle follower when a heartbeat arrives.
+//! machine in the order the core emits them. The loop sleeps in `poll` until a socket is
+//! ready, storage wakes it, or the next tick that can do something is due
+//! ([`Node::ticks_until_due`]; the ticks that elapsed meanwhile are delivered together): an
+//! idle leader wakes once per heartbeat interval, an idle follower when a heartbeat arrives.
 
 mod accepted;
 pub mod acl;

@@ -414,11 +414,8 @@ impl<F: Fs> Storage for FileStorage<F> {
     fn append(&mut self, batch: &[Persist]) -> Result<(), StorageError> {
         if self.failed {
             let number = self.segments.last().map_or(0, |s| s.number);
-            return Err(StorageError::Io {
-                path: wal::segment_path(&self.wal_dir, number),
-                op: "append to WAL",
-                source: std::io::Error::other("an earlier write to this WAL failed; it takes no more"),
-            });
+            let refused = std::io::Error::other("an earlier write to this WAL failed; it takes no more");
+            return Err(StorageError::io(&wal::segment_path(&self.wal_dir, number), "append to WAL", refused));
         }
         self.roll_if_full()?;
         self.buf.clear();
