@@ -14,10 +14,21 @@ pub const CLUSTER_MARKER: &str = "cluster_id";
 /// Replaces `dir/name` with `bytes`, durably and atomically. Leaves `dir/name.tmp` behind if
 /// it fails or crashes midway (`FileStorage::open` removes such files).
 pub fn write_atomically<F: Fs>(fs: &mut F, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    write_atomically_with(fs, dir, name, |fs, f| fs.write(f, bytes))
+}
+
+/// [`write_atomically`] for content `fill` writes piece by piece into the temporary file
+/// (it may sync it on the way, too); the file is synced after it, then renamed into place.
+pub fn write_atomically_with<F: Fs>(
+    fs: &mut F,
+    dir: &Path,
+    name: &str,
+    fill: impl FnOnce(&mut F, &mut F::File) -> std::io::Result<()>,
+) -> Result<(), StorageError> {
     let temp = dir.join(format!("{name}.tmp"));
-    let mut write_temp = || -> std::io::Result<()> {
+    let write_temp = || -> std::io::Result<()> {
         let mut f = fs.create(&temp)?;
-        fs.write(&mut f, bytes)?;
+        fill(fs, &mut f)?;
         fs.sync(&mut f)
     };
     write_temp().map_err(|e| StorageError::io(&temp, "write", e))?;

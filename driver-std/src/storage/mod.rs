@@ -26,7 +26,7 @@ pub use file::{FileStorage, FileStorageOptions, WalBytes};
 pub use fs::{Fs, RealFs};
 pub use group_commit::group_commit;
 pub use image::LogImage;
-pub use marker::{check_cluster, write_atomically, CLUSTER_MARKER};
+pub use marker::{check_cluster, write_atomically, write_atomically_with, CLUSTER_MARKER};
 pub use mem::{MemDisk, MemStorage};
 pub use sim_fs::{DiskImage, SimFile, SimFs};
 pub use snapshot_file::{parse as parse_snapshot_file, SnapshotWrites};
