@@ -118,9 +118,10 @@ pub(super) fn read(ks: &Keyspace, cmd: &Cmd, now: u64) -> Option<Resp> {
         Cmd::Scan { cursor, pattern, count, kind } => {
             // The cursor is a shard: each call answers whole shards, so a key present for
             // the whole iteration is answered exactly once.
-            let mut shard = *cursor as usize;
+            // Empty shards are skipped: the next cursor is the next shard that holds keys.
+            let mut shards = ks.occupied_from((*cursor as usize).min(SHARDS)).peekable();
             let mut keys = Vec::new();
-            while shard < SHARDS && (keys.len() as u64) < *count {
+            while let Some(shard) = shards.next_if(|_| (keys.len() as u64) < *count) {
                 keys.extend(
                     ks.shard(shard)
                         .filter(|(_, i)| !i.expired(now))
@@ -128,9 +129,8 @@ pub(super) fn read(ks: &Keyspace, cmd: &Cmd, now: u64) -> Option<Resp> {
                         .filter(|(_, i)| kind.as_deref().map_or(true, |t| i.value.type_name() == t))
                         .map(|(k, _)| k.to_bytes()),
                 );
-                shard += 1;
             }
-            let next = if shard >= SHARDS { 0 } else { shard };
+            let next = shards.next().unwrap_or(0);
             Resp::Array(alloc::vec![Resp::bulk(Bytes::from(alloc::format!("{next}"))), Resp::bulks(keys)])
         }
         Cmd::DbSize => Resp::Int(live_len(ks, now) as i64),
