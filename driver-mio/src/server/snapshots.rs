@@ -1,8 +1,9 @@
 //! When the node snapshots: once `snapshot_threshold` bytes of log were written since the
 //! last snapshot, or when an operator asks (`BGSAVE`). The state is frozen on the loop
 //! (cheap: see `KvState::freeze`) and encoded on a thread of its own that yields the CPU
-//! every few hundred keys, so the loop never stalls on a large state; when the bytes are ready the engine hands them to the core,
-//! which compacts its log and has storage write the snapshot (and trim the WAL). One
+//! every few hundred keys, so the loop never stalls on a large state; when the bytes are
+//! ready the engine hands them to the core, which compacts its log and has storage write
+//! the snapshot (and trim the WAL). One
 //! snapshot at a time. Counting bytes written since the last snapshot, rather than the WAL's
 //! size, means a WAL that trimming cannot shrink further (its active segment) never
 //! triggers one snapshot after another.

@@ -1,6 +1,7 @@
 //! The snapshot file: `SNAPSHOT_MAGIC | len: u64 LE | crc32c(payload): u32 LE | payload`,
-//! the payload a postcard-encoded `skiff_core::Snapshot`, written with [`super::write_atomically_with`]:
-//! a crash leaves either the old snapshot or the new one, never a mix.
+//! the payload a postcard-encoded `skiff_core::Snapshot`, written with
+//! [`super::write_atomically_with`]: a crash leaves either the old snapshot or the new one,
+//! never a mix.
 //!
 //! A file that does not start with the magic is read as format 3 (`len | crc | payload`,
 //! with the voter list of its time; see `legacy`). The two never look alike: a format-3

@@ -119,7 +119,7 @@ pub(super) fn read(ks: &Keyspace, cmd: &Cmd, now: u64) -> Option<Resp> {
             // The cursor is a shard: each call answers whole shards, so a key present for
             // the whole iteration is answered exactly once.
             // Empty shards are skipped: the next cursor is the next shard that holds keys.
-            let mut shards = ks.occupied_from((*cursor as usize).min(SHARDS)).peekable();
+            let mut shards = ks.occupied_from((*cursor).min(SHARDS as u64) as usize).peekable();
             let mut keys = Vec::new();
             while let Some(shard) = shards.next_if(|_| (keys.len() as u64) < *count) {
                 keys.extend(
