@@ -6,6 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
+use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 use skiff_core::kv::{validate_op, Reply};
@@ -221,9 +222,17 @@ impl Clients {
     }
 
     /// Readiness on a forward connection (token offset `i`).
-    pub(crate) fn on_forward(&mut self, i: usize, registry: &Registry) {
+    pub(crate) fn on_forward(&mut self, i: usize, event: &Event, registry: &Registry) {
         if let Some(f) = self.forwards.get_mut(i) {
-            f.on_event(registry, self.limits.max_forward_frame, &mut self.replies);
+            f.on_event(event, registry, self.limits.max_forward_frame, &mut self.replies);
+        }
+    }
+
+    /// Notes a readiness event of an accepted connection (see [`Conn::saw`]), before
+    /// [`Clients::on_ready`] reads for it.
+    pub(crate) fn saw(&mut self, token: Token, event: &Event) {
+        if let Some(a) = self.accepted.get_mut(&token) {
+            a.conn().saw(event);
         }
     }
 

@@ -1,12 +1,14 @@
 //! [`Conn`]: one non-blocking TCP connection of the event loop, with its read and write
 //! buffers (plaintext: under TLS, [`Wire`] encrypts and decrypts between them and the
-//! socket). mio reports readiness edge-triggered, so reads and writes go on until the socket
-//! would block.
+//! socket). mio reports readiness edge-triggered, so writes go on until the socket would
+//! block, and reads until it would block or, once the connection's readiness events are
+//! known, until a read comes back shorter than asked (see [`Conn::saw`]).
 
 use std::cell::RefCell;
 use std::io::{self, Read};
 use std::time::Instant;
 
+use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
@@ -55,6 +57,10 @@ pub(crate) struct Conn {
     handshake_by: Option<Instant>,
     /// Why TLS ended the connection, once it did (the read that found it said `Closed`).
     pub(crate) failure: Option<TlsFailure>,
+    /// Whether a read shorter than the chunk ends a [`Conn::fill`] (see [`Conn::saw`]).
+    short_read_drains: bool,
+    /// Set for good once an event reported the peer's end of stream or an error.
+    end_reported: bool,
 }
 
 /// What a read found.
@@ -93,11 +99,29 @@ impl Conn {
             writable_registered: false,
             closing: false,
             stop_reading: false,
+            short_read_drains: false,
+            end_reported: false,
         })
     }
 
+    /// Notes a readiness event of this connection; call it before reading for the event.
+    ///
+    /// A read that returns fewer bytes than asked emptied the socket's receive queue, and any
+    /// byte that arrives later raises a new edge, so the read that would find the socket
+    /// empty (one `recv` per event, returning `EAGAIN`) can be skipped. Except for the end of
+    /// stream: a FIN queued behind data is only seen by a further read, and if it arrived
+    /// before the event was taken, it raises no later edge. The event then says so
+    /// (`EPOLLRDHUP` or `EPOLLHUP`), so once one does, and before any event was seen (bytes
+    /// may have come with an accepted connection), reads go on until the socket would block.
+    pub(crate) fn saw(&mut self, event: &Event) {
+        self.end_reported |= event.is_read_closed() || event.is_error();
+        self.short_read_drains = !self.end_reported;
+    }
+
     /// Reads what is available into `rbuf`, stopping after [`READ_BUDGET`] bytes so that a
-    /// fast sender cannot make the buffer grow without its contents being parsed.
+    /// fast sender cannot make the buffer grow without its contents being parsed. `Drained`
+    /// means the socket would block, or a read came back short and [`Conn::saw`] allows
+    /// taking that as the same.
     pub(crate) fn fill(&mut self) -> ReadState {
         CHUNK.with_borrow_mut(|chunk| self.fill_through(chunk))
     }
@@ -132,6 +156,9 @@ impl Conn {
                     }
                     if self.handshake_by.is_some() && !self.wire.handshaking() {
                         self.handshake_by = None;
+                    }
+                    if n < chunk.len() && self.short_read_drains {
+                        return ReadState::Drained;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadState::Drained,
@@ -210,3 +237,7 @@ impl Conn {
         let _ = registry.deregister(&mut self.stream);
     }
 }
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 use skiff_core::codec::{decode_frame, encode_frame};
@@ -81,8 +82,9 @@ impl Forward {
 
     /// Readiness: answers are read and handed out; a failed connection answers `Timeout` to
     /// everything it carried.
-    pub(crate) fn on_event(&mut self, registry: &Registry, max_frame: u64, out: &mut Vec<SessionReply>) {
+    pub(crate) fn on_event(&mut self, event: &Event, registry: &Registry, max_frame: u64, out: &mut Vec<SessionReply>) {
         let Some(conn) = self.conn.as_mut() else { return };
+        conn.saw(event);
         loop {
             let state = conn.fill();
             let mut used = 0;

@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use skiff_core::kv::{ServiceConfig, ServiceError, SessionLimits};
@@ -360,7 +361,7 @@ impl Server {
                 self.ticks_elapsed(now);
             }
             for event in events.iter() {
-                self.on_event(event.token(), now)?;
+                self.on_event(event, now)?;
             }
             self.deliver(now);
             if self.clients.has_paused() {
@@ -396,20 +397,21 @@ impl Server {
         }
     }
 
-    fn on_event(&mut self, token: Token, now: Instant) -> Result<(), ServeError> {
-        match token {
+    fn on_event(&mut self, event: &Event, now: Instant) -> Result<(), ServeError> {
+        match event.token() {
             WAKER => self.engine.storage_events()?,
-            PEER_LISTENER | CLIENT_LISTENER | RESP_LISTENER => self.accept(token, now),
+            PEER_LISTENER | CLIENT_LISTENER | RESP_LISTENER => self.accept(event.token(), now),
             Token(t) if (PEER_LINKS..FORWARDS).contains(&t) => {
                 if let Some(link) = self.links.get_mut(t - PEER_LINKS) {
                     link.on_event(now, self.poll.registry());
                 }
             }
             Token(t) if (FORWARDS..ACCEPTED).contains(&t) => {
-                self.clients.on_forward(t - FORWARDS, self.poll.registry())
+                self.clients.on_forward(t - FORWARDS, event, self.poll.registry())
             }
             token => {
                 let mut ctx = Ctx { registry: self.poll.registry(), engine: &mut self.engine, links: &self.links };
+                self.clients.saw(token, event);
                 self.clients.on_ready(token, now, &mut ctx);
             }
         }
