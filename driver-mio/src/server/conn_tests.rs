@@ -13,7 +13,7 @@ use super::*;
 
 /// A connection accepted and registered with `poll`, and the client's end of it.
 fn pair(poll: &Poll) -> (Conn, StdStream) {
-    let mut listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
     let stream = loop {
         match listener.accept() {
