@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The disk's cost of one durable WAL write: a 131-byte write (one SET's record) and
 fdatasync, N times, in a file that is appended to ("app"), written over zeros written
-beforehand ("pre"), written over space allocated with fallocate ("fal"), or over fallocated
-space that is overwritten with zeros a chunk ahead of the records ("ahead", what skiff's
-FileStorage does: a record lands on blocks already written, so its sync carries no
+beforehand ("pre"), written over space allocated with fallocate ("fal", what skiff's
+FileStorage does), or over fallocated space overwritten with zeros a chunk ahead of the
+records ("ahead": a record lands on blocks already written, so its sync carries no
 unwritten-to-written change of the block map, whose journal commit a fal sync pays each
-time it reaches a new block). Prints p50, p90, p99 and the longest, in microseconds. Run one,
+time it reaches a new block; measured and left out of FileStorage, see the README). Prints p50, p90, p99 and the longest, in microseconds. Run one,
 then three at once (three nodes on one disk):
 
     python3 bench/fsync_probe.py fal /tmp/probe 2000
